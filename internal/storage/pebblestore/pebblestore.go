@@ -1,0 +1,137 @@
+// Package pebblestore is the embedded storage.Store, on Pebble: the default,
+// needing nothing but a directory.
+package pebblestore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/readmark/readmark/internal/storage"
+)
+
+// Store is a storage.Store backed by a Pebble database.
+type Store struct {
+	db     *pebble.DB
+	closed atomic.Bool
+}
+
+var _ storage.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the database in dir.
+func Open(dir string) (*Store, error) {
+	opts := &pebble.Options{Logger: quietLogger{}}
+	db, err := pebble.Open(dir, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{db: db}, nil
+}
+
+// DB exposes the Pebble handle, for metrics and disk-usage reports.
+func (s *Store) DB() *pebble.DB { return s.db }
+
+// Get implements storage.Store.
+func (s *Store) Get(_ context.Context, key []byte) ([]byte, error) {
+	if s.closed.Load() {
+		return nil, storage.ErrClosed
+	}
+	v, closer, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, storage.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := bytes.Clone(v)
+	return out, closer.Close()
+}
+
+// Scan implements storage.Store.
+func (s *Store) Scan(ctx context.Context, start, end []byte, reverse bool, fn func(k, v []byte) bool) error {
+	if s.closed.Load() {
+		return storage.ErrClosed
+	}
+	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: start, UpperBound: end})
+	if err != nil {
+		return err
+	}
+	valid := it.First
+	next := it.Next
+	if reverse {
+		valid, next = it.Last, it.Prev
+	}
+	for ok := valid(); ok; ok = next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return err
+		}
+		if !fn(it.Key(), v) {
+			break
+		}
+	}
+	if err := it.Error(); err != nil {
+		it.Close()
+		return err
+	}
+	return it.Close()
+}
+
+// Apply implements storage.Store.
+func (s *Store) Apply(_ context.Context, b *storage.Batch, sync bool) error {
+	if s.closed.Load() {
+		return storage.ErrClosed
+	}
+	pb := s.db.NewBatch()
+	for _, op := range b.Ops {
+		var err error
+		if op.Delete {
+			err = pb.Delete(op.Key, nil)
+		} else {
+			err = pb.Set(op.Key, op.Value, nil)
+		}
+		if err != nil {
+			pb.Close()
+			return err
+		}
+	}
+	wo := pebble.NoSync
+	if sync {
+		wo = pebble.Sync
+	}
+	if err := pb.Commit(wo); err != nil {
+		pb.Close()
+		return err
+	}
+	return pb.Close()
+}
+
+// Close implements storage.Store: it flushes the memtable and closes.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	if err := s.db.Flush(); err != nil {
+		s.db.Close()
+		return err
+	}
+	return s.db.Close()
+}
+
+// DiskUsage reports the bytes of the database's files on disk.
+func (s *Store) DiskUsage() uint64 { return s.db.Metrics().DiskSpaceUsage() }
+
+// quietLogger drops Pebble's informational chatter; errors still reach the
+// caller through return values.
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any)  {}
+func (quietLogger) Errorf(string, ...any) {}
+func (quietLogger) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf("pebble: "+format, args...))
+}

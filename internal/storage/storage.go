@@ -1,0 +1,77 @@
+// Package storage defines the boundary between Readmark's services and the
+// database: an ordered key-value Store with atomic batches, and a Committer
+// that turns many small synced writes into a few group commits.
+//
+// Implementations: pebblestore (embedded, the default) and pgstore
+// (PostgreSQL, for the cluster path). Both pass storagetest.Run.
+//
+// Key space. Each service owns a key prefix; keys are built with the helpers
+// in keys.go so that big-endian integers sort numerically:
+//
+//	g/<group>            group metadata                  (groups)
+//	gm/<group>/<ord>     membership by ordinal           (groups)
+//	ug/<user>/<group>    a user's groups                 (groups)
+//	m/<conv>/<seq>       stored message                  (messages)
+//	uc/<user>/<peer>     a user's C2C conversations      (messages)
+//	cur/<user>/<conv>    seq delivered to the user       (messages)
+//	r/...                read receipts                   (receipts)
+//	s/<name>             server settings                 (admin)
+//	u/<user>             user record                     (server)
+package storage
+
+import (
+	"context"
+	"errors"
+)
+
+// ErrNotFound is returned by Get for a missing key.
+var ErrNotFound = errors.New("storage: not found")
+
+// ErrClosed is returned by every call after Close.
+var ErrClosed = errors.New("storage: closed")
+
+// Store is an ordered key-value store. Keys and values are arbitrary bytes;
+// keys sort bytewise. All methods are safe for concurrent use.
+type Store interface {
+	// Get returns a copy of the value stored at key, or ErrNotFound.
+	Get(ctx context.Context, key []byte) ([]byte, error)
+	// Scan calls fn for every key in [start, end) in ascending order (descending
+	// if reverse) until fn returns false. A nil end means no upper bound. The
+	// slices passed to fn are valid only during the call. Scan sees a
+	// consistent snapshot: batches applied during the scan are either wholly
+	// visible or not at all.
+	Scan(ctx context.Context, start, end []byte, reverse bool, fn func(key, value []byte) bool) error
+	// Apply writes the batch atomically: after a crash either all of its
+	// operations are present or none is. With sync, Apply returns only once
+	// the batch is durable; without, it may be lost in a crash (but never
+	// partially).
+	Apply(ctx context.Context, b *Batch, sync bool) error
+	// Close flushes and releases the store. It is safe to call once.
+	Close() error
+}
+
+// Op is one write of a Batch.
+type Op struct {
+	Key    []byte
+	Value  []byte // nil with Delete
+	Delete bool
+}
+
+// Batch is an ordered list of writes applied atomically by Store.Apply. A
+// later write to the same key wins.
+type Batch struct {
+	Ops []Op
+}
+
+// Set adds a write of value at key. The batch keeps the slices: do not modify
+// them afterwards.
+func (b *Batch) Set(key, value []byte) { b.Ops = append(b.Ops, Op{Key: key, Value: value}) }
+
+// Delete adds a deletion of key.
+func (b *Batch) Delete(key []byte) { b.Ops = append(b.Ops, Op{Key: key, Delete: true}) }
+
+// Len reports the number of writes.
+func (b *Batch) Len() int { return len(b.Ops) }
+
+// Reset empties the batch, keeping its capacity.
+func (b *Batch) Reset() { b.Ops = b.Ops[:0] }
