@@ -1,0 +1,48 @@
+// Package apierr is the server side of Readmark's client-facing errors: an
+// error with one of the codes of api/readmarkv1/errors.json. Services return
+// them; the gateway and the admin API put code and text on the wire. Any other
+// error reaching the edge is reported as CodeInternal and logged.
+package apierr
+
+import (
+	"errors"
+	"fmt"
+
+	pb "github.com/readmark/readmark/api/readmarkv1"
+)
+
+// Error is a client-facing failure.
+type Error struct {
+	Code int32
+	Desc string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("%s (%d): %s", pb.CodeName[e.Code], e.Code, e.Desc)
+}
+
+// New returns an *Error with a formatted description.
+func New(code int32, format string, args ...any) *Error {
+	return &Error{Code: code, Desc: fmt.Sprintf(format, args...)}
+}
+
+// From returns err as an *Error: itself if it is one (or wraps one), else a
+// CodeInternal error that does not leak the internal text.
+func From(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &Error{Code: pb.CodeInternal, Desc: "internal error"}
+}
+
+// Shorthands for the common codes.
+
+func InvalidArgument(format string, args ...any) *Error {
+	return New(pb.CodeInvalidArgument, format, args...)
+}
+func PermissionDenied(format string, args ...any) *Error {
+	return New(pb.CodePermissionDenied, format, args...)
+}
+func NotFound(format string, args ...any) *Error { return New(pb.CodeNotFound, format, args...) }
+func TooMany(format string, args ...any) *Error  { return New(pb.CodeTooMany, format, args...) }
