@@ -8,7 +8,13 @@ package bus
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"iter"
+
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/readmark/readmark/api/readmarkv1"
 )
 
 // ErrClosed is returned after Close.
@@ -38,3 +44,54 @@ type Subscription interface {
 
 // UserSubject is the subject of pushes to a user's sessions.
 func UserSubject(userID string) string { return "rm.u." + userID }
+
+// Pusher encodes push frames and publishes them to users' subjects. It is
+// what services use to reach sessions. A published payload is an envelope:
+// the uvarint ID of a session to skip (0 = none) followed by the encoded
+// pb.ServerFrame; OpenEnvelope takes it apart.
+type Pusher struct {
+	Bus Bus
+	// OnError, if set, observes failed publishes (pushes are best effort).
+	OnError func(err error)
+}
+
+// Push sends frame to every session of userID.
+func (p *Pusher) Push(userID string, frame *pb.ServerFrame) {
+	p.PushEachExcept(func(yield func(string) bool) { yield(userID) }, 0, frame)
+}
+
+// PushEach sends frame to every session of each user users yields, encoding
+// it once.
+func (p *Pusher) PushEach(users iter.Seq[string], frame *pb.ServerFrame) {
+	p.PushEachExcept(users, 0, frame)
+}
+
+// PushEachExcept is PushEach skipping the session exceptSession.
+func (p *Pusher) PushEachExcept(users iter.Seq[string], exceptSession uint64, frame *pb.ServerFrame) {
+	data, err := proto.MarshalOptions{}.MarshalAppend(binary.AppendUvarint(nil, exceptSession), frame)
+	if err != nil {
+		p.fail(err)
+		return
+	}
+	for u := range users {
+		if err := p.Bus.Publish(context.Background(), UserSubject(u), data); err != nil {
+			p.fail(err)
+		}
+	}
+}
+
+func (p *Pusher) fail(err error) {
+	if p.OnError != nil {
+		p.OnError(err)
+	}
+}
+
+// OpenEnvelope splits a published payload into the session to skip and the
+// encoded frame.
+func OpenEnvelope(data []byte) (exceptSession uint64, frame []byte, err error) {
+	v, n := binary.Uvarint(data)
+	if n <= 0 {
+		return 0, nil, errors.New("bus: malformed push envelope")
+	}
+	return v, data[n:], nil
+}

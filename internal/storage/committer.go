@@ -48,8 +48,9 @@ func NewCommitter(s Store, maxOps int) *Committer {
 // Submit queues a write. prepare runs on the commit goroutine and adds the
 // writes to b (it may read state that must be captured at commit time); done,
 // if not nil, runs on the commit goroutine after the batch is durable (err nil)
-// or failed, in submission order. Both must be quick and must not call Submit
-// or Commit. Submit blocks only while the queue is full; it fails with
+// or failed, in submission order. Both must be quick, must not call Submit
+// or Commit, and must not take a lock that a caller of Submit may hold while
+// submitting (Submit blocks while the queue is full). Submit blocks only while the queue is full; it fails with
 // ErrClosed after Close, without calling done.
 func (c *Committer) Submit(ctx context.Context, prepare func(b *Batch), done func(err error)) error {
 	c.closeMu.RLock()
@@ -67,13 +68,23 @@ func (c *Committer) Submit(ctx context.Context, prepare func(b *Batch), done fun
 
 // Commit submits a write and waits until it is durable.
 func (c *Committer) Commit(ctx context.Context, prepare func(b *Batch)) error {
+	wait, err := c.Enqueue(ctx, prepare)
+	if err != nil {
+		return err
+	}
+	return wait()
+}
+
+// Enqueue submits a write and returns a function that waits until it is
+// durable: queue under a lock that orders writes, wait outside it.
+func (c *Committer) Enqueue(ctx context.Context, prepare func(b *Batch)) (wait func() error, err error) {
 	ch := make(chan error, 1)
 	if err := c.Submit(ctx, prepare, func(err error) { ch <- err }); err != nil {
-		return err
+		return nil, err
 	}
 	// The write is queued and will be applied whatever happens to ctx; waiting
 	// for it keeps "returned nil" equal to "durable".
-	return <-ch
+	return func() error { return <-ch }, nil
 }
 
 // Close commits everything queued, stops the loop and waits for it.

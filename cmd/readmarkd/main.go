@@ -1,0 +1,144 @@
+// Command readmarkd is the Readmark server.
+//
+//	readmarkd [--listen ADDR] [--data DIR] [--secret-file FILE] [--admin-user ID]
+//	readmarkd token --user ID [--ttl DURATION]
+//
+// Every flag can also be set by an environment variable READMARK_<NAME>
+// (e.g. READMARK_LISTEN, READMARK_SECRET_FILE); a flag on the command line wins.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/readmark/readmark/internal/server"
+	"github.com/readmark/readmark/usersig"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "readmarkd:", err)
+		os.Exit(1)
+	}
+}
+
+// common are the flags the server and the token command share.
+type common struct {
+	data       string
+	secretFile string
+}
+
+func (c *common) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.data, "data", "./data", "directory of the embedded storage and the default secret file")
+	fs.StringVar(&c.secretFile, "secret-file", "", "file holding the token HMAC key (created with a random key if missing; default DATA/secret)")
+}
+
+func (c *common) secretPath() string {
+	if c.secretFile != "" {
+		return c.secretFile
+	}
+	return filepath.Join(c.data, "secret")
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "token" {
+		return tokenCmd(args[1:], stdout, stderr)
+	}
+	fs := flag.NewFlagSet("readmarkd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c common
+	c.register(fs)
+	listen := fs.String("listen", "127.0.0.1:7700", "address to listen on (port 0 picks a free one)")
+	adminUser := fs.String("admin-user", "administrator", "user whose token may use the admin API")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	srv, err := server.Start(ctx, server.Config{
+		Listen: *listen, DataDir: c.data, SecretFile: c.secretPath(), AdminUser: *adminUser, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "listening on %s\n", srv.Addr())
+	fmt.Fprintf(stdout, "SDK URL: %s   admin API: http://%s/v1/admin/settings\n", srv.URL(), srv.Addr())
+	fmt.Fprintf(stdout, "get a token: go run ./cmd/readmarkd token --user alice --secret-file %s\n", c.secretPath())
+
+	select {
+	case <-ctx.Done():
+	case err := <-srv.Done():
+		return fmt.Errorf("serving: %w", err)
+	}
+	stop()
+	logger.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+func tokenCmd(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("readmarkd token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c common
+	c.register(fs)
+	user := fs.String("user", "", "user ID to mint a token for (required)")
+	ttl := fs.Duration("ttl", 24*time.Hour, "how long the token is valid")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *user == "" {
+		return errors.New("token: --user is required")
+	}
+	secret, err := server.LoadSecret(c.secretPath())
+	if err != nil {
+		return err
+	}
+	tok, err := usersig.Gen(secret, *user, *ttl)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, tok)
+	return nil
+}
+
+// parse applies READMARK_<NAME> environment variables to flags not given on
+// the command line.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || err != nil {
+			return
+		}
+		env := "READMARK_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			if e := f.Value.Set(v); e != nil {
+				err = fmt.Errorf("%s: %w", env, e)
+			}
+		}
+	})
+	return err
+}

@@ -1,0 +1,83 @@
+// Package conv names conversations and validates the IDs in them. A
+// conversation key is "g:<groupID>" for a group and "c:<a>:<b>" (a < b) for
+// the C2C conversation of users a and b; both parties see one key, one
+// message sequence and one history.
+package conv
+
+import (
+	"context"
+	"strings"
+
+	"github.com/readmark/readmark/internal/apierr"
+	"github.com/readmark/readmark/internal/storage"
+)
+
+// MaxIDLen bounds user and group IDs.
+const MaxIDLen = 64
+
+// ValidID reports whether id is a valid user or group ID: 1..64 bytes of
+// letters, digits and "_.@-#". The rest (':', '/', spaces) is reserved for
+// keys and subjects.
+func ValidID(id string) bool {
+	if id == "" || len(id) > MaxIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '_', c == '.', c == '@', c == '-', c == '#':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// CheckID returns an InvalidArgument error naming what if id is not valid.
+func CheckID(what, id string) error {
+	if !ValidID(id) {
+		return apierr.InvalidArgument("%s %q: must be 1-%d characters of letters, digits and _.@-#", what, id, MaxIDLen)
+	}
+	return nil
+}
+
+// Group returns the key of a group's conversation.
+func Group(groupID string) string { return "g:" + groupID }
+
+// C2C returns the key of the conversation between users a and b.
+func C2C(a, b string) string {
+	if b < a {
+		a, b = b, a
+	}
+	return "c:" + a + ":" + b
+}
+
+// Peer returns, for a C2C key, the party that is not user.
+func Peer(key, user string) string {
+	a, b, _ := strings.Cut(strings.TrimPrefix(key, "c:"), ":")
+	if a == user {
+		return b
+	}
+	return a
+}
+
+// MessageKey is the storage key of message seq of conversation key:
+// m/<conv>/<seq big-endian>.
+func MessageKey(key string, seq uint64) []byte {
+	return storage.AppendUint64(storage.Key("m", key), seq)
+}
+
+// MessagePrefix is the key prefix of all messages of a conversation.
+func MessagePrefix(key string) []byte { return append(storage.Key("m", key), '/') }
+
+// HeadSeq returns the highest stored seq of a conversation (0 if none).
+func HeadSeq(ctx context.Context, s storage.Store, key string) (uint64, error) {
+	p := MessagePrefix(key)
+	var head uint64
+	err := s.Scan(ctx, p, storage.PrefixEnd(p), true, func(k, _ []byte) bool {
+		head = storage.Uint64Suffix(k)
+		return false
+	})
+	return head, err
+}

@@ -1,0 +1,12 @@
+// Package gateway owns client sessions: the WebSocket endpoint, the login
+// handshake, frame decoding in both encodings (protobuf binary and protojson
+// text), request routing to the services, per-session rate limits,
+// heartbeats and idle timeouts, and the Hub that maps users to their online
+// sessions and feeds them pushes from the bus.
+//
+// It holds no business rules: every request goes to groups, messages or
+// receipts, and their *apierr.Error comes back to the client as Error.
+//
+// Lock order: Hub.mu, then session.mu. Bus handlers take Hub.mu only to find
+// sessions, then enqueue without blocking.
+package gateway

@@ -1,0 +1,134 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/readmark/readmark/internal/groups"
+	"github.com/readmark/readmark/internal/messages"
+	"github.com/readmark/readmark/internal/receipts"
+)
+
+// Subprotocols: the major protocol version is part of the name.
+const (
+	SubprotocolProto = "readmark.v1.proto"
+	SubprotocolJSON  = "readmark.v1.json"
+	// Path is the WebSocket endpoint.
+	Path = "/v1/ws"
+)
+
+// Limits of the transport.
+const (
+	MaxFrameBytes    = 64 * 1024
+	DefaultHeartbeat = 30 * time.Second
+	loginTimeout     = 10 * time.Second
+	outQueue         = 4096
+)
+
+// Config wires a Gateway.
+type Config struct {
+	// Authenticate checks a login token and returns the user it was minted for.
+	Authenticate func(token string) (userID string, err error)
+	Hub          *Hub
+	Groups       *groups.Service
+	Messages     *messages.Service
+	Receipts     *receipts.Engine
+	Metrics      *Metrics
+	Logger       *slog.Logger
+	// Heartbeat is what clients are told to keep to; a session silent for
+	// twice as long is closed.
+	Heartbeat time.Duration
+	// RateLimit and RateBurst bound each session's requests per second.
+	RateLimit rate.Limit
+	RateBurst int
+	// MaxInFlight bounds a session's concurrent requests; more wait.
+	MaxInFlight int
+}
+
+// Gateway serves the client WebSocket endpoint.
+type Gateway struct {
+	cfg      Config
+	nextID   atomic.Uint64
+	draining atomic.Bool
+	wg       sync.WaitGroup // one per session
+}
+
+// New returns a Gateway.
+func New(cfg Config) *Gateway {
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = DefaultHeartbeat
+	}
+	if cfg.RateLimit == 0 {
+		cfg.RateLimit = 2000
+	}
+	if cfg.RateBurst == 0 {
+		cfg.RateBurst = 4000
+	}
+	if cfg.MaxInFlight == 0 {
+		cfg.MaxInFlight = 128
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	g := &Gateway{cfg: cfg}
+	g.nextID.Store(uint64(time.Now().UnixNano()) &^ 0xffffffff)
+	return g
+}
+
+// ServeHTTP accepts a WebSocket and runs its session until it ends.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if g.draining.Load() {
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		Subprotocols:       []string{SubprotocolProto, SubprotocolJSON},
+		InsecureSkipVerify: true, // clients are apps, not browsers of this origin; auth is the token
+	})
+	if err != nil {
+		return
+	}
+	proto := conn.Subprotocol()
+	if proto == "" {
+		conn.Close(websocket.StatusPolicyViolation, "subprotocol "+SubprotocolProto+" or "+SubprotocolJSON+" required")
+		return
+	}
+	conn.SetReadLimit(MaxFrameBytes)
+	g.wg.Add(1)
+	defer g.wg.Done()
+	s := newSession(g, conn, proto == SubprotocolJSON)
+	s.run(r.Context())
+}
+
+// Shutdown stops accepting sessions, tells every session the server is
+// going away (Kickoff with CodeUnavailable) once its in-flight requests are
+// answered, and waits for the sessions to end or ctx to expire.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.draining.Store(true)
+	for _, s := range g.cfg.Hub.all() {
+		go s.drain()
+	}
+	done := make(chan struct{})
+	go func() {
+		g.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		for _, s := range g.cfg.Hub.all() {
+			s.close(websocket.StatusGoingAway, "server shutting down")
+		}
+		<-done
+		return errors.Join(ctx.Err())
+	}
+}

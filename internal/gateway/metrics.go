@@ -1,0 +1,87 @@
+package gateway
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	pb "github.com/readmark/readmark/api/readmarkv1"
+)
+
+// Metrics are the gateway's Prometheus metrics. A nil *Metrics records
+// nothing (tests).
+type Metrics struct {
+	sessions      prometheus.Gauge
+	requests      *prometheus.CounterVec
+	latency       *prometheus.HistogramVec
+	pushes        prometheus.Counter
+	slowConsumers prometheus.Counter
+}
+
+// NewMetrics registers the gateway's metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		sessions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "readmark_sessions", Help: "Client sessions (WebSocket connections) logged in now.",
+		}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "readmark_requests_total", Help: "Client requests by type and result code (OK or an error code name).",
+		}, []string{"type", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "readmark_request_seconds", Help: "Time from a request's decoding to its response being queued.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}, []string{"type"}),
+		pushes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "readmark_pushes_total", Help: "Push frames queued to sessions.",
+		}),
+		slowConsumers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "readmark_slow_consumer_closes_total", Help: "Sessions closed because their push queue was full.",
+		}),
+	}
+	reg.MustRegister(m.sessions, m.requests, m.latency, m.pushes, m.slowConsumers)
+	return m
+}
+
+func (m *Metrics) sessionOpened() {
+	if m != nil {
+		m.sessions.Inc()
+	}
+}
+
+func (m *Metrics) sessionClosed() {
+	if m != nil {
+		m.sessions.Dec()
+	}
+}
+
+func (m *Metrics) request(name string, code int32, d time.Duration) {
+	if m == nil {
+		return
+	}
+	c := "OK"
+	if code != 0 {
+		c = pb.CodeName[code]
+		if c == "" {
+			c = strconv.Itoa(int(code))
+		}
+	}
+	m.requests.WithLabelValues(name, c).Inc()
+	if d > 0 {
+		m.latency.WithLabelValues(name).Observe(d.Seconds())
+	}
+}
+
+func (m *Metrics) pushed() {
+	if m != nil {
+		m.pushes.Inc()
+	}
+}
+
+func (m *Metrics) slowConsumer() {
+	if m != nil {
+		m.slowConsumers.Inc()
+	}
+}
+
+func nowMs() int64 { return time.Now().UnixMilli() }

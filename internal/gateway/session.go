@@ -1,0 +1,355 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/readmark/readmark/api/readmarkv1"
+	"github.com/readmark/readmark/internal/apierr"
+	"github.com/readmark/readmark/internal/conv"
+)
+
+// session is one client connection. Goroutines: run (the reader, which owns
+// the session), writer, and one per request in flight; all end before run
+// returns.
+type session struct {
+	g    *Gateway
+	conn *websocket.Conn
+	json bool
+	id   uint64
+	user string
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	out    chan []byte // encoded frames, in the session's encoding
+	slots  chan struct{}
+	limit  *rate.Limiter
+	reqs   sync.WaitGroup
+
+	mu       sync.Mutex
+	inflight map[uint64]struct{}
+	closed   bool // out is closed
+	draining bool // the writer closes the connection after the last frame
+}
+
+func newSession(g *Gateway, conn *websocket.Conn, json bool) *session {
+	return &session{
+		g:        g,
+		conn:     conn,
+		json:     json,
+		id:       g.nextID.Add(1),
+		out:      make(chan []byte, outQueue),
+		slots:    make(chan struct{}, g.cfg.MaxInFlight),
+		limit:    rate.NewLimiter(g.cfg.RateLimit, g.cfg.RateBurst),
+		inflight: make(map[uint64]struct{}),
+	}
+}
+
+func (s *session) run(parent context.Context) {
+	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(parent))
+	defer s.cancel()
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		s.writer()
+	}()
+	defer func() {
+		s.reqs.Wait()
+		s.closeOut()
+		<-writerDone
+		s.conn.CloseNow()
+	}()
+
+	if !s.login() {
+		return
+	}
+	if err := s.g.cfg.Hub.add(s); err != nil {
+		s.g.cfg.Logger.Error("registering session", "user", s.user, "err", err)
+		return
+	}
+	defer s.g.cfg.Hub.remove(s)
+	s.g.cfg.Metrics.sessionOpened()
+	defer s.g.cfg.Metrics.sessionClosed()
+	for {
+		frame, err := s.read(2 * s.g.cfg.Heartbeat)
+		if err != nil {
+			var ae *apierr.Error
+			if errors.As(err, &ae) {
+				// A frame that cannot be decoded fails alone.
+				s.respond(0, nil, ae)
+				continue
+			}
+			return
+		}
+		s.dispatch(frame)
+	}
+}
+
+// login reads and answers the first frame, which must be a LoginRequest.
+func (s *session) login() bool {
+	frame, err := s.read(loginTimeout)
+	if err != nil {
+		var ae *apierr.Error
+		if errors.As(err, &ae) {
+			s.respond(0, nil, ae)
+		}
+		return false
+	}
+	req := frame.GetLogin()
+	var fail *apierr.Error
+	switch {
+	case req == nil:
+		fail = apierr.New(pb.CodeProtocol, "the first frame must be a login request")
+	case req.ProtocolVersion != 1:
+		fail = apierr.New(pb.CodeProtocol, "protocol version %d not supported; this server speaks 1", req.ProtocolVersion)
+	case !conv.ValidID(req.UserId):
+		fail = apierr.New(pb.CodeUnauthenticated, "invalid user ID %q", req.UserId)
+	default:
+		user, err := s.g.cfg.Authenticate(req.Token)
+		if err != nil {
+			fail = apierr.New(pb.CodeUnauthenticated, "token rejected: %v", err)
+		} else if user != req.UserId {
+			fail = apierr.New(pb.CodeUnauthenticated, "token was minted for another user")
+		}
+	}
+	if fail != nil {
+		s.g.cfg.Metrics.request("login", fail.Code, 0)
+		s.respond(frame.Id, nil, fail)
+		return false
+	}
+	s.user = req.UserId
+	s.respond(frame.Id, &pb.ServerFrame{Body: &pb.ServerFrame_Login{Login: &pb.LoginResponse{
+		ServerTimeMs:    time.Now().UnixMilli(),
+		SessionId:       fmt.Sprintf("%x", s.id),
+		ProtocolVersion: 1,
+		Limits:          limits(s.g.cfg.Heartbeat),
+	}}}, nil)
+	s.g.cfg.Metrics.request("login", 0, 0)
+	return true
+}
+
+// read returns the next frame; an *apierr.Error for a frame that could not
+// be decoded (the connection stays up), any other error ends the session.
+func (s *session) read(timeout time.Duration) (*pb.ClientFrame, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, timeout)
+	defer cancel()
+	typ, data, err := s.conn.Read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	frame := &pb.ClientFrame{}
+	switch {
+	case typ == websocket.MessageBinary && !s.json:
+		err = proto.Unmarshal(data, frame)
+	case typ == websocket.MessageText && s.json:
+		err = protojson.Unmarshal(data, frame)
+	default:
+		return nil, apierr.New(pb.CodeProtocol, "wrong frame type for subprotocol")
+	}
+	if err != nil {
+		return nil, apierr.New(pb.CodeProtocol, "undecodable frame: %v", err)
+	}
+	return frame, nil
+}
+
+func (s *session) dispatch(frame *pb.ClientFrame) {
+	if frame.Id == 0 {
+		s.respond(0, nil, apierr.New(pb.CodeProtocol, "request id must be non-zero"))
+		return
+	}
+	s.mu.Lock()
+	_, dup := s.inflight[frame.Id]
+	if !dup {
+		s.inflight[frame.Id] = struct{}{}
+	}
+	s.mu.Unlock()
+	if dup {
+		s.respond(frame.Id, nil, apierr.New(pb.CodeProtocol, "request id %d is already in flight", frame.Id))
+		return
+	}
+	if !s.limit.Allow() {
+		s.finish(frame.Id, nil, apierr.New(pb.CodeRateLimited, "over %v requests/s", s.g.cfg.RateLimit), "rate_limited", time.Now())
+		return
+	}
+	s.slots <- struct{}{}
+	s.reqs.Add(1)
+	go func() {
+		defer func() {
+			<-s.slots
+			s.reqs.Done()
+		}()
+		start := time.Now()
+		name := requestName(frame)
+		resp, err := s.g.route(s.ctx, s, frame)
+		s.finish(frame.Id, resp, err, name, start)
+	}()
+}
+
+func (s *session) finish(id uint64, resp *pb.ServerFrame, err error, name string, start time.Time) {
+	var ae *apierr.Error
+	if err != nil {
+		ae = apierr.From(err)
+		if ae.Code == pb.CodeInternal {
+			s.g.cfg.Logger.Error("request failed", "user", s.user, "request", name, "err", err)
+		}
+	}
+	s.mu.Lock()
+	delete(s.inflight, id)
+	s.mu.Unlock()
+	code := int32(0)
+	if ae != nil {
+		code = ae.Code
+	}
+	s.g.cfg.Metrics.request(name, code, time.Since(start))
+	s.respond(id, resp, ae)
+}
+
+// respond sends a response (or error) to request id.
+func (s *session) respond(id uint64, resp *pb.ServerFrame, e *apierr.Error) {
+	if resp == nil {
+		resp = &pb.ServerFrame{}
+	}
+	resp.Id = id
+	if e != nil {
+		resp.Body = nil
+		resp.Error = &pb.Error{Code: e.Code, Desc: e.Desc}
+	}
+	data, err := s.encode(resp)
+	if err != nil {
+		s.g.cfg.Logger.Error("encoding response", "err", err)
+		return
+	}
+	s.enqueue(data, true)
+}
+
+// push queues an encoded push (binary protobuf from the bus) without
+// blocking. A session too slow to take its pushes is closed: its client
+// reconnects and syncs.
+func (s *session) push(frame []byte) {
+	if s.json {
+		f := &pb.ServerFrame{}
+		if err := proto.Unmarshal(frame, f); err != nil {
+			return
+		}
+		var err error
+		if frame, err = protojson.Marshal(f); err != nil {
+			return
+		}
+	}
+	s.g.cfg.Metrics.pushed()
+	if !s.enqueue(frame, false) {
+		s.g.cfg.Metrics.slowConsumer()
+		s.close(websocket.StatusPolicyViolation, "too slow to receive pushes")
+	}
+}
+
+// enqueue hands a frame to the writer; wait blocks until there is room
+// (responses), otherwise a full queue fails (pushes).
+func (s *session) enqueue(data []byte, wait bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return true
+	}
+	if !wait {
+		select {
+		case s.out <- data:
+			return true
+		default:
+			return false
+		}
+	}
+	select {
+	case s.out <- data:
+	case <-s.ctx.Done():
+	}
+	return true
+}
+
+func (s *session) closeOut() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.closed = true
+		close(s.out)
+	}
+}
+
+func (s *session) encode(f *pb.ServerFrame) ([]byte, error) {
+	if s.json {
+		return protojson.Marshal(f)
+	}
+	return proto.Marshal(f)
+}
+
+func (s *session) writer() {
+	typ := websocket.MessageBinary
+	if s.json {
+		typ = websocket.MessageText
+	}
+	defer func() {
+		s.mu.Lock()
+		draining := s.draining
+		s.mu.Unlock()
+		if draining {
+			s.conn.Close(websocket.StatusGoingAway, "server shutting down")
+		}
+		s.cancel()
+	}()
+	for data := range s.out {
+		ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+		err := s.conn.Write(ctx, typ, data)
+		cancel()
+		if err != nil {
+			s.cancel()
+			// Keep draining so that enqueue never blocks on a dead session.
+			for range s.out {
+			}
+			return
+		}
+	}
+}
+
+// drain lets in-flight requests finish, sends a Kickoff and closes.
+func (s *session) drain() {
+	s.reqs.Wait()
+	data, err := s.encode(&pb.ServerFrame{Body: &pb.ServerFrame_Kickoff{Kickoff: &pb.Kickoff{
+		Reason: &pb.Error{Code: pb.CodeUnavailable, Desc: "server shutting down"},
+	}}})
+	if err == nil {
+		s.enqueue(data, true)
+	}
+	s.mu.Lock()
+	s.draining = true
+	s.mu.Unlock()
+	s.closeOut()
+}
+
+// close ends the session: the reader's Read fails and run cleans up.
+func (s *session) close(code websocket.StatusCode, reason string) {
+	go func() {
+		// Close waits for the peer's close frame; never from a bus handler.
+		s.conn.Close(code, reason)
+		s.cancel()
+	}()
+}
+
+func limits(heartbeat time.Duration) *pb.Limits {
+	return &pb.Limits{
+		MaxFrameBytes:      MaxFrameBytes,
+		MaxTextBytes:       12 * 1024,
+		MaxCustomDataBytes: 8 * 1024,
+		MaxBatch:           100,
+		MaxGroupMembers:    100_000,
+		MaxMembersPerCall:  1_000,
+		HeartbeatSeconds:   uint32(heartbeat / time.Second),
+	}
+}

@@ -1,0 +1,651 @@
+// Package messages owns messages: sending (ID, per-conversation seq, server
+// time, the membership watermark of group messages), storage, ordered
+// delivery to online sessions, history, and sync of what a user's sessions
+// missed, with the per-user delivery cursors that sync starts from.
+//
+// Order: a conversation's seq is assigned and its write queued on the
+// storage.Committer under one lock (the group's lock in package groups, the
+// C2C conversation's lock here); the Committer reports commits in queue
+// order and hands each message to one delivery goroutine, so sessions get a
+// conversation's messages in seq order. Lock order: groups' locks, then
+// c2c.mu, then cursors.mu; none is held while calling another service.
+package messages
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/readmark/readmark/api/readmarkv1"
+	"github.com/readmark/readmark/internal/apierr"
+	"github.com/readmark/readmark/internal/conv"
+	"github.com/readmark/readmark/internal/groups"
+	"github.com/readmark/readmark/internal/receipts"
+	"github.com/readmark/readmark/internal/storage"
+)
+
+// Limits.
+const (
+	MaxTextBytes       = 12 * 1024
+	MaxCustomDataBytes = 8 * 1024
+	MaxHistoryCount    = 100
+	DefaultSyncLimit   = 200
+	MaxSyncLimit       = 500
+)
+
+// Pusher reaches users' sessions; PushEachExcept skips one session of the
+// sender (the one that sent the message, which has it from the response).
+type Pusher interface {
+	PushEachExcept(users iter.Seq[string], exceptSession uint64, frame *pb.ServerFrame)
+}
+
+// ReceiptState tells which received messages a user already acknowledged.
+type ReceiptState interface {
+	ReceiptSent(ctx context.Context, user string, msgs []receipts.Msg) ([]bool, error)
+}
+
+// Caller is who makes a request: the user and the session it came from.
+type Caller struct {
+	UserID    string
+	SessionID uint64
+}
+
+// Config wires a Service.
+type Config struct {
+	Store     storage.Store
+	Committer *storage.Committer
+	Groups    *groups.Service
+	Pusher    Pusher
+	// ReceiptGroupTypes reports whether messages of a group type may ask
+	// for read receipts (the admin setting).
+	ReceiptGroupTypes func(pb.GroupType) bool
+	// Online reports whether a user has a session now; delivery cursors
+	// advance only for online users.
+	Online func(userID string) bool
+	// CursorFlush is how often delivery cursors are written (0 = 1s).
+	CursorFlush time.Duration
+	Logger      *slog.Logger
+	Now         func() time.Time
+}
+
+// Service sends, stores, delivers and serves messages.
+type Service struct {
+	cfg      Config
+	receipts ReceiptState
+
+	c2cMu sync.Mutex
+	c2c   map[string]*c2cConv
+
+	cursors cursors
+
+	deliveries chan delivery
+	stop       chan struct{}
+	done       sync.WaitGroup
+}
+
+type c2cConv struct {
+	mu     sync.Mutex
+	loaded bool
+	head   uint64
+}
+
+type delivery struct {
+	msg       *pb.Message
+	watermark uint32
+	session   uint64
+}
+
+// New starts a Service; Close stops it.
+func New(cfg Config) *Service {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.CursorFlush <= 0 {
+		cfg.CursorFlush = time.Second
+	}
+	s := &Service{
+		cfg:        cfg,
+		c2c:        make(map[string]*c2cConv),
+		cursors:    cursors{m: make(map[string]map[string]uint64), dirty: make(map[cursorKey]struct{})},
+		deliveries: make(chan delivery, 1<<14),
+		stop:       make(chan struct{}),
+	}
+	s.done.Add(2)
+	go s.deliverLoop()
+	go s.flushLoop()
+	return s
+}
+
+// SetReceipts connects the receipt engine, which fills receipt_sent in
+// history and sync (the engine itself needs the Service, hence a setter).
+func (s *Service) SetReceipts(r ReceiptState) { s.receipts = r }
+
+// Close delivers what is queued, writes the delivery cursors and stops.
+// Call it after the last Send has returned and before closing the Committer.
+func (s *Service) Close() {
+	close(s.stop)
+	s.done.Wait()
+	s.flushCursors()
+}
+
+func newMsgID(now time.Time) string {
+	var b [6]byte
+	rand.Read(b[:])
+	return fmt.Sprintf("%x-%s", now.UnixMilli(), hex.EncodeToString(b[:]))
+}
+
+// Send stores (unless online_user_only) and delivers a message.
+func (s *Service) Send(ctx context.Context, caller Caller, req *pb.SendMessageRequest) (*pb.Message, error) {
+	if (req.Receiver == "") == (req.GroupId == "") {
+		return nil, apierr.InvalidArgument("exactly one of receiver and group_id must be set")
+	}
+	if err := checkBody(req); err != nil {
+		return nil, err
+	}
+	now := s.cfg.Now()
+	msg := &pb.Message{
+		MsgId:           newMsgID(now),
+		Sender:          caller.UserID,
+		Receiver:        req.Receiver,
+		GroupId:         req.GroupId,
+		TimeMs:          now.UnixMilli(),
+		NeedReadReceipt: req.NeedReadReceipt,
+		ElemType:        req.ElemType,
+		Text:            req.Text,
+		CustomData:      req.CustomData,
+		Priority:        req.Priority,
+		OnlineUserOnly:  req.OnlineUserOnly,
+	}
+	if req.GroupId != "" {
+		return s.sendGroup(ctx, caller, msg)
+	}
+	return s.sendC2C(ctx, caller, msg)
+}
+
+func checkBody(req *pb.SendMessageRequest) error {
+	switch req.ElemType {
+	case pb.ElemType_ELEM_TYPE_TEXT:
+		if req.Text == "" {
+			return apierr.InvalidArgument("empty text message")
+		}
+	case pb.ElemType_ELEM_TYPE_CUSTOM:
+		if len(req.CustomData) == 0 {
+			return apierr.InvalidArgument("empty custom message")
+		}
+	default:
+		return apierr.InvalidArgument("unknown elem type %d", req.ElemType)
+	}
+	if len(req.Text) > MaxTextBytes {
+		return apierr.New(pb.CodeMessageTooLarge, "text is %d bytes; the limit is %d", len(req.Text), MaxTextBytes)
+	}
+	if len(req.CustomData) > MaxCustomDataBytes {
+		return apierr.New(pb.CodeMessageTooLarge, "custom data is %d bytes; the limit is %d", len(req.CustomData), MaxCustomDataBytes)
+	}
+	return nil
+}
+
+func (s *Service) sendGroup(ctx context.Context, caller Caller, msg *pb.Message) (*pb.Message, error) {
+	typ, ok := s.cfg.Groups.Type(msg.GroupId)
+	if !ok {
+		return nil, apierr.NotFound("group %q not found", msg.GroupId)
+	}
+	if msg.NeedReadReceipt && !s.cfg.ReceiptGroupTypes(typ) {
+		return nil, apierr.New(pb.CodeGroupTypeNoReceipt, "read receipts are not enabled for %s groups", groupTypeName(typ))
+	}
+	var wait func() error
+	err := s.cfg.Groups.Sequence(msg.GroupId, caller.UserID, func(seq uint64, watermark uint32, _ pb.GroupType) error {
+		if msg.OnlineUserOnly {
+			s.deliveries <- delivery{msg: msg, watermark: watermark, session: caller.SessionID}
+			return nil
+		}
+		msg.Seq = seq
+		var err error
+		wait, err = s.enqueue(ctx, conv.Group(msg.GroupId), msg, watermark, caller.SessionID)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if wait != nil {
+		if err := wait(); err != nil {
+			return nil, err
+		}
+	}
+	return msg, nil
+}
+
+func (s *Service) sendC2C(ctx context.Context, caller Caller, msg *pb.Message) (*pb.Message, error) {
+	if err := conv.CheckID("receiver", msg.Receiver); err != nil {
+		return nil, err
+	}
+	if msg.Receiver == caller.UserID {
+		return nil, apierr.InvalidArgument("cannot send a message to oneself")
+	}
+	if msg.OnlineUserOnly {
+		s.deliveries <- delivery{msg: msg, session: caller.SessionID}
+		return msg, nil
+	}
+	key := conv.C2C(caller.UserID, msg.Receiver)
+	c, err := s.c2cConv(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	msg.Seq = c.head + 1
+	wait, err := s.enqueue(ctx, key, msg, 0, caller.SessionID)
+	if err == nil {
+		c.head++
+	}
+	c.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if err := wait(); err != nil {
+		return nil, err
+	}
+	return msg, nil
+}
+
+// c2cConv returns the in-memory state of a C2C conversation, loading its
+// head seq on first use.
+func (s *Service) c2cConv(ctx context.Context, key string) (*c2cConv, error) {
+	s.c2cMu.Lock()
+	c := s.c2c[key]
+	if c == nil {
+		c = &c2cConv{}
+		s.c2c[key] = c
+	}
+	s.c2cMu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.loaded {
+		head, err := conv.HeadSeq(ctx, s.cfg.Store, key)
+		if err != nil {
+			return nil, err
+		}
+		c.head, c.loaded = head, true
+	}
+	return c, nil
+}
+
+// enqueue queues the message's write; once durable it goes to delivery.
+func (s *Service) enqueue(ctx context.Context, key string, msg *pb.Message, watermark uint32, session uint64) (func() error, error) {
+	val, err := encodeStored(msg, watermark)
+	if err != nil {
+		return nil, err
+	}
+	ops := []storage.Op{{Key: conv.MessageKey(key, msg.Seq), Value: val}}
+	if msg.GroupId == "" && msg.Seq == 1 {
+		// The first message of a C2C conversation lists it for both parties.
+		ops = append(ops,
+			storage.Op{Key: storage.Key("uc", msg.Sender, msg.Receiver), Value: []byte{}},
+			storage.Op{Key: storage.Key("uc", msg.Receiver, msg.Sender), Value: []byte{}})
+	}
+	ch := make(chan error, 1)
+	err = s.cfg.Committer.Submit(ctx, func(b *storage.Batch) { b.Ops = append(b.Ops, ops...) }, func(err error) {
+		if err == nil {
+			s.deliveries <- delivery{msg: msg, watermark: watermark, session: session}
+		}
+		ch <- err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return func() error { return <-ch }, nil
+}
+
+func (s *Service) deliverLoop() {
+	defer s.done.Done()
+	for {
+		select {
+		case d := <-s.deliveries:
+			s.deliver(d)
+		case <-s.stop:
+			for {
+				select {
+				case d := <-s.deliveries:
+					s.deliver(d)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// deliver pushes a committed message to its recipients' sessions: for a
+// group, the members at send time (ordinals below the watermark) who are
+// still members; for C2C, both parties. The sending session is skipped.
+func (s *Service) deliver(d delivery) {
+	frame := &pb.ServerFrame{Body: &pb.ServerFrame_NewMessage{NewMessage: d.msg}}
+	var recipients iter.Seq[string]
+	key := conv.C2C(d.msg.Sender, d.msg.Receiver)
+	if d.msg.GroupId != "" {
+		key = conv.Group(d.msg.GroupId)
+		snap, ok := s.cfg.Groups.Snapshot(d.msg.GroupId)
+		if !ok {
+			return
+		}
+		recipients = func(yield func(string) bool) {
+			it := snap.Present.Iterator()
+			for it.HasNext() {
+				ord := it.Next()
+				if ord >= d.watermark {
+					return
+				}
+				if u, ok := snap.User(ord); ok && !yield(u) {
+					return
+				}
+			}
+		}
+	} else {
+		recipients = func(yield func(string) bool) {
+			_ = yield(d.msg.Receiver) && yield(d.msg.Sender)
+		}
+	}
+	if d.msg.Seq > 0 {
+		recipients = s.advancing(recipients, key, d.msg.Seq)
+	}
+	s.cfg.Pusher.PushEachExcept(recipients, d.session, frame)
+}
+
+// advancing wraps recipients so that each online one's delivery cursor
+// moves to seq as it is pushed.
+func (s *Service) advancing(recipients iter.Seq[string], key string, seq uint64) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for u := range recipients {
+			if s.cfg.Online(u) {
+				s.cursors.advance(u, key, seq)
+			}
+			if !yield(u) {
+				return
+			}
+		}
+	}
+}
+
+// History returns up to req.count messages of a conversation older than
+// req.before_seq (0 = from the newest), newest first.
+func (s *Service) History(ctx context.Context, caller Caller, req *pb.HistoryRequest) ([]*pb.Message, error) {
+	if req.Count == 0 {
+		return nil, apierr.InvalidArgument("count must be at least 1")
+	}
+	if req.Count > MaxHistoryCount {
+		return nil, apierr.TooMany("count %d is over the limit of %d", req.Count, MaxHistoryCount)
+	}
+	key, floor, err := s.visible(caller.UserID, req.Conversation)
+	if err != nil {
+		return nil, err
+	}
+	p := conv.MessagePrefix(key)
+	start := storage.AppendUint64(storage.Key("m", key), floor+1)
+	end := storage.PrefixEnd(p)
+	if req.BeforeSeq > 0 {
+		end = conv.MessageKey(key, req.BeforeSeq)
+	}
+	var out []*pb.Message
+	var decErr error
+	err = s.cfg.Store.Scan(ctx, start, end, true, func(_, v []byte) bool {
+		m, _, err := decodeStored(v)
+		if err != nil {
+			decErr = err
+			return false
+		}
+		out = append(out, m)
+		return len(out) < int(req.Count)
+	})
+	if err == nil {
+		err = decErr
+	}
+	if err != nil {
+		return nil, err
+	}
+	return out, s.markReceiptSent(ctx, caller.UserID, out)
+}
+
+// visible returns the conversation key of c for user and the seq at and
+// below which its messages are hidden from user (a group's messages before
+// the user joined).
+func (s *Service) visible(user string, c *pb.Conversation) (key string, floor uint64, err error) {
+	switch {
+	case c == nil || (c.PeerId == "") == (c.GroupId == ""):
+		return "", 0, apierr.InvalidArgument("exactly one of peer_id and group_id must be set")
+	case c.PeerId != "":
+		if err := conv.CheckID("peer ID", c.PeerId); err != nil {
+			return "", 0, err
+		}
+		if c.PeerId == user {
+			return "", 0, apierr.InvalidArgument("no conversation with oneself")
+		}
+		return conv.C2C(user, c.PeerId), 0, nil
+	}
+	m, ok := s.cfg.Groups.Member(c.GroupId, user)
+	if !ok {
+		if _, exists := s.cfg.Groups.Type(c.GroupId); !exists {
+			return "", 0, apierr.NotFound("group %q not found", c.GroupId)
+		}
+		return "", 0, apierr.PermissionDenied("not a member of group %q", c.GroupId)
+	}
+	return conv.Group(c.GroupId), m.JoinedSeq, nil
+}
+
+// Resolve implements receipts.Messages.
+func (s *Service) Resolve(ctx context.Context, user string, refs []*pb.MessageRef) ([]receipts.Msg, error) {
+	out := make([]receipts.Msg, 0, len(refs))
+	for _, ref := range refs {
+		key, floor, err := s.visible(user, ref.GetConversation())
+		if err != nil {
+			return nil, err
+		}
+		if ref.Seq == 0 {
+			return nil, apierr.InvalidArgument("message reference without seq")
+		}
+		if ref.Seq <= floor {
+			return nil, apierr.PermissionDenied("message %s was sent before you joined", ref.MsgId)
+		}
+		v, err := s.cfg.Store.Get(ctx, conv.MessageKey(key, ref.Seq))
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, apierr.NotFound("message %s not found", ref.MsgId)
+		}
+		if err != nil {
+			return nil, err
+		}
+		m, wm, err := decodeStored(v)
+		if err != nil {
+			return nil, err
+		}
+		if m.MsgId != ref.MsgId {
+			return nil, apierr.NotFound("message %s not found at seq %d", ref.MsgId, ref.Seq)
+		}
+		out = append(out, toReceiptMsg(key, m, wm))
+	}
+	return out, nil
+}
+
+func toReceiptMsg(key string, m *pb.Message, watermark uint32) receipts.Msg {
+	return receipts.Msg{
+		ID: m.MsgId, Conv: key, GroupID: m.GroupId, Sender: m.Sender, Receiver: m.Receiver,
+		Seq: m.Seq, Time: time.UnixMilli(m.TimeMs), NeedReadReceipt: m.NeedReadReceipt,
+		Watermark: watermark,
+	}
+}
+
+// markReceiptSent sets receipt_sent on the messages user received with a
+// read receipt requested and already acknowledged.
+func (s *Service) markReceiptSent(ctx context.Context, user string, msgs []*pb.Message) error {
+	if s.receipts == nil {
+		return nil
+	}
+	var idx []int
+	var rms []receipts.Msg
+	for i, m := range msgs {
+		if m.NeedReadReceipt && m.Sender != user {
+			key := conv.Group(m.GroupId)
+			if m.GroupId == "" {
+				key = conv.C2C(m.Sender, m.Receiver)
+			}
+			idx = append(idx, i)
+			rms = append(rms, toReceiptMsg(key, m, 0))
+		}
+	}
+	if len(rms) == 0 {
+		return nil
+	}
+	sent, err := s.receipts.ReceiptSent(ctx, user, rms)
+	if err != nil {
+		return err
+	}
+	for j, i := range idx {
+		msgs[i].ReceiptSent = sent[j]
+	}
+	return nil
+}
+
+// Sync returns stored messages user's sessions have not received, per
+// conversation in seq order, starting from the client's cursors (or the
+// server's delivery cursors for conversations the client does not list).
+func (s *Service) Sync(ctx context.Context, caller Caller, req *pb.SyncRequest) (*pb.SyncResponse, error) {
+	limit := int(req.Limit)
+	if limit == 0 {
+		limit = DefaultSyncLimit
+	}
+	if limit > MaxSyncLimit {
+		return nil, apierr.TooMany("sync limit %d is over %d", limit, MaxSyncLimit)
+	}
+	user := caller.UserID
+	given := make(map[string]uint64, len(req.Cursors))
+	for _, c := range req.Cursors {
+		key, _, err := s.visible(user, c.GetConversation())
+		if err != nil {
+			// A conversation the user has left is simply not synced.
+			continue
+		}
+		given[key] = c.Seq
+	}
+	type span struct {
+		key      string
+		c        *pb.Conversation
+		from, to uint64
+	}
+	var spans []span
+	for _, g := range s.cfg.Groups.UserGroups(user) {
+		key := conv.Group(g.GroupID)
+		from := s.startFrom(ctx, user, key, given)
+		spans = append(spans, span{key, &pb.Conversation{GroupId: g.GroupID}, max(from, g.JoinedSeq), g.HeadSeq})
+	}
+	peers, err := s.peers(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range peers {
+		key := conv.C2C(user, p)
+		c, err := s.c2cConv(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		head := c.head
+		c.mu.Unlock()
+		spans = append(spans, span{key, &pb.Conversation{PeerId: p}, s.startFrom(ctx, user, key, given), head})
+	}
+	sort.Slice(spans, func(i, j int) bool { return spans[i].key < spans[j].key })
+	resp := &pb.SyncResponse{}
+	for _, sp := range spans {
+		if sp.from >= sp.to {
+			continue
+		}
+		if len(resp.Messages) >= limit {
+			resp.More = true
+			break
+		}
+		last := sp.from
+		start := storage.AppendUint64(storage.Key("m", sp.key), sp.from+1)
+		end := storage.AppendUint64(storage.Key("m", sp.key), sp.to+1)
+		var decErr error
+		err := s.cfg.Store.Scan(ctx, start, end, false, func(_, v []byte) bool {
+			m, _, err := decodeStored(v)
+			if err != nil {
+				decErr = err
+				return false
+			}
+			resp.Messages = append(resp.Messages, m)
+			last = m.Seq
+			return len(resp.Messages) < limit
+		})
+		if err == nil {
+			err = decErr
+		}
+		if err != nil {
+			return nil, err
+		}
+		resp.Cursors = append(resp.Cursors, &pb.SyncCursor{Conversation: sp.c, Seq: last})
+		s.cursors.advance(user, sp.key, last)
+		if last < sp.to {
+			resp.More = true
+			break
+		}
+	}
+	return resp, s.markReceiptSent(ctx, user, resp.Messages)
+}
+
+func (s *Service) startFrom(ctx context.Context, user, key string, given map[string]uint64) uint64 {
+	if seq, ok := given[key]; ok {
+		return seq
+	}
+	return s.cursors.get(ctx, s.cfg.Store, user, key)
+}
+
+// peers lists the users user has a C2C conversation with.
+func (s *Service) peers(ctx context.Context, user string) ([]string, error) {
+	p := append(storage.Key("uc", user), '/')
+	var out []string
+	err := s.cfg.Store.Scan(ctx, p, storage.PrefixEnd(p), false, func(k, _ []byte) bool {
+		out = append(out, string(k[len(p):]))
+		return true
+	})
+	return out, err
+}
+
+func groupTypeName(t pb.GroupType) string {
+	names := map[pb.GroupType]string{
+		pb.GroupType_GROUP_TYPE_WORK: "Work", pb.GroupType_GROUP_TYPE_PUBLIC: "Public",
+		pb.GroupType_GROUP_TYPE_MEETING: "Meeting", pb.GroupType_GROUP_TYPE_COMMUNITY: "Community",
+		pb.GroupType_GROUP_TYPE_AVCHATROOM: "AVChatRoom",
+	}
+	return names[t]
+}
+
+// A stored message is a version byte, the membership watermark (uvarint)
+// and the wire Message.
+func encodeStored(m *pb.Message, watermark uint32) ([]byte, error) {
+	b := binary.AppendUvarint([]byte{1}, uint64(watermark))
+	return proto.MarshalOptions{}.MarshalAppend(b, m)
+}
+
+func decodeStored(v []byte) (*pb.Message, uint32, error) {
+	if len(v) == 0 || v[0] != 1 {
+		return nil, 0, fmt.Errorf("messages: unknown record version")
+	}
+	wm, n := binary.Uvarint(v[1:])
+	if n <= 0 {
+		return nil, 0, fmt.Errorf("messages: corrupt record")
+	}
+	m := &pb.Message{}
+	if err := proto.Unmarshal(v[1+n:], m); err != nil {
+		return nil, 0, fmt.Errorf("messages: corrupt record: %w", err)
+	}
+	return m, uint32(wm), nil
+}

@@ -1,0 +1,237 @@
+// Package server assembles a Readmark server: it opens storage and the bus,
+// builds the services (groups, messages, receipts, admin) and the gateway,
+// serves HTTP on one listener, and shuts all of it down in order.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/readmark/readmark/internal/admin"
+	"github.com/readmark/readmark/internal/bus"
+	"github.com/readmark/readmark/internal/bus/membus"
+	"github.com/readmark/readmark/internal/gateway"
+	"github.com/readmark/readmark/internal/groups"
+	"github.com/readmark/readmark/internal/messages"
+	"github.com/readmark/readmark/internal/receipts"
+	"github.com/readmark/readmark/internal/storage"
+	"github.com/readmark/readmark/internal/storage/pebblestore"
+	"github.com/readmark/readmark/usersig"
+)
+
+// Config is what a server needs; cmd/readmarkd fills it from flags.
+type Config struct {
+	Listen     string // host:port; port 0 picks a free one
+	DataDir    string // embedded storage and the default secret file
+	SecretFile string // "" = DataDir/secret
+	AdminUser  string
+	Logger     *slog.Logger
+	// Heartbeat clients must keep to (0 = 30s).
+	Heartbeat time.Duration
+	// OpenStore and OpenBus replace the embedded defaults (cluster path).
+	OpenStore func(ctx context.Context) (storage.Store, error)
+	OpenBus   func(ctx context.Context) (bus.Bus, error)
+}
+
+// Server is a running Readmark server.
+type Server struct {
+	cfg      Config
+	secret   []byte
+	store    storage.Store
+	bus      bus.Bus
+	commit   *storage.Committer
+	groups   *groups.Service
+	messages *messages.Service
+	receipts *receipts.Engine
+	settings *admin.SettingsStore
+	gateway  *gateway.Gateway
+	http     *http.Server
+	ln       net.Listener
+	serveErr chan error
+	stopping atomic.Bool
+	// Registry holds the server's Prometheus metrics.
+	Registry *prometheus.Registry
+}
+
+// Start opens everything and starts serving. The caller must Shutdown.
+func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.AdminUser == "" {
+		cfg.AdminUser = "administrator"
+	}
+	if cfg.SecretFile == "" {
+		cfg.SecretFile = filepath.Join(cfg.DataDir, "secret")
+	}
+	s := &Server{cfg: cfg, Registry: prometheus.NewRegistry(), serveErr: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			s.closeBackends()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	if s.secret, err = LoadSecret(cfg.SecretFile); err != nil {
+		return nil, err
+	}
+	if cfg.OpenStore != nil {
+		s.store, err = cfg.OpenStore(ctx)
+	} else {
+		s.store, err = pebblestore.Open(filepath.Join(cfg.DataDir, "db"))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening storage: %w", err)
+	}
+	if cfg.OpenBus != nil {
+		if s.bus, err = cfg.OpenBus(ctx); err != nil {
+			return nil, fmt.Errorf("opening bus: %w", err)
+		}
+	} else {
+		s.bus = membus.New()
+	}
+	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.commit = storage.NewCommitter(s.store, 0)
+	commits := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "readmark_group_commit_ops", Help: "Writes per group commit (one synced storage batch).",
+		Buckets: prometheus.ExponentialBuckets(1, 4, 10),
+	})
+	s.Registry.MustRegister(commits)
+	s.commit.OnCommit = func(ops, _ int) { commits.Observe(float64(ops)) }
+
+	pusher := &bus.Pusher{Bus: s.bus, OnError: func(err error) { cfg.Logger.Warn("push failed", "err", err) }}
+	hub := gateway.NewHub(s.bus, cfg.Logger)
+	if s.settings, err = admin.LoadSettings(ctx, s.store); err != nil {
+		return nil, err
+	}
+	if s.groups, err = groups.New(ctx, s.store, s.commit, pusher); err != nil {
+		return nil, err
+	}
+	s.messages = messages.New(messages.Config{
+		Store: s.store, Committer: s.commit, Groups: s.groups, Pusher: pusher,
+		ReceiptGroupTypes: s.settings.ReceiptsEnabled,
+		Online:            hub.Online,
+		Logger:            cfg.Logger,
+	})
+	s.receipts, err = receipts.New(receipts.Config{
+		Store: s.store, Committer: s.commit, Messages: s.messages, Roster: s.groups,
+		Pusher: pusher, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.messages.SetReceipts(s.receipts)
+	authenticate := func(token string) (string, error) { return usersig.Verify(s.secret, token, time.Now()) }
+	s.gateway = gateway.New(gateway.Config{
+		Authenticate: authenticate,
+		Hub:          hub, Groups: s.groups, Messages: s.messages, Receipts: s.receipts,
+		Metrics:   gateway.NewMetrics(s.Registry),
+		Logger:    cfg.Logger,
+		Heartbeat: cfg.Heartbeat,
+	})
+	mux := http.NewServeMux()
+	mux.Handle(gateway.Path, s.gateway)
+	admin.Routes(mux, admin.Config{
+		Settings: s.settings, Authenticate: authenticate, AdminUser: cfg.AdminUser,
+		Gatherer: s.Registry,
+		Healthy: func() error {
+			if s.stopping.Load() {
+				return errors.New("shutting down")
+			}
+			return nil
+		},
+	})
+	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, err
+	}
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
+	go func() { s.serveErr <- s.http.Serve(s.ln) }()
+	return s, nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// URL is the base address clients dial.
+func (s *Server) URL() string { return "ws://" + s.Addr() }
+
+// Secret is the HMAC key tokens are signed with.
+func (s *Server) Secret() []byte { return s.secret }
+
+// Store exposes the storage (disk usage reports in benchmarks).
+func (s *Server) Store() storage.Store { return s.store }
+
+// Done yields the HTTP server's exit error once it stops serving.
+func (s *Server) Done() <-chan error { return s.serveErr }
+
+// Shutdown stops accepting connections, lets sessions finish their requests
+// and tells them to go, delivers and commits what is queued, and closes
+// storage. After ctx expires the remaining sessions are cut.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.stopping.Swap(true) {
+		return nil
+	}
+	errs := []error{s.http.Shutdown(ctx)}
+	errs = append(errs, s.gateway.Shutdown(ctx))
+	s.closeBackends()
+	return errors.Join(errs...)
+}
+
+func (s *Server) closeBackends() {
+	if s.messages != nil {
+		s.messages.Close()
+	}
+	if s.receipts != nil {
+		s.receipts.Close()
+	}
+	if s.commit != nil {
+		s.commit.Close()
+	}
+	if s.bus != nil {
+		s.bus.Close()
+	}
+	if s.store != nil {
+		if err := s.store.Close(); err != nil {
+			s.cfg.Logger.Error("closing storage", "err", err)
+		}
+	}
+}
+
+// LoadSecret reads the HMAC key from path (surrounding white space
+// trimmed), creating the file with a random hex key if it does not exist.
+func LoadSecret(path string) ([]byte, error) {
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		var key [32]byte
+		rand.Read(key[:])
+		raw = []byte(hex.EncodeToString(key[:]) + "\n")
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(path, raw, 0o600); err != nil {
+			return nil, err
+		}
+	} else if err != nil {
+		return nil, err
+	}
+	secret := []byte(strings.TrimSpace(string(raw)))
+	if len(secret) == 0 {
+		return nil, fmt.Errorf("secret file %s is empty", path)
+	}
+	return secret, nil
+}
