@@ -9,7 +9,6 @@ import (
 	"github.com/readmark/readmark/internal/messages"
 )
 
-
 // route hands a request to the service that owns it and wraps the answer.
 func (g *Gateway) route(ctx context.Context, s *session, f *pb.ClientFrame) (*pb.ServerFrame, error) {
 	caller := messages.Caller{UserID: s.user, SessionID: s.id}
