@@ -1,0 +1,66 @@
+// Package receipts is Readmark's read-receipt engine: it records who read
+// which message (SendMessageReadReceipts, MarkC2CMessageAsRead), answers the
+// sender's questions about its own messages (GetMessageReadReceipts,
+// GetGroupMessageReadMemberList, and receipt_sent for the receiver), and
+// pushes receipts to the sender's sessions as they arrive.
+//
+// # What it owns
+//
+// The r/ key space of the Store (see docs/read-state.md):
+//
+//	r/m/<conv>/<seq be64>                group message: set of reader ordinals (adaptive encoding)
+//	r/t/<group>/<ord be32>/<first be64>  receipt log: one entry per Send call per member:
+//	                                     read time, then the seqs it newly read (delta-encoded)
+//	r/c/<conv>/<seq be64>                C2C message: time the receiver read it (ms)
+//	r/k/<reader>/<peer be>               C2C conversation mark: reader read everything from peer up to time
+//
+// Messages, membership and sessions belong to other services and are reached
+// through the Messages, Roster and Pusher interfaces of api.go.
+//
+// # Data model
+//
+// Group members carry small ordinals (join sequence, never reused). The read
+// state of a group message is a roaring bitmap of the ordinals of members who
+// read it; the unread list is derived (present ∩ [0, Watermark) − read −
+// sender) and never stored. Counts are maintained: each new receipt increments
+// the message's read count, cached with the roster's Departures value; a
+// departure since then triggers one AndCardinality recount.
+//
+// Read states live in a sharded LRU (Config.CacheMessages). A Send pins the
+// states it touches from validation until its write is durable, so a state
+// with receipts not yet on disk is never evicted and reloaded.
+//
+// # Write path
+//
+// Send validates, loads and pins the states, and appends its request to the
+// engine's pending list. At most one engine submission waits in the shared
+// Committer; its prepare (on the commit goroutine) takes every pending
+// request, applies the receipts to the in-memory states (deciding which are
+// new, so idempotence is exact), adds one receipt-log entry per request, and
+// serializes each state it dirtied once. Its done callback runs after the
+// synced Apply, when in-memory state equals durable state: it snapshots
+// counts and hands them to the push coalescer, then releases the waiting
+// Send calls. If the Apply fails, done rolls the in-memory states back.
+//
+// # Goroutines
+//
+// The engine owns one goroutine, the coalescer's flush loop; Close stops it
+// after flushing pending pushes. Everything else runs on callers' goroutines
+// or on the Committer's goroutine (prepare/done).
+//
+// # Lock order
+//
+// Acquire in this order; never acquire an earlier lock while holding a later
+// one:
+//
+//	Engine.closeMu (read side, only to register an operation)
+//	Engine.markMu[i]  (MarkC2CRead; held across Committer.Commit)
+//	cacheShard.mu     (leaf: never held while taking another lock)
+//	Engine.pmu        (leaf: pending submissions)
+//	readState.mu      (at most one at a time; taken by prepare/done on the commit goroutine and by readers)
+//	coalescer.mu      (Pusher.Push is called under it; Push must not block or call back into the engine)
+//
+// prepare and done never take Engine.markMu, so holding it across Commit
+// cannot deadlock. readState.mu is never held while calling the Store, the
+// Committer or the Pusher.
+package receipts

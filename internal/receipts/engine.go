@@ -1,0 +1,410 @@
+package receipts
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	pb "github.com/readmark/readmark/api/readmarkv1"
+	"github.com/readmark/readmark/internal/apierr"
+	"github.com/readmark/readmark/internal/storage"
+)
+
+// MaxBatch is the most messages one Send or Get call may name, and the
+// largest ReadMembers page.
+const MaxBatch = 100
+
+// Config configures an Engine.
+type Config struct {
+	Store     storage.Store
+	Committer *storage.Committer // shared group-commit queue; the engine does not close it
+	Messages  Messages
+	Roster    Roster
+	Pusher    Pusher
+	// Now is the clock for read times and C2C marks (nil = time.Now).
+	Now func() time.Time
+	// CoalesceWindow: pushes for one message at most once per window (0 = 50ms).
+	CoalesceWindow time.Duration
+	// CacheMessages: read states kept in memory (0 = 20000); LRU; misses load
+	// from Store.
+	CacheMessages int
+	Logger        *slog.Logger
+}
+
+// Engine records and serves read receipts. All methods are safe for
+// concurrent use.
+type Engine struct {
+	cfg   Config
+	now   func() time.Time
+	log   *slog.Logger
+	cache *stateCache
+	co    *coalescer
+
+	closeMu sync.RWMutex
+	closed  bool
+	ops     sync.WaitGroup // operations in flight
+
+	pmu       sync.Mutex
+	pending   []*sendReq
+	submitted bool // a submission is queued whose prepare has not run yet
+
+	markMu [64]sync.Mutex // striped by (reader, peer)
+}
+
+// New returns a running engine. Call Close when done with it, before
+// closing the Committer.
+func New(cfg Config) (*Engine, error) {
+	switch {
+	case cfg.Store == nil:
+		return nil, errors.New("receipts: Config.Store is nil")
+	case cfg.Committer == nil:
+		return nil, errors.New("receipts: Config.Committer is nil")
+	case cfg.Messages == nil:
+		return nil, errors.New("receipts: Config.Messages is nil")
+	case cfg.Roster == nil:
+		return nil, errors.New("receipts: Config.Roster is nil")
+	case cfg.Pusher == nil:
+		return nil, errors.New("receipts: Config.Pusher is nil")
+	}
+	if cfg.CoalesceWindow <= 0 {
+		cfg.CoalesceWindow = 50 * time.Millisecond
+	}
+	if cfg.CacheMessages <= 0 {
+		cfg.CacheMessages = 20000
+	}
+	e := &Engine{cfg: cfg, now: cfg.Now, log: cfg.Logger}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if e.log == nil {
+		e.log = slog.Default()
+	}
+	e.cache = newStateCache(cfg.Store, cfg.CacheMessages)
+	e.co = newCoalescer(cfg.Pusher, cfg.CoalesceWindow)
+	return e, nil
+}
+
+// Close waits for calls in flight, flushes pending coalesced pushes and
+// stops the engine's goroutine. Later calls fail with CodeUnavailable.
+func (e *Engine) Close() {
+	e.closeMu.Lock()
+	if e.closed {
+		e.closeMu.Unlock()
+		return
+	}
+	e.closed = true
+	e.closeMu.Unlock()
+	e.ops.Wait()
+	e.co.close()
+}
+
+// begin registers an operation; the caller must call e.ops.Done.
+func (e *Engine) begin() error {
+	e.closeMu.RLock()
+	defer e.closeMu.RUnlock()
+	if e.closed {
+		return apierr.New(pb.CodeUnavailable, "server is shutting down")
+	}
+	e.ops.Add(1)
+	return nil
+}
+
+func (e *Engine) nowMs() int64 { return max(e.now().UnixMilli(), 1) }
+
+// storeErr maps a storage failure to what the caller sees.
+func storeErr(err error) error {
+	if errors.Is(err, storage.ErrClosed) {
+		return apierr.New(pb.CodeUnavailable, "server is shutting down")
+	}
+	return err
+}
+
+// sendReq is one Send call waiting for the commit.
+type sendReq struct {
+	reader string
+	group  string // "" for C2C
+	ord    uint32 // reader's ordinal (group)
+	msgs   []Msg
+	refs   []*pb.MessageRef
+	states []*readState
+	// Set by prepare (commit goroutine), read after done.
+	fresh []int // indexes into msgs of receipts that were new
+	done  chan error
+}
+
+// submission is one engine prepare/done pair in the Committer.
+type submission struct {
+	reqs    []*sendReq
+	touched []*readState // states with new receipts, each once
+	mark    map[*readState]struct{}
+}
+
+// Send records that reader has read the referenced messages
+// (SendMessageReadReceipts). It returns once the receipts are durable.
+func (e *Engine) Send(ctx context.Context, reader string, refs []*pb.MessageRef) error {
+	if err := checkBatch(refs); err != nil {
+		return err
+	}
+	first := refs[0].GetConversation()
+	for _, r := range refs {
+		c := r.GetConversation()
+		if c == nil {
+			return apierr.InvalidArgument("message ref without conversation")
+		}
+		if c.GetPeerId() != first.GetPeerId() || c.GetGroupId() != first.GetGroupId() {
+			return apierr.InvalidArgument("receipts of one call must name one conversation")
+		}
+	}
+	if err := e.begin(); err != nil {
+		return err
+	}
+	defer e.ops.Done()
+
+	msgs, err := e.cfg.Messages.Resolve(ctx, reader, refs)
+	if err != nil {
+		return err
+	}
+	if len(msgs) != len(refs) {
+		return fmt.Errorf("receipts: resolve returned %d messages for %d refs", len(msgs), len(refs))
+	}
+	req := &sendReq{reader: reader, msgs: msgs, refs: refs, done: make(chan error, 1)}
+	for _, m := range msgs {
+		if m.Sender == reader {
+			return apierr.New(pb.CodeReceiptOwnMessage, "message %s is your own", m.ID)
+		}
+		if !m.NeedReadReceipt {
+			return apierr.New(pb.CodeMessageNoReceipt, "message %s was sent without a read receipt request", m.ID)
+		}
+		if m.GroupID != msgs[0].GroupID || m.Conv != msgs[0].Conv {
+			return apierr.InvalidArgument("receipts of one call must name one conversation")
+		}
+	}
+	if g := msgs[0].GroupID; g != "" {
+		ord, ok := e.cfg.Roster.Ordinal(g, reader)
+		if !ok {
+			return apierr.PermissionDenied("not a member of group %s", g)
+		}
+		for _, m := range msgs {
+			if ord >= m.Watermark {
+				return apierr.PermissionDenied("message %s was sent before you joined", m.ID)
+			}
+		}
+		req.group, req.ord = g, ord
+	}
+
+	req.states = make([]*readState, 0, len(msgs))
+	defer func() {
+		for _, st := range req.states {
+			e.cache.release(st)
+		}
+	}()
+	for _, m := range msgs {
+		st, err := e.cache.acquire(ctx, m)
+		if err != nil {
+			return storeErr(err)
+		}
+		req.states = append(req.states, st)
+	}
+
+	if err := e.enqueue(req); err != nil {
+		return storeErr(err)
+	}
+	if len(req.fresh) > 0 {
+		mine := make([]*pb.MessageRef, len(req.fresh))
+		for i, j := range req.fresh {
+			mine[i] = refs[j]
+		}
+		e.cfg.Pusher.Push(reader, &pb.ServerFrame{Body: &pb.ServerFrame_SelfReceipts{
+			SelfReceipts: &pb.SelfReceiptsPush{Messages: mine},
+		}})
+	}
+	return nil
+}
+
+func checkBatch(refs []*pb.MessageRef) error {
+	if len(refs) == 0 {
+		return apierr.InvalidArgument("no messages")
+	}
+	if len(refs) > MaxBatch {
+		return apierr.TooMany("%d messages, at most %d per call", len(refs), MaxBatch)
+	}
+	for _, r := range refs {
+		if r == nil {
+			return apierr.InvalidArgument("nil message ref")
+		}
+	}
+	return nil
+}
+
+// enqueue adds req to the pending list, makes sure a submission will take
+// it, and waits until it is durable.
+func (e *Engine) enqueue(req *sendReq) error {
+	e.pmu.Lock()
+	e.pending = append(e.pending, req)
+	need := !e.submitted
+	e.submitted = true
+	e.pmu.Unlock()
+	if need {
+		sub := &submission{}
+		err := e.cfg.Committer.Submit(context.Background(),
+			func(b *storage.Batch) { e.prepare(sub, b) },
+			func(err error) { e.done(sub, err) })
+		if err != nil {
+			e.pmu.Lock()
+			reqs := e.pending
+			e.pending, e.submitted = nil, false
+			e.pmu.Unlock()
+			for _, r := range reqs {
+				r.done <- err
+			}
+		}
+	}
+	return <-req.done
+}
+
+// prepare runs on the commit goroutine: it applies every pending request to
+// the in-memory states and adds the writes to b.
+func (e *Engine) prepare(sub *submission, b *storage.Batch) {
+	e.pmu.Lock()
+	sub.reqs = e.pending
+	e.pending, e.submitted = nil, false
+	e.pmu.Unlock()
+	if len(sub.reqs) == 0 {
+		return
+	}
+	sub.mark = make(map[*readState]struct{})
+	t := e.nowMs()
+	var dirty []*readState
+	var seqs []uint64
+	for _, req := range sub.reqs {
+		var snap RosterSnapshot
+		var snapOK bool
+		if req.group != "" {
+			snap, snapOK = e.cfg.Roster.Snapshot(req.group)
+		}
+		seqs = seqs[:0]
+		for i, st := range req.states {
+			fresh := false
+			st.mu.Lock()
+			if req.group != "" {
+				if st.read.CheckedAdd(req.ord) {
+					fresh = true
+					if st.countOK && snapOK && st.countDep == snap.Departures && snap.Present.Contains(req.ord) {
+						st.count++
+					} else {
+						st.countOK = false
+					}
+				}
+			} else if st.readAt == 0 {
+				st.readAt = t
+				fresh = true
+			}
+			if fresh && !st.dirty {
+				st.dirty = true
+				dirty = append(dirty, st)
+			}
+			st.mu.Unlock()
+			if !fresh {
+				continue
+			}
+			req.fresh = append(req.fresh, i)
+			seqs = append(seqs, req.msgs[i].Seq)
+			if _, ok := sub.mark[st]; !ok {
+				sub.mark[st] = struct{}{}
+				sub.touched = append(sub.touched, st)
+			}
+		}
+		if req.group != "" && len(seqs) > 0 {
+			sortSeqs(seqs)
+			b.Set(logKey(req.group, req.ord, seqs[0]), encodeLog(t, seqs))
+		}
+	}
+	// Each state dirtied by this prepare is serialized once, with all of
+	// its receipts applied above.
+	for _, st := range dirty {
+		st.mu.Lock()
+		var k, v []byte
+		if st.isGroup() {
+			k, v = readSetKey(st.msg.Conv, st.msg.Seq), encodeReadSet(st.read, st.msg.Watermark)
+		} else {
+			k, v = c2cReadKey(st.msg.Conv, st.msg.Seq), encodeC2C(st.readAt)
+		}
+		st.dirty = false
+		st.mu.Unlock()
+		b.Set(k, v)
+	}
+}
+
+// done runs on the commit goroutine after the batch was applied (err nil)
+// or failed. On success the in-memory states equal the durable ones, so the
+// counts pushed here are exact and never go backwards.
+func (e *Engine) done(sub *submission, err error) {
+	if err != nil {
+		e.rollback(sub)
+		e.log.Error("receipts: commit failed", "err", err, "requests", len(sub.reqs))
+	} else {
+		e.co.note(e.receiptsFor(sub.touched))
+	}
+	for _, r := range sub.reqs {
+		r.done <- err
+	}
+}
+
+// rollback undoes the receipts of a failed submission; nothing later was
+// applied (done runs before the next gathering's prepare).
+func (e *Engine) rollback(sub *submission) {
+	for _, req := range sub.reqs {
+		for _, i := range req.fresh {
+			st := req.states[i]
+			st.mu.Lock()
+			if req.group != "" {
+				st.read.Remove(req.ord)
+				st.countOK = false
+			} else {
+				st.readAt = 0
+			}
+			st.mu.Unlock()
+		}
+		req.fresh = nil
+	}
+}
+
+// receiptsFor builds the current receipt of each state, for its sender.
+func (e *Engine) receiptsFor(states []*readState) []noteItem {
+	items := make([]noteItem, 0, len(states))
+	type gsnap struct {
+		snap RosterSnapshot
+		ok   bool
+	}
+	snaps := make(map[string]gsnap)
+	for _, st := range states {
+		m := &st.msg
+		r := &pb.MessageReceipt{MsgId: m.ID, Seq: m.Seq}
+		if m.GroupID == "" {
+			r.UserId = m.Receiver
+			r.IsPeerRead = true
+		} else {
+			g, ok := snaps[m.GroupID]
+			if !ok {
+				g.snap, g.ok = e.cfg.Roster.Snapshot(m.GroupID)
+				snaps[m.GroupID] = g
+			}
+			if !g.ok {
+				continue // group gone
+			}
+			so, sok := e.cfg.Roster.Ordinal(m.GroupID, m.Sender)
+			r.GroupId = m.GroupID
+			r.ReadCount, r.UnreadCount = st.counts(g.snap, so, sok)
+		}
+		items = append(items, noteItem{key: st.key, sender: m.Sender, r: r})
+	}
+	return items
+}
+
+func encodeC2C(t int64) []byte {
+	return binary.AppendUvarint(nil, uint64(t))
+}

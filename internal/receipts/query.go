@@ -1,0 +1,321 @@
+package receipts
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"math"
+
+	pb "github.com/readmark/readmark/api/readmarkv1"
+	"github.com/readmark/readmark/internal/apierr"
+	"github.com/readmark/readmark/internal/storage"
+)
+
+// Get returns the receipts of the caller's own messages
+// (GetMessageReadReceipts), in the order of refs. Any mix of conversations
+// is allowed.
+func (e *Engine) Get(ctx context.Context, user string, refs []*pb.MessageRef) ([]*pb.MessageReceipt, error) {
+	if err := checkBatch(refs); err != nil {
+		return nil, err
+	}
+	if err := e.begin(); err != nil {
+		return nil, err
+	}
+	defer e.ops.Done()
+	msgs, err := e.cfg.Messages.Resolve(ctx, user, refs)
+	if err != nil {
+		return nil, err
+	}
+	if len(msgs) != len(refs) {
+		return nil, fmt.Errorf("receipts: resolve returned %d messages for %d refs", len(msgs), len(refs))
+	}
+	for _, m := range msgs {
+		if m.Sender != user {
+			return nil, apierr.PermissionDenied("message %s is not yours", m.ID)
+		}
+		if !m.NeedReadReceipt {
+			return nil, apierr.New(pb.CodeMessageNoReceipt, "message %s was sent without a read receipt request", m.ID)
+		}
+	}
+	out := make([]*pb.MessageReceipt, len(msgs))
+	marks := make(map[string]int64) // C2C receiver -> its mark on user
+	snaps := make(map[string]RosterSnapshot)
+	for i, m := range msgs {
+		st, err := e.cache.acquire(ctx, m)
+		if err != nil {
+			return nil, storeErr(err)
+		}
+		r := &pb.MessageReceipt{MsgId: m.ID, Seq: m.Seq}
+		if m.GroupID == "" {
+			mark, ok := marks[m.Receiver]
+			if !ok {
+				if mark, err = e.mark(ctx, m.Receiver, user); err != nil {
+					e.cache.release(st)
+					return nil, storeErr(err)
+				}
+				marks[m.Receiver] = mark
+			}
+			st.mu.RLock()
+			readAt := st.readAt
+			st.mu.RUnlock()
+			r.UserId = m.Receiver
+			r.IsPeerRead = readAt != 0 || (mark > 0 && mark >= m.Time.UnixMilli())
+			r.TimeMs = mark
+		} else {
+			snap, ok := snaps[m.GroupID]
+			if !ok {
+				if snap, ok = e.cfg.Roster.Snapshot(m.GroupID); !ok {
+					e.cache.release(st)
+					return nil, apierr.NotFound("group %s does not exist", m.GroupID)
+				}
+				snaps[m.GroupID] = snap
+			}
+			so, sok := e.cfg.Roster.Ordinal(m.GroupID, user)
+			r.GroupId = m.GroupID
+			r.ReadCount, r.UnreadCount = st.counts(snap, so, sok)
+		}
+		e.cache.release(st)
+		out[i] = r
+	}
+	return out, nil
+}
+
+// ReadMembers pages the members who read / have not read a group message
+// (GetGroupMessageReadMemberList), by ordinal ascending. NextSeq is the
+// ordinal to continue from.
+func (e *Engine) ReadMembers(ctx context.Context, user string, req *pb.ReadMembersRequest) (*pb.ReadMembersResponse, error) {
+	if req.GetCount() < 1 || req.GetCount() > MaxBatch {
+		return nil, apierr.TooMany("count %d, must be 1..%d", req.GetCount(), MaxBatch)
+	}
+	if req.GetMessage() == nil {
+		return nil, apierr.InvalidArgument("no message")
+	}
+	filter := req.GetFilter()
+	if filter != pb.ReadMembersFilter_READ_MEMBERS_FILTER_READ && filter != pb.ReadMembersFilter_READ_MEMBERS_FILTER_UNREAD {
+		return nil, apierr.InvalidArgument("unknown filter %d", filter)
+	}
+	if err := e.begin(); err != nil {
+		return nil, err
+	}
+	defer e.ops.Done()
+	msgs, err := e.cfg.Messages.Resolve(ctx, user, []*pb.MessageRef{req.GetMessage()})
+	if err != nil {
+		return nil, err
+	}
+	if len(msgs) != 1 {
+		return nil, fmt.Errorf("receipts: resolve returned %d messages for 1 ref", len(msgs))
+	}
+	m := msgs[0]
+	if m.GroupID == "" {
+		return nil, apierr.InvalidArgument("message %s is not a group message", m.ID)
+	}
+	if m.Sender != user {
+		return nil, apierr.PermissionDenied("message %s is not yours", m.ID)
+	}
+	if !m.NeedReadReceipt {
+		return nil, apierr.New(pb.CodeMessageNoReceipt, "message %s was sent without a read receipt request", m.ID)
+	}
+	snap, ok := e.cfg.Roster.Snapshot(m.GroupID)
+	if !ok {
+		return nil, apierr.NotFound("group %s does not exist", m.GroupID)
+	}
+	resp := &pb.ReadMembersResponse{NextSeq: req.GetNextSeq(), IsFinished: true}
+	if req.GetNextSeq() >= uint64(m.Watermark) {
+		return resp, nil
+	}
+	cursor := uint32(req.GetNextSeq())
+	st, err := e.cache.acquire(ctx, m)
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	n := int(req.GetCount())
+	ords := make([]uint32, 0, n)
+	more := false
+	st.mu.RLock()
+	if filter == pb.ReadMembersFilter_READ_MEMBERS_FILTER_READ {
+		it := st.read.Iterator()
+		it.AdvanceIfNeeded(cursor)
+		for it.HasNext() {
+			o := it.Next()
+			if !snap.Present.Contains(o) {
+				continue
+			}
+			if len(ords) == n {
+				more = true
+				break
+			}
+			ords = append(ords, o)
+		}
+	} else {
+		so, sok := e.cfg.Roster.Ordinal(m.GroupID, m.Sender)
+		it := snap.Present.Iterator()
+		it.AdvanceIfNeeded(cursor)
+		for it.HasNext() {
+			o := it.Next()
+			if o >= m.Watermark {
+				break
+			}
+			if (sok && o == so) || st.read.Contains(o) {
+				continue
+			}
+			if len(ords) == n {
+				more = true
+				break
+			}
+			ords = append(ords, o)
+		}
+	}
+	st.mu.RUnlock()
+	e.cache.release(st)
+
+	resp.Members = make([]*pb.GroupMember, 0, len(ords))
+	for _, o := range ords {
+		u, _ := snap.User(o)
+		gm := &pb.GroupMember{UserId: u}
+		if filter == pb.ReadMembersFilter_READ_MEMBERS_FILTER_READ {
+			if gm.ReadTimeMs, err = e.readTime(ctx, m.GroupID, o, m.Seq); err != nil {
+				return nil, storeErr(err)
+			}
+		}
+		resp.Members = append(resp.Members, gm)
+	}
+	if len(ords) > 0 {
+		resp.NextSeq = uint64(ords[len(ords)-1]) + 1
+	}
+	resp.IsFinished = !more
+	return resp, nil
+}
+
+// readTime finds when member ord read seq: the newest receipt-log entry of
+// the member with first seq <= seq that lists seq.
+func (e *Engine) readTime(ctx context.Context, group string, ord uint32, seq uint64) (int64, error) {
+	mk := logMemberKey(group, ord)
+	start := append(mk, '/')
+	var end []byte
+	if seq == math.MaxUint64 {
+		end = storage.PrefixEnd(start)
+	} else {
+		end = storage.AppendUint64(logMemberKey(group, ord), seq+1)
+	}
+	var t int64
+	err := e.cfg.Store.Scan(ctx, start, end, true, func(k, v []byte) bool {
+		if len(k) != len(start)+8 {
+			return true
+		}
+		tt, ok := logContains(storage.Uint64Suffix(k), v, seq)
+		if ok {
+			t = tt
+			return false
+		}
+		return true
+	})
+	return t, err
+}
+
+// MarkC2CRead marks every C2C message from peer to reader up to now as read
+// (MarkC2CMessageAsRead) and pushes the mark to peer's sessions. Marks only
+// move forward.
+func (e *Engine) MarkC2CRead(ctx context.Context, reader, peer string) error {
+	if peer == "" {
+		return apierr.InvalidArgument("no peer")
+	}
+	if peer == reader {
+		return apierr.InvalidArgument("cannot mark a conversation with yourself")
+	}
+	if err := e.begin(); err != nil {
+		return err
+	}
+	defer e.ops.Done()
+	t := e.nowMs()
+	mu := &e.markMu[maphash.String(markSeed, reader+"\x00"+peer)%uint64(len(e.markMu))]
+	mu.Lock()
+	cur, err := e.mark(ctx, reader, peer)
+	if err == nil && t > cur {
+		v := binary.AppendUvarint(nil, uint64(t))
+		err = e.cfg.Committer.Commit(ctx, func(b *storage.Batch) { b.Set(markKey(reader, peer), v) })
+	} else {
+		t = max(t, cur)
+	}
+	mu.Unlock()
+	if err != nil {
+		return storeErr(err)
+	}
+	e.cfg.Pusher.Push(peer, &pb.ServerFrame{Body: &pb.ServerFrame_C2CRead{C2CRead: &pb.C2CReadPush{
+		Receipts: []*pb.MessageReceipt{{UserId: reader, TimeMs: t}},
+	}}})
+	return nil
+}
+
+var markSeed = maphash.MakeSeed()
+
+// mark returns when reader last marked its conversation with peer read (ms;
+// 0 = never).
+func (e *Engine) mark(ctx context.Context, reader, peer string) (int64, error) {
+	v, err := e.cfg.Store.Get(ctx, markKey(reader, peer))
+	if errors.Is(err, storage.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	t, n := binary.Uvarint(v)
+	if n <= 0 {
+		return 0, fmt.Errorf("receipts: malformed c2c mark")
+	}
+	return int64(t), nil
+}
+
+// ReceiptSent reports, for messages user received, whether user already sent
+// a receipt (or marked the C2C conversation read at or after the message).
+// Messages user sent, or without NeedReadReceipt, report false.
+func (e *Engine) ReceiptSent(ctx context.Context, user string, msgs []Msg) ([]bool, error) {
+	if err := e.begin(); err != nil {
+		return nil, err
+	}
+	defer e.ops.Done()
+	out := make([]bool, len(msgs))
+	marks := make(map[string]int64)
+	for i, m := range msgs {
+		if !m.NeedReadReceipt || m.Sender == user {
+			continue
+		}
+		var ord uint32
+		if m.GroupID != "" {
+			var ok bool
+			if ord, ok = e.cfg.Roster.Ordinal(m.GroupID, user); !ok || ord >= m.Watermark {
+				continue
+			}
+		} else {
+			if m.Receiver != user {
+				continue
+			}
+			mark, ok := marks[m.Sender]
+			if !ok {
+				var err error
+				if mark, err = e.mark(ctx, user, m.Sender); err != nil {
+					return nil, storeErr(err)
+				}
+				marks[m.Sender] = mark
+			}
+			if mark > 0 && mark >= m.Time.UnixMilli() {
+				out[i] = true
+				continue
+			}
+		}
+		st, err := e.cache.acquire(ctx, m)
+		if err != nil {
+			return nil, storeErr(err)
+		}
+		st.mu.RLock()
+		if m.GroupID != "" {
+			out[i] = st.read.Contains(ord)
+		} else {
+			out[i] = st.readAt != 0
+		}
+		st.mu.RUnlock()
+		e.cache.release(st)
+	}
+	return out, nil
+}

@@ -1,0 +1,215 @@
+package receipts
+
+import (
+	"container/list"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"sync"
+
+	"github.com/RoaringBitmap/roaring/v2"
+
+	"github.com/readmark/readmark/internal/storage"
+)
+
+type msgKey struct {
+	conv string
+	seq  uint64
+}
+
+// readState is the in-memory read state of one message.
+type readState struct {
+	key msgKey
+	msg Msg // immutable after creation
+
+	loaded  chan struct{} // closed once the state is loaded (or failed)
+	loadErr error         // set before loaded is closed
+
+	mu sync.RWMutex
+	// Group messages.
+	read     *roaring.Bitmap // ordinals of members who read it
+	count    uint64          // |read ∩ present| as of countDep, if countOK
+	countDep uint64          // RosterSnapshot.Departures the count was computed under
+	countOK  bool
+	// C2C messages: when the receiver's receipt was recorded (ms); 0 = none.
+	readAt int64
+	// dirty: changed since last serialized into a batch. Set and cleared
+	// within one prepare call (commit goroutine).
+	dirty bool
+
+	// Guarded by the shard's mu.
+	pins int
+	elem *list.Element
+}
+
+func (st *readState) isGroup() bool { return st.msg.GroupID != "" }
+
+// counts returns (read, unread) for a group message under snap. senderOrd
+// is the sender's current ordinal, if a member. The caller must not hold
+// st.mu.
+func (st *readState) counts(snap RosterSnapshot, senderOrd uint32, senderOK bool) (uint64, uint64) {
+	st.mu.RLock()
+	ok := st.countOK && st.countDep == snap.Departures
+	read := st.count
+	st.mu.RUnlock()
+	if !ok {
+		st.mu.Lock()
+		if !st.countOK || st.countDep != snap.Departures {
+			st.count = st.read.AndCardinality(snap.Present)
+			st.countDep = snap.Departures
+			st.countOK = true
+		}
+		read = st.count
+		st.mu.Unlock()
+	}
+	w := st.msg.Watermark
+	var addressed uint64
+	if w > 0 {
+		addressed = snap.Present.Rank(w - 1)
+	}
+	if senderOK && senderOrd < w && addressed > 0 {
+		addressed--
+	}
+	if read > addressed { // only if the roster is inconsistent
+		return read, 0
+	}
+	return read, addressed - read
+}
+
+const cacheShards = 16
+
+// stateCache is a sharded LRU of read states.
+type stateCache struct {
+	store  storage.Store
+	seed   maphash.Seed
+	shards [cacheShards]cacheShard
+}
+
+type cacheShard struct {
+	mu  sync.Mutex
+	m   map[msgKey]*readState
+	lru list.List // front = most recent
+	cap int
+}
+
+func newStateCache(store storage.Store, capacity int) *stateCache {
+	c := &stateCache{store: store, seed: maphash.MakeSeed()}
+	per := (capacity + cacheShards - 1) / cacheShards
+	for i := range c.shards {
+		c.shards[i].m = make(map[msgKey]*readState)
+		c.shards[i].cap = max(per, 1)
+	}
+	return c
+}
+
+func (c *stateCache) shard(k msgKey) *cacheShard {
+	var h maphash.Hash
+	h.SetSeed(c.seed)
+	h.WriteString(k.conv)
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], k.seq)
+	h.Write(b[:])
+	return &c.shards[h.Sum64()%cacheShards]
+}
+
+// acquire returns the pinned state of m, loading it from the Store on a
+// miss. Every successful acquire must be paired with release.
+func (c *stateCache) acquire(ctx context.Context, m Msg) (*readState, error) {
+	k := msgKey{m.Conv, m.Seq}
+	sh := c.shard(k)
+	sh.mu.Lock()
+	st := sh.m[k]
+	if st != nil {
+		st.pins++
+		sh.lru.MoveToFront(st.elem)
+		sh.mu.Unlock()
+		<-st.loaded
+		if st.loadErr != nil {
+			c.release(st)
+			return nil, st.loadErr
+		}
+		return st, nil
+	}
+	st = &readState{key: k, msg: m, loaded: make(chan struct{}), pins: 1}
+	st.elem = sh.lru.PushFront(st)
+	sh.m[k] = st
+	sh.evictLocked()
+	sh.mu.Unlock()
+
+	st.loadErr = c.load(ctx, st)
+	close(st.loaded)
+	if st.loadErr != nil {
+		sh.mu.Lock()
+		if sh.m[k] == st {
+			delete(sh.m, k)
+			sh.lru.Remove(st.elem)
+		}
+		sh.mu.Unlock()
+		c.release(st)
+		return nil, st.loadErr
+	}
+	return st, nil
+}
+
+func (c *stateCache) release(st *readState) {
+	sh := c.shard(st.key)
+	sh.mu.Lock()
+	st.pins--
+	if st.pins == 0 && len(sh.m) > sh.cap {
+		sh.evictLocked()
+	}
+	sh.mu.Unlock()
+}
+
+// evictLocked drops unpinned states from the cold end while over capacity.
+// Pinned states are skipped (a bounded number of them), so the shard may
+// briefly exceed its capacity. sh.mu must be held.
+func (sh *cacheShard) evictLocked() {
+	e := sh.lru.Back()
+	for skipped := 0; len(sh.m) > sh.cap && e != nil && skipped < 64; {
+		st := e.Value.(*readState)
+		prev := e.Prev()
+		if st.pins == 0 {
+			sh.lru.Remove(e)
+			delete(sh.m, st.key)
+		} else {
+			skipped++
+		}
+		e = prev
+	}
+}
+
+func (c *stateCache) load(ctx context.Context, st *readState) error {
+	if st.isGroup() {
+		v, err := c.store.Get(ctx, readSetKey(st.msg.Conv, st.msg.Seq))
+		if errors.Is(err, storage.ErrNotFound) {
+			st.read = roaring.New()
+			st.countOK, st.count, st.countDep = false, 0, 0
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("receipts: load read set: %w", err)
+		}
+		rb, err := decodeReadSet(v)
+		if err != nil {
+			return err
+		}
+		st.read = rb
+		return nil
+	}
+	v, err := c.store.Get(ctx, c2cReadKey(st.msg.Conv, st.msg.Seq))
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("receipts: load c2c receipt: %w", err)
+	}
+	t, n := binary.Uvarint(v)
+	if n <= 0 {
+		return fmt.Errorf("receipts: malformed c2c receipt")
+	}
+	st.readAt = max(int64(t), 1)
+	return nil
+}
