@@ -1,0 +1,152 @@
+package test
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/coder/websocket"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/readmark/readmark/api/readmarkv1"
+)
+
+// rawConn is a hand-driven protocol client, for what the SDK never sends.
+type rawConn struct {
+	t *testing.T
+	c *websocket.Conn
+}
+
+func rawDial(t *testing.T, ts *testServer, subprotocol string) *rawConn {
+	t.Helper()
+	c, _, err := websocket.Dial(ctxT(t), ts.url()+"/v1/ws", &websocket.DialOptions{Subprotocols: []string{subprotocol}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadLimit(1 << 20)
+	t.Cleanup(func() { c.CloseNow() })
+	return &rawConn{t: t, c: c}
+}
+
+func (r *rawConn) writeRaw(data []byte) {
+	r.t.Helper()
+	if err := r.c.Write(ctxT(r.t), websocket.MessageBinary, data); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *rawConn) write(f *pb.ClientFrame) {
+	r.t.Helper()
+	data, err := proto.Marshal(f)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.writeRaw(data)
+}
+
+// readResponse returns the next non-push frame.
+func (r *rawConn) readResponse() *pb.ServerFrame {
+	r.t.Helper()
+	for {
+		_, data, err := r.c.Read(ctxT(r.t))
+		if err != nil {
+			r.t.Fatalf("read: %v", err)
+		}
+		f := &pb.ServerFrame{}
+		if err := proto.Unmarshal(data, f); err != nil {
+			r.t.Fatal(err)
+		}
+		if f.Id != 0 || f.Error != nil {
+			return f
+		}
+	}
+}
+
+func (r *rawConn) login(ts *testServer, user string) {
+	r.t.Helper()
+	r.write(&pb.ClientFrame{Id: 1, Body: &pb.ClientFrame_Login{Login: &pb.LoginRequest{
+		ProtocolVersion: 1, UserId: user, Token: ts.token(user),
+	}}})
+	if f := r.readResponse(); f.GetLogin() == nil {
+		r.t.Fatalf("login: %v", f)
+	}
+}
+
+func TestBadFramesFailAlone(t *testing.T) {
+	ts := startServer(t)
+	r := rawDial(t, ts, "readmark.v1.proto")
+	r.login(ts, "alice")
+	ping := func(id uint64) {
+		t.Helper()
+		r.write(&pb.ClientFrame{Id: id, Body: &pb.ClientFrame_Ping{Ping: &pb.PingRequest{}}})
+		if f := r.readResponse(); f.Id != id || f.GetPing() == nil {
+			t.Fatalf("ping %d: %v", id, f)
+		}
+	}
+	tests := []struct {
+		name  string
+		frame []byte
+		code  int32
+	}{
+		{"undecodable", []byte{0xff, 0xff, 0xff}, pb.CodeProtocol},
+		{"no body", mustMarshal(t, &pb.ClientFrame{Id: 7}), pb.CodeProtocol},
+		{"zero id", mustMarshal(t, &pb.ClientFrame{Body: &pb.ClientFrame_Ping{Ping: &pb.PingRequest{}}}), pb.CodeProtocol},
+		{"second login", mustMarshal(t, &pb.ClientFrame{Id: 8, Body: &pb.ClientFrame_Login{Login: &pb.LoginRequest{}}}), pb.CodeProtocol},
+		{"bad group type", mustMarshal(t, &pb.ClientFrame{Id: 9, Body: &pb.ClientFrame_CreateGroup{CreateGroup: &pb.CreateGroupRequest{Type: 99}}}), pb.CodeInvalidArgument},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r.writeRaw(tt.frame)
+			f := r.readResponse()
+			if f.Error == nil || f.Error.Code != tt.code {
+				t.Fatalf("got %v, want error %d", f, tt.code)
+			}
+			ping(uint64(100 + i)) // the connection is still up
+		})
+	}
+}
+
+func TestOversizedFrameClosesOnlyThatConnection(t *testing.T) {
+	ts := startServer(t)
+	r := rawDial(t, ts, "readmark.v1.proto")
+	r.login(ts, "alice")
+	big := &pb.ClientFrame{Id: 2, Body: &pb.ClientFrame_SendMessage{SendMessage: &pb.SendMessageRequest{
+		Receiver: "bob", Text: string(bytes.Repeat([]byte("x"), 70*1024)),
+	}}}
+	r.write(big)
+	if _, _, err := r.c.Read(ctxT(t)); websocket.CloseStatus(err) != websocket.StatusMessageTooBig {
+		t.Fatalf("read after oversized frame: %v", err)
+	}
+	// The server is fine.
+	other, _ := ts.dial("carol")
+	send(t, other, "still up", "dave", "", false)
+}
+
+func TestLoginRequiredFirst(t *testing.T) {
+	ts := startServer(t)
+	r := rawDial(t, ts, "readmark.v1.proto")
+	r.write(&pb.ClientFrame{Id: 1, Body: &pb.ClientFrame_Ping{Ping: &pb.PingRequest{}}})
+	if f := r.readResponse(); f.Error == nil || f.Error.Code != pb.CodeProtocol {
+		t.Fatalf("got %v", f)
+	}
+	if _, _, err := r.c.Read(ctxT(t)); err == nil {
+		t.Fatal("connection stayed open without a login")
+	}
+	// No subprotocol: refused.
+	c, _, err := websocket.Dial(ctxT(t), ts.url()+"/v1/ws", nil)
+	if err == nil {
+		_, _, err = c.Read(ctxT(t))
+		c.CloseNow()
+	}
+	if websocket.CloseStatus(err) != websocket.StatusPolicyViolation {
+		t.Fatalf("without subprotocol: %v", err)
+	}
+}
+
+func mustMarshal(t *testing.T, f *pb.ClientFrame) []byte {
+	t.Helper()
+	b, err := proto.Marshal(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
