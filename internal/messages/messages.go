@@ -397,14 +397,16 @@ func (s *Service) History(ctx context.Context, caller Caller, req *pb.HistoryReq
 		end = conv.MessageKey(key, req.BeforeSeq)
 	}
 	var out []*pb.Message
+	var wms []uint32
 	var decErr error
 	err = s.cfg.Store.Scan(ctx, start, end, true, func(_, v []byte) bool {
-		m, _, err := decodeStored(v)
+		m, wm, err := decodeStored(v)
 		if err != nil {
 			decErr = err
 			return false
 		}
 		out = append(out, m)
+		wms = append(wms, wm)
 		return len(out) < int(req.Count)
 	})
 	if err == nil {
@@ -413,7 +415,7 @@ func (s *Service) History(ctx context.Context, caller Caller, req *pb.HistoryReq
 	if err != nil {
 		return nil, err
 	}
-	return out, s.markReceiptSent(ctx, caller.UserID, out)
+	return out, s.markReceiptSent(ctx, caller.UserID, out, wms)
 }
 
 // visible returns the conversation key of c for user and the seq at and
@@ -484,8 +486,9 @@ func toReceiptMsg(key string, m *pb.Message, watermark uint32) receipts.Msg {
 }
 
 // markReceiptSent sets receipt_sent on the messages user received with a
-// read receipt requested and already acknowledged.
-func (s *Service) markReceiptSent(ctx context.Context, user string, msgs []*pb.Message) error {
+// read receipt requested and already acknowledged; wms are the messages'
+// membership watermarks.
+func (s *Service) markReceiptSent(ctx context.Context, user string, msgs []*pb.Message, wms []uint32) error {
 	if s.receipts == nil {
 		return nil
 	}
@@ -498,7 +501,7 @@ func (s *Service) markReceiptSent(ctx context.Context, user string, msgs []*pb.M
 				key = conv.C2C(m.Sender, m.Receiver)
 			}
 			idx = append(idx, i)
-			rms = append(rms, toReceiptMsg(key, m, 0))
+			rms = append(rms, toReceiptMsg(key, m, wms[i]))
 		}
 	}
 	if len(rms) == 0 {
@@ -563,6 +566,7 @@ func (s *Service) Sync(ctx context.Context, caller Caller, req *pb.SyncRequest) 
 	}
 	sort.Slice(spans, func(i, j int) bool { return spans[i].key < spans[j].key })
 	resp := &pb.SyncResponse{}
+	var wms []uint32
 	for _, sp := range spans {
 		if sp.from >= sp.to {
 			continue
@@ -576,12 +580,13 @@ func (s *Service) Sync(ctx context.Context, caller Caller, req *pb.SyncRequest) 
 		end := storage.AppendUint64(storage.Key("m", sp.key), sp.to+1)
 		var decErr error
 		err := s.cfg.Store.Scan(ctx, start, end, false, func(_, v []byte) bool {
-			m, _, err := decodeStored(v)
+			m, wm, err := decodeStored(v)
 			if err != nil {
 				decErr = err
 				return false
 			}
 			resp.Messages = append(resp.Messages, m)
+			wms = append(wms, wm)
 			last = m.Seq
 			return len(resp.Messages) < limit
 		})
@@ -598,7 +603,7 @@ func (s *Service) Sync(ctx context.Context, caller Caller, req *pb.SyncRequest) 
 			break
 		}
 	}
-	return resp, s.markReceiptSent(ctx, user, resp.Messages)
+	return resp, s.markReceiptSent(ctx, user, resp.Messages, wms)
 }
 
 func (s *Service) startFrom(ctx context.Context, user, key string, given map[string]uint64) uint64 {
