@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The project's test command (README "Test"): static checks, then every test
+# with the race detector. Cluster-backend tests (PostgreSQL, NATS) skip when
+# those services are unreachable unless READMARK_REQUIRE_SERVICES=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt needed:"; echo "$unformatted"; exit 1
+fi
+# The error table's generated code and docs must match api/readmarkv1/errors.json.
+go run ./internal/tools/gencodes .
+if ! git diff --quiet -- api/readmarkv1/codes.go im/codes.go docs/errors.md 2>/dev/null; then
+  echo "generated error code files are stale: run go generate ./api/... and commit"; exit 1
+fi
+go vet ./...
+go test -race -count=1 -timeout 20m ./...
