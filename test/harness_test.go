@@ -26,14 +26,14 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // testServer is a running server and how to reach it.
 type testServer struct {
-	t    *testing.T
+	t    testing.TB
 	dir  string
 	addr string
 	srv  *server.Server
 }
 
 // startServer starts a server on a fresh data directory.
-func startServer(t *testing.T) *testServer {
+func startServer(t testing.TB) *testServer {
 	t.Helper()
 	ts := &testServer{t: t, dir: t.TempDir(), addr: "127.0.0.1:0"}
 	ts.start()
@@ -119,7 +119,7 @@ func (ts *testServer) adminDo(method, path, body, tok string) (int, string) {
 	return resp.StatusCode, string(out)
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx

@@ -1,0 +1,102 @@
+package test
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/readmark/readmark/im"
+)
+
+// latencyListener records, per received message, the time from its send to
+// its arrival (send times are looked up by text).
+type latencyListener struct {
+	im.BaseAdvancedMsgListener
+	sent     *sync.Map // text → time.Time of the SendMessage call
+	mu       *sync.Mutex
+	samples  *[]time.Duration
+	received *atomic.Int64
+}
+
+func (l latencyListener) OnRecvNewMessage(m *im.Message) {
+	if v, ok := l.sent.Load(m.Text); ok {
+		d := time.Since(v.(time.Time))
+		l.mu.Lock()
+		*l.samples = append(*l.samples, d)
+		l.mu.Unlock()
+	}
+	l.received.Add(1)
+}
+
+// BenchmarkGroupFanout100 measures the messaging core end to end: one sender
+// sends b.N text messages (from 8 goroutines, pipelined on its one
+// connection) to a Work group of 100 members, each online on its own
+// WebSocket connection in this process. It waits until every member has
+// received every message and reports messages/s sent and delivered, and the
+// p50/p99 latency from the start of the SendMessage call to each member's
+// OnRecvNewMessage. Sender, members and server share the machine's 2 cores.
+func BenchmarkGroupFanout100(b *testing.B) {
+	const members = 100
+	ts := startServer(b)
+	ctx := context.Background()
+	sender, _ := ts.dial("sender")
+	ids := users("fan", members)
+	gid, err := sender.CreateGroup(ctx, im.GroupWork, "", "bench", ids...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var (
+		sent     sync.Map
+		mu       sync.Mutex
+		samples  []time.Duration
+		received atomic.Int64
+	)
+	for _, u := range ids {
+		ts.dial(u, im.WithListener(latencyListener{sent: &sent, mu: &mu, samples: &samples, received: &received}))
+	}
+	b.ResetTimer()
+	start := time.Now()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				text := strconv.FormatInt(i, 10)
+				m := sender.CreateTextMessage(text)
+				sent.Store(text, time.Now())
+				if _, err := sender.SendMessage(ctx, m, "", gid, im.PriorityNormal, false); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	want := int64(b.N) * members
+	deadline := time.Now().Add(2 * time.Minute)
+	for received.Load() < want && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if received.Load() < want {
+		b.Fatalf("delivered %d of %d", received.Load(), want)
+	}
+	mu.Lock()
+	slices.Sort(samples)
+	p := func(q float64) float64 { return float64(samples[int(q*float64(len(samples)-1))].Microseconds()) / 1000 }
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
+	b.ReportMetric(float64(want)/elapsed.Seconds(), "deliveries/s")
+	b.ReportMetric(p(0.5), "p50-ms")
+	b.ReportMetric(p(0.99), "p99-ms")
+	mu.Unlock()
+}
+
