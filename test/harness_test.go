@@ -26,16 +26,23 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // testServer is a running server and how to reach it.
 type testServer struct {
-	t    testing.TB
-	dir  string
-	addr string
-	srv  *server.Server
+	t         testing.TB
+	dir       string
+	addr      string
+	heartbeat time.Duration
+	srv       *server.Server
 }
 
 // startServer starts a server on a fresh data directory.
 func startServer(t testing.TB) *testServer {
 	t.Helper()
-	ts := &testServer{t: t, dir: t.TempDir(), addr: "127.0.0.1:0"}
+	return startServerWith(t, 0)
+}
+
+// startServerWith starts a server that asks clients for the given heartbeat.
+func startServerWith(t testing.TB, heartbeat time.Duration) *testServer {
+	t.Helper()
+	ts := &testServer{t: t, dir: t.TempDir(), addr: "127.0.0.1:0", heartbeat: heartbeat}
 	ts.start()
 	t.Cleanup(ts.stop)
 	return ts
@@ -44,7 +51,7 @@ func startServer(t testing.TB) *testServer {
 func (ts *testServer) start() {
 	ts.t.Helper()
 	srv, err := server.Start(context.Background(), server.Config{
-		Listen: ts.addr, DataDir: ts.dir,
+		Listen: ts.addr, DataDir: ts.dir, Heartbeat: ts.heartbeat,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

@@ -2,7 +2,9 @@ package test
 
 import (
 	"bytes"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/coder/websocket"
 	"google.golang.org/protobuf/proto"
@@ -149,4 +151,38 @@ func mustMarshal(t *testing.T, f *pb.ClientFrame) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// connCounter counts connection state changes.
+type connCounter struct {
+	mu           sync.Mutex
+	disconnected int
+}
+
+func (c *connCounter) OnConnected()    {}
+func (c *connCounter) OnReconnecting() {}
+func (c *connCounter) OnDisconnected(error) {
+	c.mu.Lock()
+	c.disconnected++
+	c.mu.Unlock()
+}
+
+func TestIdleTimeoutAndHeartbeat(t *testing.T) {
+	ts := startServerWith(t, time.Second)
+	counter := &connCounter{}
+	sdk, _ := ts.dial("alice")
+	sdk.AddConnListener(counter)
+	r := rawDial(t, ts, "readmark.v1.proto")
+	r.login(ts, "bob")
+	// bob says nothing more: after twice the heartbeat the server closes him.
+	if _, _, err := r.c.Read(ctxT(t)); err == nil {
+		t.Fatal("silent connection was not closed")
+	}
+	// alice's SDK kept the heartbeat, so her connection is the same one.
+	send(t, sdk, "still here", "bob", "", false)
+	counter.mu.Lock()
+	defer counter.mu.Unlock()
+	if counter.disconnected != 0 {
+		t.Fatalf("SDK connection dropped %d times", counter.disconnected)
+	}
 }
