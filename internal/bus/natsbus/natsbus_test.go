@@ -1,0 +1,150 @@
+package natsbus
+
+import (
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/goleak"
+
+	"github.com/readmark/readmark/internal/bus"
+	"github.com/readmark/readmark/internal/bus/bustest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const defaultURL = "nats://127.0.0.1:4222"
+
+func url() string {
+	if v := os.Getenv("READMARK_TEST_NATS"); v != "" {
+		return v
+	}
+	return defaultURL
+}
+
+var (
+	reachOnce sync.Once
+	reachErr  error
+)
+
+// needServer skips the test when NATS is unreachable, or fails it when
+// READMARK_REQUIRE_SERVICES=1 (as in CI, where the service must be there).
+func needServer(t *testing.T) {
+	t.Helper()
+	reachOnce.Do(func() {
+		nc, err := nats.Connect(url(), nats.Timeout(3*time.Second), nats.NoReconnect())
+		if err != nil {
+			reachErr = err
+			return
+		}
+		nc.Close()
+	})
+	if reachErr == nil {
+		return
+	}
+	msg := "NATS at READMARK_TEST_NATS (default " + defaultURL + ") unreachable: " + reachErr.Error()
+	if os.Getenv("READMARK_REQUIRE_SERVICES") == "1" {
+		t.Fatal(msg + " (READMARK_REQUIRE_SERVICES=1)")
+	}
+	t.Skip(msg + "; set READMARK_REQUIRE_SERVICES=1 to fail instead")
+}
+
+func open(t *testing.T) *Bus {
+	t.Helper()
+	b, err := Open(url())
+	if err != nil {
+		t.Fatalf("Open(%s): %v", url(), err)
+	}
+	return b
+}
+
+func TestConformance(t *testing.T) {
+	needServer(t)
+	bustest.Run(t, func(t *testing.T) bus.Bus { return open(t) })
+}
+
+// TestAcrossConnections: two buses are two nodes; a subscription on one gets
+// what the other publishes after Subscribe returned, in order.
+func TestAcrossConnections(t *testing.T) {
+	needServer(t)
+	a, b := open(t), open(t)
+	defer a.Close()
+	defer b.Close()
+	subject := bus.UserSubject("cross." + nats.NewInbox()[7:])
+	got := make(chan []byte, 1000)
+	sub, err := b.Subscribe(subject, func(d []byte) { got <- d })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	for i := range 1000 {
+		if err := a.Publish(t.Context(), subject, []byte{byte(i >> 8), byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 1000 {
+		select {
+		case d := <-got:
+			if n := int(d[0])<<8 | int(d[1]); n != i {
+				t.Fatalf("message %d arrived as %d", i, n)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("timed out at message %d", i)
+		}
+	}
+}
+
+func TestNATSSubject(t *testing.T) {
+	for _, s := range []string{"rm.u.alice", "rm.u.a.b", "rm.u.a@b-c_d", "x"} {
+		if got := natsSubject(s); got != s {
+			t.Errorf("natsSubject(%q) = %q, want unchanged", s, got)
+		}
+	}
+	seen := map[string]string{}
+	for _, s := range []string{
+		"", ".", "a.", ".a", "a..b", "rm.u.*", "rm.u.>", "rm.u.a b", "rm.u.a\tb", "rm.u.\x00", "rm.u.é",
+		"_RMX.726d", "_RMX." + "rm.u.*", "rm.u.>x",
+	} {
+		got := natsSubject(s)
+		if len(got) < len(escPrefix) || got[:len(escPrefix)] != escPrefix || !literal(got) {
+			t.Errorf("natsSubject(%q) = %q, want an escaped literal", s, got)
+		}
+		if prev, dup := seen[got]; dup {
+			t.Errorf("natsSubject(%q) = natsSubject(%q) = %q", s, prev, got)
+		}
+		seen[got] = s
+	}
+	// An escaped subject never equals a literal one.
+	if natsSubject("_RMX.") == "_RMX." {
+		t.Error("escape prefix not escaped")
+	}
+}
+
+func TestOpenBadURL(t *testing.T) {
+	if _, err := Open("nats://127.0.0.1:1", nats.Timeout(time.Second), nats.NoReconnect()); err == nil {
+		t.Error("Open on a closed port: no error")
+	}
+}
+
+// TestCloseWithUserCallback: a ClosedHandler given in the options still runs.
+func TestCloseWithUserCallback(t *testing.T) {
+	needServer(t)
+	called := make(chan struct{})
+	b, err := Open(url(), nats.ClosedHandler(func(*nats.Conn) { close(called) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-called:
+	default:
+		t.Error("user ClosedHandler had not run when Close returned")
+	}
+	if err := b.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}

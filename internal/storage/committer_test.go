@@ -1,0 +1,292 @@
+package storage_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/readmark/readmark/internal/storage"
+)
+
+// These are unit tests of the Committer's own logic (gathering, the maxOps
+// bound, error fan-out, Close racing Submit) on a recording fake store. What a
+// real store must give the Committer (ordered callbacks, durable writes,
+// draining on Close) is in storagetest, run by every implementation.
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fakeStore records every Apply; Apply fails while failNext > 0.
+type fakeStore struct {
+	mu       sync.Mutex
+	applies  []applyCall
+	failNext int
+	failWith error
+}
+
+type applyCall struct {
+	ops  int
+	sync bool
+}
+
+func (f *fakeStore) Get(context.Context, []byte) ([]byte, error) { return nil, storage.ErrNotFound }
+func (f *fakeStore) Scan(context.Context, []byte, []byte, bool, func(k, v []byte) bool) error {
+	return nil
+}
+func (f *fakeStore) Close() error { return nil }
+
+func (f *fakeStore) Apply(_ context.Context, b *storage.Batch, sync bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.applies = append(f.applies, applyCall{ops: b.Len(), sync: sync})
+	if f.failNext > 0 {
+		f.failNext--
+		return f.failWith
+	}
+	return nil
+}
+
+func (f *fakeStore) calls() []applyCall {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.applies)
+}
+
+type commitStat struct{ ops, requests int }
+
+// gate blocks the commit goroutine inside the first prepare until opened, so
+// that a test can queue requests and know exactly what gets gathered.
+type gate struct {
+	c    *storage.Committer
+	open chan struct{}
+}
+
+func newGated(t *testing.T, s storage.Store, maxOps int) (*gate, *[]commitStat) {
+	t.Helper()
+	c := storage.NewCommitter(s, maxOps)
+	var stats []commitStat // written on the commit goroutine only
+	c.OnCommit = func(ops, requests int) { stats = append(stats, commitStat{ops, requests}) }
+	g := &gate{c: c, open: make(chan struct{})}
+	if err := c.Submit(t.Context(), func(b *storage.Batch) {
+		<-g.open
+		b.Set([]byte("gate"), nil)
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	return g, &stats
+}
+
+func TestCommitterGathers(t *testing.T) {
+	f := &fakeStore{}
+	g, stats := newGated(t, f, 0)
+	var order []int // written on the commit goroutine only
+	last := make(chan struct{})
+	for i := range 99 {
+		if err := g.c.Submit(t.Context(), func(b *storage.Batch) { b.Set([]byte{byte(i)}, nil) },
+			func(err error) {
+				if err != nil {
+					t.Errorf("done: %v", err)
+				}
+				order = append(order, i)
+				if i == 98 {
+					close(last)
+				}
+			}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(g.open)
+	// Wait for the last done, not for Close: Close drains without gathering.
+	<-last
+	g.c.Close() // waits for the loop: stats and order are safe to read
+	if want := []commitStat{{100, 100}}; !slices.Equal(*stats, want) {
+		t.Errorf("commits %v, want %v (all queued requests in one gathering)", *stats, want)
+	}
+	if want := []applyCall{{100, true}}; !slices.Equal(f.calls(), want) {
+		t.Errorf("applies %v, want %v", f.calls(), want)
+	}
+	for i, got := range order {
+		if got != i {
+			t.Fatalf("done order %v", order)
+		}
+	}
+	if len(order) != 99 {
+		t.Errorf("%d done calls, want 99", len(order))
+	}
+}
+
+func TestCommitterMaxOps(t *testing.T) {
+	f := &fakeStore{}
+	g, stats := newGated(t, f, 10)
+	last := make(chan struct{})
+	for i := range 24 {
+		var done func(error)
+		if i == 23 {
+			done = func(error) { close(last) }
+		}
+		if err := g.c.Submit(t.Context(), func(b *storage.Batch) { b.Set([]byte{byte(i)}, nil) }, done); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(g.open)
+	<-last // not Close: it drains without gathering
+	g.c.Close()
+	if want := []commitStat{{10, 10}, {10, 10}, {5, 5}}; !slices.Equal(*stats, want) {
+		t.Errorf("commits %v, want %v", *stats, want)
+	}
+	for _, a := range f.calls() {
+		if !a.sync {
+			t.Error("Committer applied a batch without sync")
+		}
+	}
+}
+
+// TestCommitterApplyError: a failed Apply fails every request of its
+// gathering, and only those.
+func TestCommitterApplyError(t *testing.T) {
+	boom := errors.New("boom")
+	f := &fakeStore{failNext: 1, failWith: boom}
+	g, _ := newGated(t, f, 0)
+	errs := make([]error, 5)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Add(1)
+		if err := g.c.Submit(t.Context(), func(b *storage.Batch) { b.Set([]byte{byte(i)}, nil) },
+			func(err error) { errs[i] = err; wg.Done() }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(g.open)
+	wg.Wait()
+	// A Commit after the failed gathering succeeds.
+	if err := g.c.Commit(t.Context(), func(b *storage.Batch) { b.Set([]byte("later"), nil) }); err != nil {
+		t.Errorf("Commit after a failed gathering: %v", err)
+	}
+	for i, err := range errs {
+		if !errors.Is(err, boom) {
+			t.Errorf("done %d: %v, want %v", i, err, boom)
+		}
+	}
+	f.mu.Lock()
+	f.failNext = 1
+	f.mu.Unlock()
+	if err := g.c.Commit(t.Context(), func(b *storage.Batch) { b.Set([]byte("x"), nil) }); !errors.Is(err, boom) {
+		t.Errorf("Commit: %v, want %v", err, boom)
+	}
+	g.c.Close()
+}
+
+// TestCommitterEmpty: requests that write nothing complete without an Apply.
+func TestCommitterEmpty(t *testing.T) {
+	f := &fakeStore{}
+	c := storage.NewCommitter(f, 0)
+	defer c.Close()
+	for range 3 {
+		if err := c.Commit(t.Context(), func(*storage.Batch) {}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(f.calls()); n != 0 {
+		t.Errorf("%d Apply calls for empty requests", n)
+	}
+}
+
+// TestCommitterSubmitCanceled: a Submit that cannot queue returns the
+// context's error and its done is never called; what was queued completes.
+func TestCommitterSubmitCanceled(t *testing.T) {
+	f := &fakeStore{}
+	g, _ := newGated(t, f, 0)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	var (
+		mu       sync.Mutex
+		done     = map[int]int{}
+		accepted []int
+	)
+	// With the loop blocked, the queue fills; a canceled Submit may still
+	// queue while there is room, and must fail once there is none.
+	for i := 0; ; i++ {
+		err := g.c.Submit(ctx, func(b *storage.Batch) { b.Set([]byte("k"), nil) }, func(error) {
+			mu.Lock()
+			done[i]++
+			mu.Unlock()
+		})
+		if err != nil {
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("Submit: %v, want context.Canceled", err)
+			}
+			break
+		}
+		accepted = append(accepted, i)
+		if i > 1<<20 {
+			t.Fatal("Submit never failed on a full queue")
+		}
+	}
+	close(g.open)
+	g.c.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(done) != len(accepted) {
+		t.Fatalf("%d done calls for %d accepted requests", len(done), len(accepted))
+	}
+	for _, i := range accepted {
+		if done[i] != 1 {
+			t.Fatalf("request %d: done called %d times", i, done[i])
+		}
+	}
+}
+
+// TestCommitterCloseRacesSubmit: with Close concurrent to Submits, each
+// Submit either fails with ErrClosed (done never called) or is committed
+// before Close returns (done called once).
+func TestCommitterCloseRacesSubmit(t *testing.T) {
+	f := &fakeStore{}
+	c := storage.NewCommitter(f, 0)
+	const workers, perWorker = 8, 200
+	var (
+		mu       sync.Mutex
+		accepted int
+		done     int
+	)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for range workers {
+		wg.Go(func() {
+			<-start
+			for range perWorker {
+				err := c.Submit(context.Background(), func(b *storage.Batch) { b.Set([]byte("k"), nil) }, func(err error) {
+					if err != nil {
+						t.Errorf("done: %v", err)
+					}
+					mu.Lock()
+					done++
+					mu.Unlock()
+				})
+				if errors.Is(err, storage.ErrClosed) {
+					return
+				}
+				if err != nil {
+					t.Errorf("Submit: %v", err)
+					return
+				}
+				mu.Lock()
+				accepted++
+				mu.Unlock()
+			}
+		})
+	}
+	close(start)
+	c.Close()
+	mu.Lock()
+	doneAtClose := done
+	mu.Unlock()
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if doneAtClose != accepted || done != accepted {
+		t.Errorf("accepted %d, done %d at Close and %d after", accepted, doneAtClose, done)
+	}
+}

@@ -1,0 +1,356 @@
+// Package pgstore is a storage.Store on PostgreSQL, for the cluster path:
+// several Readmark nodes share one database, so any node can serve any user.
+// It passes the same conformance suite (storagetest) as the embedded
+// pebblestore.
+//
+// Layout: one table (k bytea PRIMARY KEY, v bytea NOT NULL), created by Open
+// if missing. bytea compares bytewise, the order storage.Store requires; it
+// carries no collation.
+//
+//   - Get is one SELECT.
+//   - Scan reads in pages of pageSize rows (keyset pagination on k, ORDER BY
+//     k ASC or DESC), so a huge range is never loaded at once, all inside one
+//     REPEATABLE READ READ ONLY transaction: the scan sees one snapshot.
+//   - Apply is one transaction. The batch is first reduced to the last write
+//     of each key (later writes win), then sent in one round trip: one
+//     INSERT ... ON CONFLICT DO UPDATE over unnest'ed arrays for the sets and
+//     one DELETE ... = ANY for the deletes. Rows are locked in key order so
+//     that concurrent batches over the same keys queue instead of deadlocking;
+//     a deadlock or serialization failure that happens anyway is retried.
+//   - sync=false sets synchronous_commit = off for that transaction: the
+//     commit does not wait for the WAL flush, and a server crash may lose it
+//     (never partially). sync=true uses the server's synchronous_commit, which
+//     must not be off for Apply(sync=true) to mean durable.
+//
+// Limits. Every call is at least one network round trip (Apply three: begin,
+// batch, commit; Scan one per page plus begin and end), so per-operation
+// latency is far above pebblestore's: put the Committer in front of it, as the
+// services do. A Scan holds a connection and a snapshot for as long as its
+// callback runs; a callback that calls the store needs a second connection, so
+// do not nest scans deeper than the pool size. Long-running scans hold back
+// vacuum. Keys are limited by the btree index entry size (about 2.7 kB);
+// values by bytea (1 GB) and memory. The connection pool is bounded by
+// pool_max_conns in the DSN (default max(4, GOMAXPROCS)), as in pgxpool.
+package pgstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/readmark/readmark/internal/storage"
+)
+
+// Store is a storage.Store on a PostgreSQL table.
+type Store struct {
+	pool     *pool
+	table    string // quoted identifier
+	pageSize int
+	closed   atomic.Bool
+
+	qGet, qUpsert, qDelete, qLock string
+}
+
+var _ storage.Store = (*Store)(nil)
+
+const defaultPageSize = 1000
+
+// maxAttempts bounds the retries of an Apply that lost a deadlock or a
+// serialization conflict.
+const maxAttempts = 5
+
+// Open connects to the database at dsn (a libpq URL or key=value string, as
+// pgx parses it) and creates table if it does not exist. table may be
+// schema-qualified ("readmark.kv"); it is quoted, so it is case-sensitive.
+// The DSN may set pool_max_conns.
+func Open(ctx context.Context, dsn string, table string) (*Store, error) {
+	if table == "" {
+		return nil, errors.New("pgstore: empty table name")
+	}
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: %w", err)
+	}
+	size := max(4, runtime.GOMAXPROCS(0))
+	if v, ok := cfg.RuntimeParams["pool_max_conns"]; ok {
+		delete(cfg.RuntimeParams, "pool_max_conns")
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("pgstore: bad pool_max_conns %q", v)
+		}
+		size = n
+	}
+	t := pgx.Identifier(strings.Split(table, ".")).Sanitize()
+	s := &Store{
+		pool:     newPool(cfg, size),
+		table:    t,
+		pageSize: defaultPageSize,
+		qGet:     "SELECT v FROM " + t + " WHERE k = $1",
+		qUpsert: "INSERT INTO " + t + " (k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[]) " +
+			"ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
+		qDelete: "DELETE FROM " + t + " WHERE k = ANY($1::bytea[])",
+		qLock:   "SELECT 1 FROM " + t + " WHERE k = ANY($1::bytea[]) ORDER BY k FOR UPDATE",
+	}
+	if err := s.createTable(ctx); err != nil {
+		s.pool.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) createTable(ctx context.Context) error {
+	c, err := s.pool.acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("pgstore: connect: %w", err)
+	}
+	defer s.pool.release(c)
+	q := "CREATE TABLE IF NOT EXISTS " + s.table + " (k bytea PRIMARY KEY, v bytea NOT NULL)"
+	_, err = c.Exec(ctx, q)
+	if isCode(err, "23505", "42P07") {
+		// Another node created it at the same moment: IF NOT EXISTS is not
+		// race-free in PostgreSQL. Once more finds it there.
+		_, err = c.Exec(ctx, q)
+	}
+	if err != nil {
+		return fmt.Errorf("pgstore: create table %s: %w", s.table, err)
+	}
+	return nil
+}
+
+// Get implements storage.Store.
+func (s *Store) Get(ctx context.Context, key []byte) ([]byte, error) {
+	c, err := s.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer s.pool.release(c)
+	var v []byte
+	err = c.QueryRow(ctx, s.qGet, nonNil(key)).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, storage.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	if v == nil {
+		v = []byte{}
+	}
+	return v, nil
+}
+
+// Scan implements storage.Store.
+func (s *Store) Scan(ctx context.Context, start, end []byte, reverse bool, fn func(key, value []byte) bool) error {
+	c, err := s.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.pool.release(c)
+	tx, err := c.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return err
+	}
+	// Read-only: ending it with a rollback loses nothing. A failed rollback
+	// leaves the connection in a transaction, and release then drops it.
+	defer tx.Rollback(context.Background()) //nolint:errcheck
+
+	var cursor []byte // last key of the previous page
+	for page := 0; ; page++ {
+		q, args := s.pageQuery(start, end, reverse, cursor, page > 0)
+		rows, err := tx.Query(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		n, stopped := 0, false
+		for rows.Next() {
+			// DriverBytes alias the connection's read buffer, valid until the
+			// next row: what Scan promises fn, without a copy per row.
+			var k, v pgtype.DriverBytes
+			if err := rows.Scan(&k, &v); err != nil {
+				rows.Close()
+				return err
+			}
+			n++
+			if n == s.pageSize {
+				cursor = append(cursor[:0], k...)
+			}
+			if !fn(k, nonNil(v)) {
+				stopped = true
+				break
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if stopped || n < s.pageSize {
+			return nil
+		}
+	}
+}
+
+// pageQuery builds the query for one page: bounds [start, end), continuing
+// after cursor if more.
+func (s *Store) pageQuery(start, end []byte, reverse bool, cursor []byte, more bool) (string, []any) {
+	var (
+		conds []string
+		args  []any
+	)
+	cond := func(op string, v []byte) {
+		args = append(args, nonNil(v))
+		conds = append(conds, "k "+op+" $"+strconv.Itoa(len(args)))
+	}
+	order := "ASC"
+	if reverse {
+		order = "DESC"
+		if more {
+			cond("<", cursor)
+		} else if end != nil {
+			cond("<", end)
+		}
+		if len(start) > 0 {
+			cond(">=", start)
+		}
+	} else {
+		if more {
+			cond(">", cursor)
+		} else if len(start) > 0 {
+			cond(">=", start)
+		}
+		if end != nil {
+			cond("<", end)
+		}
+	}
+	q := "SELECT k, v FROM " + s.table
+	if len(conds) > 0 {
+		q += " WHERE " + strings.Join(conds, " AND ")
+	}
+	q += " ORDER BY k " + order + " LIMIT " + strconv.Itoa(s.pageSize)
+	return q, args
+}
+
+// Apply implements storage.Store.
+func (s *Store) Apply(ctx context.Context, b *storage.Batch, sync bool) error {
+	if s.closed.Load() {
+		return storage.ErrClosed
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	setK, setV, delK := reduce(b.Ops)
+	var all [][]byte
+	if len(setK) > 0 && len(delK) > 0 {
+		all = slices.Concat(setK, delK)
+		slices.SortFunc(all, bytes.Compare)
+	}
+	statements := func() *pgx.Batch { // a fresh one per attempt
+		batch := &pgx.Batch{}
+		if !sync {
+			batch.Queue("SET LOCAL synchronous_commit = off")
+		}
+		if all != nil {
+			// Sets and deletes are two statements, each locking in key order,
+			// but together not: lock the batch's existing rows in order first.
+			batch.Queue(s.qLock, all)
+		}
+		if len(setK) > 0 {
+			batch.Queue(s.qUpsert, setK, setV)
+		}
+		if len(delK) > 0 {
+			batch.Queue(s.qDelete, delK)
+		}
+		return batch
+	}
+	var err error
+	for attempt := 1; attempt <= maxAttempts; attempt++ {
+		err = s.applyOnce(ctx, statements())
+		if err == nil || !isCode(err, "40P01", "40001") || ctx.Err() != nil {
+			break
+		}
+	}
+	return err
+}
+
+func (s *Store) applyOnce(ctx context.Context, batch *pgx.Batch) error {
+	c, err := s.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.pool.release(c)
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+		_ = tx.Rollback(context.Background())
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// reduce keeps the last write of each key, in key order: sets as parallel
+// key and value arrays, deletes as keys.
+func reduce(ops []storage.Op) (setK, setV, delK [][]byte) {
+	last := make(map[string]int, len(ops))
+	for i, op := range ops {
+		last[string(op.Key)] = i
+	}
+	idx := make([]int, 0, len(last))
+	for _, i := range last {
+		idx = append(idx, i)
+	}
+	slices.SortFunc(idx, func(a, b int) int { return bytes.Compare(ops[a].Key, ops[b].Key) })
+	for _, i := range idx {
+		op := ops[i]
+		if op.Delete {
+			delK = append(delK, nonNil(op.Key))
+		} else {
+			setK = append(setK, nonNil(op.Key))
+			setV = append(setV, nonNil(op.Value))
+		}
+	}
+	return setK, setV, delK
+}
+
+// Close implements storage.Store: it waits for calls in progress to finish
+// and closes every connection. The data is the server's; nothing to flush.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	s.pool.close()
+	return nil
+}
+
+func (s *Store) acquire(ctx context.Context) (*pgx.Conn, error) {
+	if s.closed.Load() {
+		return nil, storage.ErrClosed
+	}
+	return s.pool.acquire(ctx)
+}
+
+// nonNil maps nil to an empty slice: pgx sends a nil []byte as NULL, but an
+// empty key or a Set with a nil value means the empty byte string.
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+func isCode(err error, codes ...string) bool {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return false
+	}
+	return slices.Contains(codes, pe.Code)
+}

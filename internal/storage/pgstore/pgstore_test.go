@@ -1,0 +1,191 @@
+package pgstore_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
+
+	"github.com/readmark/readmark/internal/storage"
+	"github.com/readmark/readmark/internal/storage/pgstore"
+	"github.com/readmark/readmark/internal/storage/storagetest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const defaultDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+
+func dsn() string {
+	if v := os.Getenv("READMARK_TEST_POSTGRES"); v != "" {
+		return v
+	}
+	return defaultDSN
+}
+
+var (
+	reachOnce sync.Once
+	reachErr  error
+)
+
+// needServer skips the test when PostgreSQL is unreachable, or fails it when
+// READMARK_REQUIRE_SERVICES=1 (as in CI, where the service must be there).
+func needServer(t *testing.T) {
+	t.Helper()
+	reachOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, dsn())
+		if err != nil {
+			reachErr = err
+			return
+		}
+		reachErr = c.Ping(ctx)
+		c.Close(ctx)
+	})
+	if reachErr == nil {
+		return
+	}
+	msg := "PostgreSQL at READMARK_TEST_POSTGRES (default " + defaultDSN + ") unreachable: " + reachErr.Error()
+	if os.Getenv("READMARK_REQUIRE_SERVICES") == "1" {
+		t.Fatal(msg + " (READMARK_REQUIRE_SERVICES=1)")
+	}
+	t.Skip(msg + "; set READMARK_REQUIRE_SERVICES=1 to fail instead")
+}
+
+// tempTable returns a table name no other test uses, dropped when t ends
+// (after the stores on it are closed: cleanups run last-in first-out).
+func tempTable(t *testing.T) string {
+	t.Helper()
+	var b [8]byte
+	rand.Read(b[:])
+	name := "rmtest_" + hex.EncodeToString(b[:])
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, dsn())
+		if err != nil {
+			t.Errorf("drop %s: %v", name, err)
+			return
+		}
+		defer c.Close(ctx)
+		if _, err := c.Exec(ctx, "DROP TABLE IF EXISTS "+pgx.Identifier{name}.Sanitize()); err != nil {
+			t.Errorf("drop %s: %v", name, err)
+		}
+	})
+	return name
+}
+
+func open(t *testing.T, table string, pageSize int) storage.Store {
+	t.Helper()
+	s, err := pgstore.Open(t.Context(), dsn(), table)
+	if err != nil {
+		t.Fatalf("pgstore.Open: %v", err)
+	}
+	if pageSize > 0 {
+		pgstore.SetPageSize(s, pageSize)
+	}
+	return s
+}
+
+func run(t *testing.T, pageSize int) {
+	needServer(t)
+	storagetest.Run(t,
+		func(t *testing.T) storage.Store { return open(t, tempTable(t), pageSize) },
+		storagetest.WithReopen(func(t *testing.T) func() storage.Store {
+			table := tempTable(t)
+			return func() storage.Store { return open(t, table, pageSize) }
+		}),
+	)
+}
+
+func TestConformance(t *testing.T) { run(t, 0) }
+
+// TestConformanceSmallPages runs the suite again with 7-row pages, so that
+// every multi-row scan crosses page boundaries (and snapshots must hold
+// across them).
+func TestConformanceSmallPages(t *testing.T) { run(t, 7) }
+
+func TestOpenCreatesTableOnce(t *testing.T) {
+	needServer(t)
+	table := tempTable(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Go(func() {
+			s, err := pgstore.Open(t.Context(), dsn(), table)
+			if err != nil {
+				errs <- err
+				return
+			}
+			errs <- s.Close()
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("concurrent Open: %v", err)
+		}
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	if _, err := pgstore.Open(t.Context(), dsn(), ""); err == nil {
+		t.Error("Open with empty table: no error")
+	}
+	if _, err := pgstore.Open(t.Context(), "postgres://127.0.0.1:5432/test?pool_max_conns=zero", "t"); err == nil {
+		t.Error("Open with bad pool_max_conns: no error")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	// Port 1 is closed: Open fails and leaks nothing.
+	if _, err := pgstore.Open(ctx, "postgres://postgres@127.0.0.1:1/test?sslmode=disable&connect_timeout=2", "t"); err == nil {
+		t.Error("Open on a closed port: no error")
+	}
+}
+
+// TestPoolBound: more concurrent calls than pool_max_conns queue for a
+// connection rather than fail, and Close waits for them.
+func TestPoolBound(t *testing.T) {
+	needServer(t)
+	table := tempTable(t)
+	s, err := pgstore.Open(t.Context(), dsn()+"&pool_max_conns=2", table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Go(func() {
+			b := &storage.Batch{}
+			b.Set([]byte{byte(i)}, []byte{byte(i)})
+			if err := s.Apply(context.Background(), b, i%2 == 0); err != nil {
+				t.Errorf("Apply: %v", err)
+			}
+			if _, err := s.Get(context.Background(), []byte{byte(i)}); err != nil {
+				t.Errorf("Get: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	n := 0
+	if err := s.Scan(t.Context(), nil, nil, false, func(_, _ []byte) bool { n++; return true }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 16 {
+		t.Errorf("%d keys, want 16", n)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(t.Context(), []byte{0}); !errors.Is(err, storage.ErrClosed) {
+		t.Errorf("Get after Close: %v", err)
+	}
+}
