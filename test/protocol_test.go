@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
+	"github.com/readmark/readmark/im"
 )
 
 // rawConn is a hand-driven protocol client, for what the SDK never sends.
@@ -184,5 +185,38 @@ func TestIdleTimeoutAndHeartbeat(t *testing.T) {
 	defer counter.mu.Unlock()
 	if counter.disconnected != 0 {
 		t.Fatalf("SDK connection dropped %d times", counter.disconnected)
+	}
+}
+
+type disconnectRecorder struct {
+	connCounter
+	errs chan error
+}
+
+func (d *disconnectRecorder) OnDisconnected(err error) {
+	select {
+	case d.errs <- err:
+	default:
+	}
+}
+
+func TestGracefulShutdownKicksOff(t *testing.T) {
+	ts := startServer(t)
+	alice, _ := ts.dial("alice", im.WithReconnect(false))
+	rec := &disconnectRecorder{errs: make(chan error, 1)}
+	alice.AddConnListener(rec)
+	sent := send(t, alice, "before shutdown", "bob", "", false)
+	ts.stop()
+	select {
+	case err := <-rec.errs:
+		wantCode(t, err, im.CodeUnavailable)
+	case <-time.After(15 * time.Second):
+		t.Fatal("no disconnect after shutdown")
+	}
+	ts.start()
+	bob, _ := ts.dial("bob")
+	h := must[[]*im.Message](t)(bob.GetC2CHistoryMessageList(ctxT(t), "alice", 1, nil))
+	if len(h) != 1 || h[0].MsgID != sent.MsgID {
+		t.Fatalf("after restart: %+v", h)
 	}
 }
