@@ -30,7 +30,9 @@ type Bus interface {
 	Publish(ctx context.Context, subject string, data []byte) error
 	// Subscribe registers handler for subject. The handler is called from a
 	// goroutine owned by the bus, one message at a time per subscription, and
-	// must not block.
+	// must not block. It may keep data but must not modify it (subscribers
+	// may share one slice). It must not unsubscribe its own subscription:
+	// Unsubscribe waits for a handler call in progress.
 	Subscribe(subject string, handler func(data []byte)) (Subscription, error)
 	// Close drops all subscriptions and releases the transport.
 	Close() error

@@ -107,21 +107,19 @@ func (c *Committer) loop() {
 		reqs []*commitReq
 	)
 	for {
+		var r *commitReq
 		select {
-		case r := <-c.queue:
-			reqs = append(reqs[:0], r)
+		case r = <-c.queue:
 		case <-c.stop:
-			// Submit cannot add more once closed is set; drain what is queued.
-			for {
-				select {
-				case r := <-c.queue:
-					c.run(&b, []*commitReq{r})
-				default:
-					return
-				}
+			// Submit cannot add more once closed is set: commit what is
+			// queued, still gathered, then end.
+			select {
+			case r = <-c.queue:
+			default:
+				return
 			}
 		}
-		r := reqs[0]
+		reqs = append(reqs[:0], r)
 		b.Reset()
 		r.prepare(&b)
 	gather:
@@ -136,14 +134,6 @@ func (c *Committer) loop() {
 		}
 		c.finish(&b, reqs)
 	}
-}
-
-func (c *Committer) run(b *Batch, reqs []*commitReq) {
-	b.Reset()
-	for _, r := range reqs {
-		r.prepare(b)
-	}
-	c.finish(b, reqs)
 }
 
 func (c *Committer) finish(b *Batch, reqs []*commitReq) {
