@@ -1,0 +1,598 @@
+package im
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/readmark/readmark/api/readmarkv1"
+)
+
+const (
+	endpointPath     = "/v1/ws"
+	subprotocolProto = "readmark.v1.proto"
+	subprotocolJSON  = "readmark.v1.json"
+	protocolVersion  = 1
+	syncPageSize     = 200
+	defaultHeartbeat = 30 * time.Second
+	readLimit        = 16 << 20 // server frames (sync pages) may exceed the 64 KiB client frame limit
+	writeTimeout     = 10 * time.Second
+	loginTimeout     = 10 * time.Second
+)
+
+// Client is a connection to a Readmark server on behalf of one user. It
+// reconnects by itself (see WithReconnect) and is safe for concurrent use.
+//
+// Locks: c.mu (connection state), s.mu (a session's pending requests),
+// c.dmu (delivery state) then q.mu (event queue) — c.dmu may be held while
+// taking q.mu, no other two are ever held together. Listener callbacks run on
+// the dispatcher goroutine with no lock held.
+type Client struct {
+	userID string
+	token  string
+	url    string
+	opts   options
+	log    *slog.Logger
+
+	ctx    context.Context // canceled by Close
+	cancel context.CancelFunc
+	nextID atomic.Uint64
+	wg     sync.WaitGroup // run loop and session goroutines
+
+	mu      sync.Mutex
+	sess    *session      // the logged-in session; nil while disconnected
+	ready   chan struct{} // closed when sess is set
+	stopped chan struct{} // closed when no session will come any more
+	stopErr error         // why stopped
+	limits  *pb.Limits
+
+	dmu       sync.Mutex
+	delivered map[convKey]uint64 // highest seq delivered to listeners
+	ownSent   map[convKey]map[uint64]bool
+	syncing   bool
+	buffered  []*pb.Message // pushes received while syncing
+
+	ls            listeners
+	q             *queue
+	dispatchDone  chan struct{}
+	dispatcherGID atomic.Uint64
+	closeOnce     sync.Once
+}
+
+// Dial connects to serverURL (e.g. "ws://127.0.0.1:7700"; http and https are
+// accepted too), logs in as userID with token and syncs the messages stored
+// while the user was away (reported to the listeners as new messages). ctx
+// bounds the connection and login only. A rejected token fails with an *Error
+// of code CodeUnauthenticated.
+func Dial(ctx context.Context, serverURL, userID, token string, opts ...Option) (*Client, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	u, err := endpoint(serverURL)
+	if err != nil {
+		return nil, err
+	}
+	log := o.logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &Client{
+		userID:       userID,
+		token:        token,
+		url:          u,
+		opts:         o,
+		log:          log.With("user", userID),
+		ready:        make(chan struct{}),
+		stopped:      make(chan struct{}),
+		delivered:    make(map[convKey]uint64),
+		ownSent:      make(map[convKey]map[uint64]bool),
+		q:            newQueue(len(o.listeners) == 0),
+		dispatchDone: make(chan struct{}),
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	for _, l := range o.listeners {
+		c.addAny(l)
+	}
+	go func() {
+		defer close(c.dispatchDone)
+		c.dispatch()
+	}()
+
+	s, err := c.connect(ctx)
+	if err != nil {
+		c.cancel()
+		c.q.close()
+		<-c.dispatchDone
+		return nil, err
+	}
+	c.wg.Add(1)
+	go c.run(s)
+	return c, nil
+}
+
+// endpoint turns the server's base address into the WebSocket URL.
+func endpoint(serverURL string) (string, error) {
+	u, err := url.Parse(serverURL)
+	if err != nil {
+		return "", fmt.Errorf("im: bad server URL: %w", err)
+	}
+	switch u.Scheme {
+	case "ws", "wss":
+	case "http":
+		u.Scheme = "ws"
+	case "https":
+		u.Scheme = "wss"
+	default:
+		return "", fmt.Errorf("im: bad server URL %q: scheme must be ws, wss, http or https", serverURL)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/") + endpointPath
+	return u.String(), nil
+}
+
+// UserID returns the user this client is logged in as.
+func (c *Client) UserID() string { return c.userID }
+
+// Close stops reconnecting, closes the connection, fails the requests in
+// flight with CodeUnavailable and waits for the client's goroutines to end.
+// It may be called from a listener callback, and more than once.
+func (c *Client) Close() error {
+	c.closeOnce.Do(func() {
+		c.cancel()
+		c.mu.Lock()
+		s := c.sess
+		c.mu.Unlock()
+		if s != nil {
+			s.close(errUnavailable("client closed"), true)
+		}
+		c.wg.Wait()
+		c.q.close()
+	})
+	if c.dispatcherGID.Load() != goid() {
+		<-c.dispatchDone
+	}
+	return nil
+}
+
+// session is one logged-in WebSocket connection.
+type session struct {
+	c         *Client
+	conn      *websocket.Conn
+	json      bool
+	heartbeat time.Duration
+
+	ctx    context.Context // canceled when the session ends
+	cancel context.CancelFunc
+	out    chan []byte
+	done   chan struct{} // closed when the session ends
+	err    error         // why it ended; set before done is closed
+
+	mu        sync.Mutex
+	pending   map[uint64]chan *pb.ServerFrame
+	lastWrite atomic.Int64
+	endOnce   sync.Once
+}
+
+// connect dials, logs in and starts the session's goroutines. It does not
+// publish the session.
+func (c *Client) connect(ctx context.Context) (*session, error) {
+	ctx, cancel := context.WithTimeout(ctx, loginTimeout)
+	defer cancel()
+	sp := subprotocolProto
+	if c.opts.json {
+		sp = subprotocolJSON
+	}
+	conn, _, err := websocket.Dial(ctx, c.url, &websocket.DialOptions{
+		Subprotocols: []string{sp},
+		HTTPClient:   c.opts.httpClient,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("im: dial %s: %w", c.url, err)
+	}
+	if conn.Subprotocol() != sp {
+		conn.Close(websocket.StatusProtocolError, "subprotocol required")
+		return nil, fmt.Errorf("im: server did not accept subprotocol %s", sp)
+	}
+	conn.SetReadLimit(readLimit)
+	s := &session{
+		c:         c,
+		conn:      conn,
+		json:      c.opts.json,
+		heartbeat: defaultHeartbeat,
+		out:       make(chan []byte, 64),
+		done:      make(chan struct{}),
+		pending:   make(map[uint64]chan *pb.ServerFrame),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+
+	id := c.nextID.Add(1)
+	b, err := s.encode(&pb.ClientFrame{Id: id, Body: &pb.ClientFrame_Login{Login: &pb.LoginRequest{
+		ProtocolVersion: protocolVersion,
+		UserId:          c.userID,
+		Token:           c.token,
+		Sdk:             c.opts.sdk,
+	}}})
+	if err == nil {
+		err = conn.Write(ctx, s.msgType(), b)
+	}
+	var resp *pb.ServerFrame
+	for err == nil {
+		var data []byte
+		_, data, err = conn.Read(ctx)
+		if err != nil {
+			break
+		}
+		resp, err = s.decode(data)
+		if err == nil && resp.GetId() == id {
+			break
+		}
+	}
+	if err != nil {
+		conn.CloseNow()
+		s.cancel()
+		if ctx.Err() != nil && c.ctx.Err() == nil {
+			return nil, fmt.Errorf("im: login: %w", ctx.Err())
+		}
+		return nil, fmt.Errorf("im: login: %w", err)
+	}
+	if e := resp.GetError(); e != nil {
+		conn.Close(websocket.StatusNormalClosure, "")
+		s.cancel()
+		return nil, fromPB(e)
+	}
+	lr := resp.GetLogin()
+	if lr == nil {
+		conn.CloseNow()
+		s.cancel()
+		return nil, errorf(CodeProtocol, "unexpected login response")
+	}
+	if hb := lr.GetLimits().GetHeartbeatSeconds(); hb > 0 {
+		s.heartbeat = time.Duration(hb) * time.Second
+	}
+	c.mu.Lock()
+	c.limits = lr.GetLimits()
+	c.mu.Unlock()
+	c.log.Debug("im: logged in", "session", lr.GetSessionId())
+
+	c.dmu.Lock()
+	c.syncing = true
+	c.buffered = nil
+	c.dmu.Unlock()
+
+	s.lastWrite.Store(time.Now().UnixNano())
+	c.wg.Add(3)
+	go s.reader()
+	go s.writer()
+	go s.heartbeater()
+	return s, nil
+}
+
+// run owns the connection life cycle: sync after each login, then wait for
+// the session to end and reconnect with backoff.
+func (c *Client) run(s *session) {
+	defer c.wg.Done()
+	backoff := c.opts.backoffMin
+	for {
+		c.mu.Lock()
+		if c.ctx.Err() != nil { // Close ran before s could be published
+			c.mu.Unlock()
+			s.close(errUnavailable("client closed"), true)
+			c.stop(errUnavailable("client closed"))
+			return
+		}
+		select {
+		case <-s.done: // ended before it could be published
+		default:
+			c.sess = s
+			close(c.ready)
+		}
+		c.mu.Unlock()
+		c.emitConn(ConnListener.OnConnected)
+		c.sync(s)
+
+		<-s.done
+		err := s.err
+		c.emitConn(func(l ConnListener) { l.OnDisconnected(err) })
+		c.log.Info("im: disconnected", "err", err)
+
+		var ie *Error
+		switch {
+		case c.ctx.Err() != nil:
+			c.stop(errUnavailable("client closed"))
+			return
+		case errors.As(err, &ie) && ie.Code == CodeUnauthenticated:
+			c.stop(ie)
+			return
+		case !c.opts.reconnect:
+			c.stop(errUnavailable("connection lost: " + err.Error()))
+			return
+		}
+		for s = nil; s == nil; {
+			d := jitter(backoff)
+			backoff = min(backoff*2, c.opts.backoffMax)
+			t := time.NewTimer(d)
+			select {
+			case <-c.ctx.Done():
+				t.Stop()
+				c.stop(errUnavailable("client closed"))
+				return
+			case <-t.C:
+			}
+			c.emitConn(ConnListener.OnReconnecting)
+			s, err = c.connect(c.ctx)
+			if err != nil {
+				c.log.Info("im: reconnect failed", "err", err)
+				if errors.As(err, &ie) && ie.Code == CodeUnauthenticated {
+					c.emitConn(func(l ConnListener) { l.OnDisconnected(err) })
+					c.stop(ie)
+					return
+				}
+			}
+		}
+		backoff = c.opts.backoffMin
+	}
+}
+
+// jitter returns d randomized to [d/2, d).
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2)
+}
+
+// stop records that no more sessions will come; waiting requests fail.
+func (c *Client) stop(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	select {
+	case <-c.stopped:
+	default:
+		c.stopErr = err
+		close(c.stopped)
+	}
+}
+
+// session returns the current session, waiting for one while disconnected.
+func (c *Client) session(ctx context.Context) (*session, error) {
+	for {
+		c.mu.Lock()
+		s, ready, stopped, stopErr := c.sess, c.ready, c.stopped, c.stopErr
+		c.mu.Unlock()
+		if s != nil {
+			return s, nil
+		}
+		select {
+		case <-stopped:
+			if stopErr == nil {
+				stopErr = errUnavailable("client closed")
+			}
+			return nil, stopErr
+		default:
+		}
+		select {
+		case <-ready:
+		case <-stopped:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// call sends a request and waits for its response. A server error is
+// returned as *Error; a lost connection after sending as CodeUnavailable.
+func (c *Client) call(ctx context.Context, f *pb.ClientFrame) (*pb.ServerFrame, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	for {
+		s, err := c.session(ctx)
+		if err != nil {
+			return nil, err
+		}
+		resp, err, sent := s.roundTrip(ctx, f)
+		if !sent && err == nil {
+			continue // the session ended before the request left: wait for the next one
+		}
+		return resp, err
+	}
+}
+
+// roundTrip sends f on s. sent is false (with a nil error) if s ended before
+// f could be handed to the writer.
+func (s *session) roundTrip(ctx context.Context, f *pb.ClientFrame) (resp *pb.ServerFrame, err error, sent bool) {
+	f.Id = s.c.nextID.Add(1)
+	b, err := s.encode(f)
+	if err != nil {
+		return nil, errorf(CodeInvalidArgument, "encode: %v", err), true
+	}
+	select {
+	case <-s.done:
+		return nil, nil, false
+	default:
+	}
+	ch := make(chan *pb.ServerFrame, 1)
+	s.mu.Lock()
+	s.pending[f.Id] = ch
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.pending, f.Id)
+		s.mu.Unlock()
+	}()
+	select {
+	case s.out <- b:
+	case <-s.done:
+		return nil, nil, false
+	case <-ctx.Done():
+		return nil, ctx.Err(), true
+	}
+	select {
+	case resp = <-ch:
+	case <-s.done:
+		return nil, s.endErr(), true
+	case <-ctx.Done():
+		return nil, ctx.Err(), true
+	}
+	if e := resp.GetError(); e != nil {
+		return nil, fromPB(e), true
+	}
+	return resp, nil, true
+}
+
+// endErr is the error of a request cut off by the end of s: the server's
+// kickoff reason if there was one, else CodeUnavailable.
+func (s *session) endErr() error {
+	var ie *Error
+	if errors.As(s.err, &ie) { // kickoff reason, or Close
+		return ie
+	}
+	return errUnavailable("connection lost")
+}
+
+func (s *session) msgType() websocket.MessageType {
+	if s.json {
+		return websocket.MessageText
+	}
+	return websocket.MessageBinary
+}
+
+func (s *session) encode(f *pb.ClientFrame) ([]byte, error) {
+	if s.json {
+		return protojson.Marshal(f)
+	}
+	return proto.Marshal(f)
+}
+
+func (s *session) decode(b []byte) (*pb.ServerFrame, error) {
+	f := new(pb.ServerFrame)
+	var err error
+	if s.json {
+		err = protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(b, f)
+	} else {
+		err = proto.Unmarshal(b, f)
+	}
+	return f, err
+}
+
+// close ends the session with err (first call wins): in-flight requests fail
+// and the reader, writer and heartbeat goroutines end. graceful sends a
+// WebSocket close frame first.
+func (s *session) close(err error, graceful bool) {
+	s.endOnce.Do(func() {
+		s.err = err
+		c := s.c
+		c.mu.Lock()
+		if c.sess == s {
+			c.sess = nil
+			c.ready = make(chan struct{})
+		}
+		close(s.done) // under c.mu: run publishes s only if not done
+		c.mu.Unlock()
+	})
+	if graceful {
+		s.conn.Close(websocket.StatusNormalClosure, "")
+	} else {
+		s.conn.CloseNow()
+	}
+	s.cancel()
+}
+
+func (s *session) reader() {
+	defer s.c.wg.Done()
+	for {
+		_, data, err := s.conn.Read(s.ctx)
+		if err != nil {
+			if errors.Is(err, io.EOF) || websocket.CloseStatus(err) != -1 {
+				err = fmt.Errorf("connection closed: %w", err)
+			}
+			s.close(err, false)
+			return
+		}
+		f, err := s.decode(data)
+		if err != nil {
+			s.c.log.Warn("im: bad frame from server", "err", err)
+			s.close(fmt.Errorf("bad frame from server: %w", err), false)
+			return
+		}
+		if f.GetId() != 0 {
+			s.mu.Lock()
+			ch := s.pending[f.GetId()]
+			delete(s.pending, f.GetId())
+			s.mu.Unlock()
+			if ch != nil {
+				ch <- f
+			}
+			continue
+		}
+		if k := f.GetKickoff(); k != nil {
+			err := error(fromPB(k.GetReason()))
+			if k.GetReason() == nil {
+				err = errUnavailable("kicked off")
+			}
+			s.c.log.Info("im: kicked off", "reason", err)
+			s.close(err, false)
+			return
+		}
+		s.c.push(f)
+	}
+}
+
+func (s *session) writer() {
+	defer s.c.wg.Done()
+	for {
+		select {
+		case <-s.done:
+			return
+		case b := <-s.out:
+			ctx, cancel := context.WithTimeout(s.ctx, writeTimeout)
+			err := s.conn.Write(ctx, s.msgType(), b)
+			cancel()
+			if err != nil {
+				s.close(fmt.Errorf("write: %w", err), false)
+				return
+			}
+			s.lastWrite.Store(time.Now().UnixNano())
+		}
+	}
+}
+
+// heartbeater sends a ping when nothing was written for half the heartbeat
+// interval, and drops the connection if the ping is not answered in time.
+func (s *session) heartbeater() {
+	defer s.c.wg.Done()
+	tick := max(s.heartbeat/4, 10*time.Millisecond)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+		}
+		if time.Since(time.Unix(0, s.lastWrite.Load())) < s.heartbeat/2 {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, s.heartbeat)
+		_, err, _ := s.roundTrip(ctx, &pb.ClientFrame{Body: &pb.ClientFrame_Ping{Ping: &pb.PingRequest{}}})
+		timedOut := ctx.Err() != nil && s.ctx.Err() == nil
+		cancel()
+		if timedOut {
+			s.close(errUnavailable("heartbeat timeout"), false)
+			return
+		}
+		_ = err // a server error still proves the connection alive
+	}
+}

@@ -1,0 +1,44 @@
+// Package im is the Go SDK of Readmark, an IM server with message read
+// receipts. It mirrors the reference IM SDK's message API in Go style:
+// synchronous calls that take a context and return an error (an *Error with
+// a Code for everything the server refuses), and listeners for pushed events.
+//
+//	c, err := im.Dial(ctx, "ws://127.0.0.1:7700", "alice", token)
+//	if err != nil { ... }
+//	defer c.Close()
+//	c.AddAdvancedMsgListener(myListener) // OnRecvNewMessage, OnRecvMessageReadReceipts, ...
+//
+//	msg := c.CreateTextMessage("hello")
+//	msg.NeedReadReceipt = true
+//	sent, err := c.SendMessage(ctx, msg, "", "groupA", im.PriorityNormal, false)
+//
+//	// on the receiving side, once the user has seen it:
+//	err = c.SendMessageReadReceipts(ctx, []*im.Message{received})
+//
+//	// back on the sender: OnRecvMessageReadReceipts fires, or pull:
+//	receipts, err := c.GetMessageReadReceipts(ctx, []*im.Message{sent})
+//	page, err := c.GetGroupMessageReadMemberList(ctx, sent, im.ReadMembersFilterRead, 0, 100)
+//
+// # Connection
+//
+// Dial connects over WebSocket (path /v1/ws, binary protobuf frames, or JSON
+// text frames with WithJSON), logs in and then syncs: every message stored
+// for the user that this Client has not reported yet is passed to
+// OnRecvNewMessage, in order per conversation, before any live message. A
+// lost connection is re-established with exponential backoff (WithReconnect,
+// WithBackoff), followed by the same sync; each stored message is reported at
+// most once per Client. Requests in flight when the connection drops fail
+// with CodeUnavailable; requests made while disconnected wait for the
+// reconnection until their context ends. A rejected token (CodeUnauthenticated)
+// is never retried. docs/protocol.md describes the wire protocol.
+//
+// # Listeners
+//
+// Callbacks of all listeners (AdvancedMsgListener, SelfReceiptListener,
+// GroupListener, ConnListener) run one at a time, in arrival order, on one
+// goroutine per Client, with no SDK lock held: they may call any Client
+// method, Close included. Events are held until the first listener is added,
+// so a listener added right after Dial sees the synced messages; WithListener
+// registers one before connecting. Messages this Client sent itself are not
+// reported as new when the server echoes them after the send returned.
+package im
