@@ -18,7 +18,9 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/readmark/readmark/im"
+	"github.com/readmark/readmark/internal/bus"
 	"github.com/readmark/readmark/internal/server"
+	"github.com/readmark/readmark/internal/storage"
 	"github.com/readmark/readmark/usersig"
 )
 
@@ -30,6 +32,9 @@ type testServer struct {
 	dir       string
 	addr      string
 	heartbeat time.Duration
+	// openStore and openBus, if set, replace the embedded backends.
+	openStore func(context.Context) (storage.Store, error)
+	openBus   func(context.Context) (bus.Bus, error)
 	srv       *server.Server
 }
 
@@ -52,6 +57,7 @@ func (ts *testServer) start() {
 	ts.t.Helper()
 	srv, err := server.Start(context.Background(), server.Config{
 		Listen: ts.addr, DataDir: ts.dir, Heartbeat: ts.heartbeat,
+		OpenStore: ts.openStore, OpenBus: ts.openBus,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

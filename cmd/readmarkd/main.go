@@ -21,7 +21,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/readmark/readmark/internal/bus"
+	"github.com/readmark/readmark/internal/bus/natsbus"
 	"github.com/readmark/readmark/internal/server"
+	"github.com/readmark/readmark/internal/storage"
+	"github.com/readmark/readmark/internal/storage/pgstore"
 	"github.com/readmark/readmark/usersig"
 )
 
@@ -62,6 +66,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	adminUser := fs.String("admin-user", "administrator", "user whose token may use the admin API")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
+	postgres := fs.String("postgres", "", "store data in PostgreSQL at this DSN instead of the embedded store (cluster path; see docs/architecture.md)")
+	pgTable := fs.String("postgres-table", "readmark_kv", "table used with --postgres")
+	natsURL := fs.String("nats", "", "route pushes over NATS at this URL instead of in process (cluster path)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -73,9 +80,16 @@ func run(args []string, stdout, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	srv, err := server.Start(ctx, server.Config{
+	cfg := server.Config{
 		Listen: *listen, DataDir: c.data, SecretFile: c.secretPath(), AdminUser: *adminUser, Logger: logger,
-	})
+	}
+	if *postgres != "" {
+		cfg.OpenStore = func(ctx context.Context) (storage.Store, error) { return pgstore.Open(ctx, *postgres, *pgTable) }
+	}
+	if *natsURL != "" {
+		cfg.OpenBus = func(context.Context) (bus.Bus, error) { return natsbus.Open(*natsURL) }
+	}
+	srv, err := server.Start(ctx, cfg)
 	if err != nil {
 		return err
 	}
