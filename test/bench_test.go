@@ -99,4 +99,3 @@ func BenchmarkGroupFanout100(b *testing.B) {
 	b.ReportMetric(p(0.99), "p99-ms")
 	mu.Unlock()
 }
-

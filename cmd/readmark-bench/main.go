@@ -52,6 +52,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"strings"
 	"time"
 )
 
@@ -194,6 +195,8 @@ func writeHeapProfile(path string) error {
 // (and Error set) if the run failed, was cut short or found wrong counts.
 func execute(ctx context.Context, cfg *config, logw io.Writer) *Result {
 	res := newResult(cfg.scenario)
+	res.param("load_avg_at_start", loadAvg())
+	defer func() { res.param("load_avg_at_end", loadAvg()) }()
 	prog := newProgress(logw)
 	defer prog.close()
 	var err error
@@ -231,6 +234,17 @@ func execute(ctx context.Context, cfg *config, logw io.Writer) *Result {
 		}
 	}
 	return res
+}
+
+// loadAvg is the machine's 1-minute load average and core count: other
+// work on the machine skews every number.
+func loadAvg() string {
+	raw, err := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(raw))
+	if err != nil || len(f) == 0 {
+		return "unknown"
+	}
+	return fmt.Sprintf("%s (%d cores)", f[0], runtime.NumCPU())
 }
 
 // relative reports a throughput as a fraction of the baseline frames/s.

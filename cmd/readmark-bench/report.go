@@ -13,14 +13,14 @@ import (
 // Result is what a scenario reports: printed as a table, or as JSON with
 // --json.
 type Result struct {
-	Scenario  string         `json:"scenario"`
-	Target    string         `json:"target"` // "embedded" or the server URL
-	OK        bool           `json:"ok"`
-	Error     string         `json:"error,omitempty"`
-	Params    map[string]any `json:"params"`
+	Scenario  string             `json:"scenario"`
+	Target    string             `json:"target"` // "embedded" or the server URL
+	OK        bool               `json:"ok"`
+	Error     string             `json:"error,omitempty"`
+	Params    map[string]any     `json:"params"`
 	Values    map[string]float64 `json:"metrics"`
 	Latency   map[string]Summary `json:"latency_ms"`
-	Notes     []string       `json:"notes,omitempty"`
+	Notes     []string           `json:"notes,omitempty"`
 	paramKeys []string
 	metrics   []metric
 	latencies []latencyRow

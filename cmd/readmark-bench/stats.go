@@ -211,3 +211,13 @@ func (tr *tracker) lastAck() time.Duration {
 	}
 	return t
 }
+
+// maxCount is the highest ReadCount pushed for id so far.
+func (tr *tracker) maxCount(id string) uint64 {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if m := tr.msgs[id]; m != nil {
+		return m.maxCnt
+	}
+	return 0
+}

@@ -32,6 +32,13 @@ func (w *pushWatcher) watch(msgID string, final uint64) {
 		w.remaining++
 	}
 	w.want[msgID] = final
+	if w.tr.maxCount(msgID) >= final { // pushed before it was watched
+		w.want[msgID] = 0
+		w.remaining--
+		if w.remaining == 0 {
+			w.lastFinal = time.Since(w.tr.start)
+		}
+	}
 	w.mu.Unlock()
 }
 

@@ -23,14 +23,19 @@
 //     must not be off for Apply(sync=true) to mean durable.
 //
 // Limits. Every call is at least one network round trip (Apply three: begin,
-// batch, commit; Scan one per page plus begin and end), so per-operation
+// batch, commit; Scan one per page plus begin and end; plus a ping when
+// pgxpool hands out a connection idle for over a second), so per-operation
 // latency is far above pebblestore's: put the Committer in front of it, as the
 // services do. A Scan holds a connection and a snapshot for as long as its
 // callback runs; a callback that calls the store needs a second connection, so
 // do not nest scans deeper than the pool size. Long-running scans hold back
 // vacuum. Keys are limited by the btree index entry size (about 2.7 kB);
-// values by bytea (1 GB) and memory. The connection pool is bounded by
-// pool_max_conns in the DSN (default max(4, GOMAXPROCS)), as in pgxpool.
+// values by bytea (1 GB) and memory.
+//
+// Connections come from a pgxpool.Pool configured by pgxpool.ParseConfig: its
+// size is pool_max_conns in the DSN (default the greater of 4 and
+// runtime.NumCPU()), and the DSN's other pool_* parameters apply as pgxpool
+// documents them.
 package pgstore
 
 import (
@@ -38,7 +43,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,13 +51,14 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/readmark/readmark/internal/storage"
 )
 
 // Store is a storage.Store on a PostgreSQL table.
 type Store struct {
-	pool     *pool
+	pool     *pgxpool.Pool
 	table    string // quoted identifier
 	pageSize int
 	closed   atomic.Bool
@@ -72,27 +77,22 @@ const maxAttempts = 5
 // Open connects to the database at dsn (a libpq URL or key=value string, as
 // pgx parses it) and creates table if it does not exist. table may be
 // schema-qualified ("readmark.kv"); it is quoted, so it is case-sensitive.
-// The DSN may set pool_max_conns.
+// The DSN may set pool_max_conns and pgxpool's other pool_* parameters.
 func Open(ctx context.Context, dsn string, table string) (*Store, error) {
 	if table == "" {
 		return nil, errors.New("pgstore: empty table name")
 	}
-	cfg, err := pgx.ParseConfig(dsn)
+	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: %w", err)
 	}
-	size := max(4, runtime.GOMAXPROCS(0))
-	if v, ok := cfg.RuntimeParams["pool_max_conns"]; ok {
-		delete(cfg.RuntimeParams, "pool_max_conns")
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return nil, fmt.Errorf("pgstore: bad pool_max_conns %q", v)
-		}
-		size = n
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: %w", err)
 	}
 	t := pgx.Identifier(strings.Split(table, ".")).Sanitize()
 	s := &Store{
-		pool:     newPool(cfg, size),
+		pool:     pool,
 		table:    t,
 		pageSize: defaultPageSize,
 		qGet:     "SELECT v FROM " + t + " WHERE k = $1",
@@ -102,18 +102,18 @@ func Open(ctx context.Context, dsn string, table string) (*Store, error) {
 		qLock:   "SELECT 1 FROM " + t + " WHERE k = ANY($1::bytea[]) ORDER BY k FOR UPDATE",
 	}
 	if err := s.createTable(ctx); err != nil {
-		s.pool.close()
+		pool.Close()
 		return nil, err
 	}
 	return s, nil
 }
 
 func (s *Store) createTable(ctx context.Context) error {
-	c, err := s.pool.acquire(ctx)
+	c, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("pgstore: connect: %w", err)
 	}
-	defer s.pool.release(c)
+	defer c.Release()
 	q := "CREATE TABLE IF NOT EXISTS " + s.table + " (k bytea PRIMARY KEY, v bytea NOT NULL)"
 	_, err = c.Exec(ctx, q)
 	if isCode(err, "23505", "42P07") {
@@ -133,7 +133,7 @@ func (s *Store) Get(ctx context.Context, key []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer s.pool.release(c)
+	defer c.Release()
 	var v []byte
 	err = c.QueryRow(ctx, s.qGet, nonNil(key)).Scan(&v)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -154,13 +154,13 @@ func (s *Store) Scan(ctx context.Context, start, end []byte, reverse bool, fn fu
 	if err != nil {
 		return err
 	}
-	defer s.pool.release(c)
+	defer c.Release()
 	tx, err := c.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return err
 	}
 	// Read-only: ending it with a rollback loses nothing. A failed rollback
-	// leaves the connection in a transaction, and release then drops it.
+	// leaves the connection in a transaction, and Release then destroys it.
 	defer tx.Rollback(context.Background()) //nolint:errcheck
 
 	var cursor []byte // last key of the previous page
@@ -285,7 +285,7 @@ func (s *Store) applyOnce(ctx context.Context, batch *pgx.Batch) error {
 	if err != nil {
 		return err
 	}
-	defer s.pool.release(c)
+	defer c.Release()
 	tx, err := c.Begin(ctx)
 	if err != nil {
 		return err
@@ -327,15 +327,22 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
-	s.pool.close()
+	s.pool.Close()
 	return nil
 }
 
-func (s *Store) acquire(ctx context.Context) (*pgx.Conn, error) {
+// acquire borrows a connection from the pool. It fails with storage.ErrClosed
+// once Close has begun, including for calls that were waiting for a
+// connection when it did.
+func (s *Store) acquire(ctx context.Context) (*pgxpool.Conn, error) {
 	if s.closed.Load() {
 		return nil, storage.ErrClosed
 	}
-	return s.pool.acquire(ctx)
+	c, err := s.pool.Acquire(ctx)
+	if err != nil && s.closed.Load() {
+		return nil, storage.ErrClosed
+	}
+	return c, err
 }
 
 // nonNil maps nil to an empty slice: pgx sends a nil []byte as NULL, but an
