@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+const (
+	baselineFrame  = 64 // bytes per frame
+	baselineWindow = 16 // frames in flight per connection
+)
+
+// runBaseline measures a bare WebSocket echo over loopback: the frames/s
+// ceiling that the other scenarios can be compared with.
+func runBaseline(ctx context.Context, cfg *config, res *Result, prog *progress) error {
+	res.param("conns", cfg.conns)
+	res.param("duration", cfg.duration.String())
+	res.param("frame_bytes", baselineFrame)
+	res.param("window_per_conn", baselineWindow)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	var handlers sync.WaitGroup
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		handlers.Add(1)
+		defer handlers.Done()
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		for {
+			typ, b, err := c.Read(r.Context())
+			if err != nil {
+				return
+			}
+			if err := c.Write(r.Context(), typ, b); err != nil {
+				return
+			}
+		}
+	})}
+	go srv.Serve(ln)
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+		handlers.Wait()
+	}()
+	url := "ws://" + ln.Addr().String()
+
+	prog.set("connect", int64(cfg.conns), "connections", nil)
+	conns := make([]*websocket.Conn, cfg.conns)
+	defer func() {
+		for _, c := range conns {
+			if c != nil {
+				c.CloseNow()
+			}
+		}
+	}()
+	if err := forEach(ctx, cfg.conns, 200, func(ctx context.Context, i int) error {
+		c, _, err := websocket.Dial(ctx, url, nil)
+		if err != nil {
+			return err
+		}
+		conns[i] = c
+		prog.add(1)
+		return nil
+	}); err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+
+	var (
+		frames atomic.Int64
+		rtt    samples
+		wg     sync.WaitGroup
+	)
+	prog.set("echo", 0, "frames", nil)
+	start := time.Now()
+	runCtx, cancel := context.WithTimeout(ctx, cfg.duration)
+	defer cancel()
+	errs := make(chan error, 2*len(conns))
+	for _, c := range conns {
+		slots := make(chan struct{}, baselineWindow)
+		wg.Add(2)
+		go func() { // writer: keeps baselineWindow frames in flight
+			defer wg.Done()
+			buf := make([]byte, baselineFrame)
+			for {
+				select {
+				case slots <- struct{}{}:
+				case <-runCtx.Done():
+					return
+				}
+				binary.LittleEndian.PutUint64(buf, uint64(time.Since(start)))
+				if err := c.Write(runCtx, websocket.MessageBinary, buf); err != nil {
+					if runCtx.Err() == nil {
+						errs <- err
+					}
+					return
+				}
+			}
+		}()
+		go func() { // reader
+			defer wg.Done()
+			local := make([]time.Duration, 0, 1024)
+			defer func() { rtt.addAll(local) }()
+			for {
+				_, b, err := c.Read(runCtx)
+				if err != nil {
+					if runCtx.Err() == nil {
+						errs <- err
+					}
+					return
+				}
+				if len(b) >= 8 {
+					local = append(local, time.Since(start)-time.Duration(binary.LittleEndian.Uint64(b)))
+				}
+				frames.Add(1)
+				prog.add(1)
+				<-slots
+			}
+		}()
+	}
+	<-runCtx.Done()
+	elapsed := time.Since(start)
+	// A canceled Read or Write closes the connection (coder/websocket), so
+	// both goroutines of each connection end.
+	wg.Wait()
+	close(errs)
+	var first error
+	for err := range errs {
+		first = err
+		break
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	fps := perSec(float64(frames.Load()), elapsed)
+	res.metric("frames_per_s", fps, "1/s", "echoed frames (client->server->client round trips) per second")
+	res.metric("frames", float64(frames.Load()), "", "round trips completed")
+	res.latency("round_trip", "write of a frame -> its echo read, pipelined", &rtt)
+	res.note("in-process github.com/coder/websocket echo server on 127.0.0.1:0, client in the same process sharing the cores; "+
+		"each connection keeps %d frames of %d bytes in flight. Pass --baseline-fps %.0f to other scenarios.", baselineWindow, baselineFrame, fps)
+	if first != nil && !errors.Is(first, context.DeadlineExceeded) {
+		return fmt.Errorf("echo: %w", first)
+	}
+	return nil
+}

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/readmark/readmark/im"
+)
+
+const (
+	queryMessages = 100 // messages asked about per GetMessageReadReceipts call
+	queryPage     = 100 // members per GetGroupMessageReadMemberList page
+	queryWalks    = 2   // walks of each list
+	queryCalls    = 300 // GetMessageReadReceipts calls
+)
+
+// runQuery: one big group with messages read by half of it; latency of the
+// sender's read-state queries.
+func runQuery(ctx context.Context, cfg *config, t *target, res *Result, prog *progress) error {
+	res.param("members", cfg.members)
+	res.param("conns", cfg.conns)
+	prog.set("login sender", 0, "", nil)
+	sender, err := t.dial(ctx, t.user("sender", 0))
+	if err != nil {
+		return fmt.Errorf("sender login: %w", err)
+	}
+	defer sender.Close()
+	n := maxReaders(res, sender, cfg.members)
+	res.param("readers", n)
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = t.user("m", i)
+	}
+	prog.set("create group", 0, "", nil)
+	setup := time.Now()
+	gid, err := createGroup(ctx, t, sender, "query", ids)
+	if err != nil {
+		return err
+	}
+	res.metric("group_setup_s", time.Since(setup).Seconds(), "s", fmt.Sprintf("create + invite %d members (1,000 per call)", n))
+
+	msgs := make([]*im.Message, queryMessages)
+	for i := range msgs {
+		m := sender.CreateTextMessage(fmt.Sprintf("query message %d", i))
+		m.NeedReadReceipt = true
+		if err := t.do(ctx, func() error {
+			_, err := sender.SendMessage(ctx, m, "", gid, im.PriorityDefault, false)
+			return err
+		}); err != nil {
+			return fmt.Errorf("send message %d: %w", i, err)
+		}
+		msgs[i] = m
+	}
+
+	// Half of the members, chosen at random, read all the messages: each
+	// logs in, sends one receipt call for all 100 and leaves.
+	half := n / 2
+	readers := rand.Perm(n)[:half]
+	prog.set("setup receipts", int64(half), "members done", nil)
+	setup = time.Now()
+	if err := forEach(ctx, half, cfg.conns, func(ctx context.Context, i int) error {
+		c, err := t.dial(ctx, ids[readers[i]])
+		if err != nil {
+			return fmt.Errorf("member login: %w", err)
+		}
+		defer c.Close()
+		if err := t.do(ctx, func() error { return c.SendMessageReadReceipts(ctx, msgs) }); err != nil {
+			return fmt.Errorf("member receipts: %w", err)
+		}
+		prog.add(1)
+		return nil
+	}); err != nil {
+		return err
+	}
+	el := time.Since(setup)
+	res.metric("setup_receipts_s", el.Seconds(), "s", fmt.Sprintf("%d members x %d receipts (one call each), %.0f receipts/s",
+		half, queryMessages, perSec(float64(half*queryMessages), el)))
+
+	target := msgs[0]
+	before := serverHists(t)
+	var pages [2]samples
+	counts := [2]int{}
+	for f, filter := range []im.GroupMessageReadMembersFilter{im.ReadMembersFilterRead, im.ReadMembersFilterUnread} {
+		name := []string{"read", "unread"}[f]
+		prog.set("walk "+name+" list", int64(queryWalks*(n/queryPage+1)), "pages", nil)
+		for w := 0; w < queryWalks; w++ {
+			total := 0
+			var next uint64
+			for {
+				var page *im.GroupMessageReadMemberList
+				c0 := time.Now()
+				if err := t.do(ctx, func() error {
+					var err error
+					page, err = sender.GetGroupMessageReadMemberList(ctx, target, filter, next, queryPage)
+					return err
+				}); err != nil {
+					return fmt.Errorf("%s list: %w", name, err)
+				}
+				pages[f].add(time.Since(c0))
+				prog.add(1)
+				total += len(page.Members)
+				if page.IsFinished {
+					break
+				}
+				if page.NextSeq == next && len(page.Members) == 0 {
+					return fmt.Errorf("%s list: no progress at next_seq %d", name, next)
+				}
+				next = page.NextSeq
+			}
+			counts[f] = total
+		}
+	}
+	mid := serverHists(t)
+	var get samples
+	prog.set("get receipts", queryCalls, "calls", nil)
+	var last []*im.MessageReceipt
+	for i := 0; i < queryCalls; i++ {
+		c0 := time.Now()
+		if err := t.do(ctx, func() error {
+			var err error
+			last, err = sender.GetMessageReadReceipts(ctx, msgs)
+			return err
+		}); err != nil {
+			return fmt.Errorf("get receipts: %w", err)
+		}
+		get.add(time.Since(c0))
+		prog.add(1)
+	}
+	after := serverHists(t)
+
+	res.latency("read_members_read_page", fmt.Sprintf("GetGroupMessageReadMemberList read, %d per page, client-side over loopback", queryPage), &pages[0])
+	res.latency("read_members_unread_page", fmt.Sprintf("GetGroupMessageReadMemberList unread, %d per page, client-side over loopback", queryPage), &pages[1])
+	res.latency("get_receipts_100", fmt.Sprintf("GetMessageReadReceipts for %d messages, client-side over loopback", queryMessages), &get)
+	if before != nil {
+		serverQuantiles(res, "server_read_members", before, mid, "read_members")
+		serverQuantiles(res, "server_get_receipts", mid, after, "get_receipts")
+		res.note("server_* latencies come from the server's readmark_request_seconds histogram (request decoded -> response queued), " +
+			"interpolated within its exponential buckets (0.1ms x 2^k), so they are coarse")
+	}
+	res.note("one client issues the queries one after another (no concurrency); walks: %d of each list", queryWalks)
+	res.metric("read_list_members", float64(counts[0]), "", fmt.Sprintf("members in the read list (want %d)", half))
+	res.metric("unread_list_members", float64(counts[1]), "", fmt.Sprintf("members in the unread list (want %d)", n-half))
+	reportMemory(res, t)
+
+	exact := counts[0] == half && counts[1] == n-half && len(last) == len(msgs)
+	for _, r := range last {
+		if r.ReadCount != uint64(half) || r.UnreadCount != uint64(n-half) {
+			exact = false
+		}
+	}
+	res.metric("verified_exact", boolf(exact), "bool", "list sizes and every message's ReadCount/UnreadCount as expected")
+	if !exact {
+		return fmt.Errorf("read state not exact: read list %d, unread list %d (want %d, %d)", counts[0], counts[1], half, n-half)
+	}
+	return nil
+}
+
+// serverHists snapshots readmark_request_seconds by request type (embedded
+// server only; nil otherwise).
+func serverHists(t *target) map[string]*dto.Histogram {
+	if t.srv == nil {
+		return nil
+	}
+	return gatherHists(t.srv.Registry, "readmark_request_seconds", "type")
+}
+
+func gatherHists(reg *prometheus.Registry, name, label string) map[string]*dto.Histogram {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return nil
+	}
+	out := map[string]*dto.Histogram{}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label {
+					out[lp.GetValue()] = m.GetHistogram()
+				}
+			}
+		}
+	}
+	return out
+}
+
+// serverQuantiles reports p50/p99 of the observations of typ between two
+// snapshots, interpolated linearly within buckets.
+func serverQuantiles(res *Result, name string, a, b map[string]*dto.Histogram, typ string) {
+	hb := b[typ]
+	if hb == nil {
+		return
+	}
+	ha := a[typ]
+	var prev []uint64
+	if ha != nil {
+		for _, bk := range ha.GetBucket() {
+			prev = append(prev, bk.GetCumulativeCount())
+		}
+	}
+	total := hb.GetSampleCount()
+	if ha != nil {
+		total -= ha.GetSampleCount()
+	}
+	if total == 0 {
+		return
+	}
+	q := func(p float64) float64 {
+		rank := p * float64(total)
+		lower, below := 0.0, 0.0
+		for i, bk := range hb.GetBucket() {
+			c := float64(bk.GetCumulativeCount())
+			if i < len(prev) {
+				c -= float64(prev[i])
+			}
+			if c >= rank {
+				if c == below {
+					return bk.GetUpperBound() * 1000
+				}
+				return (lower + (bk.GetUpperBound()-lower)*(rank-below)/(c-below)) * 1000
+			}
+			lower, below = bk.GetUpperBound(), c
+		}
+		return math.Inf(1)
+	}
+	res.metric(name+"_p50_ms", q(0.5), "ms", fmt.Sprintf("server-side, %d requests", total))
+	res.metric(name+"_p99_ms", q(0.99), "ms", "server-side (beyond the last bucket: 0)")
+}
