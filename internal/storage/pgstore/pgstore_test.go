@@ -152,10 +152,12 @@ func TestOpenErrors(t *testing.T) {
 }
 
 // TestPoolBound: more concurrent calls than pool_max_conns queue for a
-// connection rather than fail, and Close waits for them.
+// connection rather than fail, and Close waits for them and leaves no
+// goroutine of the pool behind.
 func TestPoolBound(t *testing.T) {
 	needServer(t)
 	table := tempTable(t)
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent()) // after both Closes
 	s, err := pgstore.Open(t.Context(), dsn()+"&pool_max_conns=2", table)
 	if err != nil {
 		t.Fatal(err)
