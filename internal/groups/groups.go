@@ -224,21 +224,26 @@ func (s *Service) Create(ctx context.Context, owner string, typ pb.GroupType, gr
 	g.addLocked(append([]string{owner}, users...), now)
 	g.mu.Unlock()
 
+	writes := []storage.Op{{Key: storage.Key("g", g.id), Value: encodeMeta(g)}}
+	for _, u := range g.users {
+		writes = append(writes, g.memberOp(u, g.members[u], false))
+	}
+	// Queue the group's records before anyone can see it, so that no message
+	// or membership change of the group commits ahead of them.
+	g.mu.Lock()
 	s.mu.Lock()
 	if s.groups[groupID] != nil {
 		s.mu.Unlock()
+		g.mu.Unlock()
 		return "", apierr.New(pb.CodeAlreadyExists, "group %q already exists", groupID)
 	}
 	s.groups[groupID] = g
 	s.mu.Unlock()
-
-	writes := []storage.Op{{Key: storage.Key("g", g.id), Value: encodeMeta(g)}}
-	g.mu.Lock()
-	for _, u := range g.users {
-		writes = append(writes, g.memberOp(u, g.members[u], false))
-	}
+	wait, err := s.commit.Enqueue(ctx, setAll(writes))
 	g.mu.Unlock()
-	err = s.commit.Commit(ctx, setAll(writes))
+	if err == nil {
+		err = wait()
+	}
 	if err != nil {
 		s.mu.Lock()
 		delete(s.groups, groupID)
@@ -473,11 +478,12 @@ func Users(snap receipts.RosterSnapshot) iter.Seq[string] {
 }
 
 // Sequence assigns the next message seq of a group to a message from sender,
-// who must be a member, and calls fn with it and the membership watermark
-// (ordinals below it are the members at this instant) while membership
-// cannot change. fn runs with the group's lock held: it must only queue work
-// (e.g. Committer.Submit, which keeps seq order), not call the Service.
-func (s *Service) Sequence(groupID, sender string, fn func(seq uint64, watermark uint32, typ pb.GroupType) error) error {
+// who must be a member, and calls fn with it, the membership watermark
+// (ordinals below it are the members at this instant) and a snapshot of the
+// membership, while membership cannot change. fn runs with the group's lock
+// held: it must only queue work (e.g. Committer.Submit, which keeps seq
+// order), not call the Service.
+func (s *Service) Sequence(groupID, sender string, fn func(seq uint64, watermark uint32, members receipts.RosterSnapshot) error) error {
 	g, err := s.get(groupID)
 	if err != nil {
 		return err
@@ -487,7 +493,7 @@ func (s *Service) Sequence(groupID, sender string, fn func(seq uint64, watermark
 	if g.members[sender] == nil {
 		return apierr.PermissionDenied("not a member of group %q", groupID)
 	}
-	if err := fn(g.headSeq+1, g.nextOrd, g.typ); err != nil {
+	if err := fn(g.headSeq+1, g.nextOrd, g.snapshotLocked()); err != nil {
 		return err
 	}
 	g.headSeq++
@@ -522,19 +528,24 @@ func (s *Service) Snapshot(groupID string) (receipts.RosterSnapshot, bool) {
 		return receipts.RosterSnapshot{}, false
 	}
 	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.snapshotLocked(), true
+}
+
+// snapshotLocked returns an immutable view of the membership: present is
+// never modified once published, and users is append-only. Lock g.mu.
+func (g *group) snapshotLocked() receipts.RosterSnapshot {
 	users := g.users
-	snap := receipts.RosterSnapshot{
+	return receipts.RosterSnapshot{
 		Present:    g.present,
 		Departures: g.departures,
+		User: func(ord uint32) (string, bool) {
+			if int(ord) >= len(users) {
+				return "", false
+			}
+			return users[ord], true
+		},
 	}
-	g.mu.Unlock()
-	snap.User = func(ord uint32) (string, bool) {
-		if int(ord) >= len(users) {
-			return "", false
-		}
-		return users[ord], true
-	}
-	return snap, true
 }
 
 // Type returns a group's type.

@@ -102,6 +102,7 @@ type c2cConv struct {
 type delivery struct {
 	msg       *pb.Message
 	watermark uint32
+	members   receipts.RosterSnapshot // group messages: membership at send time
 	session   uint64
 }
 
@@ -206,14 +207,15 @@ func (s *Service) sendGroup(ctx context.Context, caller Caller, msg *pb.Message)
 		return nil, apierr.New(pb.CodeGroupTypeNoReceipt, "read receipts are not enabled for %s groups", groupTypeName(typ))
 	}
 	var wait func() error
-	err := s.cfg.Groups.Sequence(msg.GroupId, caller.UserID, func(seq uint64, watermark uint32, _ pb.GroupType) error {
+	err := s.cfg.Groups.Sequence(msg.GroupId, caller.UserID, func(seq uint64, watermark uint32, members receipts.RosterSnapshot) error {
+		d := delivery{msg: msg, watermark: watermark, members: members, session: caller.SessionID}
 		if msg.OnlineUserOnly {
-			s.deliveries <- delivery{msg: msg, watermark: watermark, session: caller.SessionID}
+			s.deliveries <- d
 			return nil
 		}
 		msg.Seq = seq
 		var err error
-		wait, err = s.enqueue(ctx, conv.Group(msg.GroupId), msg, watermark, caller.SessionID)
+		wait, err = s.enqueue(ctx, conv.Group(msg.GroupId), d)
 		return err
 	})
 	if err != nil {
@@ -245,7 +247,7 @@ func (s *Service) sendC2C(ctx context.Context, caller Caller, msg *pb.Message) (
 	}
 	c.mu.Lock()
 	msg.Seq = c.head + 1
-	wait, err := s.enqueue(ctx, key, msg, 0, caller.SessionID)
+	wait, err := s.enqueue(ctx, key, delivery{msg: msg, session: caller.SessionID})
 	if err == nil {
 		c.head++
 	}
@@ -282,8 +284,9 @@ func (s *Service) c2cConv(ctx context.Context, key string) (*c2cConv, error) {
 }
 
 // enqueue queues the message's write; once durable it goes to delivery.
-func (s *Service) enqueue(ctx context.Context, key string, msg *pb.Message, watermark uint32, session uint64) (func() error, error) {
-	val, err := encodeStored(msg, watermark)
+func (s *Service) enqueue(ctx context.Context, key string, d delivery) (func() error, error) {
+	msg := d.msg
+	val, err := encodeStored(msg, d.watermark)
 	if err != nil {
 		return nil, err
 	}
@@ -297,7 +300,7 @@ func (s *Service) enqueue(ctx context.Context, key string, msg *pb.Message, wate
 	ch := make(chan error, 1)
 	err = s.cfg.Committer.Submit(ctx, func(b *storage.Batch) { b.Ops = append(b.Ops, ops...) }, func(err error) {
 		if err == nil {
-			s.deliveries <- delivery{msg: msg, watermark: watermark, session: session}
+			s.deliveries <- d
 		}
 		ch <- err
 	})
@@ -327,18 +330,16 @@ func (s *Service) deliverLoop() {
 }
 
 // deliver pushes a committed message to its recipients' sessions: for a
-// group, the members at send time (ordinals below the watermark) who are
-// still members; for C2C, both parties. The sending session is skipped.
+// group, the members at send time; for C2C, both parties. The sending
+// session is skipped. It takes no group lock (the membership snapshot came
+// with the message), so a full delivery queue cannot deadlock a sender.
 func (s *Service) deliver(d delivery) {
 	frame := &pb.ServerFrame{Body: &pb.ServerFrame_NewMessage{NewMessage: d.msg}}
 	var recipients iter.Seq[string]
 	key := conv.C2C(d.msg.Sender, d.msg.Receiver)
 	if d.msg.GroupId != "" {
 		key = conv.Group(d.msg.GroupId)
-		snap, ok := s.cfg.Groups.Snapshot(d.msg.GroupId)
-		if !ok {
-			return
-		}
+		snap := d.members
 		recipients = func(yield func(string) bool) {
 			it := snap.Present.Iterator()
 			for it.HasNext() {
