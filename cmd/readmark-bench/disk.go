@@ -14,6 +14,8 @@ import (
 type diskMeter struct {
 	ps      *pebblestore.Store
 	before  uint64
+	tables  int64             // sstable bytes before
+	walIn   uint64            // WAL bytes written before
 	logical map[string]uint64 // key-space prefix -> key+value bytes
 	err     error
 }
@@ -29,6 +31,8 @@ func startDisk(ctx context.Context, t *target) *diskMeter {
 		return d
 	}
 	d.before = d.ps.DiskUsage()
+	m := d.ps.DB().Metrics()
+	d.tables, d.walIn = m.Total().TablesSize, m.WAL.BytesWritten
 	d.logical, d.err = logicalBytes(ctx, d.ps)
 	return d
 }
@@ -57,6 +61,12 @@ func (d *diskMeter) finish(ctx context.Context, res *Result, receipts int64) err
 		return fmt.Errorf("compact: %w", err)
 	}
 	compacted := d.ps.DiskUsage()
+	m := db.Metrics()
+	res.metric("sstable_bytes_per_receipt_compacted", (float64(m.Total().TablesSize)-float64(d.tables))/float64(receipts), "B",
+		"growth of the sstables alone (no WAL) after compaction / receipts")
+	res.metric("wal_bytes_written_per_receipt", (float64(m.WAL.BytesWritten)-float64(d.walIn))/float64(receipts), "B",
+		"WAL bytes written during the receipt phase / receipts (write cost, not space)")
+	res.metric("wal_physical_mib", float64(m.WAL.PhysicalSize)/(1<<20), "MiB", "WAL files on disk at the end (included in DiskSpaceUsage; recycled, not receipt data)")
 	per := func(a, b uint64) float64 { return (float64(a) - float64(b)) / float64(receipts) }
 	res.metric("disk_bytes_per_receipt_flushed", per(flushed, d.before), "B",
 		"(Pebble DiskSpaceUsage after the receipt phase and a memtable flush - before) / receipts")
