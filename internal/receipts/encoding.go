@@ -106,7 +106,9 @@ func logMemberKey(group string, ord uint32) []byte {
 }
 
 func logKey(group string, ord uint32, first uint64) []byte {
-	return storage.AppendUint64(logMemberKey(group, ord), first)
+	k := make([]byte, 0, len("r/t/")+len(group)+5+9)
+	k = append(append(k, "r/t/"...), group...)
+	return storage.AppendUint64(storage.AppendUint32(k, ord), first)
 }
 
 // encodeLog builds a receipt-log value: uvarint time ms, then uvarint deltas

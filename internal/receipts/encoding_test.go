@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/RoaringBitmap/roaring/v2"
+
+	"github.com/readmark/readmark/internal/storage"
 )
 
 // readSet100k builds read sets over a 100,000-member message.
@@ -132,4 +134,10 @@ func FuzzDecodeReadSet(f *testing.F) {
 			t.Fatal("re-encode changed the set")
 		}
 	})
+}
+
+func TestLogKeyLayout(t *testing.T) {
+	if got, want := string(logKey("grp", 7, 9)), string(storage.AppendUint64(logMemberKey("grp", 7), 9)); got != want {
+		t.Fatalf("logKey %q, want %q", got, want)
+	}
 }

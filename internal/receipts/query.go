@@ -191,6 +191,16 @@ func (e *Engine) ReadMembers(ctx context.Context, user string, req *pb.ReadMembe
 // readTime finds when member ord read seq: the newest receipt-log entry of
 // the member with first seq <= seq that lists seq.
 func (e *Engine) readTime(ctx context.Context, group string, ord uint32, seq uint64) (int64, error) {
+	// Most calls name one message, so the entry usually starts at seq: a
+	// point lookup is much cheaper than opening an iterator.
+	v, err := e.cfg.Store.Get(ctx, logKey(group, ord, seq))
+	if err == nil {
+		if t, ok := logContains(seq, v, seq); ok {
+			return t, nil
+		}
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return 0, err
+	}
 	mk := logMemberKey(group, ord)
 	start := append(mk, '/')
 	var end []byte
@@ -200,7 +210,7 @@ func (e *Engine) readTime(ctx context.Context, group string, ord uint32, seq uin
 		end = storage.AppendUint64(logMemberKey(group, ord), seq+1)
 	}
 	var t int64
-	err := e.cfg.Store.Scan(ctx, start, end, true, func(k, v []byte) bool {
+	err = e.cfg.Store.Scan(ctx, start, end, true, func(k, v []byte) bool {
 		if len(k) != len(start)+8 {
 			return true
 		}

@@ -39,6 +39,7 @@ type readState struct {
 	// within one prepare call (commit goroutine).
 	dirty bool
 
+	shard *cacheShard // immutable
 	// Guarded by the shard's mu.
 	pins int
 	elem *list.Element
@@ -132,7 +133,7 @@ func (c *stateCache) acquire(ctx context.Context, m Msg) (*readState, error) {
 		}
 		return st, nil
 	}
-	st = &readState{key: k, msg: m, loaded: make(chan struct{}), pins: 1}
+	st = &readState{key: k, msg: m, loaded: make(chan struct{}), pins: 1, shard: sh}
 	st.elem = sh.lru.PushFront(st)
 	sh.m[k] = st
 	sh.evictLocked()
@@ -154,7 +155,7 @@ func (c *stateCache) acquire(ctx context.Context, m Msg) (*readState, error) {
 }
 
 func (c *stateCache) release(st *readState) {
-	sh := c.shard(st.key)
+	sh := st.shard
 	sh.mu.Lock()
 	st.pins--
 	if st.pins == 0 && len(sh.m) > sh.cap {
