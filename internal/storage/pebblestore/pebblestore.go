@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 
 	"github.com/readmark/readmark/internal/storage"
 )
@@ -22,9 +23,23 @@ type Store struct {
 
 var _ storage.Store = (*Store)(nil)
 
+// cacheBytes is the block cache: big enough that the hot part of read
+// state, receipt logs and recent messages is served from memory.
+const cacheBytes = 256 << 20
+
 // Open opens (creating if needed) the database in dir.
 func Open(dir string) (*Store, error) {
-	opts := &pebble.Options{Logger: quietLogger{}}
+	cache := pebble.NewCache(cacheBytes)
+	defer cache.Unref() // the DB holds its own reference
+	opts := &pebble.Options{
+		Logger:       quietLogger{},
+		Cache:        cache,
+		MemTableSize: 64 << 20,
+	}
+	// Bloom filters let point lookups (messages, read sets) skip tables.
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		return nil, err
