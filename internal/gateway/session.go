@@ -29,15 +29,16 @@ type session struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	out    chan []byte // encoded frames, in the session's encoding
+	wake   chan struct{} // signals the writer that out has frames (capacity 1)
 	slots  chan struct{}
 	limit  *rate.Limiter
 	reqs   sync.WaitGroup
 
 	mu       sync.Mutex
 	inflight map[uint64]struct{}
-	closed   bool // out is closed
-	draining bool // the writer closes the connection after the last frame
+	out      [][]byte // encoded frames waiting for the writer, in the session's encoding
+	closed   bool     // no more frames: the writer ends once out is written
+	draining bool     // the writer closes the connection after the last frame
 }
 
 func newSession(g *Gateway, conn *websocket.Conn, json bool) *session {
@@ -46,7 +47,7 @@ func newSession(g *Gateway, conn *websocket.Conn, json bool) *session {
 		conn:     conn,
 		json:     json,
 		id:       g.nextID.Add(1),
-		out:      make(chan []byte, outQueue),
+		wake:     make(chan struct{}, 1),
 		slots:    make(chan struct{}, g.cfg.MaxInFlight),
 		limit:    rate.NewLimiter(g.cfg.RateLimit, g.cfg.RateBurst),
 		inflight: make(map[uint64]struct{}),
@@ -251,36 +252,48 @@ func (s *session) push(frame []byte) {
 	}
 }
 
-// enqueue hands a frame to the writer; wait blocks until there is room
-// (responses), otherwise a full queue fails (pushes).
-func (s *session) enqueue(data []byte, wait bool) bool {
+// enqueue hands a frame to the writer. Responses are always taken (a
+// session has at most MaxInFlight requests, so at most that many responses
+// wait); a push is refused when outQueue frames already wait.
+func (s *session) enqueue(data []byte, response bool) bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return true
 	}
-	if !wait {
-		select {
-		case s.out <- data:
-			return true
-		default:
-			return false
-		}
+	if !response && len(s.out) >= outQueue {
+		s.mu.Unlock()
+		return false
 	}
+	s.out = append(s.out, data)
+	s.mu.Unlock()
 	select {
-	case s.out <- data:
-	case <-s.ctx.Done():
+	case s.wake <- struct{}{}:
+	default:
 	}
 	return true
 }
 
+// closeOut tells the writer to end once what is queued is written.
 func (s *session) closeOut() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.closed {
-		s.closed = true
-		close(s.out)
+	s.closed = true
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
 	}
+}
+
+// take returns the queued frames and whether the writer should end after
+// writing them.
+func (s *session) take(buf [][]byte) ([][]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	buf = append(buf[:0], s.out...)
+	clear(s.out)
+	s.out = s.out[:0]
+	return buf, s.closed
 }
 
 func (s *session) encode(f *pb.ServerFrame) ([]byte, error) {
@@ -304,15 +317,25 @@ func (s *session) writer() {
 		}
 		s.cancel()
 	}()
-	for data := range s.out {
-		ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
-		err := s.conn.Write(ctx, typ, data)
-		cancel()
-		if err != nil {
-			s.cancel()
-			// Keep draining so that enqueue never blocks on a dead session.
-			for range s.out {
+	var batch [][]byte
+	for {
+		var last bool
+		batch, last = s.take(batch)
+		for _, data := range batch {
+			ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+			err := s.conn.Write(ctx, typ, data)
+			cancel()
+			if err != nil {
+				return
 			}
+		}
+		clear(batch)
+		if last {
+			return
+		}
+		select {
+		case <-s.wake:
+		case <-s.ctx.Done():
 			return
 		}
 	}

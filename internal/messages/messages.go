@@ -74,6 +74,9 @@ type Config struct {
 	Online func(userID string) bool
 	// CursorFlush is how often delivery cursors are written (0 = 1s).
 	CursorFlush time.Duration
+	// CacheMessages bounds the recent-message cache used to resolve
+	// receipts (0 = 100,000 messages, about 20 MB).
+	CacheMessages int
 	Logger      *slog.Logger
 	Now         func() time.Time
 }
@@ -87,6 +90,7 @@ type Service struct {
 	c2c   map[string]*c2cConv
 
 	cursors cursors
+	recent  *msgCache
 
 	deliveries chan delivery
 	stop       chan struct{}
@@ -117,10 +121,14 @@ func New(cfg Config) *Service {
 	if cfg.CursorFlush <= 0 {
 		cfg.CursorFlush = time.Second
 	}
+	if cfg.CacheMessages <= 0 {
+		cfg.CacheMessages = 100_000
+	}
 	s := &Service{
 		cfg:        cfg,
 		c2c:        make(map[string]*c2cConv),
 		cursors:    cursors{m: make(map[string]map[string]uint64), dirty: make(map[cursorKey]struct{})},
+		recent:     newMsgCache(cfg.CacheMessages),
 		deliveries: make(chan delivery, 1<<14),
 		stop:       make(chan struct{}),
 	}
@@ -300,6 +308,7 @@ func (s *Service) enqueue(ctx context.Context, key string, d delivery) (func() e
 	ch := make(chan error, 1)
 	err = s.cfg.Committer.Submit(ctx, func(b *storage.Batch) { b.Ops = append(b.Ops, ops...) }, func(err error) {
 		if err == nil {
+			s.recent.put(toReceiptMsg(key, msg, d.watermark))
 			s.deliveries <- d
 		}
 		ch <- err
@@ -459,23 +468,38 @@ func (s *Service) Resolve(ctx context.Context, user string, refs []*pb.MessageRe
 		if ref.Seq <= floor {
 			return nil, apierr.PermissionDenied("message %s was sent before you joined", ref.MsgId)
 		}
-		v, err := s.cfg.Store.Get(ctx, conv.MessageKey(key, ref.Seq))
-		if errors.Is(err, storage.ErrNotFound) {
-			return nil, apierr.NotFound("message %s not found", ref.MsgId)
-		}
+		m, err := s.lookup(ctx, key, ref.Seq)
 		if err != nil {
 			return nil, err
 		}
-		m, wm, err := decodeStored(v)
-		if err != nil {
-			return nil, err
-		}
-		if m.MsgId != ref.MsgId {
+		if m.ID != ref.MsgId {
 			return nil, apierr.NotFound("message %s not found at seq %d", ref.MsgId, ref.Seq)
 		}
-		out = append(out, toReceiptMsg(key, m, wm))
+		out = append(out, m)
 	}
 	return out, nil
+}
+
+// lookup returns a stored message's receipt-relevant fields, from the cache
+// or storage.
+func (s *Service) lookup(ctx context.Context, key string, seq uint64) (receipts.Msg, error) {
+	if m, ok := s.recent.get(key, seq); ok {
+		return m, nil
+	}
+	v, err := s.cfg.Store.Get(ctx, conv.MessageKey(key, seq))
+	if errors.Is(err, storage.ErrNotFound) {
+		return receipts.Msg{}, apierr.NotFound("no message at seq %d", seq)
+	}
+	if err != nil {
+		return receipts.Msg{}, err
+	}
+	pm, wm, err := decodeStored(v)
+	if err != nil {
+		return receipts.Msg{}, err
+	}
+	m := toReceiptMsg(key, pm, wm)
+	s.recent.put(m)
+	return m, nil
 }
 
 func toReceiptMsg(key string, m *pb.Message, watermark uint32) receipts.Msg {
