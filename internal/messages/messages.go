@@ -77,8 +77,8 @@ type Config struct {
 	// CacheMessages bounds the recent-message cache used to resolve
 	// receipts (0 = 100,000 messages, about 20 MB).
 	CacheMessages int
-	Logger      *slog.Logger
-	Now         func() time.Time
+	Logger        *slog.Logger
+	Now           func() time.Time
 }
 
 // Service sends, stores, delivers and serves messages.
