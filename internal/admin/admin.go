@@ -1,7 +1,7 @@
 // Package admin owns the server's settings (which group types may ask for
 // read receipts) and the operator-facing HTTP API served beside the client
-// endpoint: /healthz, /metrics and /v1/admin/settings, the last authenticated
-// by a token of the admin user.
+// endpoint: /healthz, /metrics, /v1/admin/settings and /debug/pprof/, the
+// last two authenticated by a token of the admin user.
 package admin
 
 import (
@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -162,6 +163,9 @@ func Routes(mux *http.ServeMux, cfg Config) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+	// Profiles for operators, behind the admin token like the settings.
+	mux.HandleFunc("GET /debug/pprof/", cfg.authed(pprof.Index))
+	mux.HandleFunc("GET /debug/pprof/profile", cfg.authed(pprof.Profile))
 	mux.HandleFunc("GET /v1/admin/settings", cfg.authed(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, cfg.Settings.Get())
 	}))
