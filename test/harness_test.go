@@ -32,6 +32,7 @@ type testServer struct {
 	dir       string
 	addr      string
 	heartbeat time.Duration
+	rateLimit float64 // requests/s per session, with an equal burst (0 = server default)
 	// openStore and openBus, if set, replace the embedded backends.
 	openStore func(context.Context) (storage.Store, error)
 	openBus   func(context.Context) (bus.Bus, error)
@@ -58,6 +59,7 @@ func (ts *testServer) start() {
 	srv, err := server.Start(context.Background(), server.Config{
 		Listen: ts.addr, DataDir: ts.dir, Heartbeat: ts.heartbeat,
 		OpenStore: ts.openStore, OpenBus: ts.openBus,
+		RateLimit: ts.rateLimit, RateBurst: int(ts.rateLimit),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

@@ -2,6 +2,7 @@ package test
 
 import (
 	"bytes"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -219,4 +220,30 @@ func TestGracefulShutdownKicksOff(t *testing.T) {
 	if len(h) != 1 || h[0].MsgID != sent.MsgID {
 		t.Fatalf("after restart: %+v", h)
 	}
+}
+
+func TestRateLimited(t *testing.T) {
+	ts := &testServer{t: t, dir: t.TempDir(), addr: "127.0.0.1:0", rateLimit: 5}
+	ts.start()
+	t.Cleanup(ts.stop)
+	alice, _ := ts.dial("alice")
+	ctx := ctxT(t)
+	var limited int
+	for range 20 {
+		_, err := alice.GetC2CHistoryMessageList(ctx, "bob", 1, nil)
+		var e *im.Error
+		if errors.As(err, &e) && e.Code == im.CodeRateLimited {
+			limited++
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if limited == 0 {
+		t.Fatal("20 requests at once against 5/s were never limited")
+	}
+	// Limited requests failed alone: the session recovers as tokens refill.
+	waitFor(t, "a request to pass again", func() bool {
+		_, err := alice.GetC2CHistoryMessageList(ctx, "bob", 1, nil)
+		return err == nil
+	})
 }

@@ -149,6 +149,14 @@ func TestReceiptErrors(t *testing.T) {
 	wantCode(t, err, im.CodeTooMany)
 	_, err = bob.GetGroupMessageReadMemberList(ctx, withReceipt, im.ReadMembersFilterRead, 0, 10)
 	wantCode(t, err, im.CodePermissionDenied)
+	_, err = alice.GetMessageReadReceipts(ctx, []*im.Message{plain})
+	wantCode(t, err, im.CodeMessageNoReceipt)
+	_, err = alice.GetGroupMessageReadMemberList(ctx, plain, im.ReadMembersFilterRead, 0, 10)
+	wantCode(t, err, im.CodeMessageNoReceipt)
+	_, err = alice.GetGroupMessageReadMemberList(ctx, c2c, im.ReadMembersFilterRead, 0, 10)
+	wantCode(t, err, im.CodeInvalidArgument)
+	_, err = alice.GetMessageReadReceipts(ctx, nil)
+	wantCode(t, err, im.CodeInvalidArgument)
 	// A failed batch recorded nothing, even its valid part.
 	got := must[[]*im.MessageReceipt](t)(alice.GetMessageReadReceipts(ctx, []*im.Message{withReceipt}))
 	if got[0].ReadCount != 0 || got[0].UnreadCount != 1 {

@@ -66,6 +66,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	adminUser := fs.String("admin-user", "administrator", "user whose token may use the admin API")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
+	rateLimit := fs.Float64("rate-limit", 2000, "requests per second each session may send (over it: CodeRateLimited)")
+	rateBurst := fs.Int("rate-burst", 4000, "requests a session may send at once above --rate-limit")
 	postgres := fs.String("postgres", "", "store data in PostgreSQL at this DSN instead of the embedded store (cluster path; see docs/architecture.md)")
 	pgTable := fs.String("postgres-table", "readmark_kv", "table used with --postgres")
 	natsURL := fs.String("nats", "", "route pushes over NATS at this URL instead of in process (cluster path)")
@@ -82,6 +84,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	cfg := server.Config{
 		Listen: *listen, DataDir: c.data, SecretFile: c.secretPath(), AdminUser: *adminUser, Logger: logger,
+		RateLimit: *rateLimit, RateBurst: *rateBurst,
 	}
 	if *postgres != "" {
 		cfg.OpenStore = func(ctx context.Context) (storage.Store, error) { return pgstore.Open(ctx, *postgres, *pgTable) }

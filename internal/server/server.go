@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/time/rate"
 
 	"github.com/readmark/readmark/internal/admin"
 	"github.com/readmark/readmark/internal/bus"
@@ -42,6 +43,10 @@ type Config struct {
 	Logger     *slog.Logger
 	// Heartbeat clients must keep to (0 = 30s).
 	Heartbeat time.Duration
+	// RateLimit and RateBurst bound each session's requests per second
+	// (0 = 2,000/s with bursts of 4,000).
+	RateLimit float64
+	RateBurst int
 	// OpenStore and OpenBus replace the embedded defaults (cluster path).
 	OpenStore func(ctx context.Context) (storage.Store, error)
 	OpenBus   func(ctx context.Context) (bus.Bus, error)
@@ -143,6 +148,8 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 		Metrics:   gateway.NewMetrics(s.Registry),
 		Logger:    cfg.Logger,
 		Heartbeat: cfg.Heartbeat,
+		RateLimit: rate.Limit(cfg.RateLimit),
+		RateBurst: cfg.RateBurst,
 	})
 	mux := http.NewServeMux()
 	mux.Handle(gateway.Path, s.gateway)
