@@ -1,8 +1,6 @@
 package natsbus
 
 import (
-	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -11,64 +9,29 @@ import (
 
 	"github.com/readmark/readmark/internal/bus"
 	"github.com/readmark/readmark/internal/bus/bustest"
+	"github.com/readmark/readmark/internal/testenv"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-const defaultURL = "nats://127.0.0.1:4222"
-
-func url() string {
-	if v := os.Getenv("READMARK_TEST_NATS"); v != "" {
-		return v
-	}
-	return defaultURL
-}
-
-var (
-	reachOnce sync.Once
-	reachErr  error
-)
-
-// needServer skips the test when NATS is unreachable, or fails it when
-// READMARK_REQUIRE_SERVICES=1 (as in CI, where the service must be there).
-func needServer(t *testing.T) {
-	t.Helper()
-	reachOnce.Do(func() {
-		nc, err := nats.Connect(url(), nats.Timeout(3*time.Second), nats.NoReconnect())
-		if err != nil {
-			reachErr = err
-			return
-		}
-		nc.Close()
-	})
-	if reachErr == nil {
-		return
-	}
-	msg := "NATS at READMARK_TEST_NATS (default " + defaultURL + ") unreachable: " + reachErr.Error()
-	if os.Getenv("READMARK_REQUIRE_SERVICES") == "1" {
-		t.Fatal(msg + " (READMARK_REQUIRE_SERVICES=1)")
-	}
-	t.Skip(msg + "; set READMARK_REQUIRE_SERVICES=1 to fail instead")
-}
-
 func open(t *testing.T) *Bus {
 	t.Helper()
-	b, err := Open(url())
+	b, err := Open(testenv.NATSURL())
 	if err != nil {
-		t.Fatalf("Open(%s): %v", url(), err)
+		t.Fatalf("Open(%s): %v", testenv.NATSURL(), err)
 	}
 	return b
 }
 
 func TestConformance(t *testing.T) {
-	needServer(t)
+	testenv.NeedNATS(t)
 	bustest.Run(t, func(t *testing.T) bus.Bus { return open(t) })
 }
 
 // TestAcrossConnections: two buses are two nodes; a subscription on one gets
 // what the other publishes after Subscribe returned, in order.
 func TestAcrossConnections(t *testing.T) {
-	needServer(t)
+	testenv.NeedNATS(t)
 	a, b := open(t), open(t)
 	defer a.Close()
 	defer b.Close()
@@ -130,9 +93,9 @@ func TestOpenBadURL(t *testing.T) {
 
 // TestCloseWithUserCallback: a ClosedHandler given in the options still runs.
 func TestCloseWithUserCallback(t *testing.T) {
-	needServer(t)
+	testenv.NeedNATS(t)
 	called := make(chan struct{})
-	b, err := Open(url(), nats.ClosedHandler(func(*nats.Conn) { close(called) }))
+	b, err := Open(testenv.NATSURL(), nats.ClosedHandler(func(*nats.Conn) { close(called) }))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,89 +2,24 @@ package pgstore_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"os"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
 	"github.com/readmark/readmark/internal/storage"
 	"github.com/readmark/readmark/internal/storage/pgstore"
 	"github.com/readmark/readmark/internal/storage/storagetest"
+	"github.com/readmark/readmark/internal/testenv"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-const defaultDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-
-func dsn() string {
-	if v := os.Getenv("READMARK_TEST_POSTGRES"); v != "" {
-		return v
-	}
-	return defaultDSN
-}
-
-var (
-	reachOnce sync.Once
-	reachErr  error
-)
-
-// needServer skips the test when PostgreSQL is unreachable, or fails it when
-// READMARK_REQUIRE_SERVICES=1 (as in CI, where the service must be there).
-func needServer(t *testing.T) {
-	t.Helper()
-	reachOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(ctx, dsn())
-		if err != nil {
-			reachErr = err
-			return
-		}
-		reachErr = c.Ping(ctx)
-		c.Close(ctx)
-	})
-	if reachErr == nil {
-		return
-	}
-	msg := "PostgreSQL at READMARK_TEST_POSTGRES (default " + defaultDSN + ") unreachable: " + reachErr.Error()
-	if os.Getenv("READMARK_REQUIRE_SERVICES") == "1" {
-		t.Fatal(msg + " (READMARK_REQUIRE_SERVICES=1)")
-	}
-	t.Skip(msg + "; set READMARK_REQUIRE_SERVICES=1 to fail instead")
-}
-
-// tempTable returns a table name no other test uses, dropped when t ends
-// (after the stores on it are closed: cleanups run last-in first-out).
-func tempTable(t *testing.T) string {
-	t.Helper()
-	var b [8]byte
-	rand.Read(b[:])
-	name := "rmtest_" + hex.EncodeToString(b[:])
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(ctx, dsn())
-		if err != nil {
-			t.Errorf("drop %s: %v", name, err)
-			return
-		}
-		defer c.Close(ctx)
-		if _, err := c.Exec(ctx, "DROP TABLE IF EXISTS "+pgx.Identifier{name}.Sanitize()); err != nil {
-			t.Errorf("drop %s: %v", name, err)
-		}
-	})
-	return name
-}
-
 func open(t *testing.T, table string, pageSize int) storage.Store {
 	t.Helper()
-	s, err := pgstore.Open(t.Context(), dsn(), table)
+	s, err := pgstore.Open(t.Context(), testenv.PostgresDSN(), table)
 	if err != nil {
 		t.Fatalf("pgstore.Open: %v", err)
 	}
@@ -95,11 +30,11 @@ func open(t *testing.T, table string, pageSize int) storage.Store {
 }
 
 func run(t *testing.T, pageSize int) {
-	needServer(t)
+	testenv.NeedPostgres(t)
 	storagetest.Run(t,
-		func(t *testing.T) storage.Store { return open(t, tempTable(t), pageSize) },
+		func(t *testing.T) storage.Store { return open(t, testenv.TempTable(t), pageSize) },
 		storagetest.WithReopen(func(t *testing.T) func() storage.Store {
-			table := tempTable(t)
+			table := testenv.TempTable(t)
 			return func() storage.Store { return open(t, table, pageSize) }
 		}),
 	)
@@ -113,13 +48,13 @@ func TestConformance(t *testing.T) { run(t, 0) }
 func TestConformanceSmallPages(t *testing.T) { run(t, 7) }
 
 func TestOpenCreatesTableOnce(t *testing.T) {
-	needServer(t)
-	table := tempTable(t)
+	testenv.NeedPostgres(t)
+	table := testenv.TempTable(t)
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
 	for range 4 {
 		wg.Go(func() {
-			s, err := pgstore.Open(t.Context(), dsn(), table)
+			s, err := pgstore.Open(t.Context(), testenv.PostgresDSN(), table)
 			if err != nil {
 				errs <- err
 				return
@@ -137,7 +72,7 @@ func TestOpenCreatesTableOnce(t *testing.T) {
 }
 
 func TestOpenErrors(t *testing.T) {
-	if _, err := pgstore.Open(t.Context(), dsn(), ""); err == nil {
+	if _, err := pgstore.Open(t.Context(), testenv.PostgresDSN(), ""); err == nil {
 		t.Error("Open with empty table: no error")
 	}
 	if _, err := pgstore.Open(t.Context(), "postgres://127.0.0.1:5432/test?pool_max_conns=zero", "t"); err == nil {
@@ -155,10 +90,10 @@ func TestOpenErrors(t *testing.T) {
 // connection rather than fail, and Close waits for them and leaves no
 // goroutine of the pool behind.
 func TestPoolBound(t *testing.T) {
-	needServer(t)
-	table := tempTable(t)
+	testenv.NeedPostgres(t)
+	table := testenv.TempTable(t)
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent()) // after both Closes
-	s, err := pgstore.Open(t.Context(), dsn()+"&pool_max_conns=2", table)
+	s, err := pgstore.Open(t.Context(), testenv.PostgresDSN()+"&pool_max_conns=2", table)
 	if err != nil {
 		t.Fatal(err)
 	}
