@@ -307,3 +307,27 @@ func perSec(n float64, d time.Duration) float64 {
 	}
 	return n / d.Seconds()
 }
+
+// setupGroup logs the sender in and creates a Work group of (up to) members
+// readers besides it, recording the setup time. The caller closes sender.
+func setupGroup(ctx context.Context, t *target, res *Result, prog *progress, members int, name string, opts ...im.Option) (sender *im.Client, gid string, ids []string, err error) {
+	prog.set("login sender", 0, "", nil)
+	sender, err = t.dial(ctx, t.user("sender", 0), opts...)
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("sender login: %w", err)
+	}
+	n := maxReaders(res, sender, members)
+	res.param("readers", n)
+	ids = make([]string, n)
+	for i := range ids {
+		ids[i] = t.user("m", i)
+	}
+	prog.set("create group", 0, "", nil)
+	setup := time.Now()
+	if gid, err = createGroup(ctx, t, sender, name, ids); err != nil {
+		sender.Close()
+		return nil, "", nil, err
+	}
+	res.metric("group_setup_s", time.Since(setup).Seconds(), "s", fmt.Sprintf("create + invite %d members (1,000 per call)", n))
+	return sender, gid, ids, nil
+}

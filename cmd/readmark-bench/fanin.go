@@ -21,26 +21,12 @@ func runFanin(ctx context.Context, cfg *config, t *target, res *Result, prog *pr
 
 	tr := newTracker(time.Now())
 	watcher := newPushWatcher(tr)
-	prog.set("login sender", 0, "", nil)
-	sender, err := t.dial(ctx, t.user("sender", 0), im.WithListener(watcher))
-	if err != nil {
-		return fmt.Errorf("sender login: %w", err)
-	}
-	defer sender.Close()
-	n := maxReaders(res, sender, cfg.members)
-	res.param("readers", n)
-	ids := make([]string, n)
-	for i := range ids {
-		ids[i] = t.user("m", i)
-	}
-
-	prog.set("create group", 0, "", nil)
-	setup := time.Now()
-	gid, err := createGroup(ctx, t, sender, "fanin", ids)
+	sender, gid, ids, err := setupGroup(ctx, t, res, prog, cfg.members, "fanin", im.WithListener(watcher))
 	if err != nil {
 		return err
 	}
-	res.metric("group_setup_s", time.Since(setup).Seconds(), "s", fmt.Sprintf("create + invite %d members (1,000 per call)", n))
+	defer sender.Close()
+	n := len(ids)
 
 	prog.set("send messages", int64(cfg.messages), "messages", nil)
 	msgs := make([]*im.Message, cfg.messages)

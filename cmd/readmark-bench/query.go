@@ -25,25 +25,12 @@ const (
 func runQuery(ctx context.Context, cfg *config, t *target, res *Result, prog *progress) error {
 	res.param("members", cfg.members)
 	res.param("conns", cfg.conns)
-	prog.set("login sender", 0, "", nil)
-	sender, err := t.dial(ctx, t.user("sender", 0))
-	if err != nil {
-		return fmt.Errorf("sender login: %w", err)
-	}
-	defer sender.Close()
-	n := maxReaders(res, sender, cfg.members)
-	res.param("readers", n)
-	ids := make([]string, n)
-	for i := range ids {
-		ids[i] = t.user("m", i)
-	}
-	prog.set("create group", 0, "", nil)
-	setup := time.Now()
-	gid, err := createGroup(ctx, t, sender, "query", ids)
+	sender, gid, ids, err := setupGroup(ctx, t, res, prog, cfg.members, "query")
 	if err != nil {
 		return err
 	}
-	res.metric("group_setup_s", time.Since(setup).Seconds(), "s", fmt.Sprintf("create + invite %d members (1,000 per call)", n))
+	defer sender.Close()
+	n := len(ids)
 
 	msgs := make([]*im.Message, queryMessages)
 	for i := range msgs {
@@ -63,7 +50,7 @@ func runQuery(ctx context.Context, cfg *config, t *target, res *Result, prog *pr
 	half := n / 2
 	readers := rand.Perm(n)[:half]
 	prog.set("setup receipts", int64(half), "members done", nil)
-	setup = time.Now()
+	setup := time.Now()
 	if err := forEach(ctx, half, cfg.conns, func(ctx context.Context, i int) error {
 		c, err := t.dial(ctx, ids[readers[i]])
 		if err != nil {
