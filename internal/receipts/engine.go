@@ -27,7 +27,7 @@ type Config struct {
 	Pusher    Pusher
 	// Now is the clock for read times and C2C marks (nil = time.Now).
 	Now func() time.Time
-	// CoalesceWindow: pushes for one message at most once per window (0 = 60ms: at most ~16 pushes per message per second, even with network jitter under the 20/s budget).
+	// CoalesceWindow: pushes for one message at most once per window (0 = 80ms: at most 12.5 pushes per message per second at the server, so that even bunched by network and scheduling delays the sender sees no more than 20 in any second).
 	CoalesceWindow time.Duration
 	// CacheMessages: read states kept in memory (0 = 20000); LRU; misses load
 	// from Store.
@@ -71,7 +71,7 @@ func New(cfg Config) (*Engine, error) {
 		return nil, errors.New("receipts: Config.Pusher is nil")
 	}
 	if cfg.CoalesceWindow <= 0 {
-		cfg.CoalesceWindow = 60 * time.Millisecond
+		cfg.CoalesceWindow = 80 * time.Millisecond
 	}
 	if cfg.CacheMessages <= 0 {
 		cfg.CacheMessages = 20000
