@@ -42,10 +42,10 @@ func BenchmarkCodec(b *testing.B) {
 		bin, _ := proto.Marshal(f.msg)
 		js, _ := protojson.Marshal(f.msg)
 		b.Run(f.name+"/proto/encode", func(b *testing.B) {
-			b.ReportMetric(float64(len(bin)), "bytes/frame")
 			for b.Loop() {
 				proto.Marshal(f.msg)
 			}
+			b.ReportMetric(float64(len(bin)), "bytes/frame")
 		})
 		b.Run(f.name+"/proto/decode", func(b *testing.B) {
 			for b.Loop() {
@@ -53,10 +53,10 @@ func BenchmarkCodec(b *testing.B) {
 			}
 		})
 		b.Run(f.name+"/json/encode", func(b *testing.B) {
-			b.ReportMetric(float64(len(js)), "bytes/frame")
 			for b.Loop() {
 				protojson.Marshal(f.msg)
 			}
+			b.ReportMetric(float64(len(js)), "bytes/frame")
 		})
 		b.Run(f.name+"/json/decode", func(b *testing.B) {
 			for b.Loop() {
