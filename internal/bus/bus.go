@@ -58,8 +58,11 @@ type Pusher struct {
 }
 
 // Push sends frame to every session of userID.
-func (p *Pusher) Push(userID string, frame *pb.ServerFrame) {
-	p.PushEachExcept(func(yield func(string) bool) { yield(userID) }, 0, frame)
+func (p *Pusher) Push(userID string, frame *pb.ServerFrame) { p.PushExcept(userID, 0, frame) }
+
+// PushExcept sends frame to every session of userID but exceptSession.
+func (p *Pusher) PushExcept(userID string, exceptSession uint64, frame *pb.ServerFrame) {
+	p.PushEachExcept(func(yield func(string) bool) { yield(userID) }, exceptSession, frame)
 }
 
 // PushEach sends frame to every session of each user users yields, encoding

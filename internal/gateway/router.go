@@ -43,7 +43,7 @@ func (g *Gateway) route(ctx context.Context, s *session, f *pb.ClientFrame) (*pb
 			return &pb.ServerFrame{Body: &pb.ServerFrame_History{History: &pb.HistoryResponse{Messages: ms}}}
 		})
 	case *pb.ClientFrame_SendReceipts:
-		return wrap(g.cfg.Receipts.Send(ctx, s.user, b.SendReceipts.Messages), okFrame)
+		return wrap(g.cfg.Receipts.SendFrom(ctx, s.user, s.id, b.SendReceipts.Messages), okFrame)
 	case *pb.ClientFrame_GetReceipts:
 		rs, err := g.cfg.Receipts.Get(ctx, s.user, b.GetReceipts.Messages)
 		return wrap(err, func() *pb.ServerFrame {

@@ -53,8 +53,10 @@ type RosterSnapshot struct {
 	Departures uint64
 }
 
-// Pusher delivers a push frame (id 0) to every session of a user. It must not
-// block; delivery is best effort (the state is durable and pullable).
+// Pusher delivers a push frame (id 0) to every session of a user (but
+// exceptSession, if not 0). It must not block; delivery is best effort (the
+// state is durable and pullable).
 type Pusher interface {
 	Push(userID string, frame *pb.ServerFrame)
+	PushExcept(userID string, exceptSession uint64, frame *pb.ServerFrame)
 }

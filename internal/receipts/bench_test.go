@@ -16,6 +16,7 @@ const benchMembers = 100_000
 type discardPusher struct{}
 
 func (discardPusher) Push(string, *pb.ServerFrame) {}
+func (discardPusher) PushExcept(string, uint64, *pb.ServerFrame) {}
 
 var commits atomic.Int64 // group commits, counted by OnCommit
 

@@ -146,6 +146,13 @@ type submission struct {
 // Send records that reader has read the referenced messages
 // (SendMessageReadReceipts). It returns once the receipts are durable.
 func (e *Engine) Send(ctx context.Context, reader string, refs []*pb.MessageRef) error {
+	return e.SendFrom(ctx, reader, 0, refs)
+}
+
+// SendFrom is Send for receipts that came from the reader's session
+// session: that session already knows, so only the reader's other sessions
+// are told (self_receipts).
+func (e *Engine) SendFrom(ctx context.Context, reader string, session uint64, refs []*pb.MessageRef) error {
 	if err := checkBatch(refs); err != nil {
 		return err
 	}
@@ -218,7 +225,7 @@ func (e *Engine) Send(ctx context.Context, reader string, refs []*pb.MessageRef)
 		for i, j := range req.fresh {
 			mine[i] = refs[j]
 		}
-		e.cfg.Pusher.Push(reader, &pb.ServerFrame{Body: &pb.ServerFrame_SelfReceipts{
+		e.cfg.Pusher.PushExcept(reader, session, &pb.ServerFrame{Body: &pb.ServerFrame_SelfReceipts{
 			SelfReceipts: &pb.SelfReceiptsPush{Messages: mine},
 		}})
 	}

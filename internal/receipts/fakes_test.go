@@ -182,6 +182,8 @@ type fakePusher struct {
 	frames map[string][]*pb.ServerFrame
 }
 
+func (p *fakePusher) PushExcept(user string, _ uint64, f *pb.ServerFrame) { p.Push(user, f) }
+
 func (p *fakePusher) Push(user string, f *pb.ServerFrame) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
