@@ -15,7 +15,7 @@ const benchMembers = 100_000
 // discardPusher drops frames, so benchmarks do not measure a recording fake.
 type discardPusher struct{}
 
-func (discardPusher) Push(string, *pb.ServerFrame) {}
+func (discardPusher) Push(string, *pb.ServerFrame)               {}
 func (discardPusher) PushExcept(string, uint64, *pb.ServerFrame) {}
 
 var commits atomic.Int64 // group commits, counted by OnCommit
