@@ -30,6 +30,7 @@ const (
 	MaxFrameBytes    = 64 * 1024
 	DefaultHeartbeat = 30 * time.Second
 	loginTimeout     = 10 * time.Second
+	writeTimeout     = 10 * time.Second
 	outQueue         = 4096 // push frames a session may have waiting before it is closed as too slow
 )
 

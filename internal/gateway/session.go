@@ -29,10 +29,14 @@ type session struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	wake   chan struct{} // signals the writer that out has frames (capacity 1)
-	slots  chan struct{}
-	limit  *rate.Limiter
-	reqs   sync.WaitGroup
+	// idle closes the connection when no frame arrived in time. Reads and
+	// writes use watchdog timers instead of per-call deadline contexts,
+	// which would allocate a context and a callback for every frame.
+	idle  *time.Timer
+	wake  chan struct{} // signals the writer that out has frames (capacity 1)
+	slots chan struct{}
+	limit *rate.Limiter
+	reqs  sync.WaitGroup
 
 	mu       sync.Mutex
 	inflight map[uint64]struct{}
@@ -57,6 +61,8 @@ func newSession(g *Gateway, conn *websocket.Conn, json bool) *session {
 func (s *session) run(parent context.Context) {
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(parent))
 	defer s.cancel()
+	s.idle = time.AfterFunc(loginTimeout, func() { s.conn.CloseNow() })
+	defer s.idle.Stop()
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
@@ -70,10 +76,6 @@ func (s *session) run(parent context.Context) {
 	}()
 
 	if !s.login() {
-		return
-	}
-	if err := s.g.cfg.Hub.add(s); err != nil {
-		s.g.cfg.Logger.Error("registering session", "user", s.user, "err", err)
 		return
 	}
 	defer s.g.cfg.Hub.remove(s)
@@ -94,7 +96,8 @@ func (s *session) run(parent context.Context) {
 	}
 }
 
-// login reads and answers the first frame, which must be a LoginRequest.
+// login reads and answers the first frame, which must be a LoginRequest,
+// and on success registers the session with the Hub.
 func (s *session) login() bool {
 	frame, err := s.read(loginTimeout)
 	if err != nil {
@@ -127,6 +130,13 @@ func (s *session) login() bool {
 		return false
 	}
 	s.user = req.UserId
+	// Register before answering: once the client hears "logged in", every
+	// push for the user reaches this session (online-only messages included).
+	if err := s.g.cfg.Hub.add(s); err != nil {
+		s.g.cfg.Logger.Error("registering session", "user", s.user, "err", err)
+		s.respond(frame.Id, nil, apierr.New(pb.CodeUnavailable, "cannot register the session"))
+		return false
+	}
 	s.respond(frame.Id, &pb.ServerFrame{Body: &pb.ServerFrame_Login{Login: &pb.LoginResponse{
 		ServerTimeMs:    time.Now().UnixMilli(),
 		SessionId:       fmt.Sprintf("%x", s.id),
@@ -140,9 +150,8 @@ func (s *session) login() bool {
 // read returns the next frame; an *apierr.Error for a frame that could not
 // be decoded (the connection stays up), any other error ends the session.
 func (s *session) read(timeout time.Duration) (*pb.ClientFrame, error) {
-	ctx, cancel := context.WithTimeout(s.ctx, timeout)
-	defer cancel()
-	typ, data, err := s.conn.Read(ctx)
+	s.idle.Reset(timeout)
+	typ, data, err := s.conn.Read(context.Background())
 	if err != nil {
 		return nil, err
 	}
@@ -308,12 +317,20 @@ func (s *session) writer() {
 	if s.json {
 		typ = websocket.MessageText
 	}
+	// A write stuck for writeTimeout (the client stopped reading) closes
+	// the connection.
+	stuck := time.AfterFunc(writeTimeout, func() { s.conn.CloseNow() })
+	stuck.Stop()
 	defer func() {
+		stuck.Stop()
 		s.mu.Lock()
 		draining := s.draining
 		s.mu.Unlock()
 		if draining {
 			s.conn.Close(websocket.StatusGoingAway, "server shutting down")
+		} else {
+			// The reader waits on the connection, not on ctx: close it.
+			s.conn.CloseNow()
 		}
 		s.cancel()
 	}()
@@ -321,13 +338,14 @@ func (s *session) writer() {
 	for {
 		var last bool
 		batch, last = s.take(batch)
-		for _, data := range batch {
-			ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
-			err := s.conn.Write(ctx, typ, data)
-			cancel()
-			if err != nil {
-				return
+		if len(batch) > 0 {
+			stuck.Reset(writeTimeout)
+			for _, data := range batch {
+				if err := s.conn.Write(context.Background(), typ, data); err != nil {
+					return
+				}
 			}
+			stuck.Stop()
 		}
 		clear(batch)
 		if last {
