@@ -229,6 +229,22 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// waitForMsg is waitFor that, on timeout, reports what r received.
+func waitForMsg(t *testing.T, what string, r *recorder, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			var got []string
+			for _, m := range r.messages() {
+				got = append(got, fmt.Sprintf("%s#%d", m.GroupID+m.UserID, m.Seq))
+			}
+			t.Fatalf("timed out waiting for %s; received %d: %v", what, len(got), got)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // wantCode checks that err is an *im.Error with the given code.
 func wantCode(t *testing.T, err error, code int) {
 	t.Helper()
