@@ -2,13 +2,18 @@ package im
 
 import (
 	"errors"
+	"sort"
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
 )
 
 // sync fetches the stored messages this client has not delivered yet, after
-// a login, then delivers the pushes buffered meanwhile. It runs on the run
-// goroutine while the reader keeps routing responses.
+// a login, then delivers them together with the pushes buffered meanwhile,
+// merged in seq order per conversation. Merging matters: for a conversation
+// the client sends no cursor for, the server starts after what it already
+// pushed to the user's sessions — pushes to this very session that are still
+// in the buffer — so synced messages can be newer than buffered ones. It runs
+// on the run goroutine while the reader keeps routing responses.
 func (c *Client) sync(s *session) {
 	c.dmu.Lock()
 	cursors := make([]*pb.SyncCursor, 0, len(c.delivered))
@@ -16,6 +21,7 @@ func (c *Client) sync(s *session) {
 		cursors = append(cursors, &pb.SyncCursor{Conversation: k.pb(), Seq: seq})
 	}
 	c.dmu.Unlock()
+	var synced []*pb.Message
 	for {
 		resp, err, sent := s.roundTrip(s.ctx, &pb.ClientFrame{Body: &pb.ClientFrame_Sync{
 			Sync: &pb.SyncRequest{Cursors: cursors, Limit: syncPageSize},
@@ -34,23 +40,62 @@ func (c *Client) sync(s *session) {
 			break
 		}
 		sr := resp.GetSync()
-		c.dmu.Lock()
-		for _, m := range sr.GetMessages() {
-			c.deliverLocked(m)
-		}
-		c.dmu.Unlock()
+		synced = append(synced, sr.GetMessages()...)
 		if !sr.GetMore() || len(sr.GetMessages()) == 0 {
 			break
 		}
 		cursors = sr.GetCursors()
 	}
 	c.dmu.Lock()
-	for _, m := range c.buffered {
+	// Synced copies first, so that of two copies of one message the synced
+	// one (which carries receipt_sent) is the one delivered.
+	for _, m := range inSeqOrder(append(synced, c.buffered...), c.userID) {
 		c.deliverLocked(m)
 	}
 	c.buffered = nil
 	c.syncing = false
 	c.dmu.Unlock()
+}
+
+// inSeqOrder drops repeated copies of a message (keeping the first) and
+// reorders the rest so that each conversation's messages are in seq order,
+// keeping the positions each conversation occupies (and online-only
+// messages, seq 0, where they are): interleaving across conversations is
+// preserved, order within one is fixed.
+func inSeqOrder(msgs []*pb.Message, me string) []*pb.Message {
+	type id struct {
+		k   convKey
+		seq uint64
+	}
+	seen := make(map[id]bool)
+	unique := msgs[:0:0]
+	byConv := make(map[convKey][]*pb.Message)
+	for _, m := range msgs {
+		if m.GetSeq() != 0 {
+			k := convOf(m, me)
+			if seen[id{k, m.GetSeq()}] {
+				continue // a later copy of one already listed
+			}
+			seen[id{k, m.GetSeq()}] = true
+			byConv[k] = append(byConv[k], m)
+		}
+		unique = append(unique, m)
+	}
+	msgs = unique
+	for _, ms := range byConv {
+		sort.SliceStable(ms, func(i, j int) bool { return ms[i].GetSeq() < ms[j].GetSeq() })
+	}
+	out := make([]*pb.Message, 0, len(msgs))
+	for _, m := range msgs {
+		if m.GetSeq() == 0 {
+			out = append(out, m)
+			continue
+		}
+		k := convOf(m, me)
+		out = append(out, byConv[k][0])
+		byConv[k] = byConv[k][1:]
+	}
+	return out
 }
 
 // deliverLocked reports m to the listeners unless it was delivered before.
