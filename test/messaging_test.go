@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -387,5 +388,34 @@ func TestJSONSubprotocol(t *testing.T) {
 	var e *im.Error
 	if _, err := alice.SendMessage(ctxT(t), alice.CreateTextMessage(""), "bob", "", 0, false); !errors.As(err, &e) || e.Code != im.CodeInvalidArgument {
 		t.Fatalf("error over JSON: %v", err)
+	}
+}
+
+// TestOfflineSyncPages: a backlog larger than one sync page, over two
+// conversations, arrives whole and in order.
+func TestOfflineSyncPages(t *testing.T) {
+	ts := startServer(t)
+	alice, _ := ts.dial("alice")
+	ctx := ctxT(t)
+	gid := must[string](t)(alice.CreateGroup(ctx, im.GroupWork, "", "", "bob"))
+	var want []string
+	for i := range 250 {
+		text := fmt.Sprintf("c2c %03d", i)
+		want = append(want, text)
+		send(t, alice, text, "bob", "", false)
+		if i%25 == 0 {
+			send(t, alice, fmt.Sprintf("group %03d", i), "", gid, false)
+		}
+	}
+	_, rb := ts.dial("bob")
+	waitForMsg(t, "the whole backlog", rb, func() bool { return len(rb.messages()) >= 260 })
+	var c2c []string
+	for _, m := range rb.messages() {
+		if m.GroupID == "" {
+			c2c = append(c2c, m.Text)
+		}
+	}
+	if len(rb.messages()) != 260 || !slices.Equal(c2c, want) {
+		t.Fatalf("got %d messages; C2C in order: %v", len(rb.messages()), slices.Equal(c2c, want))
 	}
 }

@@ -623,10 +623,13 @@ func (s *Service) Sync(ctx context.Context, caller Caller, req *pb.SyncRequest) 
 		}
 		resp.Cursors = append(resp.Cursors, &pb.SyncCursor{Conversation: sp.c, Seq: last})
 		s.cursors.advance(user, sp.key, last)
-		if last < sp.to {
+		if len(resp.Messages) >= limit && last < sp.to {
 			resp.More = true
 			break
 		}
+		// Otherwise the scan ended below sp.to only because the newest
+		// messages are not committed yet; they are pushed to the user's
+		// sessions (registered before this sync) once they are.
 	}
 	return resp, s.markReceiptSent(ctx, user, resp.Messages, wms)
 }
