@@ -331,3 +331,22 @@ func setupGroup(ctx context.Context, t *target, res *Result, prog *progress, mem
 	res.metric("group_setup_s", time.Since(setup).Seconds(), "s", fmt.Sprintf("create + invite %d members (1,000 per call)", n))
 	return sender, gid, ids, nil
 }
+
+// sendReceiptMessages sends n text messages needing read receipts to a
+// group, calling sent after each.
+func sendReceiptMessages(ctx context.Context, t *target, sender *im.Client, gid string, n int, label string, sent func(*im.Message)) ([]*im.Message, error) {
+	msgs := make([]*im.Message, n)
+	for i := range msgs {
+		m := sender.CreateTextMessage(fmt.Sprintf("%s message %d", label, i))
+		m.NeedReadReceipt = true
+		if err := t.do(ctx, func() error {
+			_, err := sender.SendMessage(ctx, m, "", gid, im.PriorityDefault, false)
+			return err
+		}); err != nil {
+			return nil, fmt.Errorf("send message %d: %w", i, err)
+		}
+		msgs[i] = m
+		sent(m)
+	}
+	return msgs, nil
+}

@@ -29,19 +29,12 @@ func runFanin(ctx context.Context, cfg *config, t *target, res *Result, prog *pr
 	n := len(ids)
 
 	prog.set("send messages", int64(cfg.messages), "messages", nil)
-	msgs := make([]*im.Message, cfg.messages)
-	for i := range msgs {
-		m := sender.CreateTextMessage(fmt.Sprintf("fanin message %d", i))
-		m.NeedReadReceipt = true
-		if err := t.do(ctx, func() error {
-			_, err := sender.SendMessage(ctx, m, "", gid, im.PriorityDefault, false)
-			return err
-		}); err != nil {
-			return fmt.Errorf("send message %d: %w", i, err)
-		}
-		msgs[i] = m
+	msgs, err := sendReceiptMessages(ctx, t, sender, gid, cfg.messages, "fanin", func(m *im.Message) {
 		watcher.watch(m.MsgID, uint64(n))
 		prog.add(1)
+	})
+	if err != nil {
+		return err
 	}
 
 	disk := startDisk(ctx, t)

@@ -32,17 +32,9 @@ func runQuery(ctx context.Context, cfg *config, t *target, res *Result, prog *pr
 	defer sender.Close()
 	n := len(ids)
 
-	msgs := make([]*im.Message, queryMessages)
-	for i := range msgs {
-		m := sender.CreateTextMessage(fmt.Sprintf("query message %d", i))
-		m.NeedReadReceipt = true
-		if err := t.do(ctx, func() error {
-			_, err := sender.SendMessage(ctx, m, "", gid, im.PriorityDefault, false)
-			return err
-		}); err != nil {
-			return fmt.Errorf("send message %d: %w", i, err)
-		}
-		msgs[i] = m
+	msgs, err := sendReceiptMessages(ctx, t, sender, gid, queryMessages, "query", func(*im.Message) {})
+	if err != nil {
+		return err
 	}
 
 	// Half of the members, chosen at random, read all the messages: each

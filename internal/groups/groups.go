@@ -702,16 +702,17 @@ func (r *reader) byte() byte {
 
 func (r *reader) uvarint() uint64 {
 	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.err = true
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
+	return consumed(r, v, n)
 }
 
 func (r *reader) varint() int64 {
 	v, n := binary.Varint(r.b)
+	return consumed(r, v, n)
+}
+
+// consumed moves r past a varint of n bytes (n <= 0: malformed) and returns
+// its value.
+func consumed[T uint64 | int64](r *reader, v T, n int) T {
 	if n <= 0 {
 		r.err = true
 		return 0
