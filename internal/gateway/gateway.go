@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -60,6 +59,9 @@ type Gateway struct {
 	nextID   atomic.Uint64
 	draining atomic.Bool
 	wg       sync.WaitGroup // one per session
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
 }
 
 // New returns a Gateway.
@@ -79,7 +81,7 @@ func New(cfg Config) *Gateway {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	g := &Gateway{cfg: cfg}
+	g := &Gateway{cfg: cfg, sessions: make(map[*session]struct{})}
 	g.nextID.Store(uint64(time.Now().UnixNano()) &^ 0xffffffff)
 	return g
 }
@@ -105,20 +107,25 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	conn.SetReadLimit(MaxFrameBytes)
 	g.wg.Add(1)
 	defer g.wg.Done()
-	s := newSession(g, conn, proto == SubprotocolJSON)
-	s.run(r.Context())
+	s := newSession(r.Context(), g, conn, proto == SubprotocolJSON)
+	g.track(s)
+	defer g.untrack(s)
+	s.run()
 }
 
 // Shutdown stops accepting sessions, tells every session the server is
 // going away (Kickoff with CodeUnavailable) once its in-flight requests are
-// answered, and waits for the sessions to end or ctx to expire.
+// answered, and waits for the sessions to end or ctx to expire, when the
+// remaining ones are cut.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.draining.Store(true)
-	for _, s := range g.cfg.Hub.all() {
-		go s.drain()
+	var drains sync.WaitGroup
+	for _, s := range g.all() {
+		drains.Go(s.drain)
 	}
 	done := make(chan struct{})
 	go func() {
+		drains.Wait()
 		g.wg.Wait()
 		close(done)
 	}()
@@ -126,10 +133,33 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		for _, s := range g.cfg.Hub.all() {
+		for _, s := range g.all() {
 			s.close(websocket.StatusGoingAway, "server shutting down")
 		}
 		<-done
-		return errors.Join(ctx.Err())
+		return ctx.Err()
 	}
+}
+
+func (g *Gateway) track(s *session) {
+	g.mu.Lock()
+	g.sessions[s] = struct{}{}
+	g.mu.Unlock()
+}
+
+func (g *Gateway) untrack(s *session) {
+	g.mu.Lock()
+	delete(g.sessions, s)
+	g.mu.Unlock()
+}
+
+// all returns every session, logged in or not.
+func (g *Gateway) all() []*session {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]*session, 0, len(g.sessions))
+	for s := range g.sessions {
+		out = append(out, s)
+	}
+	return out
 }

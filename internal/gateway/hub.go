@@ -84,19 +84,6 @@ func (h *Hub) remove(s *session) {
 	}
 }
 
-// all returns every session, for shutdown.
-func (h *Hub) all() []*session {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	var out []*session
-	for _, us := range h.users {
-		for s := range us.sessions {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
 func (h *Hub) deliver(user string, data []byte) {
 	except, frame, err := bus.OpenEnvelope(data)
 	if err != nil {

@@ -45,8 +45,11 @@ type session struct {
 	draining bool     // the writer closes the connection after the last frame
 }
 
-func newSession(g *Gateway, conn *websocket.Conn, json bool) *session {
+func newSession(parent context.Context, g *Gateway, conn *websocket.Conn, json bool) *session {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
 	return &session{
+		ctx:      ctx,
+		cancel:   cancel,
 		g:        g,
 		conn:     conn,
 		json:     json,
@@ -58,8 +61,7 @@ func newSession(g *Gateway, conn *websocket.Conn, json bool) *session {
 	}
 }
 
-func (s *session) run(parent context.Context) {
-	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(parent))
+func (s *session) run() {
 	defer s.cancel()
 	s.idle = time.AfterFunc(loginTimeout, func() { s.conn.CloseNow() })
 	defer s.idle.Stop()
@@ -127,6 +129,10 @@ func (s *session) login() bool {
 	if fail != nil {
 		s.g.cfg.Metrics.request("login", fail.Code, 0)
 		s.respond(frame.Id, nil, fail)
+		return false
+	}
+	if s.g.draining.Load() {
+		s.respond(frame.Id, nil, apierr.New(pb.CodeUnavailable, "server shutting down"))
 		return false
 	}
 	s.user = req.UserId
