@@ -260,3 +260,13 @@ type Limits struct {
 	MaxMembersPerCall  int
 	Heartbeat          time.Duration // the client sends something at least this often
 }
+
+// SetSelfInfo sets this user's nickname and avatar URL, which others see in
+// GetGroupMessageReadMemberList (GroupMemberInfo.NickName, FaceURL). Empty
+// values clear them. Limits: 64 bytes of nickname, 512 of URL.
+func (c *Client) SetSelfInfo(ctx context.Context, nickName, faceURL string) error {
+	_, err := c.call(ctx, &pb.ClientFrame{Body: &pb.ClientFrame_SetProfile{SetProfile: &pb.SetProfileRequest{
+		NickName: nickName, FaceUrl: faceURL,
+	}}})
+	return err
+}

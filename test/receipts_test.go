@@ -3,6 +3,7 @@ package test
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -477,4 +478,33 @@ func TestCrowdReadsOneMessage(t *testing.T) {
 		t.Fatalf("pull: %+v", got[0])
 	}
 	t.Logf("%d receipts reached the sender in %d pushes", n, pushes)
+}
+
+func TestReadMembersShowProfiles(t *testing.T) {
+	ts := startServer(t)
+	owner, _ := ts.dial("owner")
+	ann, _ := ts.dial("ann")
+	ctx := ctxT(t)
+	if err := ann.SetSelfInfo(ctx, "Ann Lee", "https://example.com/ann.png"); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, ann.SetSelfInfo(ctx, strings.Repeat("n", 65), ""), im.CodeInvalidArgument)
+	gid := must[string](t)(owner.CreateGroup(ctx, im.GroupWork, "", "", "ann", "ben"))
+	msg := send(t, owner, "who is who", "", gid, true)
+	if err := ann.SendMessageReadReceipts(ctx, []*im.Message{msg}); err != nil {
+		t.Fatal(err)
+	}
+	read := walkMembers(t, owner, msg, im.ReadMembersFilterRead, 10)
+	unread := walkMembers(t, owner, msg, im.ReadMembersFilterUnread, 10)
+	if len(read) != 1 || read[0].NickName != "Ann Lee" || read[0].FaceURL != "https://example.com/ann.png" {
+		t.Fatalf("read list: %+v", read[0])
+	}
+	if len(unread) != 1 || unread[0].UserID != "ben" || unread[0].NickName != "" {
+		t.Fatalf("unread list: %+v", unread[0])
+	}
+	ts.restart()
+	owner, _ = ts.dial("owner")
+	if read = walkMembers(t, owner, msg, im.ReadMembersFilterRead, 10); read[0].NickName != "Ann Lee" {
+		t.Fatalf("after restart: %+v", read[0])
+	}
 }

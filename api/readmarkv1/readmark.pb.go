@@ -298,6 +298,7 @@ type ClientFrame struct {
 	//	*ClientFrame_Login
 	//	*ClientFrame_Ping
 	//	*ClientFrame_Sync
+	//	*ClientFrame_SetProfile
 	//	*ClientFrame_CreateGroup
 	//	*ClientFrame_Invite
 	//	*ClientFrame_JoinGroup
@@ -380,6 +381,15 @@ func (x *ClientFrame) GetSync() *SyncRequest {
 	if x != nil {
 		if x, ok := x.Body.(*ClientFrame_Sync); ok {
 			return x.Sync
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetSetProfile() *SetProfileRequest {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_SetProfile); ok {
+			return x.SetProfile
 		}
 	}
 	return nil
@@ -500,6 +510,10 @@ type ClientFrame_Sync struct {
 	Sync *SyncRequest `protobuf:"bytes,12,opt,name=sync,proto3,oneof"`
 }
 
+type ClientFrame_SetProfile struct {
+	SetProfile *SetProfileRequest `protobuf:"bytes,13,opt,name=set_profile,json=setProfile,proto3,oneof"`
+}
+
 type ClientFrame_CreateGroup struct {
 	CreateGroup *CreateGroupRequest `protobuf:"bytes,20,opt,name=create_group,json=createGroup,proto3,oneof"`
 }
@@ -549,6 +563,8 @@ func (*ClientFrame_Login) isClientFrame_Body() {}
 func (*ClientFrame_Ping) isClientFrame_Body() {}
 
 func (*ClientFrame_Sync) isClientFrame_Body() {}
+
+func (*ClientFrame_SetProfile) isClientFrame_Body() {}
 
 func (*ClientFrame_CreateGroup) isClientFrame_Body() {}
 
@@ -807,7 +823,7 @@ type ServerFrame_CreateGroup struct {
 }
 
 type ServerFrame_Ok struct {
-	Ok *Empty `protobuf:"bytes,21,opt,name=ok,proto3,oneof"` // invite, join, quit, kick, send_receipts, mark_c2c_read
+	Ok *Empty `protobuf:"bytes,21,opt,name=ok,proto3,oneof"` // set_profile, invite, join, quit, kick, send_receipts, mark_c2c_read
 }
 
 type ServerFrame_SendMessage struct {
@@ -1500,6 +1516,60 @@ func (x *SyncResponse) GetCursors() []*SyncCursor {
 	return nil
 }
 
+// SetProfileRequest sets the caller's public profile, shown to others in
+// read-member lists. Empty fields clear them.
+type SetProfileRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NickName      string                 `protobuf:"bytes,1,opt,name=nick_name,json=nickName,proto3" json:"nick_name,omitempty"` // up to 64 bytes
+	FaceUrl       string                 `protobuf:"bytes,2,opt,name=face_url,json=faceUrl,proto3" json:"face_url,omitempty"`    // up to 512 bytes
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetProfileRequest) Reset() {
+	*x = SetProfileRequest{}
+	mi := &file_readmark_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetProfileRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetProfileRequest) ProtoMessage() {}
+
+func (x *SetProfileRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_readmark_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetProfileRequest.ProtoReflect.Descriptor instead.
+func (*SetProfileRequest) Descriptor() ([]byte, []int) {
+	return file_readmark_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *SetProfileRequest) GetNickName() string {
+	if x != nil {
+		return x.NickName
+	}
+	return ""
+}
+
+func (x *SetProfileRequest) GetFaceUrl() string {
+	if x != nil {
+		return x.FaceUrl
+	}
+	return ""
+}
+
 type CreateGroupRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Type          GroupType              `protobuf:"varint,1,opt,name=type,proto3,enum=readmark.v1.GroupType" json:"type,omitempty"`
@@ -1512,7 +1582,7 @@ type CreateGroupRequest struct {
 
 func (x *CreateGroupRequest) Reset() {
 	*x = CreateGroupRequest{}
-	mi := &file_readmark_proto_msgTypes[13]
+	mi := &file_readmark_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1524,7 +1594,7 @@ func (x *CreateGroupRequest) String() string {
 func (*CreateGroupRequest) ProtoMessage() {}
 
 func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[13]
+	mi := &file_readmark_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1537,7 +1607,7 @@ func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupRequest.ProtoReflect.Descriptor instead.
 func (*CreateGroupRequest) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{13}
+	return file_readmark_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CreateGroupRequest) GetType() GroupType {
@@ -1577,7 +1647,7 @@ type CreateGroupResponse struct {
 
 func (x *CreateGroupResponse) Reset() {
 	*x = CreateGroupResponse{}
-	mi := &file_readmark_proto_msgTypes[14]
+	mi := &file_readmark_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1589,7 +1659,7 @@ func (x *CreateGroupResponse) String() string {
 func (*CreateGroupResponse) ProtoMessage() {}
 
 func (x *CreateGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[14]
+	mi := &file_readmark_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1602,7 +1672,7 @@ func (x *CreateGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupResponse.ProtoReflect.Descriptor instead.
 func (*CreateGroupResponse) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{14}
+	return file_readmark_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CreateGroupResponse) GetGroupId() string {
@@ -1622,7 +1692,7 @@ type InviteRequest struct {
 
 func (x *InviteRequest) Reset() {
 	*x = InviteRequest{}
-	mi := &file_readmark_proto_msgTypes[15]
+	mi := &file_readmark_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1634,7 +1704,7 @@ func (x *InviteRequest) String() string {
 func (*InviteRequest) ProtoMessage() {}
 
 func (x *InviteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[15]
+	mi := &file_readmark_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1647,7 +1717,7 @@ func (x *InviteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InviteRequest.ProtoReflect.Descriptor instead.
 func (*InviteRequest) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{15}
+	return file_readmark_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *InviteRequest) GetGroupId() string {
@@ -1674,7 +1744,7 @@ type JoinGroupRequest struct {
 
 func (x *JoinGroupRequest) Reset() {
 	*x = JoinGroupRequest{}
-	mi := &file_readmark_proto_msgTypes[16]
+	mi := &file_readmark_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1686,7 +1756,7 @@ func (x *JoinGroupRequest) String() string {
 func (*JoinGroupRequest) ProtoMessage() {}
 
 func (x *JoinGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[16]
+	mi := &file_readmark_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1699,7 +1769,7 @@ func (x *JoinGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinGroupRequest.ProtoReflect.Descriptor instead.
 func (*JoinGroupRequest) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{16}
+	return file_readmark_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *JoinGroupRequest) GetGroupId() string {
@@ -1725,7 +1795,7 @@ type QuitGroupRequest struct {
 
 func (x *QuitGroupRequest) Reset() {
 	*x = QuitGroupRequest{}
-	mi := &file_readmark_proto_msgTypes[17]
+	mi := &file_readmark_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1737,7 +1807,7 @@ func (x *QuitGroupRequest) String() string {
 func (*QuitGroupRequest) ProtoMessage() {}
 
 func (x *QuitGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[17]
+	mi := &file_readmark_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1750,7 +1820,7 @@ func (x *QuitGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuitGroupRequest.ProtoReflect.Descriptor instead.
 func (*QuitGroupRequest) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{17}
+	return file_readmark_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *QuitGroupRequest) GetGroupId() string {
@@ -1771,7 +1841,7 @@ type KickRequest struct {
 
 func (x *KickRequest) Reset() {
 	*x = KickRequest{}
-	mi := &file_readmark_proto_msgTypes[18]
+	mi := &file_readmark_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1783,7 +1853,7 @@ func (x *KickRequest) String() string {
 func (*KickRequest) ProtoMessage() {}
 
 func (x *KickRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[18]
+	mi := &file_readmark_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1796,7 +1866,7 @@ func (x *KickRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KickRequest.ProtoReflect.Descriptor instead.
 func (*KickRequest) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{18}
+	return file_readmark_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *KickRequest) GetGroupId() string {
@@ -1835,7 +1905,7 @@ type GroupEvent struct {
 
 func (x *GroupEvent) Reset() {
 	*x = GroupEvent{}
-	mi := &file_readmark_proto_msgTypes[19]
+	mi := &file_readmark_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1847,7 +1917,7 @@ func (x *GroupEvent) String() string {
 func (*GroupEvent) ProtoMessage() {}
 
 func (x *GroupEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[19]
+	mi := &file_readmark_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1860,7 +1930,7 @@ func (x *GroupEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupEvent.ProtoReflect.Descriptor instead.
 func (*GroupEvent) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{19}
+	return file_readmark_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GroupEvent) GetGroupId() string {
@@ -1936,7 +2006,7 @@ type Message struct {
 
 func (x *Message) Reset() {
 	*x = Message{}
-	mi := &file_readmark_proto_msgTypes[20]
+	mi := &file_readmark_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1948,7 +2018,7 @@ func (x *Message) String() string {
 func (*Message) ProtoMessage() {}
 
 func (x *Message) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[20]
+	mi := &file_readmark_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1961,7 +2031,7 @@ func (x *Message) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Message.ProtoReflect.Descriptor instead.
 func (*Message) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{20}
+	return file_readmark_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Message) GetMsgId() string {
@@ -2071,7 +2141,7 @@ type SendMessageRequest struct {
 
 func (x *SendMessageRequest) Reset() {
 	*x = SendMessageRequest{}
-	mi := &file_readmark_proto_msgTypes[21]
+	mi := &file_readmark_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2083,7 +2153,7 @@ func (x *SendMessageRequest) String() string {
 func (*SendMessageRequest) ProtoMessage() {}
 
 func (x *SendMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[21]
+	mi := &file_readmark_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2096,7 +2166,7 @@ func (x *SendMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendMessageRequest.ProtoReflect.Descriptor instead.
 func (*SendMessageRequest) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{21}
+	return file_readmark_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SendMessageRequest) GetReceiver() string {
@@ -2164,7 +2234,7 @@ type SendMessageResponse struct {
 
 func (x *SendMessageResponse) Reset() {
 	*x = SendMessageResponse{}
-	mi := &file_readmark_proto_msgTypes[22]
+	mi := &file_readmark_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2176,7 +2246,7 @@ func (x *SendMessageResponse) String() string {
 func (*SendMessageResponse) ProtoMessage() {}
 
 func (x *SendMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[22]
+	mi := &file_readmark_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2189,7 +2259,7 @@ func (x *SendMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendMessageResponse.ProtoReflect.Descriptor instead.
 func (*SendMessageResponse) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{22}
+	return file_readmark_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SendMessageResponse) GetMessage() *Message {
@@ -2212,7 +2282,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_readmark_proto_msgTypes[23]
+	mi := &file_readmark_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2224,7 +2294,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[23]
+	mi := &file_readmark_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2237,7 +2307,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{23}
+	return file_readmark_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *HistoryRequest) GetConversation() *Conversation {
@@ -2270,7 +2340,7 @@ type HistoryResponse struct {
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_readmark_proto_msgTypes[24]
+	mi := &file_readmark_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2282,7 +2352,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[24]
+	mi := &file_readmark_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2295,7 +2365,7 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{24}
+	return file_readmark_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *HistoryResponse) GetMessages() []*Message {
@@ -2318,7 +2388,7 @@ type MessageRef struct {
 
 func (x *MessageRef) Reset() {
 	*x = MessageRef{}
-	mi := &file_readmark_proto_msgTypes[25]
+	mi := &file_readmark_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2330,7 +2400,7 @@ func (x *MessageRef) String() string {
 func (*MessageRef) ProtoMessage() {}
 
 func (x *MessageRef) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[25]
+	mi := &file_readmark_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2343,7 +2413,7 @@ func (x *MessageRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageRef.ProtoReflect.Descriptor instead.
 func (*MessageRef) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{25}
+	return file_readmark_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *MessageRef) GetConversation() *Conversation {
@@ -2376,7 +2446,7 @@ type SendReceiptsRequest struct {
 
 func (x *SendReceiptsRequest) Reset() {
 	*x = SendReceiptsRequest{}
-	mi := &file_readmark_proto_msgTypes[26]
+	mi := &file_readmark_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2388,7 +2458,7 @@ func (x *SendReceiptsRequest) String() string {
 func (*SendReceiptsRequest) ProtoMessage() {}
 
 func (x *SendReceiptsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[26]
+	mi := &file_readmark_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2401,7 +2471,7 @@ func (x *SendReceiptsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendReceiptsRequest.ProtoReflect.Descriptor instead.
 func (*SendReceiptsRequest) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{26}
+	return file_readmark_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SendReceiptsRequest) GetMessages() []*MessageRef {
@@ -2420,7 +2490,7 @@ type GetReceiptsRequest struct {
 
 func (x *GetReceiptsRequest) Reset() {
 	*x = GetReceiptsRequest{}
-	mi := &file_readmark_proto_msgTypes[27]
+	mi := &file_readmark_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2432,7 +2502,7 @@ func (x *GetReceiptsRequest) String() string {
 func (*GetReceiptsRequest) ProtoMessage() {}
 
 func (x *GetReceiptsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[27]
+	mi := &file_readmark_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2445,7 +2515,7 @@ func (x *GetReceiptsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReceiptsRequest.ProtoReflect.Descriptor instead.
 func (*GetReceiptsRequest) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{27}
+	return file_readmark_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetReceiptsRequest) GetMessages() []*MessageRef {
@@ -2471,7 +2541,7 @@ type MessageReceipt struct {
 
 func (x *MessageReceipt) Reset() {
 	*x = MessageReceipt{}
-	mi := &file_readmark_proto_msgTypes[28]
+	mi := &file_readmark_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2483,7 +2553,7 @@ func (x *MessageReceipt) String() string {
 func (*MessageReceipt) ProtoMessage() {}
 
 func (x *MessageReceipt) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[28]
+	mi := &file_readmark_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2496,7 +2566,7 @@ func (x *MessageReceipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageReceipt.ProtoReflect.Descriptor instead.
 func (*MessageReceipt) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{28}
+	return file_readmark_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *MessageReceipt) GetMsgId() string {
@@ -2564,7 +2634,7 @@ type GetReceiptsResponse struct {
 
 func (x *GetReceiptsResponse) Reset() {
 	*x = GetReceiptsResponse{}
-	mi := &file_readmark_proto_msgTypes[29]
+	mi := &file_readmark_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2576,7 +2646,7 @@ func (x *GetReceiptsResponse) String() string {
 func (*GetReceiptsResponse) ProtoMessage() {}
 
 func (x *GetReceiptsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[29]
+	mi := &file_readmark_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2589,7 +2659,7 @@ func (x *GetReceiptsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReceiptsResponse.ProtoReflect.Descriptor instead.
 func (*GetReceiptsResponse) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{29}
+	return file_readmark_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetReceiptsResponse) GetReceipts() []*MessageReceipt {
@@ -2608,7 +2678,7 @@ type ReceiptsPush struct {
 
 func (x *ReceiptsPush) Reset() {
 	*x = ReceiptsPush{}
-	mi := &file_readmark_proto_msgTypes[30]
+	mi := &file_readmark_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2620,7 +2690,7 @@ func (x *ReceiptsPush) String() string {
 func (*ReceiptsPush) ProtoMessage() {}
 
 func (x *ReceiptsPush) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[30]
+	mi := &file_readmark_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2633,7 +2703,7 @@ func (x *ReceiptsPush) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiptsPush.ProtoReflect.Descriptor instead.
 func (*ReceiptsPush) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{30}
+	return file_readmark_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ReceiptsPush) GetReceipts() []*MessageReceipt {
@@ -2652,7 +2722,7 @@ type C2CReadPush struct {
 
 func (x *C2CReadPush) Reset() {
 	*x = C2CReadPush{}
-	mi := &file_readmark_proto_msgTypes[31]
+	mi := &file_readmark_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2664,7 +2734,7 @@ func (x *C2CReadPush) String() string {
 func (*C2CReadPush) ProtoMessage() {}
 
 func (x *C2CReadPush) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[31]
+	mi := &file_readmark_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2677,7 +2747,7 @@ func (x *C2CReadPush) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use C2CReadPush.ProtoReflect.Descriptor instead.
 func (*C2CReadPush) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{31}
+	return file_readmark_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *C2CReadPush) GetReceipts() []*MessageReceipt {
@@ -2696,7 +2766,7 @@ type SelfReceiptsPush struct {
 
 func (x *SelfReceiptsPush) Reset() {
 	*x = SelfReceiptsPush{}
-	mi := &file_readmark_proto_msgTypes[32]
+	mi := &file_readmark_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2708,7 +2778,7 @@ func (x *SelfReceiptsPush) String() string {
 func (*SelfReceiptsPush) ProtoMessage() {}
 
 func (x *SelfReceiptsPush) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[32]
+	mi := &file_readmark_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2721,7 +2791,7 @@ func (x *SelfReceiptsPush) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SelfReceiptsPush.ProtoReflect.Descriptor instead.
 func (*SelfReceiptsPush) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{32}
+	return file_readmark_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SelfReceiptsPush) GetMessages() []*MessageRef {
@@ -2743,7 +2813,7 @@ type ReadMembersRequest struct {
 
 func (x *ReadMembersRequest) Reset() {
 	*x = ReadMembersRequest{}
-	mi := &file_readmark_proto_msgTypes[33]
+	mi := &file_readmark_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2755,7 +2825,7 @@ func (x *ReadMembersRequest) String() string {
 func (*ReadMembersRequest) ProtoMessage() {}
 
 func (x *ReadMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[33]
+	mi := &file_readmark_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2768,7 +2838,7 @@ func (x *ReadMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadMembersRequest.ProtoReflect.Descriptor instead.
 func (*ReadMembersRequest) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{33}
+	return file_readmark_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ReadMembersRequest) GetMessage() *MessageRef {
@@ -2811,7 +2881,7 @@ type GroupMember struct {
 
 func (x *GroupMember) Reset() {
 	*x = GroupMember{}
-	mi := &file_readmark_proto_msgTypes[34]
+	mi := &file_readmark_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2823,7 +2893,7 @@ func (x *GroupMember) String() string {
 func (*GroupMember) ProtoMessage() {}
 
 func (x *GroupMember) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[34]
+	mi := &file_readmark_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2836,7 +2906,7 @@ func (x *GroupMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMember.ProtoReflect.Descriptor instead.
 func (*GroupMember) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{34}
+	return file_readmark_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GroupMember) GetUserId() string {
@@ -2878,7 +2948,7 @@ type ReadMembersResponse struct {
 
 func (x *ReadMembersResponse) Reset() {
 	*x = ReadMembersResponse{}
-	mi := &file_readmark_proto_msgTypes[35]
+	mi := &file_readmark_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2890,7 +2960,7 @@ func (x *ReadMembersResponse) String() string {
 func (*ReadMembersResponse) ProtoMessage() {}
 
 func (x *ReadMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[35]
+	mi := &file_readmark_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2903,7 +2973,7 @@ func (x *ReadMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadMembersResponse.ProtoReflect.Descriptor instead.
 func (*ReadMembersResponse) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{35}
+	return file_readmark_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ReadMembersResponse) GetMembers() []*GroupMember {
@@ -2936,7 +3006,7 @@ type MarkC2CReadRequest struct {
 
 func (x *MarkC2CReadRequest) Reset() {
 	*x = MarkC2CReadRequest{}
-	mi := &file_readmark_proto_msgTypes[36]
+	mi := &file_readmark_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2948,7 +3018,7 @@ func (x *MarkC2CReadRequest) String() string {
 func (*MarkC2CReadRequest) ProtoMessage() {}
 
 func (x *MarkC2CReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[36]
+	mi := &file_readmark_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2961,7 +3031,7 @@ func (x *MarkC2CReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkC2CReadRequest.ProtoReflect.Descriptor instead.
 func (*MarkC2CReadRequest) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{36}
+	return file_readmark_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *MarkC2CReadRequest) GetPeerId() string {
@@ -2980,7 +3050,7 @@ type Kickoff struct {
 
 func (x *Kickoff) Reset() {
 	*x = Kickoff{}
-	mi := &file_readmark_proto_msgTypes[37]
+	mi := &file_readmark_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2992,7 +3062,7 @@ func (x *Kickoff) String() string {
 func (*Kickoff) ProtoMessage() {}
 
 func (x *Kickoff) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[37]
+	mi := &file_readmark_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3005,7 +3075,7 @@ func (x *Kickoff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Kickoff.ProtoReflect.Descriptor instead.
 func (*Kickoff) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{37}
+	return file_readmark_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Kickoff) GetReason() *Error {
@@ -3019,13 +3089,15 @@ var File_readmark_proto protoreflect.FileDescriptor
 
 const file_readmark_proto_rawDesc = "" +
 	"\n" +
-	"\x0ereadmark.proto\x12\vreadmark.v1\"\xff\x06\n" +
+	"\x0ereadmark.proto\x12\vreadmark.v1\"\xc2\a\n" +
 	"\vClientFrame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x121\n" +
 	"\x05login\x18\n" +
 	" \x01(\v2\x19.readmark.v1.LoginRequestH\x00R\x05login\x12.\n" +
 	"\x04ping\x18\v \x01(\v2\x18.readmark.v1.PingRequestH\x00R\x04ping\x12.\n" +
-	"\x04sync\x18\f \x01(\v2\x18.readmark.v1.SyncRequestH\x00R\x04sync\x12D\n" +
+	"\x04sync\x18\f \x01(\v2\x18.readmark.v1.SyncRequestH\x00R\x04sync\x12A\n" +
+	"\vset_profile\x18\r \x01(\v2\x1e.readmark.v1.SetProfileRequestH\x00R\n" +
+	"setProfile\x12D\n" +
 	"\fcreate_group\x18\x14 \x01(\v2\x1f.readmark.v1.CreateGroupRequestH\x00R\vcreateGroup\x124\n" +
 	"\x06invite\x18\x15 \x01(\v2\x1a.readmark.v1.InviteRequestH\x00R\x06invite\x12>\n" +
 	"\n" +
@@ -3101,7 +3173,10 @@ const file_readmark_proto_rawDesc = "" +
 	"\fSyncResponse\x120\n" +
 	"\bmessages\x18\x01 \x03(\v2\x14.readmark.v1.MessageR\bmessages\x12\x12\n" +
 	"\x04more\x18\x02 \x01(\bR\x04more\x121\n" +
-	"\acursors\x18\x03 \x03(\v2\x17.readmark.v1.SyncCursorR\acursors\"\x8e\x01\n" +
+	"\acursors\x18\x03 \x03(\v2\x17.readmark.v1.SyncCursorR\acursors\"K\n" +
+	"\x11SetProfileRequest\x12\x1b\n" +
+	"\tnick_name\x18\x01 \x01(\tR\bnickName\x12\x19\n" +
+	"\bface_url\x18\x02 \x01(\tR\afaceUrl\"\x8e\x01\n" +
 	"\x12CreateGroupRequest\x12*\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x16.readmark.v1.GroupTypeR\x04type\x12\x19\n" +
 	"\bgroup_id\x18\x02 \x01(\tR\agroupId\x12\x12\n" +
@@ -3254,7 +3329,7 @@ func file_readmark_proto_rawDescGZIP() []byte {
 }
 
 var file_readmark_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_readmark_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_readmark_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_readmark_proto_goTypes = []any{
 	(GroupType)(0),              // 0: readmark.v1.GroupType
 	(GroupEventKind)(0),         // 1: readmark.v1.GroupEventKind
@@ -3274,94 +3349,96 @@ var file_readmark_proto_goTypes = []any{
 	(*SyncRequest)(nil),         // 15: readmark.v1.SyncRequest
 	(*SyncCursor)(nil),          // 16: readmark.v1.SyncCursor
 	(*SyncResponse)(nil),        // 17: readmark.v1.SyncResponse
-	(*CreateGroupRequest)(nil),  // 18: readmark.v1.CreateGroupRequest
-	(*CreateGroupResponse)(nil), // 19: readmark.v1.CreateGroupResponse
-	(*InviteRequest)(nil),       // 20: readmark.v1.InviteRequest
-	(*JoinGroupRequest)(nil),    // 21: readmark.v1.JoinGroupRequest
-	(*QuitGroupRequest)(nil),    // 22: readmark.v1.QuitGroupRequest
-	(*KickRequest)(nil),         // 23: readmark.v1.KickRequest
-	(*GroupEvent)(nil),          // 24: readmark.v1.GroupEvent
-	(*Message)(nil),             // 25: readmark.v1.Message
-	(*SendMessageRequest)(nil),  // 26: readmark.v1.SendMessageRequest
-	(*SendMessageResponse)(nil), // 27: readmark.v1.SendMessageResponse
-	(*HistoryRequest)(nil),      // 28: readmark.v1.HistoryRequest
-	(*HistoryResponse)(nil),     // 29: readmark.v1.HistoryResponse
-	(*MessageRef)(nil),          // 30: readmark.v1.MessageRef
-	(*SendReceiptsRequest)(nil), // 31: readmark.v1.SendReceiptsRequest
-	(*GetReceiptsRequest)(nil),  // 32: readmark.v1.GetReceiptsRequest
-	(*MessageReceipt)(nil),      // 33: readmark.v1.MessageReceipt
-	(*GetReceiptsResponse)(nil), // 34: readmark.v1.GetReceiptsResponse
-	(*ReceiptsPush)(nil),        // 35: readmark.v1.ReceiptsPush
-	(*C2CReadPush)(nil),         // 36: readmark.v1.C2CReadPush
-	(*SelfReceiptsPush)(nil),    // 37: readmark.v1.SelfReceiptsPush
-	(*ReadMembersRequest)(nil),  // 38: readmark.v1.ReadMembersRequest
-	(*GroupMember)(nil),         // 39: readmark.v1.GroupMember
-	(*ReadMembersResponse)(nil), // 40: readmark.v1.ReadMembersResponse
-	(*MarkC2CReadRequest)(nil),  // 41: readmark.v1.MarkC2CReadRequest
-	(*Kickoff)(nil),             // 42: readmark.v1.Kickoff
+	(*SetProfileRequest)(nil),   // 18: readmark.v1.SetProfileRequest
+	(*CreateGroupRequest)(nil),  // 19: readmark.v1.CreateGroupRequest
+	(*CreateGroupResponse)(nil), // 20: readmark.v1.CreateGroupResponse
+	(*InviteRequest)(nil),       // 21: readmark.v1.InviteRequest
+	(*JoinGroupRequest)(nil),    // 22: readmark.v1.JoinGroupRequest
+	(*QuitGroupRequest)(nil),    // 23: readmark.v1.QuitGroupRequest
+	(*KickRequest)(nil),         // 24: readmark.v1.KickRequest
+	(*GroupEvent)(nil),          // 25: readmark.v1.GroupEvent
+	(*Message)(nil),             // 26: readmark.v1.Message
+	(*SendMessageRequest)(nil),  // 27: readmark.v1.SendMessageRequest
+	(*SendMessageResponse)(nil), // 28: readmark.v1.SendMessageResponse
+	(*HistoryRequest)(nil),      // 29: readmark.v1.HistoryRequest
+	(*HistoryResponse)(nil),     // 30: readmark.v1.HistoryResponse
+	(*MessageRef)(nil),          // 31: readmark.v1.MessageRef
+	(*SendReceiptsRequest)(nil), // 32: readmark.v1.SendReceiptsRequest
+	(*GetReceiptsRequest)(nil),  // 33: readmark.v1.GetReceiptsRequest
+	(*MessageReceipt)(nil),      // 34: readmark.v1.MessageReceipt
+	(*GetReceiptsResponse)(nil), // 35: readmark.v1.GetReceiptsResponse
+	(*ReceiptsPush)(nil),        // 36: readmark.v1.ReceiptsPush
+	(*C2CReadPush)(nil),         // 37: readmark.v1.C2CReadPush
+	(*SelfReceiptsPush)(nil),    // 38: readmark.v1.SelfReceiptsPush
+	(*ReadMembersRequest)(nil),  // 39: readmark.v1.ReadMembersRequest
+	(*GroupMember)(nil),         // 40: readmark.v1.GroupMember
+	(*ReadMembersResponse)(nil), // 41: readmark.v1.ReadMembersResponse
+	(*MarkC2CReadRequest)(nil),  // 42: readmark.v1.MarkC2CReadRequest
+	(*Kickoff)(nil),             // 43: readmark.v1.Kickoff
 }
 var file_readmark_proto_depIdxs = []int32{
 	9,  // 0: readmark.v1.ClientFrame.login:type_name -> readmark.v1.LoginRequest
 	12, // 1: readmark.v1.ClientFrame.ping:type_name -> readmark.v1.PingRequest
 	15, // 2: readmark.v1.ClientFrame.sync:type_name -> readmark.v1.SyncRequest
-	18, // 3: readmark.v1.ClientFrame.create_group:type_name -> readmark.v1.CreateGroupRequest
-	20, // 4: readmark.v1.ClientFrame.invite:type_name -> readmark.v1.InviteRequest
-	21, // 5: readmark.v1.ClientFrame.join_group:type_name -> readmark.v1.JoinGroupRequest
-	22, // 6: readmark.v1.ClientFrame.quit_group:type_name -> readmark.v1.QuitGroupRequest
-	23, // 7: readmark.v1.ClientFrame.kick:type_name -> readmark.v1.KickRequest
-	26, // 8: readmark.v1.ClientFrame.send_message:type_name -> readmark.v1.SendMessageRequest
-	28, // 9: readmark.v1.ClientFrame.history:type_name -> readmark.v1.HistoryRequest
-	31, // 10: readmark.v1.ClientFrame.send_receipts:type_name -> readmark.v1.SendReceiptsRequest
-	32, // 11: readmark.v1.ClientFrame.get_receipts:type_name -> readmark.v1.GetReceiptsRequest
-	38, // 12: readmark.v1.ClientFrame.read_members:type_name -> readmark.v1.ReadMembersRequest
-	41, // 13: readmark.v1.ClientFrame.mark_c2c_read:type_name -> readmark.v1.MarkC2CReadRequest
-	8,  // 14: readmark.v1.ServerFrame.error:type_name -> readmark.v1.Error
-	10, // 15: readmark.v1.ServerFrame.login:type_name -> readmark.v1.LoginResponse
-	13, // 16: readmark.v1.ServerFrame.ping:type_name -> readmark.v1.PingResponse
-	17, // 17: readmark.v1.ServerFrame.sync:type_name -> readmark.v1.SyncResponse
-	19, // 18: readmark.v1.ServerFrame.create_group:type_name -> readmark.v1.CreateGroupResponse
-	7,  // 19: readmark.v1.ServerFrame.ok:type_name -> readmark.v1.Empty
-	27, // 20: readmark.v1.ServerFrame.send_message:type_name -> readmark.v1.SendMessageResponse
-	29, // 21: readmark.v1.ServerFrame.history:type_name -> readmark.v1.HistoryResponse
-	34, // 22: readmark.v1.ServerFrame.get_receipts:type_name -> readmark.v1.GetReceiptsResponse
-	40, // 23: readmark.v1.ServerFrame.read_members:type_name -> readmark.v1.ReadMembersResponse
-	25, // 24: readmark.v1.ServerFrame.new_message:type_name -> readmark.v1.Message
-	35, // 25: readmark.v1.ServerFrame.receipts:type_name -> readmark.v1.ReceiptsPush
-	36, // 26: readmark.v1.ServerFrame.c2c_read:type_name -> readmark.v1.C2CReadPush
-	37, // 27: readmark.v1.ServerFrame.self_receipts:type_name -> readmark.v1.SelfReceiptsPush
-	24, // 28: readmark.v1.ServerFrame.group_event:type_name -> readmark.v1.GroupEvent
-	42, // 29: readmark.v1.ServerFrame.kickoff:type_name -> readmark.v1.Kickoff
-	11, // 30: readmark.v1.LoginResponse.limits:type_name -> readmark.v1.Limits
-	16, // 31: readmark.v1.SyncRequest.cursors:type_name -> readmark.v1.SyncCursor
-	14, // 32: readmark.v1.SyncCursor.conversation:type_name -> readmark.v1.Conversation
-	25, // 33: readmark.v1.SyncResponse.messages:type_name -> readmark.v1.Message
-	16, // 34: readmark.v1.SyncResponse.cursors:type_name -> readmark.v1.SyncCursor
-	0,  // 35: readmark.v1.CreateGroupRequest.type:type_name -> readmark.v1.GroupType
-	1,  // 36: readmark.v1.GroupEvent.kind:type_name -> readmark.v1.GroupEventKind
-	0,  // 37: readmark.v1.GroupEvent.group_type:type_name -> readmark.v1.GroupType
-	3,  // 38: readmark.v1.Message.elem_type:type_name -> readmark.v1.ElemType
-	2,  // 39: readmark.v1.Message.priority:type_name -> readmark.v1.Priority
-	3,  // 40: readmark.v1.SendMessageRequest.elem_type:type_name -> readmark.v1.ElemType
-	2,  // 41: readmark.v1.SendMessageRequest.priority:type_name -> readmark.v1.Priority
-	25, // 42: readmark.v1.SendMessageResponse.message:type_name -> readmark.v1.Message
-	14, // 43: readmark.v1.HistoryRequest.conversation:type_name -> readmark.v1.Conversation
-	25, // 44: readmark.v1.HistoryResponse.messages:type_name -> readmark.v1.Message
-	14, // 45: readmark.v1.MessageRef.conversation:type_name -> readmark.v1.Conversation
-	30, // 46: readmark.v1.SendReceiptsRequest.messages:type_name -> readmark.v1.MessageRef
-	30, // 47: readmark.v1.GetReceiptsRequest.messages:type_name -> readmark.v1.MessageRef
-	33, // 48: readmark.v1.GetReceiptsResponse.receipts:type_name -> readmark.v1.MessageReceipt
-	33, // 49: readmark.v1.ReceiptsPush.receipts:type_name -> readmark.v1.MessageReceipt
-	33, // 50: readmark.v1.C2CReadPush.receipts:type_name -> readmark.v1.MessageReceipt
-	30, // 51: readmark.v1.SelfReceiptsPush.messages:type_name -> readmark.v1.MessageRef
-	30, // 52: readmark.v1.ReadMembersRequest.message:type_name -> readmark.v1.MessageRef
-	4,  // 53: readmark.v1.ReadMembersRequest.filter:type_name -> readmark.v1.ReadMembersFilter
-	39, // 54: readmark.v1.ReadMembersResponse.members:type_name -> readmark.v1.GroupMember
-	8,  // 55: readmark.v1.Kickoff.reason:type_name -> readmark.v1.Error
-	56, // [56:56] is the sub-list for method output_type
-	56, // [56:56] is the sub-list for method input_type
-	56, // [56:56] is the sub-list for extension type_name
-	56, // [56:56] is the sub-list for extension extendee
-	0,  // [0:56] is the sub-list for field type_name
+	18, // 3: readmark.v1.ClientFrame.set_profile:type_name -> readmark.v1.SetProfileRequest
+	19, // 4: readmark.v1.ClientFrame.create_group:type_name -> readmark.v1.CreateGroupRequest
+	21, // 5: readmark.v1.ClientFrame.invite:type_name -> readmark.v1.InviteRequest
+	22, // 6: readmark.v1.ClientFrame.join_group:type_name -> readmark.v1.JoinGroupRequest
+	23, // 7: readmark.v1.ClientFrame.quit_group:type_name -> readmark.v1.QuitGroupRequest
+	24, // 8: readmark.v1.ClientFrame.kick:type_name -> readmark.v1.KickRequest
+	27, // 9: readmark.v1.ClientFrame.send_message:type_name -> readmark.v1.SendMessageRequest
+	29, // 10: readmark.v1.ClientFrame.history:type_name -> readmark.v1.HistoryRequest
+	32, // 11: readmark.v1.ClientFrame.send_receipts:type_name -> readmark.v1.SendReceiptsRequest
+	33, // 12: readmark.v1.ClientFrame.get_receipts:type_name -> readmark.v1.GetReceiptsRequest
+	39, // 13: readmark.v1.ClientFrame.read_members:type_name -> readmark.v1.ReadMembersRequest
+	42, // 14: readmark.v1.ClientFrame.mark_c2c_read:type_name -> readmark.v1.MarkC2CReadRequest
+	8,  // 15: readmark.v1.ServerFrame.error:type_name -> readmark.v1.Error
+	10, // 16: readmark.v1.ServerFrame.login:type_name -> readmark.v1.LoginResponse
+	13, // 17: readmark.v1.ServerFrame.ping:type_name -> readmark.v1.PingResponse
+	17, // 18: readmark.v1.ServerFrame.sync:type_name -> readmark.v1.SyncResponse
+	20, // 19: readmark.v1.ServerFrame.create_group:type_name -> readmark.v1.CreateGroupResponse
+	7,  // 20: readmark.v1.ServerFrame.ok:type_name -> readmark.v1.Empty
+	28, // 21: readmark.v1.ServerFrame.send_message:type_name -> readmark.v1.SendMessageResponse
+	30, // 22: readmark.v1.ServerFrame.history:type_name -> readmark.v1.HistoryResponse
+	35, // 23: readmark.v1.ServerFrame.get_receipts:type_name -> readmark.v1.GetReceiptsResponse
+	41, // 24: readmark.v1.ServerFrame.read_members:type_name -> readmark.v1.ReadMembersResponse
+	26, // 25: readmark.v1.ServerFrame.new_message:type_name -> readmark.v1.Message
+	36, // 26: readmark.v1.ServerFrame.receipts:type_name -> readmark.v1.ReceiptsPush
+	37, // 27: readmark.v1.ServerFrame.c2c_read:type_name -> readmark.v1.C2CReadPush
+	38, // 28: readmark.v1.ServerFrame.self_receipts:type_name -> readmark.v1.SelfReceiptsPush
+	25, // 29: readmark.v1.ServerFrame.group_event:type_name -> readmark.v1.GroupEvent
+	43, // 30: readmark.v1.ServerFrame.kickoff:type_name -> readmark.v1.Kickoff
+	11, // 31: readmark.v1.LoginResponse.limits:type_name -> readmark.v1.Limits
+	16, // 32: readmark.v1.SyncRequest.cursors:type_name -> readmark.v1.SyncCursor
+	14, // 33: readmark.v1.SyncCursor.conversation:type_name -> readmark.v1.Conversation
+	26, // 34: readmark.v1.SyncResponse.messages:type_name -> readmark.v1.Message
+	16, // 35: readmark.v1.SyncResponse.cursors:type_name -> readmark.v1.SyncCursor
+	0,  // 36: readmark.v1.CreateGroupRequest.type:type_name -> readmark.v1.GroupType
+	1,  // 37: readmark.v1.GroupEvent.kind:type_name -> readmark.v1.GroupEventKind
+	0,  // 38: readmark.v1.GroupEvent.group_type:type_name -> readmark.v1.GroupType
+	3,  // 39: readmark.v1.Message.elem_type:type_name -> readmark.v1.ElemType
+	2,  // 40: readmark.v1.Message.priority:type_name -> readmark.v1.Priority
+	3,  // 41: readmark.v1.SendMessageRequest.elem_type:type_name -> readmark.v1.ElemType
+	2,  // 42: readmark.v1.SendMessageRequest.priority:type_name -> readmark.v1.Priority
+	26, // 43: readmark.v1.SendMessageResponse.message:type_name -> readmark.v1.Message
+	14, // 44: readmark.v1.HistoryRequest.conversation:type_name -> readmark.v1.Conversation
+	26, // 45: readmark.v1.HistoryResponse.messages:type_name -> readmark.v1.Message
+	14, // 46: readmark.v1.MessageRef.conversation:type_name -> readmark.v1.Conversation
+	31, // 47: readmark.v1.SendReceiptsRequest.messages:type_name -> readmark.v1.MessageRef
+	31, // 48: readmark.v1.GetReceiptsRequest.messages:type_name -> readmark.v1.MessageRef
+	34, // 49: readmark.v1.GetReceiptsResponse.receipts:type_name -> readmark.v1.MessageReceipt
+	34, // 50: readmark.v1.ReceiptsPush.receipts:type_name -> readmark.v1.MessageReceipt
+	34, // 51: readmark.v1.C2CReadPush.receipts:type_name -> readmark.v1.MessageReceipt
+	31, // 52: readmark.v1.SelfReceiptsPush.messages:type_name -> readmark.v1.MessageRef
+	31, // 53: readmark.v1.ReadMembersRequest.message:type_name -> readmark.v1.MessageRef
+	4,  // 54: readmark.v1.ReadMembersRequest.filter:type_name -> readmark.v1.ReadMembersFilter
+	40, // 55: readmark.v1.ReadMembersResponse.members:type_name -> readmark.v1.GroupMember
+	8,  // 56: readmark.v1.Kickoff.reason:type_name -> readmark.v1.Error
+	57, // [57:57] is the sub-list for method output_type
+	57, // [57:57] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_readmark_proto_init() }
@@ -3373,6 +3450,7 @@ func file_readmark_proto_init() {
 		(*ClientFrame_Login)(nil),
 		(*ClientFrame_Ping)(nil),
 		(*ClientFrame_Sync)(nil),
+		(*ClientFrame_SetProfile)(nil),
 		(*ClientFrame_CreateGroup)(nil),
 		(*ClientFrame_Invite)(nil),
 		(*ClientFrame_JoinGroup)(nil),
@@ -3408,7 +3486,7 @@ func file_readmark_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_readmark_proto_rawDesc), len(file_readmark_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   38,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

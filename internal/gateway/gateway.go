@@ -14,6 +14,7 @@ import (
 	"github.com/readmark/readmark/internal/groups"
 	"github.com/readmark/readmark/internal/messages"
 	"github.com/readmark/readmark/internal/receipts"
+	"github.com/readmark/readmark/internal/users"
 )
 
 // Subprotocols: the major protocol version is part of the name.
@@ -41,6 +42,7 @@ type Config struct {
 	Groups       *groups.Service
 	Messages     *messages.Service
 	Receipts     *receipts.Engine
+	Users        *users.Service
 	Metrics      *Metrics
 	Logger       *slog.Logger
 	// Heartbeat is what clients are told to keep to; a session silent for

@@ -7,6 +7,7 @@ import (
 	pb "github.com/readmark/readmark/api/readmarkv1"
 	"github.com/readmark/readmark/internal/apierr"
 	"github.com/readmark/readmark/internal/messages"
+	"github.com/readmark/readmark/internal/users"
 )
 
 // route hands a request to the service that owns it and wraps the answer.
@@ -18,6 +19,9 @@ func (g *Gateway) route(ctx context.Context, s *session, f *pb.ClientFrame) (*pb
 	case *pb.ClientFrame_Sync:
 		r, err := g.cfg.Messages.Sync(ctx, caller, b.Sync)
 		return wrap(err, func() *pb.ServerFrame { return &pb.ServerFrame{Body: &pb.ServerFrame_Sync{Sync: r}} })
+	case *pb.ClientFrame_SetProfile:
+		p := users.Profile{NickName: b.SetProfile.NickName, FaceURL: b.SetProfile.FaceUrl}
+		return wrap(g.cfg.Users.Set(ctx, s.user, p), okFrame)
 	case *pb.ClientFrame_CreateGroup:
 		r := b.CreateGroup
 		id, err := g.cfg.Groups.Create(ctx, s.user, r.Type, r.GroupId, r.Name, r.MemberIds)

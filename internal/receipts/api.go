@@ -60,3 +60,9 @@ type Pusher interface {
 	Push(userID string, frame *pb.ServerFrame)
 	PushExcept(userID string, exceptSession uint64, frame *pb.ServerFrame)
 }
+
+// Profiles names members in read-member lists.
+type Profiles interface {
+	// Profile returns user's nickname and avatar URL ("" if none).
+	Profile(ctx context.Context, user string) (nickName, faceURL string)
+}

@@ -25,6 +25,8 @@ type Config struct {
 	Messages  Messages
 	Roster    Roster
 	Pusher    Pusher
+	// Profiles, if set, fills nick names and avatars in member lists.
+	Profiles Profiles
 	// Now is the clock for read times and C2C marks (nil = time.Now).
 	Now func() time.Time
 	// CoalesceWindow: pushes for one message at most once per window (0 = 80ms: at most 12.5 pushes per message per second at the server, so that even bunched by network and scheduling delays the sender sees no more than 20 in any second).

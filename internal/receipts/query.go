@@ -174,6 +174,9 @@ func (e *Engine) ReadMembers(ctx context.Context, user string, req *pb.ReadMembe
 	for _, o := range ords {
 		u, _ := snap.User(o)
 		gm := &pb.GroupMember{UserId: u}
+		if e.cfg.Profiles != nil {
+			gm.NickName, gm.FaceUrl = e.cfg.Profiles.Profile(ctx, u)
+		}
 		if filter == pb.ReadMembersFilter_READ_MEMBERS_FILTER_READ {
 			if gm.ReadTimeMs, err = e.readTime(ctx, m.GroupID, o, m.Seq); err != nil {
 				return nil, storeErr(err)

@@ -31,6 +31,7 @@ import (
 	"github.com/readmark/readmark/internal/receipts"
 	"github.com/readmark/readmark/internal/storage"
 	"github.com/readmark/readmark/internal/storage/pebblestore"
+	"github.com/readmark/readmark/internal/users"
 	"github.com/readmark/readmark/usersig"
 )
 
@@ -133,9 +134,10 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 		Online:            hub.Online,
 		Logger:            cfg.Logger,
 	})
+	profiles := users.New(s.store, s.commit)
 	s.receipts, err = receipts.New(receipts.Config{
 		Store: s.store, Committer: s.commit, Messages: s.messages, Roster: s.groups,
-		Pusher: pusher, Logger: cfg.Logger,
+		Pusher: pusher, Profiles: profiles, Logger: cfg.Logger,
 	})
 	if err != nil {
 		return nil, err
@@ -144,7 +146,7 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 	authenticate := func(token string) (string, error) { return usersig.Verify(s.secret, token, time.Now()) }
 	s.gateway = gateway.New(gateway.Config{
 		Authenticate: authenticate,
-		Hub:          hub, Groups: s.groups, Messages: s.messages, Receipts: s.receipts,
+		Hub:          hub, Groups: s.groups, Messages: s.messages, Receipts: s.receipts, Users: profiles,
 		Metrics:   gateway.NewMetrics(s.Registry),
 		Logger:    cfg.Logger,
 		Heartbeat: cfg.Heartbeat,

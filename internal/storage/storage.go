@@ -16,7 +16,7 @@
 //	cur/<user>/<conv>    seq delivered to the user       (messages)
 //	r/...                read receipts                   (receipts)
 //	s/<name>             server settings                 (admin)
-//	u/<user>             user record                     (server)
+//	u/<user>             user profile                    (users)
 package storage
 
 import (

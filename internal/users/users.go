@@ -1,0 +1,97 @@
+// Package users owns user profiles: the nickname and avatar URL a user sets
+// for itself, shown to others in read-member lists. Profiles are stored at
+// u/<user> and cached in memory once read (including "no profile"), so a
+// member-list page costs map lookups. mu is a leaf lock.
+package users
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+
+	"github.com/readmark/readmark/internal/apierr"
+	"github.com/readmark/readmark/internal/storage"
+)
+
+// Limits of profile fields.
+const (
+	MaxNickNameLen = 64
+	MaxFaceURLLen  = 512
+)
+
+// Profile is a user's public profile.
+type Profile struct {
+	NickName string `json:"nick,omitempty"`
+	FaceURL  string `json:"face,omitempty"`
+}
+
+// Service stores and serves profiles.
+type Service struct {
+	store  storage.Store
+	commit *storage.Committer
+
+	mu    sync.RWMutex
+	cache map[string]Profile
+}
+
+// New returns a Service on store.
+func New(store storage.Store, commit *storage.Committer) *Service {
+	return &Service{store: store, commit: commit, cache: make(map[string]Profile)}
+}
+
+func key(user string) []byte { return storage.Key("u", user) }
+
+// Set durably replaces user's profile.
+func (s *Service) Set(ctx context.Context, user string, p Profile) error {
+	if len(p.NickName) > MaxNickNameLen {
+		return apierr.InvalidArgument("nick name over %d bytes", MaxNickNameLen)
+	}
+	if len(p.FaceURL) > MaxFaceURLLen {
+		return apierr.InvalidArgument("face URL over %d bytes", MaxFaceURLLen)
+	}
+	raw, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	if err := s.commit.Commit(ctx, func(b *storage.Batch) { b.Set(key(user), raw) }); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.cache[user] = p
+	s.mu.Unlock()
+	return nil
+}
+
+// Get returns user's profile (zero if it never set one). A storage error
+// yields the zero profile: names are decoration, not worth failing a list.
+func (s *Service) Get(ctx context.Context, user string) Profile {
+	s.mu.RLock()
+	p, ok := s.cache[user]
+	s.mu.RUnlock()
+	if ok {
+		return p
+	}
+	raw, err := s.store.Get(ctx, key(user))
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+	case err != nil:
+		return Profile{}
+	default:
+		if json.Unmarshal(raw, &p) != nil {
+			return Profile{}
+		}
+	}
+	s.mu.Lock()
+	if _, ok := s.cache[user]; !ok { // a concurrent Set wins over this read
+		s.cache[user] = p
+	}
+	s.mu.Unlock()
+	return p
+}
+
+// Profile implements receipts.Profiles.
+func (s *Service) Profile(ctx context.Context, user string) (nickName, faceURL string) {
+	p := s.Get(ctx, user)
+	return p.NickName, p.FaceURL
+}
