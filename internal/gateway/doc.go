@@ -7,6 +7,12 @@
 // It holds no business rules: every request goes to groups, messages or
 // receipts, and their *apierr.Error comes back to the client as Error.
 //
-// Lock order: Hub.mu, then session.mu. Bus handlers take Hub.mu only to find
-// sessions, then enqueue without blocking.
+// Lock order: Hub.mu, then session.mu; Gateway.mu (the set of all sessions,
+// for shutdown) is a leaf. Bus handlers take Hub.mu only to find sessions,
+// then enqueue without blocking.
+//
+// Goroutines: each session owns its reader (the ServeHTTP goroutine), its
+// writer, and one goroutine per request in flight; all end before ServeHTTP
+// returns. Timers, not per-frame deadline contexts, bound idle reads and
+// stuck writes.
 package gateway
