@@ -116,9 +116,10 @@ func (s *Store) createTable(ctx context.Context) error {
 	defer c.Release()
 	q := "CREATE TABLE IF NOT EXISTS " + s.table + " (k bytea PRIMARY KEY, v bytea NOT NULL)"
 	_, err = c.Exec(ctx, q)
-	if isCode(err, "23505", "42P07") {
+	if isCode(err, "23505", "42P07", "42710") {
 		// Another node created it at the same moment: IF NOT EXISTS is not
-		// race-free in PostgreSQL. Once more finds it there.
+		// race-free in PostgreSQL (unique violation on the catalog, or the
+		// table's row type already existing). Once more finds it there.
 		_, err = c.Exec(ctx, q)
 	}
 	if err != nil {
