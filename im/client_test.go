@@ -578,6 +578,17 @@ func TestRequestWaitsForReconnect(t *testing.T) {
 	fs := newFake(t)
 	c := dial(t, fs, "bob")
 	fs.waitSession(t)
+	// The run goroutine publishes the session after Dial returns: wait for
+	// it, or the drop below could happen before, and the stale session be
+	// published after the check that it is gone.
+	checkFor(t, 10*time.Second, func() error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.sess == nil {
+			return errors.New("not published yet")
+		}
+		return nil
+	})
 	fs.refuse.Store(true)
 	fs.dropAll()
 	checkFor(t, 10*time.Second, func() error {
