@@ -239,11 +239,7 @@ func (s *Service) Create(ctx context.Context, owner string, typ pb.GroupType, gr
 	}
 	s.groups[groupID] = g
 	s.mu.Unlock()
-	wait, err := s.commit.Enqueue(ctx, setAll(writes))
-	g.mu.Unlock()
-	if err == nil {
-		err = wait()
-	}
+	err = s.commitUnlock(ctx, g, writes)
 	if err != nil {
 		s.mu.Lock()
 		delete(s.groups, groupID)
@@ -321,14 +317,7 @@ func (s *Service) add(ctx context.Context, g *group, op string, users []string) 
 	for _, u := range added {
 		writes = append(writes, g.memberOp(u, g.members[u], false))
 	}
-	// The Committer applies submissions in order, so queueing under g.mu
-	// keeps this group's changes in the order they were made.
-	wait, err := s.commit.Enqueue(ctx, setAll(writes))
-	g.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	if err := wait(); err != nil {
+	if err := s.commitUnlock(ctx, g, writes); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -399,12 +388,7 @@ func (s *Service) remove(ctx context.Context, g *group, op string, users []strin
 	for _, u := range gone {
 		writes = append(writes, g.memberOp(u, gm[u], true))
 	}
-	wait, err := s.commit.Enqueue(ctx, setAll(writes))
-	g.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	if err := wait(); err != nil {
+	if err := s.commitUnlock(ctx, g, writes); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -414,6 +398,18 @@ func (s *Service) remove(ctx context.Context, g *group, op string, users []strin
 	s.mu.Unlock()
 	s.pushEvent(g, kind, op, gone, reason, gone)
 	return nil
+}
+
+// commitUnlock queues ops while g.mu is held — the Committer applies
+// submissions in order, so this keeps the group's changes in the order they
+// were made — then unlocks g.mu and waits until the ops are durable.
+func (s *Service) commitUnlock(ctx context.Context, g *group, ops []storage.Op) error {
+	wait, err := s.commit.Enqueue(ctx, setAll(ops))
+	g.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return wait()
 }
 
 // addLocked gives each user the next ordinal. Lock g.mu.
