@@ -13,6 +13,8 @@ import (
 // user's sessions: where sync starts for a client that brings no cursor of
 // its own. They are kept in memory and written every CursorFlush; a crash
 // may lose the last interval, which makes sync repeat (never skip) messages.
+// After a flush, offline users' cursors leave memory (they reload from the
+// store), so memory follows the online users, not all users ever seen.
 type cursors struct {
 	mu    sync.Mutex
 	m     map[string]map[string]uint64 // user → conversation → seq
@@ -87,10 +89,33 @@ func (s *Service) flushLoop() {
 
 func (s *Service) flushCursors() {
 	ops := s.cursors.takeDirty()
-	if len(ops) == 0 {
-		return
+	if len(ops) > 0 {
+		if err := s.cfg.Store.Apply(context.Background(), &storage.Batch{Ops: ops}, false); err != nil {
+			s.cfg.Logger.Warn("writing delivery cursors", "err", err)
+			return // keep them in memory; they are still the newest
+		}
 	}
-	if err := s.cfg.Store.Apply(context.Background(), &storage.Batch{Ops: ops}, false); err != nil {
-		s.cfg.Logger.Warn("writing delivery cursors", "err", err)
+	s.cursors.evictOffline(s.cfg.Online)
+}
+
+// evictOffline drops the cursors of users not online that have nothing
+// unwritten.
+func (c *cursors) evictOffline(online func(string) bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for user, byConv := range c.m {
+		if online(user) {
+			continue
+		}
+		dirty := false
+		for conv := range byConv {
+			if _, ok := c.dirty[cursorKey{user, conv}]; ok {
+				dirty = true
+				break
+			}
+		}
+		if !dirty {
+			delete(c.m, user)
+		}
 	}
 }
