@@ -6,7 +6,6 @@ package conv
 
 import (
 	"context"
-	"strings"
 
 	"github.com/readmark/readmark/internal/apierr"
 	"github.com/readmark/readmark/internal/storage"
@@ -51,15 +50,6 @@ func C2C(a, b string) string {
 		a, b = b, a
 	}
 	return "c:" + a + ":" + b
-}
-
-// Peer returns, for a C2C key, the party that is not user.
-func Peer(key, user string) string {
-	a, b, _ := strings.Cut(strings.TrimPrefix(key, "c:"), ":")
-	if a == user {
-		return b
-	}
-	return a
 }
 
 // MessageKey is the storage key of message seq of conversation key:

@@ -34,17 +34,6 @@ func (h *Hub) Online(user string) bool {
 	return h.users[user] != nil
 }
 
-// Sessions reports the number of sessions on this node.
-func (h *Hub) Sessions() int {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	n := 0
-	for _, us := range h.users {
-		n += len(us.sessions)
-	}
-	return n
-}
-
 func (h *Hub) add(s *session) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -445,7 +445,7 @@ func (s *Service) pushEvent(g *group, kind pb.GroupEventKind, op string, users [
 	}}}
 	snap, _ := s.Snapshot(g.id)
 	s.push.PushEach(func(yield func(string) bool) {
-		for u := range Users(snap) {
+		for u := range memberIDs(snap) {
 			if !yield(u) {
 				return
 			}
@@ -458,8 +458,8 @@ func (s *Service) pushEvent(g *group, kind pb.GroupEventKind, op string, users [
 	}, frame)
 }
 
-// Users yields the user of every present ordinal of a snapshot.
-func Users(snap receipts.RosterSnapshot) iter.Seq[string] {
+// memberIDs yields the user of every present ordinal of a snapshot.
+func memberIDs(snap receipts.RosterSnapshot) iter.Seq[string] {
 	return func(yield func(string) bool) {
 		if snap.Present == nil {
 			return
