@@ -196,17 +196,18 @@ func (r *recorder) OnGroupEvent(ev *im.GroupEvent) {
 	r.note()
 }
 
-func (r *recorder) messages() []*im.Message {
+// read copies one of r's lists under its lock.
+func read[T any](r *recorder, list *[]T) []T {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]*im.Message(nil), r.msgs...)
+	return append([]T(nil), (*list)...)
 }
 
-func (r *recorder) receiptPushes() []*im.MessageReceipt {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]*im.MessageReceipt(nil), r.receipts...)
-}
+func (r *recorder) messages() []*im.Message             { return read(r, &r.msgs) }
+func (r *recorder) receiptPushes() []*im.MessageReceipt { return read(r, &r.receipts) }
+func (r *recorder) c2cReads() []*im.MessageReceipt      { return read(r, &r.c2cRead) }
+func (r *recorder) selfReceipts() []*im.Message         { return read(r, &r.self) }
+func (r *recorder) groupEvents() []*im.GroupEvent       { return read(r, &r.events) }
 
 // texts returns the texts of the received messages, in order.
 func (r *recorder) texts() []string {

@@ -220,16 +220,14 @@ func TestGroupMembershipAndEvents(t *testing.T) {
 	ctx := ctxT(t)
 
 	work := must[string](t)(owner.CreateGroup(ctx, im.GroupWork, "work", "w", "m1"))
-	waitFor(t, "created event", func() bool { r1.mu.Lock(); defer r1.mu.Unlock(); return len(r1.events) == 1 })
+	waitFor(t, "created event", func() bool { return len(r1.groupEvents()) == 1 })
 	wantCode(t, outsider.JoinGroup(ctx, work, "let me in"), im.CodePermissionDenied)
 	// In a Work group any member may invite.
 	if err := m1.InviteUserToGroup(ctx, work, []string{"outsider"}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "join event at owner", func() bool {
-		ro.mu.Lock()
-		defer ro.mu.Unlock()
-		for _, ev := range ro.events {
+		for _, ev := range ro.groupEvents() {
 			if ev.Kind == im.GroupEventJoined && slices.Contains(ev.UserIDs, "outsider") {
 				return true
 			}

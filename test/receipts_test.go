@@ -308,10 +308,8 @@ func TestMarkC2CMessageAsRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	m3 := send(t, alice, "three", "bob", "", true)
-	waitFor(t, "OnRecvC2CReadReceipt", func() bool { ra.mu.Lock(); defer ra.mu.Unlock(); return len(ra.c2cRead) == 1 })
-	ra.mu.Lock()
-	r := ra.c2cRead[0]
-	ra.mu.Unlock()
+	waitFor(t, "OnRecvC2CReadReceipt", func() bool { return len(ra.c2cReads()) == 1 })
+	r := ra.c2cReads()[0]
 	if r.UserID != "bob" || r.Timestamp.IsZero() || r.Timestamp.Before(m2.Timestamp) {
 		t.Fatalf("c2c read receipt: %+v", r)
 	}
@@ -338,9 +336,8 @@ func TestReceiptReflectedToOtherDevices(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "desk told", func() bool {
-		rDesk.mu.Lock()
-		defer rDesk.mu.Unlock()
-		return len(rDesk.self) == 1 && rDesk.self[0].MsgID == msg.MsgID
+		self := rDesk.selfReceipts()
+		return len(self) == 1 && self[0].MsgID == msg.MsgID
 	})
 	h := must[[]*im.Message](t)(phone.GetGroupHistoryMessageList(ctx, gid, 10, nil))
 	if !h[0].ReceiptSent {
