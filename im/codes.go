@@ -28,6 +28,10 @@ const (
 	CodeInternal = int(readmarkv1.CodeInternal)
 	// CodeProtocol: the frame could not be decoded, had no request body, reused an in-flight id or came before login.
 	CodeProtocol = int(readmarkv1.CodeProtocol)
+	// CodeSessionLimit: the user already has the most sessions the server allows per user (--max-sessions-per-user); close one first; the connection is closed.
+	CodeSessionLimit = int(readmarkv1.CodeSessionLimit)
+	// CodeConnectionLimit: the server is at its connection limit (--max-connections); retry later, or on another node.
+	CodeConnectionLimit = int(readmarkv1.CodeConnectionLimit)
 	// CodeGroupTypeNoReceipt: the group's type is not enabled for read receipts (admin setting read_receipt_group_types).
 	CodeGroupTypeNoReceipt = int(readmarkv1.CodeGroupTypeNoReceipt)
 	// CodeMessageNoReceipt: the message was sent without NeedReadReceipt.

@@ -26,6 +26,10 @@ const (
 	CodeInternal int32 = 10010
 	// CodeProtocol: the frame could not be decoded, had no request body, reused an in-flight id or came before login.
 	CodeProtocol int32 = 10011
+	// CodeSessionLimit: the user already has the most sessions the server allows per user (--max-sessions-per-user); close one first; the connection is closed.
+	CodeSessionLimit int32 = 10012
+	// CodeConnectionLimit: the server is at its connection limit (--max-connections); retry later, or on another node.
+	CodeConnectionLimit int32 = 10013
 	// CodeGroupTypeNoReceipt: the group's type is not enabled for read receipts (admin setting read_receipt_group_types).
 	CodeGroupTypeNoReceipt int32 = 20001
 	// CodeMessageNoReceipt: the message was sent without NeedReadReceipt.
@@ -47,6 +51,8 @@ var CodeHTTPStatus = map[int32]int{
 	CodeUnavailable:        503,
 	CodeInternal:           500,
 	CodeProtocol:           400,
+	CodeSessionLimit:       429,
+	CodeConnectionLimit:    503,
 	CodeGroupTypeNoReceipt: 403,
 	CodeMessageNoReceipt:   400,
 	CodeReceiptOwnMessage:  400,
@@ -65,6 +71,8 @@ var CodeName = map[int32]string{
 	CodeUnavailable:        "Unavailable",
 	CodeInternal:           "Internal",
 	CodeProtocol:           "Protocol",
+	CodeSessionLimit:       "SessionLimit",
+	CodeConnectionLimit:    "ConnectionLimit",
 	CodeGroupTypeNoReceipt: "GroupTypeNoReceipt",
 	CodeMessageNoReceipt:   "MessageNoReceipt",
 	CodeReceiptOwnMessage:  "ReceiptOwnMessage",

@@ -299,6 +299,7 @@ type ClientFrame struct {
 	//	*ClientFrame_Ping
 	//	*ClientFrame_Sync
 	//	*ClientFrame_SetProfile
+	//	*ClientFrame_Ack
 	//	*ClientFrame_CreateGroup
 	//	*ClientFrame_Invite
 	//	*ClientFrame_JoinGroup
@@ -390,6 +391,15 @@ func (x *ClientFrame) GetSetProfile() *SetProfileRequest {
 	if x != nil {
 		if x, ok := x.Body.(*ClientFrame_SetProfile); ok {
 			return x.SetProfile
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetAck() *AckRequest {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_Ack); ok {
+			return x.Ack
 		}
 	}
 	return nil
@@ -514,6 +524,10 @@ type ClientFrame_SetProfile struct {
 	SetProfile *SetProfileRequest `protobuf:"bytes,13,opt,name=set_profile,json=setProfile,proto3,oneof"`
 }
 
+type ClientFrame_Ack struct {
+	Ack *AckRequest `protobuf:"bytes,14,opt,name=ack,proto3,oneof"`
+}
+
 type ClientFrame_CreateGroup struct {
 	CreateGroup *CreateGroupRequest `protobuf:"bytes,20,opt,name=create_group,json=createGroup,proto3,oneof"`
 }
@@ -565,6 +579,8 @@ func (*ClientFrame_Ping) isClientFrame_Body() {}
 func (*ClientFrame_Sync) isClientFrame_Body() {}
 
 func (*ClientFrame_SetProfile) isClientFrame_Body() {}
+
+func (*ClientFrame_Ack) isClientFrame_Body() {}
 
 func (*ClientFrame_CreateGroup) isClientFrame_Body() {}
 
@@ -823,7 +839,7 @@ type ServerFrame_CreateGroup struct {
 }
 
 type ServerFrame_Ok struct {
-	Ok *Empty `protobuf:"bytes,21,opt,name=ok,proto3,oneof"` // set_profile, invite, join, quit, kick, send_receipts, mark_c2c_read
+	Ok *Empty `protobuf:"bytes,21,opt,name=ok,proto3,oneof"` // set_profile, ack, invite, join, quit, kick, send_receipts, mark_c2c_read
 }
 
 type ServerFrame_SendMessage struct {
@@ -992,8 +1008,14 @@ type LoginRequest struct {
 	UserId          string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	Token           string                 `protobuf:"bytes,3,opt,name=token,proto3" json:"token,omitempty"` // usersig token of user_id
 	Sdk             string                 `protobuf:"bytes,4,opt,name=sdk,proto3" json:"sdk,omitempty"`     // free-form client name/version, for logs
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// device_id names the client installation (1..64 bytes of letters, digits
+	// and "_.@-#"), stable across its restarts: the server keeps one delivery
+	// cursor per (user, device), moved only by that device's acknowledgements
+	// (SyncRequest cursors, AckRequest). "" = a device of its own for this
+	// session only.
+	DeviceId      string `protobuf:"bytes,5,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LoginRequest) Reset() {
@@ -1050,6 +1072,13 @@ func (x *LoginRequest) GetToken() string {
 func (x *LoginRequest) GetSdk() string {
 	if x != nil {
 		return x.Sdk
+	}
+	return ""
+}
+
+func (x *LoginRequest) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
 	}
 	return ""
 }
@@ -1131,8 +1160,12 @@ type Limits struct {
 	MaxGroupMembers    uint32                 `protobuf:"varint,5,opt,name=max_group_members,json=maxGroupMembers,proto3" json:"max_group_members,omitempty"`
 	MaxMembersPerCall  uint32                 `protobuf:"varint,6,opt,name=max_members_per_call,json=maxMembersPerCall,proto3" json:"max_members_per_call,omitempty"`
 	HeartbeatSeconds   uint32                 `protobuf:"varint,7,opt,name=heartbeat_seconds,json=heartbeatSeconds,proto3" json:"heartbeat_seconds,omitempty"` // send something at least this often
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The largest frame the server sends on this connection (encoded bytes):
+	// responses (sync, history, member lists) are cut below it, with more /
+	// next_seq / is_finished saying that more follows.
+	MaxServerFrameBytes uint32 `protobuf:"varint,8,opt,name=max_server_frame_bytes,json=maxServerFrameBytes,proto3" json:"max_server_frame_bytes,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Limits) Reset() {
@@ -1210,6 +1243,13 @@ func (x *Limits) GetMaxMembersPerCall() uint32 {
 func (x *Limits) GetHeartbeatSeconds() uint32 {
 	if x != nil {
 		return x.HeartbeatSeconds
+	}
+	return 0
+}
+
+func (x *Limits) GetMaxServerFrameBytes() uint32 {
+	if x != nil {
+		return x.MaxServerFrameBytes
 	}
 	return 0
 }
@@ -1456,6 +1496,54 @@ func (x *SyncCursor) GetSeq() uint64 {
 	return 0
 }
 
+// AckRequest tells the server which messages this device has received (and
+// handed to the application): per conversation, the highest seq. The
+// device's delivery cursors move forward to it (never back). The SDKs send
+// it shortly after delivering pushed messages.
+type AckRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cursors       []*SyncCursor          `protobuf:"bytes,1,rep,name=cursors,proto3" json:"cursors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckRequest) Reset() {
+	*x = AckRequest{}
+	mi := &file_readmark_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckRequest) ProtoMessage() {}
+
+func (x *AckRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_readmark_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
+func (*AckRequest) Descriptor() ([]byte, []int) {
+	return file_readmark_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *AckRequest) GetCursors() []*SyncCursor {
+	if x != nil {
+		return x.Cursors
+	}
+	return nil
+}
+
 type SyncResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Messages      []*Message             `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"` // per conversation in seq order
@@ -1467,7 +1555,7 @@ type SyncResponse struct {
 
 func (x *SyncResponse) Reset() {
 	*x = SyncResponse{}
-	mi := &file_readmark_proto_msgTypes[12]
+	mi := &file_readmark_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1479,7 +1567,7 @@ func (x *SyncResponse) String() string {
 func (*SyncResponse) ProtoMessage() {}
 
 func (x *SyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[12]
+	mi := &file_readmark_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1492,7 +1580,7 @@ func (x *SyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncResponse.ProtoReflect.Descriptor instead.
 func (*SyncResponse) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{12}
+	return file_readmark_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SyncResponse) GetMessages() []*Message {
@@ -1528,7 +1616,7 @@ type SetProfileRequest struct {
 
 func (x *SetProfileRequest) Reset() {
 	*x = SetProfileRequest{}
-	mi := &file_readmark_proto_msgTypes[13]
+	mi := &file_readmark_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1628,7 @@ func (x *SetProfileRequest) String() string {
 func (*SetProfileRequest) ProtoMessage() {}
 
 func (x *SetProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[13]
+	mi := &file_readmark_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1641,7 @@ func (x *SetProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetProfileRequest.ProtoReflect.Descriptor instead.
 func (*SetProfileRequest) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{13}
+	return file_readmark_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SetProfileRequest) GetNickName() string {
@@ -1582,7 +1670,7 @@ type CreateGroupRequest struct {
 
 func (x *CreateGroupRequest) Reset() {
 	*x = CreateGroupRequest{}
-	mi := &file_readmark_proto_msgTypes[14]
+	mi := &file_readmark_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1594,7 +1682,7 @@ func (x *CreateGroupRequest) String() string {
 func (*CreateGroupRequest) ProtoMessage() {}
 
 func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[14]
+	mi := &file_readmark_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1607,7 +1695,7 @@ func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupRequest.ProtoReflect.Descriptor instead.
 func (*CreateGroupRequest) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{14}
+	return file_readmark_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CreateGroupRequest) GetType() GroupType {
@@ -1647,7 +1735,7 @@ type CreateGroupResponse struct {
 
 func (x *CreateGroupResponse) Reset() {
 	*x = CreateGroupResponse{}
-	mi := &file_readmark_proto_msgTypes[15]
+	mi := &file_readmark_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1659,7 +1747,7 @@ func (x *CreateGroupResponse) String() string {
 func (*CreateGroupResponse) ProtoMessage() {}
 
 func (x *CreateGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[15]
+	mi := &file_readmark_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1672,7 +1760,7 @@ func (x *CreateGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupResponse.ProtoReflect.Descriptor instead.
 func (*CreateGroupResponse) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{15}
+	return file_readmark_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreateGroupResponse) GetGroupId() string {
@@ -1692,7 +1780,7 @@ type InviteRequest struct {
 
 func (x *InviteRequest) Reset() {
 	*x = InviteRequest{}
-	mi := &file_readmark_proto_msgTypes[16]
+	mi := &file_readmark_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1704,7 +1792,7 @@ func (x *InviteRequest) String() string {
 func (*InviteRequest) ProtoMessage() {}
 
 func (x *InviteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[16]
+	mi := &file_readmark_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1717,7 +1805,7 @@ func (x *InviteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InviteRequest.ProtoReflect.Descriptor instead.
 func (*InviteRequest) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{16}
+	return file_readmark_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *InviteRequest) GetGroupId() string {
@@ -1744,7 +1832,7 @@ type JoinGroupRequest struct {
 
 func (x *JoinGroupRequest) Reset() {
 	*x = JoinGroupRequest{}
-	mi := &file_readmark_proto_msgTypes[17]
+	mi := &file_readmark_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1756,7 +1844,7 @@ func (x *JoinGroupRequest) String() string {
 func (*JoinGroupRequest) ProtoMessage() {}
 
 func (x *JoinGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[17]
+	mi := &file_readmark_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1769,7 +1857,7 @@ func (x *JoinGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinGroupRequest.ProtoReflect.Descriptor instead.
 func (*JoinGroupRequest) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{17}
+	return file_readmark_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *JoinGroupRequest) GetGroupId() string {
@@ -1795,7 +1883,7 @@ type QuitGroupRequest struct {
 
 func (x *QuitGroupRequest) Reset() {
 	*x = QuitGroupRequest{}
-	mi := &file_readmark_proto_msgTypes[18]
+	mi := &file_readmark_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1807,7 +1895,7 @@ func (x *QuitGroupRequest) String() string {
 func (*QuitGroupRequest) ProtoMessage() {}
 
 func (x *QuitGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[18]
+	mi := &file_readmark_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1820,7 +1908,7 @@ func (x *QuitGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuitGroupRequest.ProtoReflect.Descriptor instead.
 func (*QuitGroupRequest) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{18}
+	return file_readmark_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *QuitGroupRequest) GetGroupId() string {
@@ -1841,7 +1929,7 @@ type KickRequest struct {
 
 func (x *KickRequest) Reset() {
 	*x = KickRequest{}
-	mi := &file_readmark_proto_msgTypes[19]
+	mi := &file_readmark_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1853,7 +1941,7 @@ func (x *KickRequest) String() string {
 func (*KickRequest) ProtoMessage() {}
 
 func (x *KickRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[19]
+	mi := &file_readmark_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1866,7 +1954,7 @@ func (x *KickRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KickRequest.ProtoReflect.Descriptor instead.
 func (*KickRequest) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{19}
+	return file_readmark_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *KickRequest) GetGroupId() string {
@@ -1905,7 +1993,7 @@ type GroupEvent struct {
 
 func (x *GroupEvent) Reset() {
 	*x = GroupEvent{}
-	mi := &file_readmark_proto_msgTypes[20]
+	mi := &file_readmark_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1917,7 +2005,7 @@ func (x *GroupEvent) String() string {
 func (*GroupEvent) ProtoMessage() {}
 
 func (x *GroupEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[20]
+	mi := &file_readmark_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1930,7 +2018,7 @@ func (x *GroupEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupEvent.ProtoReflect.Descriptor instead.
 func (*GroupEvent) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{20}
+	return file_readmark_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GroupEvent) GetGroupId() string {
@@ -2006,7 +2094,7 @@ type Message struct {
 
 func (x *Message) Reset() {
 	*x = Message{}
-	mi := &file_readmark_proto_msgTypes[21]
+	mi := &file_readmark_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2018,7 +2106,7 @@ func (x *Message) String() string {
 func (*Message) ProtoMessage() {}
 
 func (x *Message) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[21]
+	mi := &file_readmark_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2031,7 +2119,7 @@ func (x *Message) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Message.ProtoReflect.Descriptor instead.
 func (*Message) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{21}
+	return file_readmark_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Message) GetMsgId() string {
@@ -2135,13 +2223,19 @@ type SendMessageRequest struct {
 	NeedReadReceipt bool                   `protobuf:"varint,6,opt,name=need_read_receipt,json=needReadReceipt,proto3" json:"need_read_receipt,omitempty"`
 	Priority        Priority               `protobuf:"varint,7,opt,name=priority,proto3,enum=readmark.v1.Priority" json:"priority,omitempty"`
 	OnlineUserOnly  bool                   `protobuf:"varint,8,opt,name=online_user_only,json=onlineUserOnly,proto3" json:"online_user_only,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// client_msg_id is an optional idempotency key chosen by the client (1..64
+	// bytes of letters, digits and "_.@-#"): a send repeated with the same key
+	// by the same sender in the same conversation returns the message stored
+	// by the first one instead of storing it again. The SDKs set it so that a
+	// send cut off by a lost connection can be retried safely.
+	ClientMsgId   string `protobuf:"bytes,9,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SendMessageRequest) Reset() {
 	*x = SendMessageRequest{}
-	mi := &file_readmark_proto_msgTypes[22]
+	mi := &file_readmark_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2153,7 +2247,7 @@ func (x *SendMessageRequest) String() string {
 func (*SendMessageRequest) ProtoMessage() {}
 
 func (x *SendMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[22]
+	mi := &file_readmark_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2166,7 +2260,7 @@ func (x *SendMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendMessageRequest.ProtoReflect.Descriptor instead.
 func (*SendMessageRequest) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{22}
+	return file_readmark_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SendMessageRequest) GetReceiver() string {
@@ -2225,6 +2319,13 @@ func (x *SendMessageRequest) GetOnlineUserOnly() bool {
 	return false
 }
 
+func (x *SendMessageRequest) GetClientMsgId() string {
+	if x != nil {
+		return x.ClientMsgId
+	}
+	return ""
+}
+
 type SendMessageResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Message       *Message               `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
@@ -2234,7 +2335,7 @@ type SendMessageResponse struct {
 
 func (x *SendMessageResponse) Reset() {
 	*x = SendMessageResponse{}
-	mi := &file_readmark_proto_msgTypes[23]
+	mi := &file_readmark_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2246,7 +2347,7 @@ func (x *SendMessageResponse) String() string {
 func (*SendMessageResponse) ProtoMessage() {}
 
 func (x *SendMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[23]
+	mi := &file_readmark_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2259,7 +2360,7 @@ func (x *SendMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendMessageResponse.ProtoReflect.Descriptor instead.
 func (*SendMessageResponse) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{23}
+	return file_readmark_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SendMessageResponse) GetMessage() *Message {
@@ -2282,7 +2383,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_readmark_proto_msgTypes[24]
+	mi := &file_readmark_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2294,7 +2395,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[24]
+	mi := &file_readmark_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2307,7 +2408,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{24}
+	return file_readmark_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *HistoryRequest) GetConversation() *Conversation {
@@ -2340,7 +2441,7 @@ type HistoryResponse struct {
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_readmark_proto_msgTypes[25]
+	mi := &file_readmark_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2352,7 +2453,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[25]
+	mi := &file_readmark_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2365,7 +2466,7 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{25}
+	return file_readmark_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *HistoryResponse) GetMessages() []*Message {
@@ -2388,7 +2489,7 @@ type MessageRef struct {
 
 func (x *MessageRef) Reset() {
 	*x = MessageRef{}
-	mi := &file_readmark_proto_msgTypes[26]
+	mi := &file_readmark_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2400,7 +2501,7 @@ func (x *MessageRef) String() string {
 func (*MessageRef) ProtoMessage() {}
 
 func (x *MessageRef) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[26]
+	mi := &file_readmark_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2413,7 +2514,7 @@ func (x *MessageRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageRef.ProtoReflect.Descriptor instead.
 func (*MessageRef) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{26}
+	return file_readmark_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *MessageRef) GetConversation() *Conversation {
@@ -2446,7 +2547,7 @@ type SendReceiptsRequest struct {
 
 func (x *SendReceiptsRequest) Reset() {
 	*x = SendReceiptsRequest{}
-	mi := &file_readmark_proto_msgTypes[27]
+	mi := &file_readmark_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2458,7 +2559,7 @@ func (x *SendReceiptsRequest) String() string {
 func (*SendReceiptsRequest) ProtoMessage() {}
 
 func (x *SendReceiptsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[27]
+	mi := &file_readmark_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2471,7 +2572,7 @@ func (x *SendReceiptsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendReceiptsRequest.ProtoReflect.Descriptor instead.
 func (*SendReceiptsRequest) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{27}
+	return file_readmark_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SendReceiptsRequest) GetMessages() []*MessageRef {
@@ -2490,7 +2591,7 @@ type GetReceiptsRequest struct {
 
 func (x *GetReceiptsRequest) Reset() {
 	*x = GetReceiptsRequest{}
-	mi := &file_readmark_proto_msgTypes[28]
+	mi := &file_readmark_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2502,7 +2603,7 @@ func (x *GetReceiptsRequest) String() string {
 func (*GetReceiptsRequest) ProtoMessage() {}
 
 func (x *GetReceiptsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[28]
+	mi := &file_readmark_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2515,7 +2616,7 @@ func (x *GetReceiptsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReceiptsRequest.ProtoReflect.Descriptor instead.
 func (*GetReceiptsRequest) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{28}
+	return file_readmark_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetReceiptsRequest) GetMessages() []*MessageRef {
@@ -2541,7 +2642,7 @@ type MessageReceipt struct {
 
 func (x *MessageReceipt) Reset() {
 	*x = MessageReceipt{}
-	mi := &file_readmark_proto_msgTypes[29]
+	mi := &file_readmark_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2553,7 +2654,7 @@ func (x *MessageReceipt) String() string {
 func (*MessageReceipt) ProtoMessage() {}
 
 func (x *MessageReceipt) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[29]
+	mi := &file_readmark_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2566,7 +2667,7 @@ func (x *MessageReceipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageReceipt.ProtoReflect.Descriptor instead.
 func (*MessageReceipt) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{29}
+	return file_readmark_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *MessageReceipt) GetMsgId() string {
@@ -2634,7 +2735,7 @@ type GetReceiptsResponse struct {
 
 func (x *GetReceiptsResponse) Reset() {
 	*x = GetReceiptsResponse{}
-	mi := &file_readmark_proto_msgTypes[30]
+	mi := &file_readmark_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2646,7 +2747,7 @@ func (x *GetReceiptsResponse) String() string {
 func (*GetReceiptsResponse) ProtoMessage() {}
 
 func (x *GetReceiptsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[30]
+	mi := &file_readmark_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2659,7 +2760,7 @@ func (x *GetReceiptsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReceiptsResponse.ProtoReflect.Descriptor instead.
 func (*GetReceiptsResponse) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{30}
+	return file_readmark_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetReceiptsResponse) GetReceipts() []*MessageReceipt {
@@ -2678,7 +2779,7 @@ type ReceiptsPush struct {
 
 func (x *ReceiptsPush) Reset() {
 	*x = ReceiptsPush{}
-	mi := &file_readmark_proto_msgTypes[31]
+	mi := &file_readmark_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2690,7 +2791,7 @@ func (x *ReceiptsPush) String() string {
 func (*ReceiptsPush) ProtoMessage() {}
 
 func (x *ReceiptsPush) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[31]
+	mi := &file_readmark_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2703,7 +2804,7 @@ func (x *ReceiptsPush) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiptsPush.ProtoReflect.Descriptor instead.
 func (*ReceiptsPush) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{31}
+	return file_readmark_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ReceiptsPush) GetReceipts() []*MessageReceipt {
@@ -2722,7 +2823,7 @@ type C2CReadPush struct {
 
 func (x *C2CReadPush) Reset() {
 	*x = C2CReadPush{}
-	mi := &file_readmark_proto_msgTypes[32]
+	mi := &file_readmark_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2734,7 +2835,7 @@ func (x *C2CReadPush) String() string {
 func (*C2CReadPush) ProtoMessage() {}
 
 func (x *C2CReadPush) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[32]
+	mi := &file_readmark_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2747,7 +2848,7 @@ func (x *C2CReadPush) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use C2CReadPush.ProtoReflect.Descriptor instead.
 func (*C2CReadPush) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{32}
+	return file_readmark_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *C2CReadPush) GetReceipts() []*MessageReceipt {
@@ -2766,7 +2867,7 @@ type SelfReceiptsPush struct {
 
 func (x *SelfReceiptsPush) Reset() {
 	*x = SelfReceiptsPush{}
-	mi := &file_readmark_proto_msgTypes[33]
+	mi := &file_readmark_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2778,7 +2879,7 @@ func (x *SelfReceiptsPush) String() string {
 func (*SelfReceiptsPush) ProtoMessage() {}
 
 func (x *SelfReceiptsPush) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[33]
+	mi := &file_readmark_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2791,7 +2892,7 @@ func (x *SelfReceiptsPush) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SelfReceiptsPush.ProtoReflect.Descriptor instead.
 func (*SelfReceiptsPush) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{33}
+	return file_readmark_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SelfReceiptsPush) GetMessages() []*MessageRef {
@@ -2813,7 +2914,7 @@ type ReadMembersRequest struct {
 
 func (x *ReadMembersRequest) Reset() {
 	*x = ReadMembersRequest{}
-	mi := &file_readmark_proto_msgTypes[34]
+	mi := &file_readmark_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2825,7 +2926,7 @@ func (x *ReadMembersRequest) String() string {
 func (*ReadMembersRequest) ProtoMessage() {}
 
 func (x *ReadMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[34]
+	mi := &file_readmark_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2838,7 +2939,7 @@ func (x *ReadMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadMembersRequest.ProtoReflect.Descriptor instead.
 func (*ReadMembersRequest) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{34}
+	return file_readmark_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ReadMembersRequest) GetMessage() *MessageRef {
@@ -2881,7 +2982,7 @@ type GroupMember struct {
 
 func (x *GroupMember) Reset() {
 	*x = GroupMember{}
-	mi := &file_readmark_proto_msgTypes[35]
+	mi := &file_readmark_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2893,7 +2994,7 @@ func (x *GroupMember) String() string {
 func (*GroupMember) ProtoMessage() {}
 
 func (x *GroupMember) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[35]
+	mi := &file_readmark_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2906,7 +3007,7 @@ func (x *GroupMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMember.ProtoReflect.Descriptor instead.
 func (*GroupMember) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{35}
+	return file_readmark_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GroupMember) GetUserId() string {
@@ -2948,7 +3049,7 @@ type ReadMembersResponse struct {
 
 func (x *ReadMembersResponse) Reset() {
 	*x = ReadMembersResponse{}
-	mi := &file_readmark_proto_msgTypes[36]
+	mi := &file_readmark_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2960,7 +3061,7 @@ func (x *ReadMembersResponse) String() string {
 func (*ReadMembersResponse) ProtoMessage() {}
 
 func (x *ReadMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[36]
+	mi := &file_readmark_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2973,7 +3074,7 @@ func (x *ReadMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadMembersResponse.ProtoReflect.Descriptor instead.
 func (*ReadMembersResponse) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{36}
+	return file_readmark_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ReadMembersResponse) GetMembers() []*GroupMember {
@@ -3006,7 +3107,7 @@ type MarkC2CReadRequest struct {
 
 func (x *MarkC2CReadRequest) Reset() {
 	*x = MarkC2CReadRequest{}
-	mi := &file_readmark_proto_msgTypes[37]
+	mi := &file_readmark_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3018,7 +3119,7 @@ func (x *MarkC2CReadRequest) String() string {
 func (*MarkC2CReadRequest) ProtoMessage() {}
 
 func (x *MarkC2CReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[37]
+	mi := &file_readmark_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3031,7 +3132,7 @@ func (x *MarkC2CReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkC2CReadRequest.ProtoReflect.Descriptor instead.
 func (*MarkC2CReadRequest) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{37}
+	return file_readmark_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *MarkC2CReadRequest) GetPeerId() string {
@@ -3050,7 +3151,7 @@ type Kickoff struct {
 
 func (x *Kickoff) Reset() {
 	*x = Kickoff{}
-	mi := &file_readmark_proto_msgTypes[38]
+	mi := &file_readmark_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3062,7 +3163,7 @@ func (x *Kickoff) String() string {
 func (*Kickoff) ProtoMessage() {}
 
 func (x *Kickoff) ProtoReflect() protoreflect.Message {
-	mi := &file_readmark_proto_msgTypes[38]
+	mi := &file_readmark_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3075,7 +3176,7 @@ func (x *Kickoff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Kickoff.ProtoReflect.Descriptor instead.
 func (*Kickoff) Descriptor() ([]byte, []int) {
-	return file_readmark_proto_rawDescGZIP(), []int{38}
+	return file_readmark_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Kickoff) GetReason() *Error {
@@ -3089,7 +3190,7 @@ var File_readmark_proto protoreflect.FileDescriptor
 
 const file_readmark_proto_rawDesc = "" +
 	"\n" +
-	"\x0ereadmark.proto\x12\vreadmark.v1\"\xc2\a\n" +
+	"\x0ereadmark.proto\x12\vreadmark.v1\"\xef\a\n" +
 	"\vClientFrame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x121\n" +
 	"\x05login\x18\n" +
@@ -3097,7 +3198,8 @@ const file_readmark_proto_rawDesc = "" +
 	"\x04ping\x18\v \x01(\v2\x18.readmark.v1.PingRequestH\x00R\x04ping\x12.\n" +
 	"\x04sync\x18\f \x01(\v2\x18.readmark.v1.SyncRequestH\x00R\x04sync\x12A\n" +
 	"\vset_profile\x18\r \x01(\v2\x1e.readmark.v1.SetProfileRequestH\x00R\n" +
-	"setProfile\x12D\n" +
+	"setProfile\x12+\n" +
+	"\x03ack\x18\x0e \x01(\v2\x17.readmark.v1.AckRequestH\x00R\x03ack\x12D\n" +
 	"\fcreate_group\x18\x14 \x01(\v2\x1f.readmark.v1.CreateGroupRequestH\x00R\vcreateGroup\x124\n" +
 	"\x06invite\x18\x15 \x01(\v2\x1a.readmark.v1.InviteRequestH\x00R\x06invite\x12>\n" +
 	"\n" +
@@ -3137,18 +3239,19 @@ const file_readmark_proto_rawDesc = "" +
 	"\x05Empty\"/\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x12\n" +
-	"\x04desc\x18\x02 \x01(\tR\x04desc\"z\n" +
+	"\x04desc\x18\x02 \x01(\tR\x04desc\"\x97\x01\n" +
 	"\fLoginRequest\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x14\n" +
 	"\x05token\x18\x03 \x01(\tR\x05token\x12\x10\n" +
-	"\x03sdk\x18\x04 \x01(\tR\x03sdk\"\xac\x01\n" +
+	"\x03sdk\x18\x04 \x01(\tR\x03sdk\x12\x1b\n" +
+	"\tdevice_id\x18\x05 \x01(\tR\bdeviceId\"\xac\x01\n" +
 	"\rLoginResponse\x12$\n" +
 	"\x0eserver_time_ms\x18\x01 \x01(\x03R\fserverTimeMs\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x02 \x01(\tR\tsessionId\x12)\n" +
 	"\x10protocol_version\x18\x03 \x01(\rR\x0fprotocolVersion\x12+\n" +
-	"\x06limits\x18\x04 \x01(\v2\x13.readmark.v1.LimitsR\x06limits\"\xb0\x02\n" +
+	"\x06limits\x18\x04 \x01(\v2\x13.readmark.v1.LimitsR\x06limits\"\xe5\x02\n" +
 	"\x06Limits\x12&\n" +
 	"\x0fmax_frame_bytes\x18\x01 \x01(\rR\rmaxFrameBytes\x12$\n" +
 	"\x0emax_text_bytes\x18\x02 \x01(\rR\fmaxTextBytes\x121\n" +
@@ -3156,7 +3259,8 @@ const file_readmark_proto_rawDesc = "" +
 	"\tmax_batch\x18\x04 \x01(\rR\bmaxBatch\x12*\n" +
 	"\x11max_group_members\x18\x05 \x01(\rR\x0fmaxGroupMembers\x12/\n" +
 	"\x14max_members_per_call\x18\x06 \x01(\rR\x11maxMembersPerCall\x12+\n" +
-	"\x11heartbeat_seconds\x18\a \x01(\rR\x10heartbeatSeconds\"\r\n" +
+	"\x11heartbeat_seconds\x18\a \x01(\rR\x10heartbeatSeconds\x123\n" +
+	"\x16max_server_frame_bytes\x18\b \x01(\rR\x13maxServerFrameBytes\"\r\n" +
 	"\vPingRequest\"4\n" +
 	"\fPingResponse\x12$\n" +
 	"\x0eserver_time_ms\x18\x01 \x01(\x03R\fserverTimeMs\"B\n" +
@@ -3169,7 +3273,10 @@ const file_readmark_proto_rawDesc = "" +
 	"\n" +
 	"SyncCursor\x12=\n" +
 	"\fconversation\x18\x01 \x01(\v2\x19.readmark.v1.ConversationR\fconversation\x12\x10\n" +
-	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\x87\x01\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"?\n" +
+	"\n" +
+	"AckRequest\x121\n" +
+	"\acursors\x18\x01 \x03(\v2\x17.readmark.v1.SyncCursorR\acursors\"\x87\x01\n" +
 	"\fSyncResponse\x120\n" +
 	"\bmessages\x18\x01 \x03(\v2\x14.readmark.v1.MessageR\bmessages\x12\x12\n" +
 	"\x04more\x18\x02 \x01(\bR\x04more\x121\n" +
@@ -3223,7 +3330,7 @@ const file_readmark_proto_rawDesc = "" +
 	"customData\x121\n" +
 	"\bpriority\x18\v \x01(\x0e2\x15.readmark.v1.PriorityR\bpriority\x12(\n" +
 	"\x10online_user_only\x18\f \x01(\bR\x0eonlineUserOnly\x12!\n" +
-	"\freceipt_sent\x18\r \x01(\bR\vreceiptSent\"\xbd\x02\n" +
+	"\freceipt_sent\x18\r \x01(\bR\vreceiptSent\"\xe1\x02\n" +
 	"\x12SendMessageRequest\x12\x1a\n" +
 	"\breceiver\x18\x01 \x01(\tR\breceiver\x12\x19\n" +
 	"\bgroup_id\x18\x02 \x01(\tR\agroupId\x122\n" +
@@ -3233,7 +3340,8 @@ const file_readmark_proto_rawDesc = "" +
 	"customData\x12*\n" +
 	"\x11need_read_receipt\x18\x06 \x01(\bR\x0fneedReadReceipt\x121\n" +
 	"\bpriority\x18\a \x01(\x0e2\x15.readmark.v1.PriorityR\bpriority\x12(\n" +
-	"\x10online_user_only\x18\b \x01(\bR\x0eonlineUserOnly\"E\n" +
+	"\x10online_user_only\x18\b \x01(\bR\x0eonlineUserOnly\x12\"\n" +
+	"\rclient_msg_id\x18\t \x01(\tR\vclientMsgId\"E\n" +
 	"\x13SendMessageResponse\x12.\n" +
 	"\amessage\x18\x01 \x01(\v2\x14.readmark.v1.MessageR\amessage\"\x84\x01\n" +
 	"\x0eHistoryRequest\x12=\n" +
@@ -3329,7 +3437,7 @@ func file_readmark_proto_rawDescGZIP() []byte {
 }
 
 var file_readmark_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_readmark_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_readmark_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_readmark_proto_goTypes = []any{
 	(GroupType)(0),              // 0: readmark.v1.GroupType
 	(GroupEventKind)(0),         // 1: readmark.v1.GroupEventKind
@@ -3348,97 +3456,100 @@ var file_readmark_proto_goTypes = []any{
 	(*Conversation)(nil),        // 14: readmark.v1.Conversation
 	(*SyncRequest)(nil),         // 15: readmark.v1.SyncRequest
 	(*SyncCursor)(nil),          // 16: readmark.v1.SyncCursor
-	(*SyncResponse)(nil),        // 17: readmark.v1.SyncResponse
-	(*SetProfileRequest)(nil),   // 18: readmark.v1.SetProfileRequest
-	(*CreateGroupRequest)(nil),  // 19: readmark.v1.CreateGroupRequest
-	(*CreateGroupResponse)(nil), // 20: readmark.v1.CreateGroupResponse
-	(*InviteRequest)(nil),       // 21: readmark.v1.InviteRequest
-	(*JoinGroupRequest)(nil),    // 22: readmark.v1.JoinGroupRequest
-	(*QuitGroupRequest)(nil),    // 23: readmark.v1.QuitGroupRequest
-	(*KickRequest)(nil),         // 24: readmark.v1.KickRequest
-	(*GroupEvent)(nil),          // 25: readmark.v1.GroupEvent
-	(*Message)(nil),             // 26: readmark.v1.Message
-	(*SendMessageRequest)(nil),  // 27: readmark.v1.SendMessageRequest
-	(*SendMessageResponse)(nil), // 28: readmark.v1.SendMessageResponse
-	(*HistoryRequest)(nil),      // 29: readmark.v1.HistoryRequest
-	(*HistoryResponse)(nil),     // 30: readmark.v1.HistoryResponse
-	(*MessageRef)(nil),          // 31: readmark.v1.MessageRef
-	(*SendReceiptsRequest)(nil), // 32: readmark.v1.SendReceiptsRequest
-	(*GetReceiptsRequest)(nil),  // 33: readmark.v1.GetReceiptsRequest
-	(*MessageReceipt)(nil),      // 34: readmark.v1.MessageReceipt
-	(*GetReceiptsResponse)(nil), // 35: readmark.v1.GetReceiptsResponse
-	(*ReceiptsPush)(nil),        // 36: readmark.v1.ReceiptsPush
-	(*C2CReadPush)(nil),         // 37: readmark.v1.C2CReadPush
-	(*SelfReceiptsPush)(nil),    // 38: readmark.v1.SelfReceiptsPush
-	(*ReadMembersRequest)(nil),  // 39: readmark.v1.ReadMembersRequest
-	(*GroupMember)(nil),         // 40: readmark.v1.GroupMember
-	(*ReadMembersResponse)(nil), // 41: readmark.v1.ReadMembersResponse
-	(*MarkC2CReadRequest)(nil),  // 42: readmark.v1.MarkC2CReadRequest
-	(*Kickoff)(nil),             // 43: readmark.v1.Kickoff
+	(*AckRequest)(nil),          // 17: readmark.v1.AckRequest
+	(*SyncResponse)(nil),        // 18: readmark.v1.SyncResponse
+	(*SetProfileRequest)(nil),   // 19: readmark.v1.SetProfileRequest
+	(*CreateGroupRequest)(nil),  // 20: readmark.v1.CreateGroupRequest
+	(*CreateGroupResponse)(nil), // 21: readmark.v1.CreateGroupResponse
+	(*InviteRequest)(nil),       // 22: readmark.v1.InviteRequest
+	(*JoinGroupRequest)(nil),    // 23: readmark.v1.JoinGroupRequest
+	(*QuitGroupRequest)(nil),    // 24: readmark.v1.QuitGroupRequest
+	(*KickRequest)(nil),         // 25: readmark.v1.KickRequest
+	(*GroupEvent)(nil),          // 26: readmark.v1.GroupEvent
+	(*Message)(nil),             // 27: readmark.v1.Message
+	(*SendMessageRequest)(nil),  // 28: readmark.v1.SendMessageRequest
+	(*SendMessageResponse)(nil), // 29: readmark.v1.SendMessageResponse
+	(*HistoryRequest)(nil),      // 30: readmark.v1.HistoryRequest
+	(*HistoryResponse)(nil),     // 31: readmark.v1.HistoryResponse
+	(*MessageRef)(nil),          // 32: readmark.v1.MessageRef
+	(*SendReceiptsRequest)(nil), // 33: readmark.v1.SendReceiptsRequest
+	(*GetReceiptsRequest)(nil),  // 34: readmark.v1.GetReceiptsRequest
+	(*MessageReceipt)(nil),      // 35: readmark.v1.MessageReceipt
+	(*GetReceiptsResponse)(nil), // 36: readmark.v1.GetReceiptsResponse
+	(*ReceiptsPush)(nil),        // 37: readmark.v1.ReceiptsPush
+	(*C2CReadPush)(nil),         // 38: readmark.v1.C2CReadPush
+	(*SelfReceiptsPush)(nil),    // 39: readmark.v1.SelfReceiptsPush
+	(*ReadMembersRequest)(nil),  // 40: readmark.v1.ReadMembersRequest
+	(*GroupMember)(nil),         // 41: readmark.v1.GroupMember
+	(*ReadMembersResponse)(nil), // 42: readmark.v1.ReadMembersResponse
+	(*MarkC2CReadRequest)(nil),  // 43: readmark.v1.MarkC2CReadRequest
+	(*Kickoff)(nil),             // 44: readmark.v1.Kickoff
 }
 var file_readmark_proto_depIdxs = []int32{
 	9,  // 0: readmark.v1.ClientFrame.login:type_name -> readmark.v1.LoginRequest
 	12, // 1: readmark.v1.ClientFrame.ping:type_name -> readmark.v1.PingRequest
 	15, // 2: readmark.v1.ClientFrame.sync:type_name -> readmark.v1.SyncRequest
-	18, // 3: readmark.v1.ClientFrame.set_profile:type_name -> readmark.v1.SetProfileRequest
-	19, // 4: readmark.v1.ClientFrame.create_group:type_name -> readmark.v1.CreateGroupRequest
-	21, // 5: readmark.v1.ClientFrame.invite:type_name -> readmark.v1.InviteRequest
-	22, // 6: readmark.v1.ClientFrame.join_group:type_name -> readmark.v1.JoinGroupRequest
-	23, // 7: readmark.v1.ClientFrame.quit_group:type_name -> readmark.v1.QuitGroupRequest
-	24, // 8: readmark.v1.ClientFrame.kick:type_name -> readmark.v1.KickRequest
-	27, // 9: readmark.v1.ClientFrame.send_message:type_name -> readmark.v1.SendMessageRequest
-	29, // 10: readmark.v1.ClientFrame.history:type_name -> readmark.v1.HistoryRequest
-	32, // 11: readmark.v1.ClientFrame.send_receipts:type_name -> readmark.v1.SendReceiptsRequest
-	33, // 12: readmark.v1.ClientFrame.get_receipts:type_name -> readmark.v1.GetReceiptsRequest
-	39, // 13: readmark.v1.ClientFrame.read_members:type_name -> readmark.v1.ReadMembersRequest
-	42, // 14: readmark.v1.ClientFrame.mark_c2c_read:type_name -> readmark.v1.MarkC2CReadRequest
-	8,  // 15: readmark.v1.ServerFrame.error:type_name -> readmark.v1.Error
-	10, // 16: readmark.v1.ServerFrame.login:type_name -> readmark.v1.LoginResponse
-	13, // 17: readmark.v1.ServerFrame.ping:type_name -> readmark.v1.PingResponse
-	17, // 18: readmark.v1.ServerFrame.sync:type_name -> readmark.v1.SyncResponse
-	20, // 19: readmark.v1.ServerFrame.create_group:type_name -> readmark.v1.CreateGroupResponse
-	7,  // 20: readmark.v1.ServerFrame.ok:type_name -> readmark.v1.Empty
-	28, // 21: readmark.v1.ServerFrame.send_message:type_name -> readmark.v1.SendMessageResponse
-	30, // 22: readmark.v1.ServerFrame.history:type_name -> readmark.v1.HistoryResponse
-	35, // 23: readmark.v1.ServerFrame.get_receipts:type_name -> readmark.v1.GetReceiptsResponse
-	41, // 24: readmark.v1.ServerFrame.read_members:type_name -> readmark.v1.ReadMembersResponse
-	26, // 25: readmark.v1.ServerFrame.new_message:type_name -> readmark.v1.Message
-	36, // 26: readmark.v1.ServerFrame.receipts:type_name -> readmark.v1.ReceiptsPush
-	37, // 27: readmark.v1.ServerFrame.c2c_read:type_name -> readmark.v1.C2CReadPush
-	38, // 28: readmark.v1.ServerFrame.self_receipts:type_name -> readmark.v1.SelfReceiptsPush
-	25, // 29: readmark.v1.ServerFrame.group_event:type_name -> readmark.v1.GroupEvent
-	43, // 30: readmark.v1.ServerFrame.kickoff:type_name -> readmark.v1.Kickoff
-	11, // 31: readmark.v1.LoginResponse.limits:type_name -> readmark.v1.Limits
-	16, // 32: readmark.v1.SyncRequest.cursors:type_name -> readmark.v1.SyncCursor
-	14, // 33: readmark.v1.SyncCursor.conversation:type_name -> readmark.v1.Conversation
-	26, // 34: readmark.v1.SyncResponse.messages:type_name -> readmark.v1.Message
-	16, // 35: readmark.v1.SyncResponse.cursors:type_name -> readmark.v1.SyncCursor
-	0,  // 36: readmark.v1.CreateGroupRequest.type:type_name -> readmark.v1.GroupType
-	1,  // 37: readmark.v1.GroupEvent.kind:type_name -> readmark.v1.GroupEventKind
-	0,  // 38: readmark.v1.GroupEvent.group_type:type_name -> readmark.v1.GroupType
-	3,  // 39: readmark.v1.Message.elem_type:type_name -> readmark.v1.ElemType
-	2,  // 40: readmark.v1.Message.priority:type_name -> readmark.v1.Priority
-	3,  // 41: readmark.v1.SendMessageRequest.elem_type:type_name -> readmark.v1.ElemType
-	2,  // 42: readmark.v1.SendMessageRequest.priority:type_name -> readmark.v1.Priority
-	26, // 43: readmark.v1.SendMessageResponse.message:type_name -> readmark.v1.Message
-	14, // 44: readmark.v1.HistoryRequest.conversation:type_name -> readmark.v1.Conversation
-	26, // 45: readmark.v1.HistoryResponse.messages:type_name -> readmark.v1.Message
-	14, // 46: readmark.v1.MessageRef.conversation:type_name -> readmark.v1.Conversation
-	31, // 47: readmark.v1.SendReceiptsRequest.messages:type_name -> readmark.v1.MessageRef
-	31, // 48: readmark.v1.GetReceiptsRequest.messages:type_name -> readmark.v1.MessageRef
-	34, // 49: readmark.v1.GetReceiptsResponse.receipts:type_name -> readmark.v1.MessageReceipt
-	34, // 50: readmark.v1.ReceiptsPush.receipts:type_name -> readmark.v1.MessageReceipt
-	34, // 51: readmark.v1.C2CReadPush.receipts:type_name -> readmark.v1.MessageReceipt
-	31, // 52: readmark.v1.SelfReceiptsPush.messages:type_name -> readmark.v1.MessageRef
-	31, // 53: readmark.v1.ReadMembersRequest.message:type_name -> readmark.v1.MessageRef
-	4,  // 54: readmark.v1.ReadMembersRequest.filter:type_name -> readmark.v1.ReadMembersFilter
-	40, // 55: readmark.v1.ReadMembersResponse.members:type_name -> readmark.v1.GroupMember
-	8,  // 56: readmark.v1.Kickoff.reason:type_name -> readmark.v1.Error
-	57, // [57:57] is the sub-list for method output_type
-	57, // [57:57] is the sub-list for method input_type
-	57, // [57:57] is the sub-list for extension type_name
-	57, // [57:57] is the sub-list for extension extendee
-	0,  // [0:57] is the sub-list for field type_name
+	19, // 3: readmark.v1.ClientFrame.set_profile:type_name -> readmark.v1.SetProfileRequest
+	17, // 4: readmark.v1.ClientFrame.ack:type_name -> readmark.v1.AckRequest
+	20, // 5: readmark.v1.ClientFrame.create_group:type_name -> readmark.v1.CreateGroupRequest
+	22, // 6: readmark.v1.ClientFrame.invite:type_name -> readmark.v1.InviteRequest
+	23, // 7: readmark.v1.ClientFrame.join_group:type_name -> readmark.v1.JoinGroupRequest
+	24, // 8: readmark.v1.ClientFrame.quit_group:type_name -> readmark.v1.QuitGroupRequest
+	25, // 9: readmark.v1.ClientFrame.kick:type_name -> readmark.v1.KickRequest
+	28, // 10: readmark.v1.ClientFrame.send_message:type_name -> readmark.v1.SendMessageRequest
+	30, // 11: readmark.v1.ClientFrame.history:type_name -> readmark.v1.HistoryRequest
+	33, // 12: readmark.v1.ClientFrame.send_receipts:type_name -> readmark.v1.SendReceiptsRequest
+	34, // 13: readmark.v1.ClientFrame.get_receipts:type_name -> readmark.v1.GetReceiptsRequest
+	40, // 14: readmark.v1.ClientFrame.read_members:type_name -> readmark.v1.ReadMembersRequest
+	43, // 15: readmark.v1.ClientFrame.mark_c2c_read:type_name -> readmark.v1.MarkC2CReadRequest
+	8,  // 16: readmark.v1.ServerFrame.error:type_name -> readmark.v1.Error
+	10, // 17: readmark.v1.ServerFrame.login:type_name -> readmark.v1.LoginResponse
+	13, // 18: readmark.v1.ServerFrame.ping:type_name -> readmark.v1.PingResponse
+	18, // 19: readmark.v1.ServerFrame.sync:type_name -> readmark.v1.SyncResponse
+	21, // 20: readmark.v1.ServerFrame.create_group:type_name -> readmark.v1.CreateGroupResponse
+	7,  // 21: readmark.v1.ServerFrame.ok:type_name -> readmark.v1.Empty
+	29, // 22: readmark.v1.ServerFrame.send_message:type_name -> readmark.v1.SendMessageResponse
+	31, // 23: readmark.v1.ServerFrame.history:type_name -> readmark.v1.HistoryResponse
+	36, // 24: readmark.v1.ServerFrame.get_receipts:type_name -> readmark.v1.GetReceiptsResponse
+	42, // 25: readmark.v1.ServerFrame.read_members:type_name -> readmark.v1.ReadMembersResponse
+	27, // 26: readmark.v1.ServerFrame.new_message:type_name -> readmark.v1.Message
+	37, // 27: readmark.v1.ServerFrame.receipts:type_name -> readmark.v1.ReceiptsPush
+	38, // 28: readmark.v1.ServerFrame.c2c_read:type_name -> readmark.v1.C2CReadPush
+	39, // 29: readmark.v1.ServerFrame.self_receipts:type_name -> readmark.v1.SelfReceiptsPush
+	26, // 30: readmark.v1.ServerFrame.group_event:type_name -> readmark.v1.GroupEvent
+	44, // 31: readmark.v1.ServerFrame.kickoff:type_name -> readmark.v1.Kickoff
+	11, // 32: readmark.v1.LoginResponse.limits:type_name -> readmark.v1.Limits
+	16, // 33: readmark.v1.SyncRequest.cursors:type_name -> readmark.v1.SyncCursor
+	14, // 34: readmark.v1.SyncCursor.conversation:type_name -> readmark.v1.Conversation
+	16, // 35: readmark.v1.AckRequest.cursors:type_name -> readmark.v1.SyncCursor
+	27, // 36: readmark.v1.SyncResponse.messages:type_name -> readmark.v1.Message
+	16, // 37: readmark.v1.SyncResponse.cursors:type_name -> readmark.v1.SyncCursor
+	0,  // 38: readmark.v1.CreateGroupRequest.type:type_name -> readmark.v1.GroupType
+	1,  // 39: readmark.v1.GroupEvent.kind:type_name -> readmark.v1.GroupEventKind
+	0,  // 40: readmark.v1.GroupEvent.group_type:type_name -> readmark.v1.GroupType
+	3,  // 41: readmark.v1.Message.elem_type:type_name -> readmark.v1.ElemType
+	2,  // 42: readmark.v1.Message.priority:type_name -> readmark.v1.Priority
+	3,  // 43: readmark.v1.SendMessageRequest.elem_type:type_name -> readmark.v1.ElemType
+	2,  // 44: readmark.v1.SendMessageRequest.priority:type_name -> readmark.v1.Priority
+	27, // 45: readmark.v1.SendMessageResponse.message:type_name -> readmark.v1.Message
+	14, // 46: readmark.v1.HistoryRequest.conversation:type_name -> readmark.v1.Conversation
+	27, // 47: readmark.v1.HistoryResponse.messages:type_name -> readmark.v1.Message
+	14, // 48: readmark.v1.MessageRef.conversation:type_name -> readmark.v1.Conversation
+	32, // 49: readmark.v1.SendReceiptsRequest.messages:type_name -> readmark.v1.MessageRef
+	32, // 50: readmark.v1.GetReceiptsRequest.messages:type_name -> readmark.v1.MessageRef
+	35, // 51: readmark.v1.GetReceiptsResponse.receipts:type_name -> readmark.v1.MessageReceipt
+	35, // 52: readmark.v1.ReceiptsPush.receipts:type_name -> readmark.v1.MessageReceipt
+	35, // 53: readmark.v1.C2CReadPush.receipts:type_name -> readmark.v1.MessageReceipt
+	32, // 54: readmark.v1.SelfReceiptsPush.messages:type_name -> readmark.v1.MessageRef
+	32, // 55: readmark.v1.ReadMembersRequest.message:type_name -> readmark.v1.MessageRef
+	4,  // 56: readmark.v1.ReadMembersRequest.filter:type_name -> readmark.v1.ReadMembersFilter
+	41, // 57: readmark.v1.ReadMembersResponse.members:type_name -> readmark.v1.GroupMember
+	8,  // 58: readmark.v1.Kickoff.reason:type_name -> readmark.v1.Error
+	59, // [59:59] is the sub-list for method output_type
+	59, // [59:59] is the sub-list for method input_type
+	59, // [59:59] is the sub-list for extension type_name
+	59, // [59:59] is the sub-list for extension extendee
+	0,  // [0:59] is the sub-list for field type_name
 }
 
 func init() { file_readmark_proto_init() }
@@ -3451,6 +3562,7 @@ func file_readmark_proto_init() {
 		(*ClientFrame_Ping)(nil),
 		(*ClientFrame_Sync)(nil),
 		(*ClientFrame_SetProfile)(nil),
+		(*ClientFrame_Ack)(nil),
 		(*ClientFrame_CreateGroup)(nil),
 		(*ClientFrame_Invite)(nil),
 		(*ClientFrame_JoinGroup)(nil),
@@ -3486,7 +3598,7 @@ func file_readmark_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_readmark_proto_rawDesc), len(file_readmark_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   39,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

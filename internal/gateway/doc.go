@@ -1,6 +1,6 @@
 // Package gateway owns client sessions: the WebSocket endpoint, the login
 // handshake, frame decoding in both encodings (protobuf binary and protojson
-// text), request routing to the services, per-session rate limits,
+// text), handing requests to package dispatch, per-session rate limits,
 // heartbeats and idle timeouts, and the Hub that maps users to their online
 // sessions and feeds them pushes from the bus.
 //

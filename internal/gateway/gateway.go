@@ -11,10 +11,7 @@ import (
 	"github.com/coder/websocket"
 	"golang.org/x/time/rate"
 
-	"github.com/readmark/readmark/internal/groups"
-	"github.com/readmark/readmark/internal/messages"
-	"github.com/readmark/readmark/internal/receipts"
-	"github.com/readmark/readmark/internal/users"
+	"github.com/readmark/readmark/internal/dispatch"
 )
 
 // Subprotocols: the major protocol version is part of the name.
@@ -39,10 +36,7 @@ type Config struct {
 	// Authenticate checks a login token and returns the user it was minted for.
 	Authenticate func(token string) (userID string, err error)
 	Hub          *Hub
-	Groups       *groups.Service
-	Messages     *messages.Service
-	Receipts     *receipts.Engine
-	Users        *users.Service
+	Dispatcher   *dispatch.Dispatcher
 	Metrics      *Metrics
 	Logger       *slog.Logger
 	// Heartbeat is what clients are told to keep to; a session silent for

@@ -83,5 +83,3 @@ func (m *Metrics) slowConsumer() {
 		m.slowConsumers.Inc()
 	}
 }
-
-func nowMs() int64 { return time.Now().UnixMilli() }

@@ -15,6 +15,7 @@ import (
 	pb "github.com/readmark/readmark/api/readmarkv1"
 	"github.com/readmark/readmark/internal/apierr"
 	"github.com/readmark/readmark/internal/conv"
+	"github.com/readmark/readmark/internal/dispatch"
 )
 
 // session is one client connection. Goroutines: run (the reader, which owns
@@ -203,8 +204,8 @@ func (s *session) dispatch(frame *pb.ClientFrame) {
 			s.reqs.Done()
 		}()
 		start := time.Now()
-		name := requestName(frame)
-		resp, err := s.g.route(s.ctx, s, frame)
+		name := dispatch.RequestName(frame)
+		resp, err := s.g.cfg.Dispatcher.Do(s.ctx, dispatch.Caller{UserID: s.user, SessionID: s.id}, frame)
 		s.finish(frame.Id, resp, err, name, start)
 	}()
 }

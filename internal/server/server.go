@@ -25,6 +25,7 @@ import (
 	"github.com/readmark/readmark/internal/admin"
 	"github.com/readmark/readmark/internal/bus"
 	"github.com/readmark/readmark/internal/bus/membus"
+	"github.com/readmark/readmark/internal/dispatch"
 	"github.com/readmark/readmark/internal/gateway"
 	"github.com/readmark/readmark/internal/groups"
 	"github.com/readmark/readmark/internal/messages"
@@ -146,7 +147,10 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 	authenticate := func(token string) (string, error) { return usersig.Verify(s.secret, token, time.Now()) }
 	s.gateway = gateway.New(gateway.Config{
 		Authenticate: authenticate,
-		Hub:          hub, Groups: s.groups, Messages: s.messages, Receipts: s.receipts, Users: profiles,
+		Hub:          hub,
+		Dispatcher: dispatch.New(dispatch.Services{
+			Groups: s.groups, Messages: s.messages, Receipts: s.receipts, Users: profiles,
+		}),
 		Metrics:   gateway.NewMetrics(s.Registry),
 		Logger:    cfg.Logger,
 		Heartbeat: cfg.Heartbeat,
