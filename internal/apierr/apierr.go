@@ -36,6 +36,12 @@ func From(err error) *Error {
 	return &Error{Code: pb.CodeInternal, Desc: "internal error"}
 }
 
+// Is reports whether err is (or wraps) an *Error with code.
+func Is(err error, code int32) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Code == code
+}
+
 // Shorthands for the common codes.
 
 func InvalidArgument(format string, args ...any) *Error {

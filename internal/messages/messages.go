@@ -28,6 +28,7 @@ import (
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
 	"github.com/readmark/readmark/internal/apierr"
+	"github.com/readmark/readmark/internal/cluster"
 	"github.com/readmark/readmark/internal/conv"
 	"github.com/readmark/readmark/internal/groups"
 	"github.com/readmark/readmark/internal/receipts"
@@ -51,7 +52,11 @@ type Pusher interface {
 
 // ReceiptState tells which received messages a user already acknowledged.
 type ReceiptState interface {
+	// ReceiptSent answers on the node owning the messages' conversations.
 	ReceiptSent(ctx context.Context, user string, msgs []receipts.Msg) ([]bool, error)
+	// StoredReceiptSent answers from storage alone, on any node; ordinals
+	// holds user's ordinal in each of its groups.
+	StoredReceiptSent(ctx context.Context, user string, msgs []receipts.Msg, ordinals map[string]uint32) ([]bool, error)
 }
 
 // Caller is who makes a request: the user and the session it came from.
@@ -91,6 +96,7 @@ type Service struct {
 
 	cursors cursors
 	recent  *msgCache
+	sent    *dedup
 
 	deliveries chan delivery
 	stop       chan struct{}
@@ -129,6 +135,7 @@ func New(cfg Config) *Service {
 		c2c:        make(map[string]*c2cConv),
 		cursors:    cursors{m: make(map[string]map[string]uint64), dirty: make(map[cursorKey]struct{})},
 		recent:     newMsgCache(cfg.CacheMessages),
+		sent:       newDedup(),
 		deliveries: make(chan delivery, 1<<14),
 		stop:       make(chan struct{}),
 	}
@@ -136,6 +143,23 @@ func New(cfg Config) *Service {
 	go s.deliverLoop()
 	go s.flushLoop()
 	return s
+}
+
+// DropPartition forgets the in-memory state of partition p's
+// conversations (C2C head seqs, cached messages, recent client_msg_ids), so
+// that it is reloaded from storage if p is owned here again. Call it once
+// no operation on p is in flight.
+func (s *Service) DropPartition(p uint32) {
+	inPart := func(key string) bool { return cluster.Of(key) == p }
+	s.c2cMu.Lock()
+	for k := range s.c2c {
+		if inPart(k) {
+			delete(s.c2c, k)
+		}
+	}
+	s.c2cMu.Unlock()
+	s.recent.drop(inPart)
+	s.sent.drop(inPart)
 }
 
 // SetReceipts connects the receipt engine, which fills receipt_sent in
@@ -178,10 +202,28 @@ func (s *Service) Send(ctx context.Context, caller Caller, req *pb.SendMessageRe
 		Priority:        req.Priority,
 		OnlineUserOnly:  req.OnlineUserOnly,
 	}
-	if req.GroupId != "" {
-		return s.sendGroup(ctx, caller, msg)
+	if req.ClientMsgId == "" || req.OnlineUserOnly {
+		return s.send(ctx, caller, msg, "")
 	}
-	return s.sendC2C(ctx, caller, msg)
+	if err := conv.CheckID("client_msg_id", req.ClientMsgId); err != nil {
+		return nil, err
+	}
+	key := conv.Group(req.GroupId)
+	if req.GroupId == "" {
+		key = conv.C2C(caller.UserID, req.Receiver)
+	}
+	return s.sendOnce(ctx, dedupKey{conv: key, sender: caller.UserID, id: req.ClientMsgId}, func() (*pb.Message, error) {
+		return s.send(ctx, caller, msg, req.ClientMsgId)
+	})
+}
+
+// send sequences, stores and delivers msg; clientMsgID ("" = none) is
+// recorded with it.
+func (s *Service) send(ctx context.Context, caller Caller, msg *pb.Message, clientMsgID string) (*pb.Message, error) {
+	if msg.GroupId != "" {
+		return s.sendGroup(ctx, caller, msg, clientMsgID)
+	}
+	return s.sendC2C(ctx, caller, msg, clientMsgID)
 }
 
 func checkBody(req *pb.SendMessageRequest) error {
@@ -206,16 +248,16 @@ func checkBody(req *pb.SendMessageRequest) error {
 	return nil
 }
 
-func (s *Service) sendGroup(ctx context.Context, caller Caller, msg *pb.Message) (*pb.Message, error) {
-	typ, ok := s.cfg.Groups.Type(msg.GroupId)
-	if !ok {
-		return nil, apierr.NotFound("group %q not found", msg.GroupId)
+func (s *Service) sendGroup(ctx context.Context, caller Caller, msg *pb.Message, clientMsgID string) (*pb.Message, error) {
+	typ, err := s.cfg.Groups.Type(ctx, msg.GroupId)
+	if err != nil {
+		return nil, err
 	}
 	if msg.NeedReadReceipt && !s.cfg.ReceiptGroupTypes(typ) {
 		return nil, apierr.New(pb.CodeGroupTypeNoReceipt, "read receipts are not enabled for %s groups", groupTypeName(typ))
 	}
 	var wait func() error
-	err := s.cfg.Groups.Sequence(msg.GroupId, caller.UserID, func(seq uint64, watermark uint32, members receipts.RosterSnapshot) error {
+	err = s.cfg.Groups.Sequence(ctx, msg.GroupId, caller.UserID, func(seq uint64, watermark uint32, members receipts.RosterSnapshot) error {
 		d := delivery{msg: msg, watermark: watermark, members: members, session: caller.SessionID}
 		if msg.OnlineUserOnly {
 			s.deliveries <- d
@@ -223,7 +265,7 @@ func (s *Service) sendGroup(ctx context.Context, caller Caller, msg *pb.Message)
 		}
 		msg.Seq = seq
 		var err error
-		wait, err = s.enqueue(ctx, conv.Group(msg.GroupId), d)
+		wait, err = s.enqueue(ctx, conv.Group(msg.GroupId), d, clientMsgID)
 		return err
 	})
 	if err != nil {
@@ -237,7 +279,7 @@ func (s *Service) sendGroup(ctx context.Context, caller Caller, msg *pb.Message)
 	return msg, nil
 }
 
-func (s *Service) sendC2C(ctx context.Context, caller Caller, msg *pb.Message) (*pb.Message, error) {
+func (s *Service) sendC2C(ctx context.Context, caller Caller, msg *pb.Message, clientMsgID string) (*pb.Message, error) {
 	if err := conv.CheckID("receiver", msg.Receiver); err != nil {
 		return nil, err
 	}
@@ -255,7 +297,7 @@ func (s *Service) sendC2C(ctx context.Context, caller Caller, msg *pb.Message) (
 	}
 	c.mu.Lock()
 	msg.Seq = c.head + 1
-	wait, err := s.enqueue(ctx, key, delivery{msg: msg, session: caller.SessionID})
+	wait, err := s.enqueue(ctx, key, delivery{msg: msg, session: caller.SessionID}, clientMsgID)
 	if err == nil {
 		c.head++
 	}
@@ -291,8 +333,9 @@ func (s *Service) c2cConv(ctx context.Context, key string) (*c2cConv, error) {
 	return c, nil
 }
 
-// enqueue queues the message's write; once durable it goes to delivery.
-func (s *Service) enqueue(ctx context.Context, key string, d delivery) (func() error, error) {
+// enqueue queues the message's write (with its client_msg_id record, if
+// any); once durable it goes to delivery.
+func (s *Service) enqueue(ctx context.Context, key string, d delivery, clientMsgID string) (func() error, error) {
 	msg := d.msg
 	val, err := encodeStored(msg, d.watermark)
 	if err != nil {
@@ -304,6 +347,9 @@ func (s *Service) enqueue(ctx context.Context, key string, d delivery) (func() e
 		ops = append(ops,
 			storage.Op{Key: storage.Key("uc", msg.Sender, msg.Receiver), Value: []byte{}},
 			storage.Op{Key: storage.Key("uc", msg.Receiver, msg.Sender), Value: []byte{}})
+	}
+	if clientMsgID != "" {
+		ops = append(ops, storage.Op{Key: clientMsgKey(key, msg.Sender, clientMsgID), Value: binary.AppendUvarint(nil, msg.Seq)})
 	}
 	ch := make(chan error, 1)
 	err = s.cfg.Committer.Submit(ctx, func(b *storage.Batch) { b.Ops = append(b.Ops, ops...) }, func(err error) {
@@ -396,7 +442,7 @@ func (s *Service) History(ctx context.Context, caller Caller, req *pb.HistoryReq
 	if req.Count > MaxHistoryCount {
 		return nil, apierr.TooMany("count %d is over the limit of %d", req.Count, MaxHistoryCount)
 	}
-	key, floor, err := s.visible(caller.UserID, req.Conversation)
+	key, floor, err := s.visible(ctx, caller.UserID, req.Conversation)
 	if err != nil {
 		return nil, err
 	}
@@ -425,13 +471,18 @@ func (s *Service) History(ctx context.Context, caller Caller, req *pb.HistoryReq
 	if err != nil {
 		return nil, err
 	}
-	return out, s.markReceiptSent(ctx, caller.UserID, out, wms)
+	if s.receipts == nil {
+		return out, nil
+	}
+	return out, markReceiptSent(caller.UserID, out, wms, func(rms []receipts.Msg) ([]bool, error) {
+		return s.receipts.ReceiptSent(ctx, caller.UserID, rms)
+	})
 }
 
 // visible returns the conversation key of c for user and the seq at and
 // below which its messages are hidden from user (a group's messages before
 // the user joined).
-func (s *Service) visible(user string, c *pb.Conversation) (key string, floor uint64, err error) {
+func (s *Service) visible(ctx context.Context, user string, c *pb.Conversation) (key string, floor uint64, err error) {
 	switch {
 	case c == nil || (c.PeerId == "") == (c.GroupId == ""):
 		return "", 0, apierr.InvalidArgument("exactly one of peer_id and group_id must be set")
@@ -444,11 +495,11 @@ func (s *Service) visible(user string, c *pb.Conversation) (key string, floor ui
 		}
 		return conv.C2C(user, c.PeerId), 0, nil
 	}
-	m, ok := s.cfg.Groups.Member(c.GroupId, user)
+	m, ok, err := s.cfg.Groups.Member(ctx, c.GroupId, user)
+	if err != nil {
+		return "", 0, err
+	}
 	if !ok {
-		if _, exists := s.cfg.Groups.Type(c.GroupId); !exists {
-			return "", 0, apierr.NotFound("group %q not found", c.GroupId)
-		}
 		return "", 0, apierr.PermissionDenied("not a member of group %q", c.GroupId)
 	}
 	return conv.Group(c.GroupId), m.JoinedSeq, nil
@@ -458,7 +509,7 @@ func (s *Service) visible(user string, c *pb.Conversation) (key string, floor ui
 func (s *Service) Resolve(ctx context.Context, user string, refs []*pb.MessageRef) ([]receipts.Msg, error) {
 	out := make([]receipts.Msg, 0, len(refs))
 	for _, ref := range refs {
-		key, floor, err := s.visible(user, ref.GetConversation())
+		key, floor, err := s.visible(ctx, user, ref.GetConversation())
 		if err != nil {
 			return nil, err
 		}
@@ -512,11 +563,8 @@ func toReceiptMsg(key string, m *pb.Message, watermark uint32) receipts.Msg {
 
 // markReceiptSent sets receipt_sent on the messages user received with a
 // read receipt requested and already acknowledged; wms are the messages'
-// membership watermarks.
-func (s *Service) markReceiptSent(ctx context.Context, user string, msgs []*pb.Message, wms []uint32) error {
-	if s.receipts == nil {
-		return nil
-	}
+// membership watermarks, and sent answers for the candidates.
+func markReceiptSent(user string, msgs []*pb.Message, wms []uint32, sent func([]receipts.Msg) ([]bool, error)) error {
 	var idx []int
 	var rms []receipts.Msg
 	for i, m := range msgs {
@@ -532,12 +580,12 @@ func (s *Service) markReceiptSent(ctx context.Context, user string, msgs []*pb.M
 	if len(rms) == 0 {
 		return nil
 	}
-	sent, err := s.receipts.ReceiptSent(ctx, user, rms)
+	ok, err := sent(rms)
 	if err != nil {
 		return err
 	}
 	for j, i := range idx {
-		msgs[i].ReceiptSent = sent[j]
+		msgs[i].ReceiptSent = ok[j]
 	}
 	return nil
 }
@@ -545,6 +593,9 @@ func (s *Service) markReceiptSent(ctx context.Context, user string, msgs []*pb.M
 // Sync returns stored messages user's sessions have not received, per
 // conversation in seq order, starting from the client's cursors (or the
 // server's delivery cursors for conversations the client does not list).
+// It runs on the user's node and reads only storage (the user's group and
+// C2C indexes, the messages, durable read state), never the in-memory
+// state of conversations, which lives on their owners.
 func (s *Service) Sync(ctx context.Context, caller Caller, req *pb.SyncRequest) (*pb.SyncResponse, error) {
 	limit := int(req.Limit)
 	if limit == 0 {
@@ -554,57 +605,55 @@ func (s *Service) Sync(ctx context.Context, caller Caller, req *pb.SyncRequest) 
 		return nil, apierr.TooMany("sync limit %d is over %d", limit, MaxSyncLimit)
 	}
 	user := caller.UserID
-	given := make(map[string]uint64, len(req.Cursors))
-	for _, c := range req.Cursors {
-		key, _, err := s.visible(user, c.GetConversation())
-		if err != nil {
-			// A conversation the user has left is simply not synced.
-			continue
-		}
-		given[key] = c.Seq
-	}
-	type span struct {
-		key      string
-		c        *pb.Conversation
-		from, to uint64
-	}
-	var spans []span
-	for _, g := range s.cfg.Groups.UserGroups(user) {
-		key := conv.Group(g.GroupID)
-		from := s.startFrom(ctx, user, key, given)
-		spans = append(spans, span{key, &pb.Conversation{GroupId: g.GroupID}, max(from, g.JoinedSeq), g.HeadSeq})
+	mine, err := s.cfg.Groups.UserGroups(ctx, user)
+	if err != nil {
+		return nil, err
 	}
 	peers, err := s.peers(ctx, user)
 	if err != nil {
 		return nil, err
 	}
+	type span struct {
+		key  string
+		c    *pb.Conversation
+		from uint64
+	}
+	spans := make([]span, 0, len(mine)+len(peers))
+	ordinals := make(map[string]uint32, len(mine))
+	for _, g := range mine {
+		ordinals[g.GroupID] = g.Ordinal
+		spans = append(spans, span{conv.Group(g.GroupID), &pb.Conversation{GroupId: g.GroupID}, g.JoinedSeq})
+	}
 	for _, p := range peers {
-		key := conv.C2C(user, p)
-		c, err := s.c2cConv(ctx, key)
-		if err != nil {
-			return nil, err
+		spans = append(spans, span{conv.C2C(user, p), &pb.Conversation{PeerId: p}, 0})
+	}
+	// A cursor for a conversation the user is not in (any more) is ignored.
+	given := make(map[string]uint64, len(req.Cursors))
+	for _, c := range req.Cursors {
+		switch cv := c.GetConversation(); {
+		case cv.GetGroupId() != "" && cv.GetPeerId() == "":
+			given[conv.Group(cv.GroupId)] = c.Seq
+		case cv.GetPeerId() != "" && cv.GetGroupId() == "" && cv.PeerId != user:
+			given[conv.C2C(user, cv.PeerId)] = c.Seq
 		}
-		c.mu.Lock()
-		head := c.head
-		c.mu.Unlock()
-		spans = append(spans, span{key, &pb.Conversation{PeerId: p}, s.startFrom(ctx, user, key, given), head})
 	}
 	sort.Slice(spans, func(i, j int) bool { return spans[i].key < spans[j].key })
 	resp := &pb.SyncResponse{}
 	var wms []uint32
 	for _, sp := range spans {
-		if sp.from >= sp.to {
-			continue
-		}
 		if len(resp.Messages) >= limit {
 			resp.More = true
 			break
 		}
-		last := sp.from
-		start := storage.AppendUint64(storage.Key("m", sp.key), sp.from+1)
-		end := storage.AppendUint64(storage.Key("m", sp.key), sp.to+1)
+		from := max(s.startFrom(ctx, user, sp.key, given), sp.from)
+		last := from
+		start := storage.AppendUint64(storage.Key("m", sp.key), from+1)
 		var decErr error
-		err := s.cfg.Store.Scan(ctx, start, end, false, func(_, v []byte) bool {
+		err := s.cfg.Store.Scan(ctx, start, storage.PrefixEnd(conv.MessagePrefix(sp.key)), false, func(_, v []byte) bool {
+			if len(resp.Messages) >= limit {
+				resp.More = true
+				return false
+			}
 			m, wm, err := decodeStored(v)
 			if err != nil {
 				decErr = err
@@ -613,7 +662,7 @@ func (s *Service) Sync(ctx context.Context, caller Caller, req *pb.SyncRequest) 
 			resp.Messages = append(resp.Messages, m)
 			wms = append(wms, wm)
 			last = m.Seq
-			return len(resp.Messages) < limit
+			return true
 		})
 		if err == nil {
 			err = decErr
@@ -621,17 +670,20 @@ func (s *Service) Sync(ctx context.Context, caller Caller, req *pb.SyncRequest) 
 		if err != nil {
 			return nil, err
 		}
-		resp.Cursors = append(resp.Cursors, &pb.SyncCursor{Conversation: sp.c, Seq: last})
-		s.cursors.advance(user, sp.key, last)
-		if len(resp.Messages) >= limit && last < sp.to {
-			resp.More = true
+		if last > from {
+			resp.Cursors = append(resp.Cursors, &pb.SyncCursor{Conversation: sp.c, Seq: last})
+			s.cursors.advance(user, sp.key, last)
+		}
+		if resp.More {
 			break
 		}
-		// Otherwise the scan ended below sp.to only because the newest
-		// messages are not committed yet; they are pushed to the user's
-		// sessions (registered before this sync) once they are.
 	}
-	return resp, s.markReceiptSent(ctx, user, resp.Messages, wms)
+	if s.receipts == nil {
+		return resp, nil
+	}
+	return resp, markReceiptSent(user, resp.Messages, wms, func(rms []receipts.Msg) ([]bool, error) {
+		return s.receipts.StoredReceiptSent(ctx, user, rms, ordinals)
+	})
 }
 
 func (s *Service) startFrom(ctx context.Context, user, key string, given map[string]uint64) uint64 {
