@@ -55,7 +55,7 @@ type Config struct {
 	// StorageName describes OpenStore's backend in the admin overview.
 	OpenStore   func(ctx context.Context) (storage.Store, error)
 	StorageName string
-	OpenBus   func(ctx context.Context) (bus.Bus, error)
+	OpenBus     func(ctx context.Context) (bus.Bus, error)
 	// DevTokens lets anyone mint a token for any user (for the demo page).
 	// Start refuses it unless the listener is on loopback.
 	DevTokens bool
@@ -161,11 +161,11 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 		Authenticate: authenticate,
 		Hub:          hub,
 		Dispatcher:   dispatcher,
-		Metrics:   gateway.NewMetrics(s.Registry),
-		Logger:    cfg.Logger,
-		Heartbeat: cfg.Heartbeat,
-		RateLimit: rate.Limit(cfg.RateLimit),
-		RateBurst: cfg.RateBurst,
+		Metrics:      gateway.NewMetrics(s.Registry),
+		Logger:       cfg.Logger,
+		Heartbeat:    cfg.Heartbeat,
+		RateLimit:    rate.Limit(cfg.RateLimit),
+		RateBurst:    cfg.RateBurst,
 	})
 	mux := http.NewServeMux()
 	mux.Handle(gateway.Path, s.gateway)
