@@ -226,7 +226,7 @@ func (s *Service) Create(ctx context.Context, owner string, typ pb.GroupType, gr
 		return "", apierr.InvalidArgument("unknown group type %d", typ)
 	}
 	if groupID == "" {
-		groupID = newGroupID()
+		groupID = NewGroupID()
 	} else if err := conv.CheckID("group ID", groupID); err != nil {
 		return "", err
 	}
@@ -487,9 +487,14 @@ func (g *group) memberOps(u string, m *member, left bool) []storage.Op {
 }
 
 // setAll returns a Committer prepare function that writes ops, encoded
-// beforehand so that the commit goroutine takes no group lock.
+// beforehand so that the commit goroutine takes no group lock, fenced by
+// the group's partition.
 func (g *group) setAll(ops []storage.Op) func(*storage.Batch) {
-	return func(b *storage.Batch) { b.Ops = append(b.Ops, ops...) }
+	part := cluster.Of(conv.Group(g.id))
+	return func(b *storage.Batch) {
+		b.Fence(part)
+		b.Ops = append(b.Ops, ops...)
+	}
 }
 
 func (s *Service) pushEvent(ctx context.Context, g *group, kind pb.GroupEventKind, op string, users []string, reason string, alsoTo []string) {
@@ -645,7 +650,8 @@ func typeName(t pb.GroupType) string {
 	return t.String()
 }
 
-func newGroupID() string {
+// NewGroupID returns a fresh server-chosen group ID.
+func NewGroupID() string {
 	var b [8]byte
 	rand.Read(b[:])
 	return "@RM#" + hex.EncodeToString(b[:])

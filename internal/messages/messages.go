@@ -352,7 +352,11 @@ func (s *Service) enqueue(ctx context.Context, key string, d delivery, clientMsg
 		ops = append(ops, storage.Op{Key: clientMsgKey(key, msg.Sender, clientMsgID), Value: binary.AppendUvarint(nil, msg.Seq)})
 	}
 	ch := make(chan error, 1)
-	err = s.cfg.Committer.Submit(ctx, func(b *storage.Batch) { b.Ops = append(b.Ops, ops...) }, func(err error) {
+	part := cluster.Of(key)
+	err = s.cfg.Committer.Submit(ctx, func(b *storage.Batch) {
+		b.Fence(part)
+		b.Ops = append(b.Ops, ops...)
+	}, func(err error) {
 		if err == nil {
 			s.recent.put(toReceiptMsg(key, msg, d.watermark))
 			s.deliveries <- d

@@ -11,6 +11,7 @@ import (
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
 	"github.com/readmark/readmark/internal/apierr"
+	"github.com/readmark/readmark/internal/cluster"
 	"github.com/readmark/readmark/internal/storage"
 )
 
@@ -130,6 +131,7 @@ type sendReq struct {
 	reader string
 	group  string // "" for C2C
 	ord    uint32 // reader's ordinal (group)
+	part   uint32 // partition of the conversation (fences the writes)
 	msgs   []Msg
 	refs   []*pb.MessageRef
 	states []*readState
@@ -180,7 +182,7 @@ func (e *Engine) SendFrom(ctx context.Context, reader string, session uint64, re
 	if len(msgs) != len(refs) {
 		return fmt.Errorf("receipts: resolve returned %d messages for %d refs", len(msgs), len(refs))
 	}
-	req := &sendReq{reader: reader, msgs: msgs, refs: refs, done: make(chan error, 1)}
+	req := &sendReq{reader: reader, msgs: msgs, refs: refs, part: cluster.Of(msgs[0].Conv), done: make(chan error, 1)}
 	for _, m := range msgs {
 		if m.Sender == reader {
 			return apierr.New(pb.CodeReceiptOwnMessage, "message %s is your own", m.ID)
@@ -329,6 +331,9 @@ func (e *Engine) prepare(sub *submission, b *storage.Batch) {
 				sub.mark[st] = struct{}{}
 				sub.touched = append(sub.touched, st)
 			}
+		}
+		if len(seqs) > 0 {
+			b.Fence(req.part)
 		}
 		if req.group != "" && len(seqs) > 0 {
 			sortSeqs(seqs)

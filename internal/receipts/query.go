@@ -11,6 +11,7 @@ import (
 	pb "github.com/readmark/readmark/api/readmarkv1"
 	"github.com/readmark/readmark/internal/apierr"
 	"github.com/readmark/readmark/internal/cluster"
+	"github.com/readmark/readmark/internal/conv"
 	"github.com/readmark/readmark/internal/storage"
 )
 
@@ -248,7 +249,11 @@ func (e *Engine) MarkC2CRead(ctx context.Context, reader, peer string) error {
 	cur, err := e.mark(ctx, reader, peer)
 	if err == nil && t > cur {
 		v := binary.AppendUvarint(nil, uint64(t))
-		err = e.cfg.Committer.Commit(ctx, func(b *storage.Batch) { b.Set(markKey(reader, peer), v) })
+		part := cluster.Of(conv.C2C(reader, peer))
+		err = e.cfg.Committer.Commit(ctx, func(b *storage.Batch) {
+			b.Fence(part)
+			b.Set(markKey(reader, peer), v)
+		})
 	} else {
 		t = max(t, cur)
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/readmark/readmark/internal/admin"
 	"github.com/readmark/readmark/internal/bus"
 	"github.com/readmark/readmark/internal/bus/membus"
+	"github.com/readmark/readmark/internal/cluster"
 	"github.com/readmark/readmark/internal/dispatch"
 	"github.com/readmark/readmark/internal/gateway"
 	"github.com/readmark/readmark/internal/groups"
@@ -77,6 +78,7 @@ type Server struct {
 	ln       net.Listener
 	serveErr chan error
 	stopping atomic.Bool
+	own      cluster.Ownership // who owns which partition: cluster.Local() on the embedded default
 	// Registry holds the server's Prometheus metrics.
 	Registry *prometheus.Registry
 }
@@ -154,9 +156,12 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 	}
 	s.messages.SetReceipts(s.receipts)
 	authenticate := func(token string) (string, error) { return usersig.Verify(s.secret, token, time.Now()) }
+	if s.own == nil {
+		s.own = cluster.Local()
+	}
 	dispatcher := dispatch.New(dispatch.Services{
 		Groups: s.groups, Messages: s.messages, Receipts: s.receipts, Users: profiles,
-	})
+	}, s.own, cfg.Logger)
 	s.gateway = gateway.New(gateway.Config{
 		Authenticate: authenticate,
 		Hub:          hub,
