@@ -17,6 +17,15 @@
 //     one DELETE ... = ANY for the deletes. Rows are locked in key order so
 //     that concurrent batches over the same keys queue instead of deadlocking;
 //     a deadlock or serialization failure that happens anyway is retried.
+//   - Fencing: a batch with Fences (cluster path, see storage.Batch) first
+//     locks the lease rows of its partitions in the table <table>_leases
+//     (maintained by package cluster) FOR SHARE, in partition order, in the
+//     same transaction and the same round trip, and the statement fails
+//     unless every one still has the batch's epoch; Apply then returns
+//     storage.ErrFenced and writes nothing. The share lock makes a
+//     concurrent takeover (an UPDATE of the row) wait until the batch has
+//     committed, so a write is either before the takeover, and visible to
+//     the new owner, or refused.
 //   - sync=false sets synchronous_commit = off for that transaction: the
 //     commit does not wait for the WAL flush, and a server crash may lose it
 //     (never partially). sync=true uses the server's synchronous_commit, which
@@ -60,10 +69,11 @@ import (
 type Store struct {
 	pool     *pgxpool.Pool
 	table    string // quoted identifier
+	name     string // as given to Open
 	pageSize int
 	closed   atomic.Bool
 
-	qGet, qUpsert, qDelete, qLock string
+	qGet, qUpsert, qDelete, qLock, qFence string
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -94,18 +104,34 @@ func Open(ctx context.Context, dsn string, table string) (*Store, error) {
 	s := &Store{
 		pool:     pool,
 		table:    t,
+		name:     table,
 		pageSize: defaultPageSize,
 		qGet:     "SELECT v FROM " + t + " WHERE k = $1",
 		qUpsert: "INSERT INTO " + t + " (k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[]) " +
 			"ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
 		qDelete: "DELETE FROM " + t + " WHERE k = ANY($1::bytea[])",
 		qLock:   "SELECT 1 FROM " + t + " WHERE k = ANY($1::bytea[]) ORDER BY k FOR UPDATE",
+		// A pipelined statement cannot stop the ones after it, but an error
+		// aborts the transaction: divide by zero unless every fence matched
+		// (mapped to ErrFenced by its SQLSTATE, for this statement only).
+		qFence: "SELECT 1 / (count(*) = $3)::int FROM (SELECT 1 FROM " + LeasesTable(table) + " l " +
+			"JOIN unnest($1::int[], $2::bigint[]) AS f(part, epoch) ON l.part = f.part AND l.epoch = f.epoch " +
+			"ORDER BY l.part FOR SHARE OF l) held",
 	}
 	if err := s.createTable(ctx); err != nil {
 		pool.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// LeasesTable is the quoted name of the partition leases table that fences
+// of a store on table are checked against: table with "_leases" appended to
+// its last component.
+func LeasesTable(table string) string {
+	parts := strings.Split(table, ".")
+	parts[len(parts)-1] += "_leases"
+	return pgx.Identifier(parts).Sanitize()
 }
 
 func (s *Store) createTable(ctx context.Context) error {
@@ -248,6 +274,11 @@ func (s *Store) Apply(ctx context.Context, b *storage.Batch, sync bool) error {
 		return nil
 	}
 	setK, setV, delK := reduce(b.Ops)
+	fenceParts := make([]int32, len(b.Fences))
+	fenceEpochs := make([]int64, len(b.Fences))
+	for i, f := range b.Fences {
+		fenceParts[i], fenceEpochs[i] = int32(f.Part), f.Epoch
+	}
 	var all [][]byte
 	if len(setK) > 0 && len(delK) > 0 {
 		all = slices.Concat(setK, delK)
@@ -257,6 +288,9 @@ func (s *Store) Apply(ctx context.Context, b *storage.Batch, sync bool) error {
 		batch := &pgx.Batch{}
 		if !sync {
 			batch.Queue("SET LOCAL synchronous_commit = off")
+		}
+		if len(b.Fences) > 0 {
+			batch.Queue(s.qFence, fenceParts, fenceEpochs, len(b.Fences))
 		}
 		if all != nil {
 			// Sets and deletes are two statements, each locking in key order,
@@ -277,6 +311,10 @@ func (s *Store) Apply(ctx context.Context, b *storage.Batch, sync bool) error {
 		if err == nil || !isCode(err, "40P01", "40001") || ctx.Err() != nil {
 			break
 		}
+	}
+	if len(b.Fences) > 0 && isCode(err, "22012") {
+		// Only the fence statement divides; no write of the batch can.
+		return fmt.Errorf("%w (fences %v)", storage.ErrFenced, b.Fences)
 	}
 	return err
 }
