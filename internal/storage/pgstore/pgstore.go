@@ -41,6 +41,10 @@
 // vacuum. Keys are limited by the btree index entry size (about 2.7 kB);
 // values by bytea (1 GB) and memory.
 //
+// A transaction left idle for 5 s (idle_in_transaction_session_timeout,
+// settable in the DSN) is ended by the server, so that a paused process
+// cannot hold locks indefinitely.
+//
 // Connections come from a pgxpool.Pool configured by pgxpool.ParseConfig: its
 // size is pool_max_conns in the DSN (default the greater of 4 and
 // runtime.NumCPU()), and the DSN's other pool_* parameters apply as pgxpool
@@ -80,6 +84,12 @@ var _ storage.Store = (*Store)(nil)
 
 const defaultPageSize = 1000
 
+// idleTxParam ends, server side, a transaction whose client stopped in its
+// middle (a paused or hung process): its locks would otherwise block the
+// takeover of its partitions' leases (fencing) forever. Default 5 s; the DSN
+// may set it.
+const idleTxParam = "idle_in_transaction_session_timeout"
+
 // maxAttempts bounds the retries of an Apply that lost a deadlock or a
 // serialization conflict.
 const maxAttempts = 5
@@ -95,6 +105,9 @@ func Open(ctx context.Context, dsn string, table string) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: %w", err)
+	}
+	if _, set := cfg.ConnConfig.RuntimeParams[idleTxParam]; !set {
+		cfg.ConnConfig.RuntimeParams[idleTxParam] = "5s"
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -128,28 +141,41 @@ func Open(ctx context.Context, dsn string, table string) (*Store, error) {
 // LeasesTable is the quoted name of the partition leases table that fences
 // of a store on table are checked against: table with "_leases" appended to
 // its last component.
-func LeasesTable(table string) string {
+func LeasesTable(table string) string { return SuffixedTable(table, "_leases") }
+
+// SuffixedTable is the quoted name of table with suffix appended to its last
+// component: the tables that go with a store's (package cluster's).
+func SuffixedTable(table, suffix string) string {
 	parts := strings.Split(table, ".")
-	parts[len(parts)-1] += "_leases"
+	parts[len(parts)-1] += suffix
 	return pgx.Identifier(parts).Sanitize()
 }
 
 func (s *Store) createTable(ctx context.Context) error {
-	c, err := s.pool.Acquire(ctx)
+	q := "CREATE TABLE IF NOT EXISTS " + s.table + " (k bytea PRIMARY KEY, v bytea NOT NULL)"
+	if err := CreateTable(ctx, s.pool, q); err != nil {
+		return fmt.Errorf("pgstore: %w", err)
+	}
+	return nil
+}
+
+// CreateTable runs a CREATE TABLE IF NOT EXISTS statement, tolerating
+// another node running it at the same moment.
+func CreateTable(ctx context.Context, pool *pgxpool.Pool, ddl string) error {
+	c, err := pool.Acquire(ctx)
 	if err != nil {
-		return fmt.Errorf("pgstore: connect: %w", err)
+		return fmt.Errorf("connect: %w", err)
 	}
 	defer c.Release()
-	q := "CREATE TABLE IF NOT EXISTS " + s.table + " (k bytea PRIMARY KEY, v bytea NOT NULL)"
-	_, err = c.Exec(ctx, q)
+	_, err = c.Exec(ctx, ddl)
 	if isCode(err, "23505", "42P07", "42710") {
-		// Another node created it at the same moment: IF NOT EXISTS is not
-		// race-free in PostgreSQL (unique violation on the catalog, or the
-		// table's row type already existing). Once more finds it there.
-		_, err = c.Exec(ctx, q)
+		// IF NOT EXISTS is not race-free in PostgreSQL (unique violation on
+		// the catalog, or the table's row type already existing). Once more
+		// finds it there.
+		_, err = c.Exec(ctx, ddl)
 	}
 	if err != nil {
-		return fmt.Errorf("pgstore: create table %s: %w", s.table, err)
+		return fmt.Errorf("%s: %w", ddl, err)
 	}
 	return nil
 }
