@@ -42,7 +42,7 @@ import (
 // Bus is a bus.Bus on one NATS connection.
 type Bus struct {
 	nc       *nats.Conn
-	prefix   string // "" or "<cluster>."
+	prefix   string        // "" or "<cluster>."
 	closedCh chan struct{} // closed by the connection's ClosedCB
 	waitCB   bool          // ClosedCB will run on Close
 
