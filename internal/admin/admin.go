@@ -1,7 +1,9 @@
 // Package admin owns the server's settings (which group types may ask for
 // read receipts) and the operator-facing HTTP API served beside the client
-// endpoint: /healthz, /metrics, /v1/admin/settings and /debug/pprof/, the
-// last two authenticated by a token of the admin user.
+// endpoint: /healthz and /metrics, and behind a token of the admin user
+// /v1/admin/settings, the server overview, the message read path
+// (/v1/admin/messages/lookup and a group message's read members) and
+// /debug/pprof/.
 package admin
 
 import (
@@ -10,17 +12,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/pprof"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
 	"github.com/readmark/readmark/internal/apierr"
+	"github.com/readmark/readmark/internal/dispatch"
 	"github.com/readmark/readmark/internal/storage"
 )
 
@@ -151,70 +156,89 @@ type Config struct {
 	// Healthy reports whether the server can serve (storage open, not
 	// shutting down).
 	Healthy func() error
+	// Role, if set, adds the node's place in the cluster to /healthz (node
+	// ID, partitions owned).
+	Role func() map[string]any
+	// Messages and Dispatcher serve the message read path.
+	Messages   MessageLookup
+	Dispatcher *dispatch.Dispatcher
+	// Version, Storage (a description of the backend) and Started are
+	// shown in the overview.
+	Version string
+	Storage string
+	Started time.Time
 }
 
 // Routes registers the admin API's handlers on mux.
 func Routes(mux *http.ServeMux, cfg Config) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if err := cfg.Healthy(); err != nil {
-			writeError(w, apierr.New(pb.CodeUnavailable, "%v", err))
+			WriteError(w, apierr.New(pb.CodeUnavailable, "%v", err))
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		body := map[string]any{"status": "ok"}
+		if cfg.Role != nil {
+			maps.Copy(body, cfg.Role())
+		}
+		WriteJSON(w, http.StatusOK, body)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	// Profiles for operators, behind the admin token like the settings.
 	mux.HandleFunc("GET /debug/pprof/", cfg.authed(pprof.Index))
 	mux.HandleFunc("GET /debug/pprof/profile", cfg.authed(pprof.Profile))
 	mux.HandleFunc("GET /v1/admin/settings", cfg.authed(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, cfg.Settings.Get())
+		WriteJSON(w, http.StatusOK, cfg.Settings.Get())
 	}))
 	mux.HandleFunc("PUT /v1/admin/settings", cfg.authed(func(w http.ResponseWriter, r *http.Request) {
 		var s Settings
 		dec := json.NewDecoder(io.LimitReader(r.Body, 64*1024))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&s); err != nil {
-			writeError(w, apierr.InvalidArgument("settings JSON: %v", err))
+			WriteError(w, apierr.InvalidArgument("settings JSON: %v", err))
 			return
 		}
 		if err := cfg.Settings.Put(r.Context(), s); err != nil {
-			writeError(w, err)
+			WriteError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, cfg.Settings.Get())
+		WriteJSON(w, http.StatusOK, cfg.Settings.Get())
 	}))
+	mux.HandleFunc("GET /v1/admin/overview", cfg.authed(cfg.overview))
+	cfg.messageRoutes(mux)
 }
 
 func (cfg Config) authed(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || token == "" {
-			writeError(w, apierr.New(pb.CodeUnauthenticated, "Authorization: Bearer <token of %s> required", cfg.AdminUser))
+			WriteError(w, apierr.New(pb.CodeUnauthenticated, "Authorization: Bearer <token of %s> required", cfg.AdminUser))
 			return
 		}
 		user, err := cfg.Authenticate(token)
 		if err != nil {
-			writeError(w, apierr.New(pb.CodeUnauthenticated, "token rejected: %v", err))
+			WriteError(w, apierr.New(pb.CodeUnauthenticated, "token rejected: %v", err))
 			return
 		}
 		if user != cfg.AdminUser {
-			writeError(w, apierr.PermissionDenied("user %q is not the admin user", user))
+			WriteError(w, apierr.PermissionDenied("user %q is not the admin user", user))
 			return
 		}
 		h(w, r)
 	}
 }
 
-func writeError(w http.ResponseWriter, err error) {
+// WriteError answers with err as {"code", "desc"} and the code's HTTP status.
+func WriteError(w http.ResponseWriter, err error) {
 	e := apierr.From(err)
 	status := pb.CodeHTTPStatus[e.Code]
 	if status == 0 {
 		status = http.StatusInternalServerError
 	}
-	writeJSON(w, status, map[string]any{"code": e.Code, "desc": e.Desc})
+	WriteJSON(w, status, map[string]any{"code": e.Code, "desc": e.Desc})
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// WriteJSON answers with v as JSON.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(v)
