@@ -30,6 +30,7 @@ import (
 	"github.com/readmark/readmark/internal/groups"
 	"github.com/readmark/readmark/internal/messages"
 	"github.com/readmark/readmark/internal/receipts"
+	"github.com/readmark/readmark/internal/restapi"
 	"github.com/readmark/readmark/internal/storage"
 	"github.com/readmark/readmark/internal/storage/pebblestore"
 	"github.com/readmark/readmark/internal/users"
@@ -49,6 +50,11 @@ type Config struct {
 	// (0 = 2,000/s with bursts of 4,000).
 	RateLimit float64
 	RateBurst int
+	// AdminRateLimit and AdminRateBurst bound each admin token's requests
+	// per second on the admin and server REST API (0 = 500/s with bursts
+	// of 1,000).
+	AdminRateLimit float64
+	AdminRateBurst int
 	// OpenStore and OpenBus replace the embedded defaults (cluster path).
 	OpenStore func(ctx context.Context) (storage.Store, error)
 	OpenBus   func(ctx context.Context) (bus.Bus, error)
@@ -144,22 +150,23 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 		return nil, err
 	}
 	s.messages.SetReceipts(s.receipts)
+	disp := dispatch.New(dispatch.Services{
+		Groups: s.groups, Messages: s.messages, Receipts: s.receipts, Users: profiles,
+	})
 	authenticate := func(token string) (string, error) { return usersig.Verify(s.secret, token, time.Now()) }
 	s.gateway = gateway.New(gateway.Config{
 		Authenticate: authenticate,
 		Hub:          hub,
-		Dispatcher: dispatch.New(dispatch.Services{
-			Groups: s.groups, Messages: s.messages, Receipts: s.receipts, Users: profiles,
-		}),
-		Metrics:   gateway.NewMetrics(s.Registry),
-		Logger:    cfg.Logger,
-		Heartbeat: cfg.Heartbeat,
-		RateLimit: rate.Limit(cfg.RateLimit),
-		RateBurst: cfg.RateBurst,
+		Dispatcher:   disp,
+		Metrics:      gateway.NewMetrics(s.Registry),
+		Logger:       cfg.Logger,
+		Heartbeat:    cfg.Heartbeat,
+		RateLimit:    rate.Limit(cfg.RateLimit),
+		RateBurst:    cfg.RateBurst,
 	})
 	mux := http.NewServeMux()
 	mux.Handle(gateway.Path, s.gateway)
-	admin.Routes(mux, admin.Config{
+	adminAPI := admin.New(admin.Config{
 		Settings: s.settings, Authenticate: authenticate, AdminUser: cfg.AdminUser,
 		Gatherer: s.Registry,
 		Healthy: func() error {
@@ -168,7 +175,10 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 			}
 			return nil
 		},
+		RateLimit: rate.Limit(cfg.AdminRateLimit), RateBurst: cfg.AdminRateBurst,
 	})
+	adminAPI.Routes(mux)
+	restapi.Routes(mux, restapi.Config{Admin: adminAPI, Dispatcher: disp, Messages: s.messages, Groups: s.groups})
 	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, err
 	}
