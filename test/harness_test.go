@@ -37,6 +37,7 @@ type testServer struct {
 	// openStore and openBus, if set, replace the embedded backends.
 	openStore func(context.Context) (storage.Store, error)
 	openBus   func(context.Context) (bus.Bus, error)
+	devTokens bool
 	srv       *server.Server
 }
 
@@ -60,7 +61,7 @@ func (ts *testServer) start() {
 	srv, err := server.Start(context.Background(), server.Config{
 		Listen: ts.addr, DataDir: ts.dir, Heartbeat: ts.heartbeat,
 		OpenStore: ts.openStore, OpenBus: ts.openBus,
-		RateLimit: ts.rateLimit, RateBurst: int(ts.rateLimit),
+		RateLimit: ts.rateLimit, RateBurst: int(ts.rateLimit), DevTokens: ts.devTokens,
 		AdminRateLimit: ts.adminRate, AdminRateBurst: int(ts.adminRate),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

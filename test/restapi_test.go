@@ -182,7 +182,7 @@ func TestRESTGroupsAndReceipts(t *testing.T) {
 
 	// Every error through REST, with its documented status and code.
 	wrongKey, _ := usersig.Gen([]byte("another key"), "administrator", time.Hour)
-	rmPath := fill(pReadMembers, "{group_id}", "rg", "{seq}", fmt.Sprint(seq))
+	rmPath := fill(pReadMembers, "{group_id}", "rg", "{seq}", fmt.Sprint(seq)) + "?filter=read"
 	seqs101 := make([]uint64, 101)
 	for i := range seqs101 {
 		seqs101[i] = uint64(i + 1)
@@ -218,13 +218,14 @@ func TestRESTGroupsAndReceipts(t *testing.T) {
 		{"receipt no user", "POST", pReceipts, pReceipts, obj{"group_id": "rg", "seqs": []uint64{seq}}, "", 400, im.CodeInvalidArgument},
 		{"mark read oneself", "POST", pMarkRead, pMarkRead, obj{"user_id": "ro", "peer_id": "ro"}, "", 400, im.CodeInvalidArgument},
 		{"mark read bad peer", "POST", pMarkRead, pMarkRead, obj{"user_id": "ro", "peer_id": ""}, "", 400, im.CodeInvalidArgument},
-		{"members count 0", "GET", pReadMembers, rmPath + "?count=0", nil, "", 400, im.CodeTooMany},
-		{"members count 101", "GET", pReadMembers, rmPath + "?count=101", nil, "", 400, im.CodeTooMany},
-		{"members bad filter", "GET", pReadMembers, rmPath + "?filter=all", nil, "", 400, im.CodeInvalidArgument},
-		{"members bad cursor", "GET", pReadMembers, rmPath + "?next_seq=-1", nil, "", 400, im.CodeInvalidArgument},
-		{"members bad seq", "GET", pReadMembers, fill(pReadMembers, "{group_id}", "rg", "{seq}", "x"), nil, "", 400, im.CodeInvalidArgument},
-		{"members no such message", "GET", pReadMembers, fill(pReadMembers, "{group_id}", "rg", "{seq}", "999"), nil, "", 404, im.CodeNotFound},
-		{"members no receipt asked", "GET", pReadMembers, fill(pReadMembers, "{group_id}", "rg", "{seq}", fmt.Sprint(plain)), nil, "", 400, im.CodeMessageNoReceipt},
+		{"members no filter", "GET", pReadMembers, fill(pReadMembers, "{group_id}", "rg", "{seq}", fmt.Sprint(seq)), nil, "", 400, im.CodeInvalidArgument},
+		{"members count 0", "GET", pReadMembers, rmPath + "&count=0", nil, "", 400, im.CodeTooMany},
+		{"members count 101", "GET", pReadMembers, rmPath + "&count=101", nil, "", 400, im.CodeTooMany},
+		{"members bad filter", "GET", pReadMembers, fill(pReadMembers, "{group_id}", "rg", "{seq}", fmt.Sprint(seq)) + "?filter=all", nil, "", 400, im.CodeInvalidArgument},
+		{"members bad cursor", "GET", pReadMembers, rmPath + "&next_seq=-1", nil, "", 400, im.CodeInvalidArgument},
+		{"members bad seq", "GET", pReadMembers, fill(pReadMembers, "{group_id}", "rg", "{seq}", "x") + "?filter=read", nil, "", 400, im.CodeInvalidArgument},
+		{"members no such message", "GET", pReadMembers, fill(pReadMembers, "{group_id}", "rg", "{seq}", "999") + "?filter=read", nil, "", 404, im.CodeNotFound},
+		{"members no receipt asked", "GET", pReadMembers, fill(pReadMembers, "{group_id}", "rg", "{seq}", fmt.Sprint(plain)) + "?filter=read", nil, "", 400, im.CodeMessageNoReceipt},
 		{"create exists", "POST", pGroups, pGroups, obj{"owner_id": "ro", "type": "Work", "group_id": "rg"}, "", 409, im.CodeAlreadyExists},
 		{"create bad type", "POST", pGroups, pGroups, obj{"owner_id": "ro", "type": "Club"}, "", 400, im.CodeInvalidArgument},
 		{"create bad id", "POST", pGroups, pGroups, obj{"owner_id": "ro", "type": "Work", "group_id": "a/b"}, "", 400, im.CodeInvalidArgument},

@@ -1,6 +1,6 @@
 // Command readmarkd is the Readmark server.
 //
-//	readmarkd [--listen ADDR] [--data DIR] [--secret-file FILE] [--admin-user ID]
+//	readmarkd [--listen ADDR] [--data DIR] [--secret-file FILE] [--admin-user ID] [--dev-tokens]
 //	readmarkd token --user ID [--ttl DURATION]
 //
 // Every flag can also be set by an environment variable READMARK_<NAME>
@@ -73,6 +73,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	postgres := fs.String("postgres", "", "store data in PostgreSQL at this DSN instead of the embedded store (cluster path; see docs/architecture.md)")
 	pgTable := fs.String("postgres-table", "readmark_kv", "table used with --postgres")
 	natsURL := fs.String("nats", "", "route pushes over NATS at this URL instead of in process (cluster path)")
+	devTokens := fs.Bool("dev-tokens", false, "let the demo page mint a token for any user (development only; refused unless --listen is loopback)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -86,11 +87,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	cfg := server.Config{
 		Listen: *listen, DataDir: c.data, SecretFile: c.secretPath(), AdminUser: *adminUser, Logger: logger,
-		RateLimit: *rateLimit, RateBurst: *rateBurst,
+		RateLimit: *rateLimit, RateBurst: *rateBurst, DevTokens: *devTokens,
 		AdminRateLimit: *adminRateLimit, AdminRateBurst: *adminRateBurst,
 	}
 	if *postgres != "" {
 		cfg.OpenStore = func(ctx context.Context) (storage.Store, error) { return pgstore.Open(ctx, *postgres, *pgTable) }
+		cfg.StorageName = "PostgreSQL (table " + *pgTable + ")"
 	}
 	if *natsURL != "" {
 		cfg.OpenBus = func(context.Context) (bus.Bus, error) { return natsbus.Open(*natsURL) }
@@ -102,6 +104,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "listening on %s\n", srv.Addr())
 	fmt.Fprintf(stdout, "SDK URL: %s   admin API: http://%s/v1/admin/settings\n", srv.URL(), srv.Addr())
 	fmt.Fprintf(stdout, "get a token: go run ./cmd/readmarkd token --user alice --secret-file %s\n", c.secretPath())
+	fmt.Fprintf(stdout, "demo chat: http://%s/demo/   admin console: http://%s/console/\n", srv.Addr(), srv.Addr())
 
 	select {
 	case <-ctx.Done():

@@ -1,7 +1,10 @@
 // Package admin owns the server's settings (which group types may ask for
 // read receipts) and the operator-facing HTTP API served beside the client
-// endpoint: /healthz, /metrics, /v1/admin/settings and /debug/pprof/, the
-// last two authenticated by a token of the admin user.
+// endpoint: /healthz and /metrics, and behind a token of the admin user
+// (rate limited per token) /v1/admin/settings, the server overview, the
+// message read path (/v1/admin/messages/lookup and a group message's read
+// members) and /debug/pprof/. The server REST API (package restapi) uses
+// its authentication and JSON helpers.
 package admin
 
 import (
@@ -25,6 +28,7 @@ import (
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
 	"github.com/readmark/readmark/internal/apierr"
+	"github.com/readmark/readmark/internal/dispatch"
 	"github.com/readmark/readmark/internal/storage"
 )
 
@@ -159,6 +163,14 @@ type Config struct {
 	// (0 = 500/s with bursts of 1,000).
 	RateLimit rate.Limit
 	RateBurst int
+	// Messages and Dispatcher serve the message read path.
+	Messages   MessageLookup
+	Dispatcher *dispatch.Dispatcher
+	// Version, Storage (a description of the backend) and Started are
+	// shown in the overview.
+	Version string
+	Storage string
+	Started time.Time
 }
 
 // API serves the admin HTTP API; Routes registers it, and other packages
@@ -208,6 +220,8 @@ func (a *API) Routes(mux *http.ServeMux) {
 		}
 		WriteJSON(w, http.StatusOK, cfg.Settings.Get())
 	}))
+	mux.HandleFunc("GET /v1/admin/overview", a.Authed(cfg.overview))
+	cfg.messageRoutes(mux, a.Authed)
 }
 
 // Authed lets a request through to h only with a valid token of the admin

@@ -468,7 +468,7 @@ func (s *Service) Resolve(ctx context.Context, user string, refs []*pb.MessageRe
 		if ref.Seq <= floor {
 			return nil, apierr.PermissionDenied("message %s was sent before you joined", ref.MsgId)
 		}
-		m, err := s.Lookup(ctx, key, ref.Seq)
+		m, err := s.lookup(ctx, key, ref.Seq)
 		if err != nil {
 			return nil, err
 		}
@@ -480,10 +480,9 @@ func (s *Service) Resolve(ctx context.Context, user string, refs []*pb.MessageRe
 	return out, nil
 }
 
-// Lookup returns the receipt-relevant fields of message seq of conversation
-// key (see package conv), from the cache or storage. It checks no access:
-// the server API uses it to name messages by seq.
-func (s *Service) Lookup(ctx context.Context, key string, seq uint64) (receipts.Msg, error) {
+// lookup returns a stored message's receipt-relevant fields, from the cache
+// or storage.
+func (s *Service) lookup(ctx context.Context, key string, seq uint64) (receipts.Msg, error) {
 	if m, ok := s.recent.get(key, seq); ok {
 		return m, nil
 	}

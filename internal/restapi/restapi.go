@@ -1,6 +1,7 @@
 // Package restapi is the server REST API under /v1/admin/: app backends send
 // messages, send and query read receipts, mark C2C conversations read and
-// administer groups with the admin token. Each call is turned into the
+// administer groups with the admin token (a group message's read members
+// are served by package admin, for the console and backends alike). Each call is turned into the
 // protobuf request the SDK would send on the named user's behalf and run by
 // the dispatcher, so the rules, errors, idempotence, durability and pushes
 // are the SDK's (and in cluster mode the dispatcher routes it). Messages are
@@ -31,9 +32,10 @@ type Dispatcher interface {
 	Do(ctx context.Context, caller dispatch.Caller, f *pb.ClientFrame) (*pb.ServerFrame, error)
 }
 
-// Messages looks up stored messages by conversation key and seq.
+// Messages looks up stored messages by conversation key and seq, without
+// an access check (messages.Service).
 type Messages interface {
-	Lookup(ctx context.Context, convKey string, seq uint64) (receipts.Msg, error)
+	Lookup(ctx context.Context, convKey string, seq uint64, msgID string) (*pb.Message, error)
 }
 
 // Groups describes groups and their members.
@@ -73,7 +75,6 @@ func Routes(mux *http.ServeMux, cfg Config) {
 	handle("POST /v1/admin/receipts/query", a.queryReceipts)
 	handle("POST /v1/admin/receipts", a.sendReceipts)
 	handle("POST /v1/admin/c2c/mark-read", a.markRead)
-	handle("GET /v1/admin/groups/{group_id}/messages/{seq}/read-members", a.readMembers)
 	handle("POST /v1/admin/groups", a.createGroup)
 	handle("GET /v1/admin/groups/{group_id}", a.groupInfo)
 	handle("GET /v1/admin/groups/{group_id}/members", a.groupMembers)
@@ -196,19 +197,19 @@ func conversation(user, peer, group string) (string, *pb.Conversation, error) {
 
 // lookup returns the messages at seqs of conversation key: 1..MaxPage of
 // them, as the SDK's batch limit.
-func (a *api) lookup(ctx context.Context, key string, seqs []uint64) ([]receipts.Msg, error) {
+func (a *api) lookup(ctx context.Context, key string, seqs []uint64) ([]*pb.Message, error) {
 	if len(seqs) == 0 {
 		return nil, apierr.InvalidArgument("no seqs")
 	}
 	if len(seqs) > MaxPage {
 		return nil, apierr.TooMany("%d messages, at most %d per call", len(seqs), MaxPage)
 	}
-	msgs := make([]receipts.Msg, len(seqs))
+	msgs := make([]*pb.Message, len(seqs))
 	for i, seq := range seqs {
 		if seq == 0 {
 			return nil, apierr.InvalidArgument("seq 0 names no message")
 		}
-		m, err := a.Messages.Lookup(ctx, key, seq)
+		m, err := a.Messages.Lookup(ctx, key, seq, "")
 		if err != nil {
 			return nil, err
 		}
@@ -217,16 +218,13 @@ func (a *api) lookup(ctx context.Context, key string, seqs []uint64) ([]receipts
 	return msgs, nil
 }
 
-// ref names m from user's point of view.
-func ref(m receipts.Msg, user string) *pb.MessageRef {
-	c := &pb.Conversation{GroupId: m.GroupID}
-	if m.GroupID == "" {
-		c.PeerId = m.Receiver
-		if user == m.Receiver {
-			c.PeerId = m.Sender
-		}
+// senderRef names m as its sender does.
+func senderRef(m *pb.Message) *pb.MessageRef {
+	c := &pb.Conversation{GroupId: m.GroupId}
+	if m.GroupId == "" {
+		c = &pb.Conversation{PeerId: m.Receiver}
 	}
-	return &pb.MessageRef{Conversation: c, Seq: m.Seq, MsgId: m.ID}
+	return &pb.MessageRef{Conversation: c, Seq: m.Seq, MsgId: m.MsgId}
 }
 
 func (a *api) queryReceipts(r *http.Request) (any, error) {
@@ -259,7 +257,7 @@ func (a *api) queryReceipts(r *http.Request) (any, error) {
 		idx := bySender[sender]
 		refs := make([]*pb.MessageRef, len(idx))
 		for j, i := range idx {
-			refs[j] = ref(msgs[i], sender)
+			refs[j] = senderRef(msgs[i])
 		}
 		f, err := a.do(r.Context(), sender, &pb.ClientFrame{Body: &pb.ClientFrame_GetReceipts{GetReceipts: &pb.GetReceiptsRequest{Messages: refs}}})
 		if err != nil {
@@ -271,8 +269,8 @@ func (a *api) queryReceipts(r *http.Request) (any, error) {
 		}
 		for j, i := range idx {
 			m, pr := msgs[i], rs[j]
-			rc := Receipt{Seq: m.Seq, MsgID: m.ID, Sender: m.Sender}
-			if m.GroupID != "" {
+			rc := Receipt{Seq: m.Seq, MsgID: m.MsgId, Sender: m.Sender}
+			if m.GroupId != "" {
 				rc.ReadCount, rc.UnreadCount = &pr.ReadCount, &pr.UnreadCount
 			} else {
 				rc.Receiver, rc.IsPeerRead, rc.PeerReadTimeMs = m.Receiver, &pr.IsPeerRead, &pr.TimeMs
@@ -310,7 +308,7 @@ func (a *api) sendReceipts(r *http.Request) (any, error) {
 	}
 	refs := make([]*pb.MessageRef, len(msgs))
 	for i, m := range msgs {
-		refs[i] = &pb.MessageRef{Conversation: c, Seq: m.Seq, MsgId: m.ID}
+		refs[i] = &pb.MessageRef{Conversation: c, Seq: m.Seq, MsgId: m.MsgId}
 	}
 	_, err = a.do(r.Context(), req.UserID, &pb.ClientFrame{Body: &pb.ClientFrame_SendReceipts{SendReceipts: &pb.SendReceiptsRequest{Messages: refs}}})
 	return empty, err
@@ -332,21 +330,6 @@ func (a *api) markRead(r *http.Request) (any, error) {
 	}
 	_, err := a.do(r.Context(), req.UserID, &pb.ClientFrame{Body: &pb.ClientFrame_MarkC2CRead{MarkC2CRead: &pb.MarkC2CReadRequest{PeerId: req.PeerID}}})
 	return empty, err
-}
-
-// ReadMember is one member in a ReadMembersResponse.
-type ReadMember struct {
-	UserID     string `json:"user_id"`
-	NickName   string `json:"nick_name,omitempty"`
-	FaceURL    string `json:"face_url,omitempty"`
-	ReadTimeMs int64  `json:"read_time_ms"`
-}
-
-// ReadMembersResponse answers GET .../read-members.
-type ReadMembersResponse struct {
-	Members    []ReadMember `json:"members"`
-	NextSeq    uint64       `json:"next_seq"`
-	IsFinished bool         `json:"is_finished"`
 }
 
 // query returns a query parameter as a uint64 (def if absent).
@@ -375,46 +358,6 @@ func page(r *http.Request) (next uint64, count uint32, err error) {
 		return 0, 0, apierr.TooMany("count %d, must be 1..%d", n, MaxPage)
 	}
 	return next, uint32(n), nil
-}
-
-func (a *api) readMembers(r *http.Request) (any, error) {
-	group := r.PathValue("group_id")
-	if err := conv.CheckID("group_id", group); err != nil {
-		return nil, err
-	}
-	seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)
-	if err != nil {
-		return nil, apierr.InvalidArgument("seq %q: not a non-negative integer", r.PathValue("seq"))
-	}
-	var filter pb.ReadMembersFilter
-	switch f := r.URL.Query().Get("filter"); f {
-	case "", "read":
-	case "unread":
-		filter = pb.ReadMembersFilter_READ_MEMBERS_FILTER_UNREAD
-	default:
-		return nil, apierr.InvalidArgument("filter %q: read or unread", f)
-	}
-	next, count, err := page(r)
-	if err != nil {
-		return nil, err
-	}
-	msgs, err := a.lookup(r.Context(), conv.Group(group), []uint64{seq})
-	if err != nil {
-		return nil, err
-	}
-	m := msgs[0]
-	f, err := a.do(r.Context(), m.Sender, &pb.ClientFrame{Body: &pb.ClientFrame_ReadMembers{ReadMembers: &pb.ReadMembersRequest{
-		Message: ref(m, m.Sender), Filter: filter, NextSeq: next, Count: count,
-	}}})
-	if err != nil {
-		return nil, err
-	}
-	rm := f.GetReadMembers()
-	out := ReadMembersResponse{Members: make([]ReadMember, len(rm.GetMembers())), NextSeq: rm.GetNextSeq(), IsFinished: rm.GetIsFinished()}
-	for i, gm := range rm.GetMembers() {
-		out.Members[i] = ReadMember{UserID: gm.UserId, NickName: gm.NickName, FaceURL: gm.FaceUrl, ReadTimeMs: gm.ReadTimeMs}
-	}
-	return out, nil
 }
 
 // CreateGroupRequest is the body of POST /v1/admin/groups.

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -34,6 +35,7 @@ import (
 	"github.com/readmark/readmark/internal/storage"
 	"github.com/readmark/readmark/internal/storage/pebblestore"
 	"github.com/readmark/readmark/internal/users"
+	"github.com/readmark/readmark/internal/webui"
 	"github.com/readmark/readmark/usersig"
 )
 
@@ -55,9 +57,14 @@ type Config struct {
 	// of 1,000).
 	AdminRateLimit float64
 	AdminRateBurst int
-	// OpenStore and OpenBus replace the embedded defaults (cluster path).
-	OpenStore func(ctx context.Context) (storage.Store, error)
-	OpenBus   func(ctx context.Context) (bus.Bus, error)
+	// OpenStore and OpenBus replace the embedded defaults (cluster path);
+	// StorageName describes OpenStore's backend in the admin overview.
+	OpenStore   func(ctx context.Context) (storage.Store, error)
+	StorageName string
+	OpenBus     func(ctx context.Context) (bus.Bus, error)
+	// DevTokens lets anyone mint a token for any user (for the demo page).
+	// Start refuses it unless the listener is on loopback.
+	DevTokens bool
 }
 
 // Server is a running Readmark server.
@@ -103,9 +110,11 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 	if s.secret, err = LoadSecret(cfg.SecretFile); err != nil {
 		return nil, err
 	}
+	storageName := cfg.StorageName
 	if cfg.OpenStore != nil {
 		s.store, err = cfg.OpenStore(ctx)
 	} else {
+		storageName = "embedded (Pebble) at " + filepath.Join(cfg.DataDir, "db")
 		s.store, err = pebblestore.Open(filepath.Join(cfg.DataDir, "db"))
 	}
 	if err != nil {
@@ -150,14 +159,14 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 		return nil, err
 	}
 	s.messages.SetReceipts(s.receipts)
-	disp := dispatch.New(dispatch.Services{
+	authenticate := func(token string) (string, error) { return usersig.Verify(s.secret, token, time.Now()) }
+	dispatcher := dispatch.New(dispatch.Services{
 		Groups: s.groups, Messages: s.messages, Receipts: s.receipts, Users: profiles,
 	})
-	authenticate := func(token string) (string, error) { return usersig.Verify(s.secret, token, time.Now()) }
 	s.gateway = gateway.New(gateway.Config{
 		Authenticate: authenticate,
 		Hub:          hub,
-		Dispatcher:   disp,
+		Dispatcher:   dispatcher,
 		Metrics:      gateway.NewMetrics(s.Registry),
 		Logger:       cfg.Logger,
 		Heartbeat:    cfg.Heartbeat,
@@ -168,7 +177,8 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 	mux.Handle(gateway.Path, s.gateway)
 	adminAPI := admin.New(admin.Config{
 		Settings: s.settings, Authenticate: authenticate, AdminUser: cfg.AdminUser,
-		Gatherer: s.Registry,
+		Gatherer: s.Registry, Messages: s.messages, Dispatcher: dispatcher,
+		Version: Version(), Storage: storageName, Started: time.Now(),
 		Healthy: func() error {
 			if s.stopping.Load() {
 				return errors.New("shutting down")
@@ -178,10 +188,20 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 		RateLimit: rate.Limit(cfg.AdminRateLimit), RateBurst: cfg.AdminRateBurst,
 	})
 	adminAPI.Routes(mux)
-	restapi.Routes(mux, restapi.Config{Admin: adminAPI, Dispatcher: disp, Messages: s.messages, Groups: s.groups})
+	restapi.Routes(mux, restapi.Config{Admin: adminAPI, Dispatcher: dispatcher, Messages: s.messages, Groups: s.groups})
 	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, err
 	}
+	pages := webui.Config{}
+	if cfg.DevTokens {
+		if ip := s.ln.Addr().(*net.TCPAddr).IP; !ip.IsLoopback() {
+			s.ln.Close()
+			return nil, fmt.Errorf("--dev-tokens lets anyone sign in as anyone, so it needs a loopback listener (127.0.0.1 or [::1]), not %s", s.ln.Addr())
+		}
+		cfg.Logger.Warn("DEV TOKENS ENABLED: anyone who can reach " + s.ln.Addr().String() + webui.DevTokenPath + " can sign in as any user, the admin included; never use --dev-tokens outside development")
+		pages.DevTokenSecret = s.secret
+	}
+	webui.Routes(mux, pages)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
 	go func() { s.serveErr <- s.http.Serve(s.ln) }()
 	return s, nil
@@ -233,6 +253,31 @@ func (s *Server) closeBackends() {
 			s.cfg.Logger.Error("closing storage", "err", err)
 		}
 	}
+}
+
+// Version is the server's version: the module version and VCS revision
+// the binary was built from, as far as the build recorded them.
+func Version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value[:min(12, len(s.Value))]
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = "+dirty"
+			}
+		}
+	}
+	if rev != "" {
+		v += " " + rev + modified
+	}
+	return v
 }
 
 // LoadSecret reads the HMAC key from path (surrounding white space
