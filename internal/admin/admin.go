@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"net/http/pprof"
@@ -163,6 +164,9 @@ type Config struct {
 	// (0 = 500/s with bursts of 1,000).
 	RateLimit rate.Limit
 	RateBurst int
+	// Role, if set, adds the node's place in the cluster to /healthz (node
+	// ID, partitions owned).
+	Role func() map[string]any
 	// Messages and Dispatcher serve the message read path.
 	Messages   MessageLookup
 	Dispatcher *dispatch.Dispatcher
@@ -199,7 +203,11 @@ func (a *API) Routes(mux *http.ServeMux) {
 			WriteError(w, apierr.New(pb.CodeUnavailable, "%v", err))
 			return
 		}
-		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		body := map[string]any{"status": "ok"}
+		if cfg.Role != nil {
+			maps.Copy(body, cfg.Role())
+		}
+		WriteJSON(w, http.StatusOK, body)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	// Profiles for operators, behind the admin token like the settings.
