@@ -760,3 +760,79 @@ func (r *reader) string() string {
 	r.b = r.b[n:]
 	return s
 }
+
+// Info describes a group, for the server API.
+type Info struct {
+	GroupID   string
+	Type      pb.GroupType
+	Name      string
+	Owner     string
+	CreatedMs int64
+	Members   int
+}
+
+// Info returns a group's description. It reads storage (the member count
+// is a scan of the membership records), so any node answers without
+// loading the group.
+func (s *Service) Info(ctx context.Context, groupID string) (Info, error) {
+	v, err := s.store.Get(ctx, storage.Key("g", groupID))
+	if errors.Is(err, storage.ErrNotFound) {
+		return Info{}, apierr.NotFound("group %q not found", groupID)
+	}
+	if err != nil {
+		return Info{}, err
+	}
+	g, err := decodeMeta(groupID, v)
+	if err != nil {
+		return Info{}, err
+	}
+	info := Info{GroupID: g.id, Type: g.typ, Name: g.name, Owner: g.owner, CreatedMs: g.created}
+	err = s.scanMembers(ctx, groupID, 0, func(MemberInfo, uint32) bool {
+		info.Members++
+		return true
+	})
+	return info, err
+}
+
+// MemberInfo is one member of a group in a page of Members.
+type MemberInfo struct {
+	UserID   string
+	JoinedMs int64
+}
+
+// Members pages a group's current members by ordinal (join order): up to
+// count members with ordinal >= from. next is the ordinal to continue
+// from; finished reports that no member follows. Like Info it reads
+// storage.
+func (s *Service) Members(ctx context.Context, groupID string, from uint32, count int) (page []MemberInfo, next uint32, finished bool, err error) {
+	next, finished = from, true
+	err = s.scanMembers(ctx, groupID, from, func(m MemberInfo, ord uint32) bool {
+		if len(page) == count {
+			finished = false
+			return false
+		}
+		page = append(page, m)
+		next = ord + 1
+		return true
+	})
+	return page, next, finished, err
+}
+
+// scanMembers calls fn with the stored present members of a group from
+// ordinal from on, in ordinal order, while it returns true.
+func (s *Service) scanMembers(ctx context.Context, groupID string, from uint32, fn func(m MemberInfo, ord uint32) bool) error {
+	p := append(storage.Key("gm", groupID), '/')
+	var decErr error
+	err := s.store.Scan(ctx, storage.AppendUint32(storage.Key("gm", groupID), from), storage.PrefixEnd(p), false, func(k, v []byte) bool {
+		u, m, left, err := decodeMember(v)
+		if err != nil {
+			decErr = err
+			return false
+		}
+		return left || fn(MemberInfo{UserID: u, JoinedMs: m.joinedAt}, storage.Uint32Suffix(k))
+	})
+	if err == nil {
+		err = decErr
+	}
+	return err
+}

@@ -120,3 +120,20 @@ func migrateUserIndex(ctx context.Context, store storage.Store) error {
 	b.Set(userIndexMarker, []byte{1})
 	return store.Apply(ctx, b, true)
 }
+
+// UserGroup returns user's entry of the index for one group, from storage:
+// ok=false if user is not a member.
+func (s *Service) UserGroup(ctx context.Context, user, groupID string) (g UserGroup, ok bool, err error) {
+	v, err := s.store.Get(ctx, userIndexKey(user, groupID))
+	if errors.Is(err, storage.ErrNotFound) {
+		return UserGroup{}, false, nil
+	}
+	if err != nil {
+		return UserGroup{}, false, err
+	}
+	joined, ord, err := decodeUserIndex(v)
+	if err != nil {
+		return UserGroup{}, false, err
+	}
+	return UserGroup{GroupID: groupID, JoinedSeq: joined, Ordinal: ord}, true, nil
+}

@@ -11,7 +11,6 @@ import (
 	"github.com/readmark/readmark/internal/conv"
 	"github.com/readmark/readmark/internal/groups"
 	"github.com/readmark/readmark/internal/storage"
-	"github.com/readmark/readmark/internal/storage/pebblestore"
 )
 
 type nopPusher struct{}
@@ -39,16 +38,6 @@ func newNode(t *testing.T, st storage.Store) *Service {
 		c.Close()
 	})
 	return s
-}
-
-func openStore(t *testing.T) storage.Store {
-	t.Helper()
-	st, err := pebblestore.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
 }
 
 func sendC2C(t *testing.T, s *Service, from, to, clientMsgID string) *pb.Message {

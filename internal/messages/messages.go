@@ -1,7 +1,8 @@
 // Package messages owns messages: sending (ID, per-conversation seq, server
 // time, the membership watermark of group messages), storage, ordered
-// delivery to online sessions, history, and sync of what a user's sessions
-// missed, with the per-user delivery cursors that sync starts from.
+// delivery to online sessions, history, and sync of what a user's devices
+// have not acknowledged, with the per-device delivery cursors that sync
+// starts from (cursors.go).
 //
 // Order: a conversation's seq is assigned and its write queued on the
 // storage.Committer under one lock (the group's lock in package groups, the
@@ -31,6 +32,7 @@ import (
 	"github.com/readmark/readmark/internal/cluster"
 	"github.com/readmark/readmark/internal/conv"
 	"github.com/readmark/readmark/internal/groups"
+	"github.com/readmark/readmark/internal/page"
 	"github.com/readmark/readmark/internal/receipts"
 	"github.com/readmark/readmark/internal/storage"
 )
@@ -59,10 +61,25 @@ type ReceiptState interface {
 	StoredReceiptSent(ctx context.Context, user string, msgs []receipts.Msg, ordinals map[string]uint32) ([]bool, error)
 }
 
-// Caller is who makes a request: the user and the session it came from.
+// Caller is who makes a request: the user, the session it came from (0 for
+// requests made on a user's behalf by the server API) and the session's
+// device (login's device_id; "" = an ephemeral device for this session
+// only).
 type Caller struct {
 	UserID    string
 	SessionID uint64
+	DeviceID  string
+	// JSON: responses are encoded in the protobuf JSON mapping, so pages are
+	// measured in it (it can be ~6x the binary size).
+	JSON bool
+}
+
+// device returns the key of the caller's delivery cursors.
+func (c Caller) device() string {
+	if c.DeviceID == "" {
+		return ephemeralDevice(c.SessionID)
+	}
+	return c.DeviceID
 }
 
 // Config wires a Service.
@@ -74,8 +91,8 @@ type Config struct {
 	// ReceiptGroupTypes reports whether messages of a group type may ask
 	// for read receipts (the admin setting).
 	ReceiptGroupTypes func(pb.GroupType) bool
-	// Online reports whether a user has a session now; delivery cursors
-	// advance only for online users.
+	// Online reports whether a user has a session now; offline users'
+	// delivery cursors leave memory once written.
 	Online func(userID string) bool
 	// CursorFlush is how often delivery cursors are written (0 = 1s).
 	CursorFlush time.Duration
@@ -133,7 +150,7 @@ func New(cfg Config) *Service {
 	s := &Service{
 		cfg:        cfg,
 		c2c:        make(map[string]*c2cConv),
-		cursors:    cursors{m: make(map[string]map[string]uint64), dirty: make(map[cursorKey]struct{})},
+		cursors:    newCursors(),
 		recent:     newMsgCache(cfg.CacheMessages),
 		sent:       newDedup(),
 		deliveries: make(chan delivery, 1<<14),
@@ -345,8 +362,8 @@ func (s *Service) enqueue(ctx context.Context, key string, d delivery, clientMsg
 	if msg.GroupId == "" && msg.Seq == 1 {
 		// The first message of a C2C conversation lists it for both parties.
 		ops = append(ops,
-			storage.Op{Key: storage.Key("uc", msg.Sender, msg.Receiver), Value: []byte{}},
-			storage.Op{Key: storage.Key("uc", msg.Receiver, msg.Sender), Value: []byte{}})
+			storage.Op{Key: conv.PeerKey(msg.Sender, msg.Receiver), Value: []byte{}},
+			storage.Op{Key: conv.PeerKey(msg.Receiver, msg.Sender), Value: []byte{}})
 	}
 	if clientMsgID != "" {
 		ops = append(ops, storage.Op{Key: clientMsgKey(key, msg.Sender, clientMsgID), Value: binary.AppendUvarint(nil, msg.Seq)})
@@ -395,9 +412,7 @@ func (s *Service) deliverLoop() {
 func (s *Service) deliver(d delivery) {
 	frame := &pb.ServerFrame{Body: &pb.ServerFrame_NewMessage{NewMessage: d.msg}}
 	var recipients iter.Seq[string]
-	key := conv.C2C(d.msg.Sender, d.msg.Receiver)
 	if d.msg.GroupId != "" {
-		key = conv.Group(d.msg.GroupId)
 		snap := d.members
 		recipients = func(yield func(string) bool) {
 			it := snap.Present.Iterator()
@@ -416,29 +431,12 @@ func (s *Service) deliver(d delivery) {
 			_ = yield(d.msg.Receiver) && yield(d.msg.Sender)
 		}
 	}
-	if d.msg.Seq > 0 {
-		recipients = s.advancing(recipients, key, d.msg.Seq)
-	}
 	s.cfg.Pusher.PushEachExcept(recipients, d.session, frame)
 }
 
-// advancing wraps recipients so that each online one's delivery cursor
-// moves to seq as it is pushed.
-func (s *Service) advancing(recipients iter.Seq[string], key string, seq uint64) iter.Seq[string] {
-	return func(yield func(string) bool) {
-		for u := range recipients {
-			if s.cfg.Online(u) {
-				s.cursors.advance(u, key, seq)
-			}
-			if !yield(u) {
-				return
-			}
-		}
-	}
-}
-
 // History returns up to req.count messages of a conversation older than
-// req.before_seq (0 = from the newest), newest first.
+// req.before_seq (0 = from the newest), newest first: fewer when more would
+// not fit in one frame (page.MaxFrameBytes).
 func (s *Service) History(ctx context.Context, caller Caller, req *pb.HistoryRequest) ([]*pb.Message, error) {
 	if req.Count == 0 {
 		return nil, apierr.InvalidArgument("count must be at least 1")
@@ -458,20 +456,15 @@ func (s *Service) History(ctx context.Context, caller Caller, req *pb.HistoryReq
 	}
 	var out []*pb.Message
 	var wms []uint32
-	var decErr error
-	err = s.cfg.Store.Scan(ctx, start, end, true, func(_, v []byte) bool {
-		m, wm, err := decodeStored(v)
-		if err != nil {
-			decErr = err
+	b := page.New(caller.JSON)
+	err = s.scanMessages(ctx, start, end, true, func(m *pb.Message, wm uint32) bool {
+		if !b.Take(m) {
 			return false
 		}
 		out = append(out, m)
 		wms = append(wms, wm)
 		return len(out) < int(req.Count)
 	})
-	if err == nil {
-		err = decErr
-	}
 	if err != nil {
 		return nil, err
 	}
@@ -481,6 +474,24 @@ func (s *Service) History(ctx context.Context, caller Caller, req *pb.HistoryReq
 	return out, markReceiptSent(caller.UserID, out, wms, func(rms []receipts.Msg) ([]bool, error) {
 		return s.receipts.ReceiptSent(ctx, caller.UserID, rms)
 	})
+}
+
+// scanMessages calls fn with the stored messages in [start, end) while it
+// returns true.
+func (s *Service) scanMessages(ctx context.Context, start, end []byte, reverse bool, fn func(m *pb.Message, watermark uint32) bool) error {
+	var decErr error
+	err := s.cfg.Store.Scan(ctx, start, end, reverse, func(_, v []byte) bool {
+		m, wm, err := decodeStored(v)
+		if err != nil {
+			decErr = err
+			return false
+		}
+		return fn(m, wm)
+	})
+	if err == nil {
+		err = decErr
+	}
+	return err
 }
 
 // visible returns the conversation key of c for user and the seq at and
@@ -594,12 +605,16 @@ func markReceiptSent(user string, msgs []*pb.Message, wms []uint32, sent func([]
 	return nil
 }
 
-// Sync returns stored messages user's sessions have not received, per
-// conversation in seq order, starting from the client's cursors (or the
-// server's delivery cursors for conversations the client does not list).
-// It runs on the user's node and reads only storage (the user's group and
-// C2C indexes, the messages, durable read state), never the in-memory
-// state of conversations, which lives on their owners.
+// Sync returns stored messages the caller's device has not acknowledged,
+// per conversation in seq order, at most req.limit of them and no more than
+// fit in one frame. The cursors the client sends are acknowledgements (it
+// holds these): they move the device's cursors, and sync starts after them;
+// a conversation the client does not list starts after the device's cursor
+// (docs/protocol.md, section 7). Building the page moves no cursor.
+//
+// Sync runs on the user's node and reads only storage (the user's group
+// and C2C indexes, the stored heads and messages, durable read state),
+// never the in-memory state of conversations, which lives on their owners.
 func (s *Service) Sync(ctx context.Context, caller Caller, req *pb.SyncRequest) (*pb.SyncResponse, error) {
 	limit := int(req.Limit)
 	if limit == 0 {
@@ -608,7 +623,10 @@ func (s *Service) Sync(ctx context.Context, caller Caller, req *pb.SyncRequest) 
 	if limit > MaxSyncLimit {
 		return nil, apierr.TooMany("sync limit %d is over %d", limit, MaxSyncLimit)
 	}
-	user := caller.UserID
+	user, device := caller.UserID, caller.device()
+	if err := s.cursors.load(ctx, s.cfg.Store, user, device); err != nil {
+		return nil, err
+	}
 	mine, err := s.cfg.Groups.UserGroups(ctx, user)
 	if err != nil {
 		return nil, err
@@ -617,68 +635,79 @@ func (s *Service) Sync(ctx context.Context, caller Caller, req *pb.SyncRequest) 
 	if err != nil {
 		return nil, err
 	}
-	type span struct {
-		key  string
-		c    *pb.Conversation
-		from uint64
-	}
-	spans := make([]span, 0, len(mine)+len(peers))
-	ordinals := make(map[string]uint32, len(mine))
-	for _, g := range mine {
-		ordinals[g.GroupID] = g.Ordinal
-		spans = append(spans, span{conv.Group(g.GroupID), &pb.Conversation{GroupId: g.GroupID}, g.JoinedSeq})
-	}
-	for _, p := range peers {
-		spans = append(spans, span{conv.C2C(user, p), &pb.Conversation{PeerId: p}, 0})
-	}
 	// A cursor for a conversation the user is not in (any more) is ignored.
 	given := make(map[string]uint64, len(req.Cursors))
 	for _, c := range req.Cursors {
-		switch cv := c.GetConversation(); {
-		case cv.GetGroupId() != "" && cv.GetPeerId() == "":
-			given[conv.Group(cv.GroupId)] = c.Seq
-		case cv.GetPeerId() != "" && cv.GetGroupId() == "" && cv.PeerId != user:
-			given[conv.C2C(user, cv.PeerId)] = c.Seq
+		if key, ok := syncKey(user, c.GetConversation()); ok {
+			given[key] = c.Seq
+		}
+	}
+	type span struct {
+		key      string
+		c        *pb.Conversation
+		from, to uint64
+	}
+	spans := make([]span, 0, len(mine)+len(peers))
+	add := func(key string, c *pb.Conversation, floor uint64) error {
+		head, err := conv.HeadSeq(ctx, s.cfg.Store, key)
+		if err != nil {
+			return err
+		}
+		from := s.cursors.get(user, device, key)
+		if seq, ok := given[key]; ok {
+			s.cursors.ack(user, device, key, min(seq, head))
+			from = seq
+		}
+		spans = append(spans, span{key, c, max(from, floor), head})
+		return nil
+	}
+	ordinals := make(map[string]uint32, len(mine))
+	for _, g := range mine {
+		ordinals[g.GroupID] = g.Ordinal
+		if err := add(conv.Group(g.GroupID), &pb.Conversation{GroupId: g.GroupID}, g.JoinedSeq); err != nil {
+			return nil, err
+		}
+	}
+	for _, p := range peers {
+		if err := add(conv.C2C(user, p), &pb.Conversation{PeerId: p}, 0); err != nil {
+			return nil, err
 		}
 	}
 	sort.Slice(spans, func(i, j int) bool { return spans[i].key < spans[j].key })
 	resp := &pb.SyncResponse{}
 	var wms []uint32
+	b := page.New(caller.JSON)
 	for _, sp := range spans {
+		if sp.from >= sp.to {
+			continue
+		}
 		if len(resp.Messages) >= limit {
 			resp.More = true
 			break
 		}
-		from := max(s.startFrom(ctx, user, sp.key, given), sp.from)
-		last := from
-		start := storage.AppendUint64(storage.Key("m", sp.key), from+1)
-		var decErr error
-		err := s.cfg.Store.Scan(ctx, start, storage.PrefixEnd(conv.MessagePrefix(sp.key)), false, func(_, v []byte) bool {
-			if len(resp.Messages) >= limit {
-				resp.More = true
-				return false
-			}
-			m, wm, err := decodeStored(v)
-			if err != nil {
-				decErr = err
+		cur := &pb.SyncCursor{Conversation: sp.c, Seq: sp.from}
+		full := false
+		start := storage.AppendUint64(storage.Key("m", sp.key), sp.from+1)
+		end := storage.AppendUint64(storage.Key("m", sp.key), sp.to+1)
+		err := s.scanMessages(ctx, start, end, false, func(m *pb.Message, wm uint32) bool {
+			if !b.Take(m) {
+				full = true
 				return false
 			}
 			resp.Messages = append(resp.Messages, m)
 			wms = append(wms, wm)
-			last = m.Seq
-			return true
+			cur.Seq = m.Seq
+			return len(resp.Messages) < limit
 		})
-		if err == nil {
-			err = decErr
-		}
 		if err != nil {
 			return nil, err
 		}
-		if last > from {
-			resp.Cursors = append(resp.Cursors, &pb.SyncCursor{Conversation: sp.c, Seq: last})
-			s.cursors.advance(user, sp.key, last)
+		if cur.Seq > sp.from {
+			b.Add(cur)
+			resp.Cursors = append(resp.Cursors, cur)
 		}
-		if resp.More {
+		if (full || len(resp.Messages) >= limit) && cur.Seq < sp.to {
+			resp.More = true
 			break
 		}
 	}
@@ -690,16 +719,65 @@ func (s *Service) Sync(ctx context.Context, caller Caller, req *pb.SyncRequest) 
 	})
 }
 
-func (s *Service) startFrom(ctx context.Context, user, key string, given map[string]uint64) uint64 {
-	if seq, ok := given[key]; ok {
-		return seq
+// syncKey is the key of a conversation named in a sync or ack cursor, if
+// it names exactly one.
+func syncKey(user string, c *pb.Conversation) (string, bool) {
+	switch g, p := c.GetGroupId(), c.GetPeerId(); {
+	case g != "" && p == "":
+		return conv.Group(g), true
+	case p != "" && g == "" && p != user:
+		return conv.C2C(user, p), true
 	}
-	return s.cursors.get(ctx, s.cfg.Store, user, key)
+	return "", false
+}
+
+// Ack moves the caller's device cursors forward to the seqs it says it
+// holds (AckRequest), never past a conversation's last stored message. Like
+// Sync it reads only storage, on the user's node.
+func (s *Service) Ack(ctx context.Context, caller Caller, req *pb.AckRequest) error {
+	user, device := caller.UserID, caller.device()
+	if err := s.cursors.load(ctx, s.cfg.Store, user, device); err != nil {
+		return err
+	}
+	for _, c := range req.Cursors {
+		key, ok := syncKey(user, c.GetConversation())
+		if !ok {
+			continue
+		}
+		// Only conversations the user is in: no state for made-up ones
+		// (nor for a group the user has just left).
+		var in bool
+		var err error
+		if g := c.GetConversation().GetGroupId(); g != "" {
+			_, in, err = s.cfg.Groups.UserGroup(ctx, user, g)
+		} else {
+			in, err = conv.C2CExists(ctx, s.cfg.Store, user, c.GetConversation().GetPeerId())
+		}
+		if err != nil {
+			return err
+		}
+		if !in {
+			continue
+		}
+		head, err := conv.HeadSeq(ctx, s.cfg.Store, key)
+		if err != nil {
+			return err
+		}
+		s.cursors.ack(user, device, key, min(c.Seq, head))
+	}
+	return nil
+}
+
+// SessionEnded forgets the cursors of the session's ephemeral device.
+func (s *Service) SessionEnded(caller Caller) {
+	if caller.DeviceID == "" {
+		s.cursors.forget(caller.UserID, caller.device())
+	}
 }
 
 // peers lists the users user has a C2C conversation with.
 func (s *Service) peers(ctx context.Context, user string) ([]string, error) {
-	p := append(storage.Key("uc", user), '/')
+	p := conv.PeerPrefix(user)
 	var out []string
 	err := s.cfg.Store.Scan(ctx, p, storage.PrefixEnd(p), false, func(k, _ []byte) bool {
 		out = append(out, string(k[len(p):]))
