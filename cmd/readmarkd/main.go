@@ -3,6 +3,9 @@
 //	readmarkd [--listen ADDR] [--data DIR] [--secret-file FILE] [--admin-user ID] [--dev-tokens]
 //	readmarkd token --user ID [--ttl DURATION]
 //
+// Cluster: readmarkd --postgres DSN --nats URL [--node-id ID] [--cluster NAME]
+// on every node (see docs/architecture.md, "Cluster").
+//
 // Every flag can also be set by an environment variable READMARK_<NAME>
 // (e.g. READMARK_LISTEN, READMARK_SECRET_FILE); a flag on the command line wins.
 package main
@@ -71,6 +74,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	postgres := fs.String("postgres", "", "store data in PostgreSQL at this DSN instead of the embedded store (cluster path; see docs/architecture.md)")
 	pgTable := fs.String("postgres-table", "readmark_kv", "table used with --postgres")
 	natsURL := fs.String("nats", "", "route pushes over NATS at this URL instead of in process (cluster path)")
+	nodeID := fs.String("node-id", "", "this node's ID in a cluster (--postgres and --nats), stable across restarts (default hostname:port)")
+	clusterName := fs.String("cluster", "readmark", "cluster name: prefixes every NATS subject, so clusters sharing a NATS server never cross")
 	devTokens := fs.Bool("dev-tokens", false, "let the demo page mint a token for any user (development only; refused unless --listen is loopback)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -92,7 +97,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 		cfg.StorageName = "PostgreSQL (table " + *pgTable + ")"
 	}
 	if *natsURL != "" {
-		cfg.OpenBus = func(context.Context) (bus.Bus, error) { return natsbus.Open(*natsURL) }
+		cfg.OpenBus = func(context.Context) (bus.Bus, error) { return natsbus.OpenPrefixed(*natsURL, *clusterName) }
+	}
+	if *postgres != "" && *natsURL != "" {
+		cfg.Cluster = &server.ClusterConfig{Name: *clusterName, NodeID: *nodeID, DSN: *postgres, Table: *pgTable}
 	}
 	srv, err := server.Start(ctx, cfg)
 	if err != nil {

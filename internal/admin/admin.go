@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/pprof"
 	"slices"
@@ -155,6 +156,9 @@ type Config struct {
 	// Healthy reports whether the server can serve (storage open, not
 	// shutting down).
 	Healthy func() error
+	// Role, if set, adds the node's place in the cluster to /healthz (node
+	// ID, partitions owned).
+	Role func() map[string]any
 	// Messages and Dispatcher serve the message read path.
 	Messages   MessageLookup
 	Dispatcher *dispatch.Dispatcher
@@ -172,7 +176,11 @@ func Routes(mux *http.ServeMux, cfg Config) {
 			WriteError(w, apierr.New(pb.CodeUnavailable, "%v", err))
 			return
 		}
-		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		body := map[string]any{"status": "ok"}
+		if cfg.Role != nil {
+			maps.Copy(body, cfg.Role())
+		}
+		WriteJSON(w, http.StatusOK, body)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	// Profiles for operators, behind the admin token like the settings.
