@@ -71,6 +71,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
 	rateLimit := fs.Float64("rate-limit", 2000, "requests per second each session may send (over it: CodeRateLimited)")
 	rateBurst := fs.Int("rate-burst", 4000, "requests a session may send at once above --rate-limit")
+	adminRateLimit := fs.Float64("admin-rate-limit", 500, "requests per second each admin token may send to the admin and server REST API (over it: 429 RateLimited with Retry-After)")
+	adminRateBurst := fs.Int("admin-rate-burst", 1000, "requests an admin token may send at once above --admin-rate-limit")
 	postgres := fs.String("postgres", "", "store data in PostgreSQL at this DSN instead of the embedded store (cluster path; see docs/architecture.md)")
 	pgTable := fs.String("postgres-table", "readmark_kv", "table used with --postgres")
 	natsURL := fs.String("nats", "", "route pushes over NATS at this URL instead of in process (cluster path)")
@@ -91,6 +93,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	cfg := server.Config{
 		Listen: *listen, DataDir: c.data, SecretFile: c.secretPath(), AdminUser: *adminUser, Logger: logger,
 		RateLimit: *rateLimit, RateBurst: *rateBurst, DevTokens: *devTokens,
+		AdminRateLimit: *adminRateLimit, AdminRateBurst: *adminRateBurst,
 	}
 	if *postgres != "" {
 		cfg.OpenStore = func(ctx context.Context) (storage.Store, error) { return pgstore.Open(ctx, *postgres, *pgTable) }

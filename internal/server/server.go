@@ -32,6 +32,7 @@ import (
 	"github.com/readmark/readmark/internal/groups"
 	"github.com/readmark/readmark/internal/messages"
 	"github.com/readmark/readmark/internal/receipts"
+	"github.com/readmark/readmark/internal/restapi"
 	"github.com/readmark/readmark/internal/storage"
 	"github.com/readmark/readmark/internal/storage/pebblestore"
 	"github.com/readmark/readmark/internal/users"
@@ -52,6 +53,11 @@ type Config struct {
 	// (0 = 2,000/s with bursts of 4,000).
 	RateLimit float64
 	RateBurst int
+	// AdminRateLimit and AdminRateBurst bound each admin token's requests
+	// per second on the admin and server REST API (0 = 500/s with bursts
+	// of 1,000).
+	AdminRateLimit float64
+	AdminRateBurst int
 	// OpenStore and OpenBus replace the embedded defaults (cluster path);
 	// StorageName describes OpenStore's backend in the admin overview.
 	OpenStore   func(ctx context.Context) (storage.Store, error)
@@ -183,7 +189,7 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 	})
 	mux := http.NewServeMux()
 	mux.Handle(gateway.Path, s.gateway)
-	admin.Routes(mux, admin.Config{
+	adminAPI := admin.New(admin.Config{
 		Settings: s.settings, Authenticate: authenticate, AdminUser: cfg.AdminUser,
 		Gatherer: s.Registry, Messages: s.messages, Dispatcher: dispatcher,
 		Version: Version(), Storage: storageName, Started: time.Now(),
@@ -193,8 +199,11 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 			}
 			return nil
 		},
+		RateLimit: rate.Limit(cfg.AdminRateLimit), RateBurst: cfg.AdminRateBurst,
 		Role: s.role,
 	})
+	adminAPI.Routes(mux)
+	restapi.Routes(mux, restapi.Config{Admin: adminAPI, Dispatcher: dispatcher, Messages: s.messages, Groups: s.groups})
 	pages := webui.Config{}
 	if cfg.DevTokens {
 		if ip := s.ln.Addr().(*net.TCPAddr).IP; !ip.IsLoopback() {
