@@ -243,3 +243,22 @@ test("own sends are not reported as new messages; other devices of the sender ge
   await alice.c.ping(); // a round trip after which an echo would have arrived
   assert.equal(alice.msgs.length, 0);
 });
+
+test("device ID: a client resumes where the same device acknowledged, without repeats", async () => {
+  const alice = await user("alice");
+  const bobName = id("bob");
+  const device = id("dev");
+  const first: Message[] = [];
+  const b1 = await srv.dial(bobName, { deviceID: device, listeners: [{ onRecvNewMessage: (m) => first.push(m) }] });
+  for (let i = 1; i <= 2; i++) await alice.c.sendMessage(alice.c.createTextMessage(`seen ${i}`), { receiver: bobName });
+  await waitFor("bob's first client sees two", () => first.length === 2);
+  await b1.close(); // acknowledges what its listeners saw
+  for (let i = 1; i <= 2; i++) await alice.c.sendMessage(alice.c.createTextMessage(`new ${i}`), { receiver: bobName });
+
+  const again: Message[] = [];
+  const b2 = await srv.dial(bobName, { deviceID: device, listeners: [{ onRecvNewMessage: (m) => again.push(m) }] });
+  clients.push(b2);
+  await waitFor("the two new ones", () => again.length >= 2);
+  await b2.ping();
+  assert.deepEqual(again.map((m) => m.text), ["new 1", "new 2"]);
+});
