@@ -205,14 +205,7 @@ func (cfg Config) authed(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-func writeError(w http.ResponseWriter, err error) {
-	e := apierr.From(err)
-	status := pb.CodeHTTPStatus[e.Code]
-	if status == 0 {
-		status = http.StatusInternalServerError
-	}
-	writeJSON(w, status, map[string]any{"code": e.Code, "desc": e.Desc})
-}
+func writeError(w http.ResponseWriter, err error) { apierr.WriteHTTP(w, err) }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")

@@ -45,10 +45,20 @@ type Config struct {
 	Logger     *slog.Logger
 	// Heartbeat clients must keep to (0 = 30s).
 	Heartbeat time.Duration
-	// RateLimit and RateBurst bound each session's requests per second
-	// (0 = 2,000/s with bursts of 4,000).
+	// RateLimit and RateBurst bound each user's requests per second on
+	// this node, all the user's sessions together (0 = 2,000/s with bursts
+	// of 4,000).
 	RateLimit float64
 	RateBurst int
+	// MaxSessionsPerUser bounds a user's sessions on this node (0 = 16).
+	MaxSessionsPerUser int
+	// MaxSessionQueueBytes bounds each session's output waiting to be
+	// written (0 = 4 MiB); over it the session is closed as a slow consumer.
+	MaxSessionQueueBytes int
+	// MaxConnections bounds the client WebSocket connections on this node
+	// (0 = DefaultMaxConnections()). The listener keeps adminHeadroom more
+	// connections for /healthz, /metrics and the admin API.
+	MaxConnections int
 	// OpenStore and OpenBus replace the embedded defaults (cluster path).
 	OpenStore func(ctx context.Context) (storage.Store, error)
 	OpenBus   func(ctx context.Context) (bus.Bus, error)
@@ -81,6 +91,9 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 	}
 	if cfg.AdminUser == "" {
 		cfg.AdminUser = "administrator"
+	}
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = DefaultMaxConnections()
 	}
 	if cfg.SecretFile == "" {
 		cfg.SecretFile = filepath.Join(cfg.DataDir, "secret")
@@ -122,7 +135,10 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 	s.commit.OnCommit = func(ops, _ int) { commits.Observe(float64(ops)) }
 
 	pusher := &bus.Pusher{Bus: s.bus, OnError: func(err error) { cfg.Logger.Warn("push failed", "err", err) }}
-	hub := gateway.NewHub(s.bus, cfg.Logger)
+	hub := gateway.NewHub(s.bus, gateway.HubConfig{
+		Logger: cfg.Logger, MaxSessionsPerUser: cfg.MaxSessionsPerUser,
+		RateLimit: rate.Limit(cfg.RateLimit), RateBurst: cfg.RateBurst,
+	})
 	if s.settings, err = admin.LoadSettings(ctx, s.store); err != nil {
 		return nil, err
 	}
@@ -151,11 +167,11 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 		Dispatcher: dispatch.New(dispatch.Services{
 			Groups: s.groups, Messages: s.messages, Receipts: s.receipts, Users: profiles,
 		}),
-		Metrics:   gateway.NewMetrics(s.Registry),
-		Logger:    cfg.Logger,
-		Heartbeat: cfg.Heartbeat,
-		RateLimit: rate.Limit(cfg.RateLimit),
-		RateBurst: cfg.RateBurst,
+		Metrics:        gateway.NewMetrics(s.Registry),
+		Logger:         cfg.Logger,
+		Heartbeat:      cfg.Heartbeat,
+		MaxQueueBytes:  cfg.MaxSessionQueueBytes,
+		MaxConnections: cfg.MaxConnections,
 	})
 	mux := http.NewServeMux()
 	mux.Handle(gateway.Path, s.gateway)
@@ -172,6 +188,7 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, err
 	}
+	s.ln = newLimitListener(s.ln, cfg.MaxConnections+adminHeadroom)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
 	go func() { s.serveErr <- s.http.Serve(s.ln) }()
 	return s, nil
