@@ -34,7 +34,11 @@ type session struct {
 	// writes use watchdog timers instead of per-call deadline contexts,
 	// which would allocate a context and a callback for every frame.
 	idle *time.Timer
-	wake chan struct{} // signals the writer that out has frames (capacity 1)
+	// stuck closes the connection when a write takes longer than
+	// writeTimeout (the client stopped reading), or at once for a slow
+	// consumer.
+	stuck *time.Timer
+	wake  chan struct{} // signals the writer that out has frames (capacity 1)
 	// slots bounds the requests whose response is not yet written: the
 	// reader takes one per request, the writer gives it back after writing
 	// the response. A client that does not read stalls its own reader.
@@ -80,6 +84,8 @@ func (s *session) run() {
 	defer s.cancel()
 	s.idle = time.AfterFunc(loginTimeout, func() { s.conn.CloseNow() })
 	defer s.idle.Stop()
+	s.stuck = time.AfterFunc(writeTimeout, func() { s.conn.CloseNow() })
+	s.stuck.Stop()
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
@@ -310,7 +316,9 @@ func (s *session) enqueue(f outFrame) {
 		}
 		s.g.cfg.Metrics.slowConsumer()
 		s.g.cfg.Logger.Warn("closing a slow consumer", "user", s.user, "session", s.id, "queued_bytes", queued)
-		s.wakeWriter()
+		// Cut the connection now, without a close frame: the writer is
+		// most likely blocked on a full socket that would not take one.
+		s.stuck.Reset(0)
 		return
 	}
 	s.out = append(s.out, f)
@@ -394,56 +402,52 @@ func (s *session) writer() {
 	if s.json {
 		typ = websocket.MessageText
 	}
-	// A write stuck for writeTimeout (the client stopped reading) closes
-	// the connection.
-	stuck := time.AfterFunc(writeTimeout, func() { s.conn.CloseNow() })
-	stuck.Stop()
 	defer func() {
+		s.stuck.Stop()
 		s.mu.Lock()
-		draining, slow := s.draining, s.slow
+		draining := s.draining
 		s.mu.Unlock()
-		switch {
-		case slow:
-			stuck.Reset(writeTimeout) // the close frame may not get through either
-			s.conn.Close(websocket.StatusPolicyViolation, "too slow to receive: over the session's output queue limit")
-		case draining:
+		if draining {
 			s.conn.Close(websocket.StatusGoingAway, "server shutting down")
-		default:
+		} else {
 			// The reader waits on the connection, not on ctx: close it.
 			s.conn.CloseNow()
 		}
-		stuck.Stop()
 		s.cancel()
 	}()
 	var batch []outFrame
 	for {
 		var last bool
 		batch, last = s.take(batch)
-		if len(batch) > 0 {
-			stuck.Reset(writeTimeout)
-			for _, f := range batch {
-				data := f.data
-				if f.push != nil {
-					var err error
-					if data, err = f.push.encoded(s.json, s.g.cfg.Metrics); err != nil {
-						s.g.cfg.Logger.Error("encoding push", "err", err)
-						continue
-					}
-				}
-				if err := s.conn.Write(context.Background(), typ, data); err != nil {
-					return
+		if len(batch) == 0 {
+			if last {
+				return
+			}
+			select {
+			case <-s.wake:
+			case <-s.ctx.Done():
+				return
+			}
+			continue
+		}
+		s.stuck.Reset(writeTimeout)
+		for _, f := range batch {
+			data := f.data
+			if f.push != nil {
+				var err error
+				if data, err = f.push.encoded(s.json, s.g.cfg.Metrics); err != nil {
+					s.g.cfg.Logger.Error("encoding push", "err", err)
+					continue
 				}
 			}
-			stuck.Stop()
-			s.written(batch)
+			if err := s.conn.Write(context.Background(), typ, data); err != nil {
+				return
+			}
 		}
+		s.stuck.Stop()
+		s.written(batch)
 		clear(batch)
 		if last {
-			return
-		}
-		select {
-		case <-s.wake:
-		case <-s.ctx.Done():
 			return
 		}
 	}
