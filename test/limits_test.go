@@ -58,8 +58,8 @@ func liveHeap() uint64 {
 func TestPipelinedRequestsNeverReadStayBounded(t *testing.T) {
 	ts := startServer(t)
 	alice, _ := ts.dial("alice")
-	// 100 messages of 4 KiB: every history page below is ~400 KiB.
-	text := strings.Repeat("x", 4096)
+	// 100 messages of 12 KiB: every history page below is ~1.2 MiB.
+	text := strings.Repeat("x", 12<<10)
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
@@ -79,33 +79,51 @@ func TestPipelinedRequestsNeverReadStayBounded(t *testing.T) {
 
 	r := rawDial(t, ts, "readmark.v1.proto")
 	r.login(ts, "alice")
+	// Watch the live heap from the first request until the server ends the
+	// session, which it does once its writer has been stuck for the write
+	// timeout.
+	peak := make(chan uint64)
+	go func() {
+		var p uint64
+		for ts.metric("readmark_sessions") != 1 { // alice's SDK session only
+			p = max(p, liveHeap())
+			time.Sleep(20 * time.Millisecond)
+		}
+		peak <- p
+	}()
 	const requests = 1500
 	for i := range requests {
-		r.write(&pb.ClientFrame{Id: uint64(10 + i), Body: &pb.ClientFrame_History{History: &pb.HistoryRequest{
+		data := mustMarshal(t, &pb.ClientFrame{Id: uint64(10 + i), Body: &pb.ClientFrame_History{History: &pb.HistoryRequest{
 			Conversation: &pb.Conversation{PeerId: "bob"}, Count: 100,
 		}}})
+		if r.c.Write(ctxT(t), websocket.MessageBinary, data) != nil {
+			break // the server cut the connection
+		}
 	}
-	// The server ends the session once its writer has been stuck for the
-	// write timeout; until then, watch the live heap.
-	var peak uint64
-	waitFor(t, "the server to close the unread session", func() bool {
-		peak = max(peak, liveHeap())
-		return ts.metric("readmark_sessions") == 1 // alice's SDK session only
-	})
-	// Bound: a request slot is given back only once its response is
-	// written, so at most MaxInFlight (128) pages of ~400 KiB (~52 MiB),
-	// plus the kernel's socket buffers' worth already written, are held.
-	// 200 MiB leaves room for garbage between GCs and the rest of the
-	// process; answering all 1,500 requests into the queue (the bug) held
-	// ~600 MiB.
+	var top uint64
+	select {
+	case top = <-peak:
+	case <-time.After(time.Minute):
+		t.Fatal("the server never closed the session that does not read")
+	}
+	// A request slot is given back only once its response is written, so
+	// the reader stalls after DefaultMaxInFlight (32) unwritten responses,
+	// plus the few pages of ~1.2 MiB the kernel's socket buffers took (3
+	// or 4 with Linux's default 4 MiB send buffer; 8 allowed).
+	// Before the fix every request was answered into an unbounded queue,
+	// as fast as the server could make pages, until the write timeout cut
+	// the session.
+	if n := ts.metric(`readmark_requests_total{code="OK",type="history"}`); n > 32+8 {
+		t.Fatalf("%v requests were answered though no response was read: the reader did not stall", n)
+	}
+	// Heap bound: the ~38 MiB of those pages, caches warmed by the reads
+	// and garbage between GCs fit well in 200 MiB; the unbounded queue
+	// reached ~810 MiB in issue 7.
 	const bound = 200 << 20
-	if peak > base+bound {
-		t.Fatalf("live heap grew by %d MiB (bound %d MiB)", (peak-base)>>20, bound>>20)
+	if top > base+bound {
+		t.Fatalf("live heap grew by %d MiB (bound %d MiB)", (top-base)>>20, bound>>20)
 	}
-	if n := ts.metric(`readmark_requests_total{code="OK",type="history"}`); n >= requests {
-		t.Fatalf("all %v requests were answered though none was read: the reader never stalled", n)
-	}
-	t.Logf("live heap +%d MiB at most", (peak-base)>>20)
+	t.Logf("live heap +%d MiB at most, %v requests answered", (top-base)>>20, ts.metric(`readmark_requests_total{code="OK",type="history"}`))
 }
 
 // Issue 7 items 4 and 5: a JSON session that never reads is closed once.

@@ -27,6 +27,10 @@ const (
 const (
 	MaxFrameBytes    = 64 * 1024
 	DefaultHeartbeat = 30 * time.Second
+	// DefaultMaxInFlight bounds a session's requests whose response is
+	// not yet written: with responses of up to a few MiB, it is what bounds
+	// the memory a client that does not read can make the server hold.
+	DefaultMaxInFlight = 32
 	// DefaultMaxQueueBytes is a session's default output queue bound.
 	DefaultMaxQueueBytes = 4 << 20
 	loginTimeout         = 10 * time.Second
@@ -50,7 +54,7 @@ type Config struct {
 	// twice as long is closed.
 	Heartbeat time.Duration
 	// MaxInFlight bounds a session's requests whose response is not yet
-	// written to the socket; more wait, unread (0 = 128).
+	// written to the socket; more wait, unread (0 = DefaultMaxInFlight).
 	MaxInFlight int
 	// MaxQueueBytes bounds a session's encoded output waiting to be written,
 	// responses and pushes together (0 = DefaultMaxQueueBytes); a push over
@@ -80,7 +84,7 @@ func New(cfg Config) *Gateway {
 		cfg.Heartbeat = DefaultHeartbeat
 	}
 	if cfg.MaxInFlight <= 0 {
-		cfg.MaxInFlight = 128
+		cfg.MaxInFlight = DefaultMaxInFlight
 	}
 	if cfg.MaxQueueBytes <= 0 {
 		cfg.MaxQueueBytes = DefaultMaxQueueBytes
