@@ -11,8 +11,9 @@ if [ -n "$unformatted" ]; then
 fi
 # The error table's generated code and docs must match api/readmarkv1/errors.json.
 go run ./internal/tools/gencodes .
-if ! git diff --quiet -- api/readmarkv1/codes.go im/codes.go docs/errors.md 2>/dev/null; then
+if ! git diff --quiet -- api/readmarkv1/codes.go im/codes.go sdk/js/src/codes.ts docs/errors.md 2>/dev/null; then
   echo "generated error code files are stale: run go generate ./api/... and commit"; exit 1
 fi
 go vet ./... ./_examples/receipts  # "..." patterns skip _examples
 go test -race -count=1 -timeout 20m ./...
+./scripts/test-js.sh

@@ -32,10 +32,12 @@ type testServer struct {
 	dir       string
 	addr      string
 	heartbeat time.Duration
-	rateLimit float64 // requests/s per session, with an equal burst (0 = server default)
+	rateLimit float64 // requests/s per user, with an equal burst (0 = server default)
+	adminRate float64 // requests/s per admin token, with an equal burst (0 = server default)
 	// openStore and openBus, if set, replace the embedded backends.
 	openStore func(context.Context) (storage.Store, error)
 	openBus   func(context.Context) (bus.Bus, error)
+	devTokens bool
 	// tweak, if set, adjusts the server's configuration (limits).
 	tweak func(*server.Config)
 	srv   *server.Server
@@ -70,7 +72,8 @@ func (ts *testServer) start() {
 	cfg := server.Config{
 		Listen: ts.addr, DataDir: ts.dir, Heartbeat: ts.heartbeat,
 		OpenStore: ts.openStore, OpenBus: ts.openBus,
-		RateLimit: ts.rateLimit, RateBurst: int(ts.rateLimit),
+		RateLimit: ts.rateLimit, RateBurst: int(ts.rateLimit), DevTokens: ts.devTokens,
+		AdminRateLimit: ts.adminRate, AdminRateBurst: int(ts.adminRate),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	if ts.tweak != nil {

@@ -1,7 +1,10 @@
 // Command readmarkd is the Readmark server.
 //
-//	readmarkd [--listen ADDR] [--data DIR] [--secret-file FILE] [--admin-user ID]
+//	readmarkd [--listen ADDR] [--data DIR] [--secret-file FILE] [--admin-user ID] [--dev-tokens]
 //	readmarkd token --user ID [--ttl DURATION]
+//
+// Cluster: readmarkd --postgres DSN --nats URL [--node-id ID] [--cluster NAME]
+// on every node (see docs/architecture.md, "Cluster").
 //
 // Every flag can also be set by an environment variable READMARK_<NAME>
 // (e.g. READMARK_LISTEN, READMARK_SECRET_FILE); a flag on the command line wins.
@@ -72,9 +75,14 @@ func run(args []string, stdout, stderr io.Writer) error {
 	maxSessions := fs.Int("max-sessions-per-user", 16, "sessions one user may have on this node (one more login: CodeSessionLimit)")
 	maxQueue := fs.Int("max-session-queue-bytes", gateway.DefaultMaxQueueBytes, "bytes of output a session may have waiting to be written; over it the session is closed as a slow consumer")
 	maxConns := fs.Int("max-connections", 0, "client WebSocket connections on this node (one more: HTTP 503 CodeConnectionLimit; 0 = the descriptor limit minus a reserve)")
+	adminRateLimit := fs.Float64("admin-rate-limit", 500, "requests per second each admin token may send to the admin and server REST API (over it: 429 RateLimited with Retry-After)")
+	adminRateBurst := fs.Int("admin-rate-burst", 1000, "requests an admin token may send at once above --admin-rate-limit")
 	postgres := fs.String("postgres", "", "store data in PostgreSQL at this DSN instead of the embedded store (cluster path; see docs/architecture.md)")
 	pgTable := fs.String("postgres-table", "readmark_kv", "table used with --postgres")
 	natsURL := fs.String("nats", "", "route pushes over NATS at this URL instead of in process (cluster path)")
+	nodeID := fs.String("node-id", "", "this node's ID in a cluster (--postgres and --nats), stable across restarts (default hostname:port)")
+	clusterName := fs.String("cluster", "readmark", "cluster name: prefixes every NATS subject, so clusters sharing a NATS server never cross")
+	devTokens := fs.Bool("dev-tokens", false, "let the demo page mint a token for any user (development only; refused unless --listen is loopback)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -88,14 +96,19 @@ func run(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	cfg := server.Config{
 		Listen: *listen, DataDir: c.data, SecretFile: c.secretPath(), AdminUser: *adminUser, Logger: logger,
-		RateLimit: *rateLimit, RateBurst: *rateBurst,
+		RateLimit: *rateLimit, RateBurst: *rateBurst, DevTokens: *devTokens,
+		AdminRateLimit: *adminRateLimit, AdminRateBurst: *adminRateBurst,
 		MaxSessionsPerUser: *maxSessions, MaxSessionQueueBytes: *maxQueue, MaxConnections: *maxConns,
 	}
 	if *postgres != "" {
 		cfg.OpenStore = func(ctx context.Context) (storage.Store, error) { return pgstore.Open(ctx, *postgres, *pgTable) }
+		cfg.StorageName = "PostgreSQL (table " + *pgTable + ")"
 	}
 	if *natsURL != "" {
-		cfg.OpenBus = func(context.Context) (bus.Bus, error) { return natsbus.Open(*natsURL) }
+		cfg.OpenBus = func(context.Context) (bus.Bus, error) { return natsbus.OpenPrefixed(*natsURL, *clusterName) }
+	}
+	if *postgres != "" && *natsURL != "" {
+		cfg.Cluster = &server.ClusterConfig{Name: *clusterName, NodeID: *nodeID, DSN: *postgres, Table: *pgTable}
 	}
 	srv, err := server.Start(ctx, cfg)
 	if err != nil {
@@ -104,6 +117,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "listening on %s\n", srv.Addr())
 	fmt.Fprintf(stdout, "SDK URL: %s   admin API: http://%s/v1/admin/settings\n", srv.URL(), srv.Addr())
 	fmt.Fprintf(stdout, "get a token: go run ./cmd/readmarkd token --user alice --secret-file %s\n", c.secretPath())
+	fmt.Fprintf(stdout, "demo chat: http://%s/demo/   admin console: http://%s/console/\n", srv.Addr(), srv.Addr())
 
 	select {
 	case <-ctx.Done():

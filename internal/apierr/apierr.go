@@ -39,7 +39,8 @@ func From(err error) *Error {
 }
 
 // WriteHTTP answers an HTTP request with err as a JSON body
-// {"code": N, "desc": "..."} and the code's HTTP status from errors.json.
+// {"code": N, "name": "...", "desc": "..."} and the code's HTTP status from
+// errors.json.
 func WriteHTTP(w http.ResponseWriter, err error) {
 	e := From(err)
 	status := pb.CodeHTTPStatus[e.Code]
@@ -48,7 +49,7 @@ func WriteHTTP(w http.ResponseWriter, err error) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]any{"code": e.Code, "desc": e.Desc})
+	json.NewEncoder(w).Encode(map[string]any{"code": e.Code, "name": pb.CodeName[e.Code], "desc": e.Desc})
 }
 
 // Shorthands for the common codes.

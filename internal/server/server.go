@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -25,14 +26,17 @@ import (
 	"github.com/readmark/readmark/internal/admin"
 	"github.com/readmark/readmark/internal/bus"
 	"github.com/readmark/readmark/internal/bus/membus"
+	"github.com/readmark/readmark/internal/cluster"
 	"github.com/readmark/readmark/internal/dispatch"
 	"github.com/readmark/readmark/internal/gateway"
 	"github.com/readmark/readmark/internal/groups"
 	"github.com/readmark/readmark/internal/messages"
 	"github.com/readmark/readmark/internal/receipts"
+	"github.com/readmark/readmark/internal/restapi"
 	"github.com/readmark/readmark/internal/storage"
 	"github.com/readmark/readmark/internal/storage/pebblestore"
 	"github.com/readmark/readmark/internal/users"
+	"github.com/readmark/readmark/internal/webui"
 	"github.com/readmark/readmark/usersig"
 )
 
@@ -59,9 +63,23 @@ type Config struct {
 	// (0 = DefaultMaxConnections()). The listener keeps adminHeadroom more
 	// connections for /healthz, /metrics and the admin API.
 	MaxConnections int
-	// OpenStore and OpenBus replace the embedded defaults (cluster path).
-	OpenStore func(ctx context.Context) (storage.Store, error)
-	OpenBus   func(ctx context.Context) (bus.Bus, error)
+	// AdminRateLimit and AdminRateBurst bound each admin token's requests
+	// per second on the admin and server REST API (0 = 500/s with bursts
+	// of 1,000).
+	AdminRateLimit float64
+	AdminRateBurst int
+	// OpenStore and OpenBus replace the embedded defaults (cluster path);
+	// StorageName describes OpenStore's backend in the admin overview.
+	OpenStore   func(ctx context.Context) (storage.Store, error)
+	StorageName string
+	OpenBus     func(ctx context.Context) (bus.Bus, error)
+	// Cluster, if set, makes the server a node of a cluster: OpenStore must
+	// open pgstore and OpenBus natsbus (prefixed with Cluster.Name). nil:
+	// this server owns every partition (the embedded default).
+	Cluster *ClusterConfig
+	// DevTokens lets anyone mint a token for any user (for the demo page).
+	// Start refuses it unless the listener is on loopback.
+	DevTokens bool
 }
 
 // Server is a running Readmark server.
@@ -80,6 +98,8 @@ type Server struct {
 	ln       net.Listener
 	serveErr chan error
 	stopping atomic.Bool
+	node     *cluster.Node     // nil unless Config.Cluster
+	own      cluster.Ownership // node, or cluster.Local()
 	// Registry holds the server's Prometheus metrics.
 	Registry *prometheus.Registry
 }
@@ -110,9 +130,16 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 	if s.secret, err = LoadSecret(cfg.SecretFile); err != nil {
 		return nil, err
 	}
+	// Listen first: a node's default ID is made of the port.
+	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, err
+	}
+	s.ln = newLimitListener(s.ln, cfg.MaxConnections+adminHeadroom)
+	storageName := cfg.StorageName
 	if cfg.OpenStore != nil {
 		s.store, err = cfg.OpenStore(ctx)
 	} else {
+		storageName = "embedded (Pebble) at " + filepath.Join(cfg.DataDir, "db")
 		s.store, err = pebblestore.Open(filepath.Join(cfg.DataDir, "db"))
 	}
 	if err != nil {
@@ -133,6 +160,9 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 	})
 	s.Registry.MustRegister(commits)
 	s.commit.OnCommit = func(ops, _ int) { commits.Observe(float64(ops)) }
+	if err := s.joinCluster(ctx); err != nil {
+		return nil, err
+	}
 
 	pusher := &bus.Pusher{Bus: s.bus, OnError: func(err error) { cfg.Logger.Warn("push failed", "err", err) }}
 	hub := gateway.NewHub(s.bus, gateway.HubConfig{
@@ -161,12 +191,13 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 	}
 	s.messages.SetReceipts(s.receipts)
 	authenticate := func(token string) (string, error) { return usersig.Verify(s.secret, token, time.Now()) }
+	dispatcher := dispatch.New(dispatch.Services{
+		Groups: s.groups, Messages: s.messages, Receipts: s.receipts, Users: profiles,
+	})
 	s.gateway = gateway.New(gateway.Config{
-		Authenticate: authenticate,
-		Hub:          hub,
-		Dispatcher: dispatch.New(dispatch.Services{
-			Groups: s.groups, Messages: s.messages, Receipts: s.receipts, Users: profiles,
-		}),
+		Authenticate:   authenticate,
+		Hub:            hub,
+		Dispatcher:     dispatcher,
 		Metrics:        gateway.NewMetrics(s.Registry),
 		Logger:         cfg.Logger,
 		Heartbeat:      cfg.Heartbeat,
@@ -175,18 +206,35 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 	})
 	mux := http.NewServeMux()
 	mux.Handle(gateway.Path, s.gateway)
-	admin.Routes(mux, admin.Config{
+	adminAPI := admin.New(admin.Config{
 		Settings: s.settings, Authenticate: authenticate, AdminUser: cfg.AdminUser,
-		Gatherer: s.Registry,
+		Gatherer: s.Registry, Messages: s.messages, Dispatcher: dispatcher,
+		Version: Version(), Storage: storageName, Started: time.Now(),
 		Healthy: func() error {
 			if s.stopping.Load() {
 				return errors.New("shutting down")
 			}
 			return nil
 		},
+		RateLimit: rate.Limit(cfg.AdminRateLimit), RateBurst: cfg.AdminRateBurst,
+		Role: s.role,
 	})
-	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
-		return nil, err
+	adminAPI.Routes(mux)
+	restapi.Routes(mux, restapi.Config{Admin: adminAPI, Dispatcher: dispatcher, Messages: s.messages, Groups: s.groups})
+	pages := webui.Config{}
+	if cfg.DevTokens {
+		if ip := s.ln.Addr().(*net.TCPAddr).IP; !ip.IsLoopback() {
+			return nil, fmt.Errorf("--dev-tokens lets anyone sign in as anyone, so it needs a loopback listener (127.0.0.1 or [::1]), not %s", s.ln.Addr())
+		}
+		cfg.Logger.Warn("DEV TOKENS ENABLED: anyone who can reach " + s.ln.Addr().String() + webui.DevTokenPath + " can sign in as any user, the admin included; never use --dev-tokens outside development")
+		pages.DevTokenSecret = s.secret
+	}
+	webui.Routes(mux, pages)
+	if s.node != nil {
+		// Services and the dispatcher have registered their hooks.
+		if err := s.node.Start(); err != nil {
+			return nil, err
+		}
 	}
 	s.ln = newLimitListener(s.ln, cfg.MaxConnections+adminHeadroom)
 	// IdleTimeout: an idle keep-alive connection must not hold one of the
@@ -218,7 +266,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.stopping.Swap(true) {
 		return nil
 	}
-	errs := []error{s.http.Shutdown(ctx)}
+	var errs []error
+	if s.node != nil {
+		// Hand every partition to the other nodes while sessions can still
+		// reach them (forwarding works throughout).
+		errs = append(errs, s.node.Drain(ctx))
+	}
+	errs = append(errs, s.http.Shutdown(ctx))
 	errs = append(errs, s.gateway.Shutdown(ctx))
 	s.closeBackends()
 	return errors.Join(errs...)
@@ -231,17 +285,52 @@ func (s *Server) closeBackends() {
 	if s.receipts != nil {
 		s.receipts.Close()
 	}
+	if s.node != nil {
+		// After the services' last writes (fenced), before the Committer
+		// closes.
+		if err := s.node.Close(); err != nil {
+			s.cfg.Logger.Warn("leaving the cluster", "err", err)
+		}
+	}
 	if s.commit != nil {
 		s.commit.Close()
 	}
 	if s.bus != nil {
 		s.bus.Close()
 	}
+	if s.ln != nil && s.http == nil {
+		s.ln.Close() // Start failed before serving
+	}
 	if s.store != nil {
 		if err := s.store.Close(); err != nil {
 			s.cfg.Logger.Error("closing storage", "err", err)
 		}
 	}
+}
+
+// Version is the server's version: the module version and VCS revision
+// the binary was built from, as far as the build recorded them.
+func Version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value[:min(12, len(s.Value))]
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = "+dirty"
+			}
+		}
+	}
+	if rev != "" {
+		v += " " + rev + modified
+	}
+	return v
 }
 
 // LoadSecret reads the HMAC key from path (surrounding white space

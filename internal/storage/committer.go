@@ -22,6 +22,11 @@ type Committer struct {
 	// OnCommit, if set before use, observes each group commit (ops written,
 	// requests served); for metrics.
 	OnCommit func(ops, requests int)
+	// Fences, if set before use (by the cluster node), maps the partitions a
+	// gathered batch recorded with Batch.Fence to the leases it relies on;
+	// an error (partition not owned) fails the whole gathering unapplied.
+	// nil (embedded default): batches carry no fences.
+	Fences func(parts []uint32) ([]Fence, error)
 }
 
 type commitReq struct {
@@ -138,7 +143,10 @@ func (c *Committer) loop() {
 
 func (c *Committer) finish(b *Batch, reqs []*commitReq) {
 	var err error
-	if b.Len() > 0 {
+	if b.Len() > 0 && c.Fences != nil && len(b.parts) > 0 {
+		b.Fences, err = c.Fences(b.parts)
+	}
+	if b.Len() > 0 && err == nil {
 		err = c.store.Apply(context.Background(), b, true)
 	}
 	if c.OnCommit != nil {

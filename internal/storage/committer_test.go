@@ -3,6 +3,7 @@ package storage_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -23,6 +24,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type fakeStore struct {
 	mu       sync.Mutex
 	applies  []applyCall
+	fences   [][]storage.Fence // of each Apply
 	failNext int
 	failWith error
 }
@@ -42,6 +44,7 @@ func (f *fakeStore) Apply(_ context.Context, b *storage.Batch, sync bool) error 
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.applies = append(f.applies, applyCall{ops: b.Len(), sync: sync})
+	f.fences = append(f.fences, slices.Clone(b.Fences))
 	if f.failNext > 0 {
 		f.failNext--
 		return f.failWith
@@ -177,6 +180,84 @@ func TestCommitterApplyError(t *testing.T) {
 		t.Errorf("Commit: %v, want %v", err, boom)
 	}
 	g.c.Close()
+}
+
+// TestCommitterFences: the partitions a gathering records (each once) go
+// through the Fences hook and the store gets the fences; a hook error fails
+// the gathering without an Apply; a batch without recorded parts carries no
+// fences and does not call the hook.
+func TestCommitterFences(t *testing.T) {
+	notOwned := fmt.Errorf("%w: partition 9", storage.ErrFenced)
+	tests := []struct {
+		name      string
+		parts     [][]uint32 // recorded by each request of one gathering
+		wantHook  []uint32   // nil: hook not called
+		wantFence []storage.Fence
+		wantErr   error
+	}{
+		{"none", [][]uint32{nil, nil}, nil, nil, nil},
+		{"distinct", [][]uint32{{3, 5}, {5}, {3, 7}}, []uint32{3, 5, 7},
+			[]storage.Fence{{3, 13}, {5, 15}, {7, 17}}, nil},
+		{"not owned", [][]uint32{{3}, {9}}, []uint32{3, 9}, nil, notOwned},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeStore{}
+			g, _ := newGated(t, f, 0)
+			var hooked []uint32 // written on the commit goroutine only
+			hookCalled := false
+			g.c.Fences = func(parts []uint32) ([]storage.Fence, error) {
+				hookCalled = true
+				hooked = slices.Clone(parts)
+				var fs []storage.Fence
+				for _, p := range parts {
+					if p == 9 {
+						return nil, notOwned
+					}
+					fs = append(fs, storage.Fence{Part: p, Epoch: int64(p) + 10})
+				}
+				return fs, nil
+			}
+			errs := make([]error, len(tt.parts))
+			var wg sync.WaitGroup
+			for i, ps := range tt.parts {
+				wg.Add(1)
+				if err := g.c.Submit(t.Context(), func(b *storage.Batch) {
+					b.Set([]byte{byte(i)}, nil)
+					for _, p := range ps {
+						b.Fence(p)
+					}
+				}, func(err error) { errs[i] = err; wg.Done() }); err != nil {
+					t.Fatal(err)
+				}
+			}
+			close(g.open)
+			wg.Wait()
+			g.c.Close()
+			for i, err := range errs {
+				if !errors.Is(err, tt.wantErr) {
+					t.Errorf("request %d: %v, want %v", i, err, tt.wantErr)
+				}
+			}
+			if tt.wantHook == nil && hookCalled {
+				t.Errorf("hook called with %v for a batch without fences", hooked)
+			}
+			if !slices.Equal(hooked, tt.wantHook) {
+				t.Errorf("hook got %v, want %v", hooked, tt.wantHook)
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if tt.wantErr != nil {
+				if len(f.applies) != 0 {
+					t.Errorf("%d Apply calls after a hook error", len(f.applies))
+				}
+				return
+			}
+			if len(f.fences) != 1 || !slices.Equal(f.fences[0], tt.wantFence) {
+				t.Errorf("store got fences %v, want [%v]", f.fences, tt.wantFence)
+			}
+		})
+	}
 }
 
 // TestCommitterEmpty: requests that write nothing complete without an Apply.

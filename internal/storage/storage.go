@@ -22,6 +22,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"slices"
 )
 
 // ErrNotFound is returned by Get for a missing key.
@@ -29,6 +30,11 @@ var ErrNotFound = errors.New("storage: not found")
 
 // ErrClosed is returned by every call after Close.
 var ErrClosed = errors.New("storage: closed")
+
+// ErrFenced fails a batch that relies on a partition this node no longer
+// owns (a stale lease epoch, or another owner): none of its writes is
+// applied. See Batch.Fence.
+var ErrFenced = errors.New("storage: fenced: partition not owned by this node")
 
 // Store is an ordered key-value store. Keys and values are arbitrary bytes;
 // keys sort bytewise. All methods are safe for concurrent use.
@@ -59,9 +65,37 @@ type Op struct {
 
 // Batch is an ordered list of writes applied atomically by Store.Apply. A
 // later write to the same key wins.
+//
+// Fencing (cluster path). Writes of partition-owned data (see package
+// cluster) are valid only while this node owns the partition. Whoever adds
+// such a write calls Fence(part); the Committer turns the recorded parts into
+// Fences (partition, lease epoch) through its Fences hook right before Apply,
+// and a store that shares data between nodes (pgstore) refuses the whole
+// batch with ErrFenced if any of them is stale. Stores of one process
+// (pebblestore) ignore fences.
 type Batch struct {
 	Ops []Op
+	// Fences are the leases the batch relies on, filled by the Committer.
+	Fences []Fence
+	parts  []uint32 // recorded by Fence, distinct
 }
+
+// Fence is a partition lease a batch relies on: the batch may be applied
+// only while the lease row of Part still has this Epoch.
+type Fence struct {
+	Part  uint32
+	Epoch int64
+}
+
+// Fence records that the batch writes data owned by partition part.
+func (b *Batch) Fence(part uint32) {
+	if !slices.Contains(b.parts, part) {
+		b.parts = append(b.parts, part)
+	}
+}
+
+// Parts are the partitions recorded by Fence, in first-recorded order.
+func (b *Batch) Parts() []uint32 { return b.parts }
 
 // Set adds a write of value at key. The batch keeps the slices: do not modify
 // them afterwards.
@@ -74,4 +108,8 @@ func (b *Batch) Delete(key []byte) { b.Ops = append(b.Ops, Op{Key: key, Delete: 
 func (b *Batch) Len() int { return len(b.Ops) }
 
 // Reset empties the batch, keeping its capacity.
-func (b *Batch) Reset() { b.Ops = b.Ops[:0] }
+func (b *Batch) Reset() {
+	b.Ops = b.Ops[:0]
+	b.Fences = b.Fences[:0]
+	b.parts = b.parts[:0]
+}

@@ -1,5 +1,8 @@
 // Package pebblestore is the embedded storage.Store, on Pebble: the default,
 // needing nothing but a directory.
+//
+// A Pebble database belongs to one process, which owns every partition:
+// Apply ignores a batch's Fences (there is no other node to fence off).
 package pebblestore
 
 import (

@@ -1,5 +1,6 @@
-// Command gencodes generates the error code constants of the wire package and
-// the im SDK, and the error table in docs/errors.md, from one table
+// Command gencodes generates the error code constants of the wire package,
+// the im SDK and the TypeScript SDK (sdk/js/src/codes.ts), and the error table
+// in docs/errors.md, from one table
 // (api/readmarkv1/errors.json), so that code and docs cannot drift apart.
 //
 // Run it from the module root: go generate ./api/...
@@ -37,6 +38,9 @@ func main() {
 	}
 	writeGo(filepath.Join(root, "api/readmarkv1/codes.go"), wireCodes(codes))
 	writeGo(filepath.Join(root, "im/codes.go"), sdkCodes(codes))
+	if err := os.WriteFile(filepath.Join(root, "sdk/js/src/codes.ts"), tsCodes(codes), 0o644); err != nil {
+		log.Fatal(err)
+	}
 	if err := os.WriteFile(filepath.Join(root, "docs/errors.md"), docTable(codes), 0o644); err != nil {
 		log.Fatal(err)
 	}
@@ -69,6 +73,20 @@ func sdkCodes(codes []code) []byte {
 		fmt.Fprintf(&b, "\t// Code%s: %s.\n\tCode%s = int(readmarkv1.Code%s)\n", c.Name, c.Text, c.Name, c.Name)
 	}
 	b.WriteString(")\n")
+	return b.Bytes()
+}
+
+func tsCodes(codes []code) []byte {
+	var b bytes.Buffer
+	b.WriteString(header + "// Error codes of ReadmarkError.code; docs/errors.md explains each.\n")
+	for _, c := range codes {
+		fmt.Fprintf(&b, "\n/** Code%s: %s. */\nexport const Code%s = %d;\n", c.Name, c.Text, c.Name, c.Code)
+	}
+	b.WriteString("\n/** codeNames maps each code to its name, for messages and logs. */\nexport const codeNames: Readonly<Record<number, string>> = {\n")
+	for _, c := range codes {
+		fmt.Fprintf(&b, "  %d: %q,\n", c.Code, c.Name)
+	}
+	b.WriteString("};\n")
 	return b.Bytes()
 }
 
