@@ -58,7 +58,8 @@ func liveHeap() uint64 {
 func TestPipelinedRequestsNeverReadStayBounded(t *testing.T) {
 	ts := startServer(t)
 	alice, _ := ts.dial("alice")
-	// 100 messages of 12 KiB: every history page below is ~1.2 MiB.
+	// 100 messages of 12 KiB: every history page below is ~1 MiB (cut at
+	// the server's frame limit).
 	text := strings.Repeat("x", 12<<10)
 	var wg sync.WaitGroup
 	for range 8 {
@@ -108,7 +109,7 @@ func TestPipelinedRequestsNeverReadStayBounded(t *testing.T) {
 	}
 	// A request slot is given back only once its response is written, so
 	// the reader stalls after DefaultMaxInFlight (32) unwritten responses,
-	// plus the few pages of ~1.2 MiB the kernel's socket buffers took (3
+	// plus the few pages of ~1 MiB the kernel's socket buffers took (4
 	// or 4 with Linux's default 4 MiB send buffer; 8 allowed).
 	// Before the fix every request was answered into an unbounded queue,
 	// as fast as the server could make pages, until the write timeout cut
@@ -116,7 +117,7 @@ func TestPipelinedRequestsNeverReadStayBounded(t *testing.T) {
 	if n := ts.metric(`readmark_requests_total{code="OK",type="history"}`); n > 32+8 {
 		t.Fatalf("%v requests were answered though no response was read: the reader did not stall", n)
 	}
-	// Heap bound: the ~38 MiB of those pages, caches warmed by the reads
+	// Heap bound: the ~32 MiB of those pages, caches warmed by the reads
 	// and garbage between GCs fit well in 200 MiB; the unbounded queue
 	// reached ~810 MiB in issue 7.
 	const bound = 200 << 20

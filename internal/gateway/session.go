@@ -16,17 +16,19 @@ import (
 	"github.com/readmark/readmark/internal/apierr"
 	"github.com/readmark/readmark/internal/conv"
 	"github.com/readmark/readmark/internal/dispatch"
+	"github.com/readmark/readmark/internal/page"
 )
 
 // session is one client connection. Goroutines: run (the reader, which owns
 // the session), writer, and one per request in flight; all end before run
 // returns.
 type session struct {
-	g    *Gateway
-	conn *websocket.Conn
-	json bool
-	id   uint64
-	user string
+	g      *Gateway
+	conn   *websocket.Conn
+	json   bool
+	id     uint64
+	user   string
+	device string // login's device_id
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -100,6 +102,7 @@ func (s *session) run() {
 	if !s.login() {
 		return
 	}
+	defer s.g.cfg.Dispatcher.SessionEnded(s.caller())
 	defer s.g.cfg.Hub.remove(s)
 	s.g.cfg.Metrics.sessionOpened()
 	defer s.g.cfg.Metrics.sessionClosed()
@@ -147,6 +150,8 @@ func (s *session) login() bool {
 		fail = apierr.New(pb.CodeProtocol, "protocol version %d not supported; this server speaks 1", req.ProtocolVersion)
 	case !conv.ValidID(req.UserId):
 		fail = apierr.New(pb.CodeUnauthenticated, "invalid user ID %q", req.UserId)
+	case req.DeviceId != "" && !conv.ValidID(req.DeviceId):
+		fail = apierr.From(conv.CheckID("device ID", req.DeviceId))
 	default:
 		user, err := s.g.cfg.Authenticate(req.Token)
 		if err != nil {
@@ -159,7 +164,7 @@ func (s *session) login() bool {
 		fail = apierr.New(pb.CodeUnavailable, "server shutting down")
 	}
 	if fail == nil {
-		s.user = req.UserId
+		s.user, s.device = req.UserId, req.DeviceId
 		// Register before answering: once the client hears "logged in",
 		// every push for the user reaches this session (online-only
 		// messages included).
@@ -239,7 +244,7 @@ func (s *session) dispatch(frame *pb.ClientFrame) bool {
 		defer s.reqs.Done()
 		start := time.Now()
 		name := dispatch.RequestName(frame)
-		resp, err := s.g.cfg.Dispatcher.Do(s.ctx, dispatch.Caller{UserID: s.user, SessionID: s.id}, frame)
+		resp, err := s.g.cfg.Dispatcher.Do(s.ctx, s.caller(), frame)
 		var ae *apierr.Error
 		if err != nil {
 			ae = apierr.From(err)
@@ -258,6 +263,10 @@ func (s *session) dispatch(frame *pb.ClientFrame) bool {
 		s.send(frame.Id, resp, ae, true)
 	}()
 	return true
+}
+
+func (s *session) caller() dispatch.Caller {
+	return dispatch.Caller{UserID: s.user, SessionID: s.id, DeviceID: s.device, JSON: s.json}
 }
 
 // respond sends a response (or error) to request id that holds no slot.
@@ -476,12 +485,13 @@ func (s *session) close(code websocket.StatusCode, reason string) {
 
 func limits(heartbeat time.Duration) *pb.Limits {
 	return &pb.Limits{
-		MaxFrameBytes:      MaxFrameBytes,
-		MaxTextBytes:       12 * 1024,
-		MaxCustomDataBytes: 8 * 1024,
-		MaxBatch:           100,
-		MaxGroupMembers:    100_000,
-		MaxMembersPerCall:  1_000,
-		HeartbeatSeconds:   uint32(heartbeat / time.Second),
+		MaxFrameBytes:       MaxFrameBytes,
+		MaxTextBytes:        12 * 1024,
+		MaxCustomDataBytes:  8 * 1024,
+		MaxBatch:            100,
+		MaxGroupMembers:     100_000,
+		MaxMembersPerCall:   1_000,
+		HeartbeatSeconds:    uint32(heartbeat / time.Second),
+		MaxServerFrameBytes: page.MaxFrameBytes,
 	}
 }

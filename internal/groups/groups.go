@@ -544,6 +544,17 @@ func (g *group) snapshotLocked() receipts.RosterSnapshot {
 	}
 }
 
+// Head returns the highest seq assigned in a group.
+func (s *Service) Head(groupID string) (uint64, bool) {
+	g, err := s.get(groupID)
+	if err != nil {
+		return 0, false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.headSeq, true
+}
+
 // Type returns a group's type.
 func (s *Service) Type(groupID string) (pb.GroupType, bool) {
 	g, err := s.get(groupID)
