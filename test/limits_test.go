@@ -109,8 +109,8 @@ func TestPipelinedRequestsNeverReadStayBounded(t *testing.T) {
 	}
 	// A request slot is given back only once its response is written, so
 	// the reader stalls after DefaultMaxInFlight (32) unwritten responses,
-	// plus the few pages of ~1 MiB the kernel's socket buffers took (4
-	// or 4 with Linux's default 4 MiB send buffer; 8 allowed).
+	// plus the few pages of ~1 MiB the kernel's socket buffers took (about
+	// 4 with Linux's default 4 MiB send buffer; 8 allowed).
 	// Before the fix every request was answered into an unbounded queue,
 	// as fast as the server could make pages, until the write timeout cut
 	// the session.
