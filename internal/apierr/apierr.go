@@ -5,8 +5,10 @@
 package apierr
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
 )
@@ -40,6 +42,20 @@ func From(err error) *Error {
 func Is(err error, code int32) bool {
 	var e *Error
 	return errors.As(err, &e) && e.Code == code
+}
+
+// WriteHTTP answers an HTTP request with err as a JSON body
+// {"code": N, "name": "...", "desc": "..."} and the code's HTTP status from
+// errors.json.
+func WriteHTTP(w http.ResponseWriter, err error) {
+	e := From(err)
+	status := pb.CodeHTTPStatus[e.Code]
+	if status == 0 {
+		status = http.StatusInternalServerError
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]any{"code": e.Code, "name": pb.CodeName[e.Code], "desc": e.Desc})
 }
 
 // Shorthands for the common codes.

@@ -75,6 +75,9 @@ func New(svc Services, own cluster.Ownership, log *slog.Logger) *Dispatcher {
 // response frame (without id) or an error, an *apierr.Error for every
 // failure the caller may see.
 func (d *Dispatcher) Do(ctx context.Context, caller Caller, f *pb.ClientFrame) (*pb.ServerFrame, error) {
+	if err := checkIDs(f); err != nil {
+		return nil, err
+	}
 	switch b := f.Body.(type) {
 	case *pb.ClientFrame_CreateGroup:
 		if b.CreateGroup.GetGroupId() == "" {

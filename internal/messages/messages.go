@@ -742,7 +742,7 @@ func (s *Service) Ack(ctx context.Context, caller Caller, req *pb.AckRequest) er
 	for _, c := range req.Cursors {
 		key, ok := syncKey(user, c.GetConversation())
 		if !ok {
-			continue
+			return apierr.InvalidArgument("an ack cursor must name one conversation: exactly one of peer_id and group_id, not yourself")
 		}
 		// Only conversations the user is in: no state for made-up ones
 		// (nor for a group the user has just left).
