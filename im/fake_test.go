@@ -36,9 +36,9 @@ type fakeServer struct {
 }
 
 type fakeSess struct {
-	fs   *fakeServer
-	conn *websocket.Conn
-	json bool
+	fs     *fakeServer
+	conn   *websocket.Conn
+	json   bool
 	user   string
 	device string // login's device_id
 	wmu    sync.Mutex
