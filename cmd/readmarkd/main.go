@@ -3,6 +3,9 @@
 //	readmarkd [--listen ADDR] [--data DIR] [--secret-file FILE] [--admin-user ID] [--dev-tokens]
 //	readmarkd token --user ID [--ttl DURATION]
 //
+// Cluster: readmarkd --postgres DSN --nats URL [--node-id ID] [--cluster NAME]
+// on every node (see docs/architecture.md, "Cluster").
+//
 // Every flag can also be set by an environment variable READMARK_<NAME>
 // (e.g. READMARK_LISTEN, READMARK_SECRET_FILE); a flag on the command line wins.
 package main
@@ -68,9 +71,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
 	rateLimit := fs.Float64("rate-limit", 2000, "requests per second each session may send (over it: CodeRateLimited)")
 	rateBurst := fs.Int("rate-burst", 4000, "requests a session may send at once above --rate-limit")
+	adminRateLimit := fs.Float64("admin-rate-limit", 500, "requests per second each admin token may send to the admin and server REST API (over it: 429 RateLimited with Retry-After)")
+	adminRateBurst := fs.Int("admin-rate-burst", 1000, "requests an admin token may send at once above --admin-rate-limit")
 	postgres := fs.String("postgres", "", "store data in PostgreSQL at this DSN instead of the embedded store (cluster path; see docs/architecture.md)")
 	pgTable := fs.String("postgres-table", "readmark_kv", "table used with --postgres")
 	natsURL := fs.String("nats", "", "route pushes over NATS at this URL instead of in process (cluster path)")
+	nodeID := fs.String("node-id", "", "this node's ID in a cluster (--postgres and --nats), stable across restarts (default hostname:port)")
+	clusterName := fs.String("cluster", "readmark", "cluster name: prefixes every NATS subject, so clusters sharing a NATS server never cross")
 	devTokens := fs.Bool("dev-tokens", false, "let the demo page mint a token for any user (development only; refused unless --listen is loopback)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -86,13 +93,17 @@ func run(args []string, stdout, stderr io.Writer) error {
 	cfg := server.Config{
 		Listen: *listen, DataDir: c.data, SecretFile: c.secretPath(), AdminUser: *adminUser, Logger: logger,
 		RateLimit: *rateLimit, RateBurst: *rateBurst, DevTokens: *devTokens,
+		AdminRateLimit: *adminRateLimit, AdminRateBurst: *adminRateBurst,
 	}
 	if *postgres != "" {
 		cfg.OpenStore = func(ctx context.Context) (storage.Store, error) { return pgstore.Open(ctx, *postgres, *pgTable) }
 		cfg.StorageName = "PostgreSQL (table " + *pgTable + ")"
 	}
 	if *natsURL != "" {
-		cfg.OpenBus = func(context.Context) (bus.Bus, error) { return natsbus.Open(*natsURL) }
+		cfg.OpenBus = func(context.Context) (bus.Bus, error) { return natsbus.OpenPrefixed(*natsURL, *clusterName) }
+	}
+	if *postgres != "" && *natsURL != "" {
+		cfg.Cluster = &server.ClusterConfig{Name: *clusterName, NodeID: *nodeID, DSN: *postgres, Table: *pgTable}
 	}
 	srv, err := server.Start(ctx, cfg)
 	if err != nil {

@@ -16,17 +16,19 @@ import (
 	"github.com/readmark/readmark/internal/apierr"
 	"github.com/readmark/readmark/internal/conv"
 	"github.com/readmark/readmark/internal/dispatch"
+	"github.com/readmark/readmark/internal/page"
 )
 
 // session is one client connection. Goroutines: run (the reader, which owns
 // the session), writer, and one per request in flight; all end before run
 // returns.
 type session struct {
-	g    *Gateway
-	conn *websocket.Conn
-	json bool
-	id   uint64
-	user string
+	g      *Gateway
+	conn   *websocket.Conn
+	json   bool
+	id     uint64
+	user   string
+	device string // login's device_id
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -81,6 +83,7 @@ func (s *session) run() {
 	if !s.login() {
 		return
 	}
+	defer s.g.cfg.Dispatcher.SessionEnded(s.caller())
 	defer s.g.cfg.Hub.remove(s)
 	s.g.cfg.Metrics.sessionOpened()
 	defer s.g.cfg.Metrics.sessionClosed()
@@ -119,6 +122,8 @@ func (s *session) login() bool {
 		fail = apierr.New(pb.CodeProtocol, "protocol version %d not supported; this server speaks 1", req.ProtocolVersion)
 	case !conv.ValidID(req.UserId):
 		fail = apierr.New(pb.CodeUnauthenticated, "invalid user ID %q", req.UserId)
+	case req.DeviceId != "" && !conv.ValidID(req.DeviceId):
+		fail = apierr.From(conv.CheckID("device ID", req.DeviceId))
 	default:
 		user, err := s.g.cfg.Authenticate(req.Token)
 		if err != nil {
@@ -136,7 +141,7 @@ func (s *session) login() bool {
 		s.respond(frame.Id, nil, apierr.New(pb.CodeUnavailable, "server shutting down"))
 		return false
 	}
-	s.user = req.UserId
+	s.user, s.device = req.UserId, req.DeviceId
 	// Register before answering: once the client hears "logged in", every
 	// push for the user reaches this session (online-only messages included).
 	if err := s.g.cfg.Hub.add(s); err != nil {
@@ -205,9 +210,13 @@ func (s *session) dispatch(frame *pb.ClientFrame) {
 		}()
 		start := time.Now()
 		name := dispatch.RequestName(frame)
-		resp, err := s.g.cfg.Dispatcher.Do(s.ctx, dispatch.Caller{UserID: s.user, SessionID: s.id}, frame)
+		resp, err := s.g.cfg.Dispatcher.Do(s.ctx, s.caller(), frame)
 		s.finish(frame.Id, resp, err, name, start)
 	}()
+}
+
+func (s *session) caller() dispatch.Caller {
+	return dispatch.Caller{UserID: s.user, SessionID: s.id, DeviceID: s.device, JSON: s.json}
 }
 
 func (s *session) finish(id uint64, resp *pb.ServerFrame, err error, name string, start time.Time) {
@@ -392,12 +401,13 @@ func (s *session) close(code websocket.StatusCode, reason string) {
 
 func limits(heartbeat time.Duration) *pb.Limits {
 	return &pb.Limits{
-		MaxFrameBytes:      MaxFrameBytes,
-		MaxTextBytes:       12 * 1024,
-		MaxCustomDataBytes: 8 * 1024,
-		MaxBatch:           100,
-		MaxGroupMembers:    100_000,
-		MaxMembersPerCall:  1_000,
-		HeartbeatSeconds:   uint32(heartbeat / time.Second),
+		MaxFrameBytes:       MaxFrameBytes,
+		MaxTextBytes:        12 * 1024,
+		MaxCustomDataBytes:  8 * 1024,
+		MaxBatch:            100,
+		MaxGroupMembers:     100_000,
+		MaxMembersPerCall:   1_000,
+		HeartbeatSeconds:    uint32(heartbeat / time.Second),
+		MaxServerFrameBytes: page.MaxFrameBytes,
 	}
 }

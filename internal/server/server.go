@@ -26,11 +26,13 @@ import (
 	"github.com/readmark/readmark/internal/admin"
 	"github.com/readmark/readmark/internal/bus"
 	"github.com/readmark/readmark/internal/bus/membus"
+	"github.com/readmark/readmark/internal/cluster"
 	"github.com/readmark/readmark/internal/dispatch"
 	"github.com/readmark/readmark/internal/gateway"
 	"github.com/readmark/readmark/internal/groups"
 	"github.com/readmark/readmark/internal/messages"
 	"github.com/readmark/readmark/internal/receipts"
+	"github.com/readmark/readmark/internal/restapi"
 	"github.com/readmark/readmark/internal/storage"
 	"github.com/readmark/readmark/internal/storage/pebblestore"
 	"github.com/readmark/readmark/internal/users"
@@ -51,11 +53,20 @@ type Config struct {
 	// (0 = 2,000/s with bursts of 4,000).
 	RateLimit float64
 	RateBurst int
+	// AdminRateLimit and AdminRateBurst bound each admin token's requests
+	// per second on the admin and server REST API (0 = 500/s with bursts
+	// of 1,000).
+	AdminRateLimit float64
+	AdminRateBurst int
 	// OpenStore and OpenBus replace the embedded defaults (cluster path);
 	// StorageName describes OpenStore's backend in the admin overview.
 	OpenStore   func(ctx context.Context) (storage.Store, error)
 	StorageName string
 	OpenBus     func(ctx context.Context) (bus.Bus, error)
+	// Cluster, if set, makes the server a node of a cluster: OpenStore must
+	// open pgstore and OpenBus natsbus (prefixed with Cluster.Name). nil:
+	// this server owns every partition (the embedded default).
+	Cluster *ClusterConfig
 	// DevTokens lets anyone mint a token for any user (for the demo page).
 	// Start refuses it unless the listener is on loopback.
 	DevTokens bool
@@ -77,6 +88,8 @@ type Server struct {
 	ln       net.Listener
 	serveErr chan error
 	stopping atomic.Bool
+	node     *cluster.Node     // nil unless Config.Cluster
+	own      cluster.Ownership // node, or cluster.Local()
 	// Registry holds the server's Prometheus metrics.
 	Registry *prometheus.Registry
 }
@@ -104,6 +117,10 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 	if s.secret, err = LoadSecret(cfg.SecretFile); err != nil {
 		return nil, err
 	}
+	// Listen first: a node's default ID is made of the port.
+	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, err
+	}
 	storageName := cfg.StorageName
 	if cfg.OpenStore != nil {
 		s.store, err = cfg.OpenStore(ctx)
@@ -129,6 +146,9 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 	})
 	s.Registry.MustRegister(commits)
 	s.commit.OnCommit = func(ops, _ int) { commits.Observe(float64(ops)) }
+	if err := s.joinCluster(ctx); err != nil {
+		return nil, err
+	}
 
 	pusher := &bus.Pusher{Bus: s.bus, OnError: func(err error) { cfg.Logger.Warn("push failed", "err", err) }}
 	hub := gateway.NewHub(s.bus, cfg.Logger)
@@ -169,7 +189,7 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 	})
 	mux := http.NewServeMux()
 	mux.Handle(gateway.Path, s.gateway)
-	admin.Routes(mux, admin.Config{
+	adminAPI := admin.New(admin.Config{
 		Settings: s.settings, Authenticate: authenticate, AdminUser: cfg.AdminUser,
 		Gatherer: s.Registry, Messages: s.messages, Dispatcher: dispatcher,
 		Version: Version(), Storage: storageName, Started: time.Now(),
@@ -179,20 +199,26 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 			}
 			return nil
 		},
+		RateLimit: rate.Limit(cfg.AdminRateLimit), RateBurst: cfg.AdminRateBurst,
+		Role: s.role,
 	})
-	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
-		return nil, err
-	}
+	adminAPI.Routes(mux)
+	restapi.Routes(mux, restapi.Config{Admin: adminAPI, Dispatcher: dispatcher, Messages: s.messages, Groups: s.groups})
 	pages := webui.Config{}
 	if cfg.DevTokens {
 		if ip := s.ln.Addr().(*net.TCPAddr).IP; !ip.IsLoopback() {
-			s.ln.Close()
 			return nil, fmt.Errorf("--dev-tokens lets anyone sign in as anyone, so it needs a loopback listener (127.0.0.1 or [::1]), not %s", s.ln.Addr())
 		}
 		cfg.Logger.Warn("DEV TOKENS ENABLED: anyone who can reach " + s.ln.Addr().String() + webui.DevTokenPath + " can sign in as any user, the admin included; never use --dev-tokens outside development")
 		pages.DevTokenSecret = s.secret
 	}
 	webui.Routes(mux, pages)
+	if s.node != nil {
+		// Services and the dispatcher have registered their hooks.
+		if err := s.node.Start(); err != nil {
+			return nil, err
+		}
+	}
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
 	go func() { s.serveErr <- s.http.Serve(s.ln) }()
 	return s, nil
@@ -220,7 +246,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.stopping.Swap(true) {
 		return nil
 	}
-	errs := []error{s.http.Shutdown(ctx)}
+	var errs []error
+	if s.node != nil {
+		// Hand every partition to the other nodes while sessions can still
+		// reach them (forwarding works throughout).
+		errs = append(errs, s.node.Drain(ctx))
+	}
+	errs = append(errs, s.http.Shutdown(ctx))
 	errs = append(errs, s.gateway.Shutdown(ctx))
 	s.closeBackends()
 	return errors.Join(errs...)
@@ -233,11 +265,21 @@ func (s *Server) closeBackends() {
 	if s.receipts != nil {
 		s.receipts.Close()
 	}
+	if s.node != nil {
+		// After the services' last writes (fenced), before the Committer
+		// closes.
+		if err := s.node.Close(); err != nil {
+			s.cfg.Logger.Warn("leaving the cluster", "err", err)
+		}
+	}
 	if s.commit != nil {
 		s.commit.Close()
 	}
 	if s.bus != nil {
 		s.bus.Close()
+	}
+	if s.ln != nil && s.http == nil {
+		s.ln.Close() // Start failed before serving
 	}
 	if s.store != nil {
 		if err := s.store.Close(); err != nil {

@@ -85,7 +85,7 @@ func need(t testing.TB, service string, probe func() error) {
 }
 
 // TempTable returns a PostgreSQL table name no other test uses, dropped
-// when t ends (after the stores on it are closed: cleanups run last-in
+// (with its cluster tables <name>_leases and <name>_nodes) when t ends (after the stores on it are closed: cleanups run last-in
 // first-out).
 func TempTable(t testing.TB) string {
 	t.Helper()
@@ -101,7 +101,10 @@ func TempTable(t testing.TB) string {
 			return
 		}
 		defer c.Close(ctx)
-		if _, err := c.Exec(ctx, "DROP TABLE IF EXISTS "+pgx.Identifier{name}.Sanitize()); err != nil {
+		// With the cluster's tables named after it (package cluster).
+		q := "DROP TABLE IF EXISTS " + pgx.Identifier{name}.Sanitize() + ", " +
+			pgx.Identifier{name + "_leases"}.Sanitize() + ", " + pgx.Identifier{name + "_nodes"}.Sanitize()
+		if _, err := c.Exec(ctx, q); err != nil {
 			t.Errorf("drop %s: %v", name, err)
 		}
 	})

@@ -42,6 +42,7 @@ import (
 // Bus is a bus.Bus on one NATS connection.
 type Bus struct {
 	nc       *nats.Conn
+	prefix   string        // "" or "<cluster>."
 	closedCh chan struct{} // closed by the connection's ClosedCB
 	waitCB   bool          // ClosedCB will run on Close
 
@@ -70,7 +71,15 @@ const closeWait = 5 * time.Second
 // opts are nats.go options (credentials, TLS, reconnect policy, handlers).
 // By default nats.go reconnects up to 60 times, 2 s apart, buffering
 // publishes meanwhile; nats.MaxReconnects(-1) retries forever.
-func Open(url string, opts ...nats.Option) (*Bus, error) {
+func Open(url string, opts ...nats.Option) (*Bus, error) { return OpenPrefixed(url, "", opts...) }
+
+// OpenPrefixed is Open with every subject put under prefix (a literal
+// subject such as a cluster name): buses with different prefixes on one
+// NATS server never see each other's messages.
+func OpenPrefixed(url, prefix string, opts ...nats.Option) (*Bus, error) {
+	if prefix != "" && !literal(prefix) {
+		return nil, errors.New("natsbus: prefix is not a literal NATS subject: " + prefix)
+	}
 	o := nats.GetDefaultOptions()
 	o.Url = url
 	o.Name = "readmark"
@@ -83,6 +92,9 @@ func Open(url string, opts ...nats.Option) (*Bus, error) {
 		}
 	}
 	b := &Bus{closedCh: make(chan struct{}), subs: make(map[*sub]struct{})}
+	if prefix != "" {
+		b.prefix = prefix + "."
+	}
 	userCB := o.ClosedCB
 	o.ClosedCB = func(nc *nats.Conn) {
 		if userCB != nil {
@@ -115,7 +127,7 @@ func (b *Bus) Publish(ctx context.Context, subject string, data []byte) error {
 	if closed {
 		return bus.ErrClosed
 	}
-	err := b.nc.Publish(natsSubject(subject), data)
+	err := b.nc.Publish(b.prefix+natsSubject(subject), data)
 	if errors.Is(err, nats.ErrConnectionClosed) {
 		return bus.ErrClosed
 	}
@@ -133,7 +145,7 @@ func (b *Bus) Subscribe(subject string, handler func(data []byte)) (bus.Subscrip
 		return nil, bus.ErrClosed
 	}
 	s := &sub{b: b, handler: handler}
-	ns, err := b.nc.Subscribe(natsSubject(subject), s.deliver)
+	ns, err := b.nc.Subscribe(b.prefix+natsSubject(subject), s.deliver)
 	if err != nil {
 		b.mu.Unlock()
 		if errors.Is(err, nats.ErrConnectionClosed) {

@@ -111,3 +111,53 @@ func TestCloseWithUserCallback(t *testing.T) {
 		t.Errorf("second Close: %v", err)
 	}
 }
+
+// TestPrefixIsolates: buses with different prefixes on one server do not
+// see each other's messages; buses with the same prefix do.
+func TestPrefixIsolates(t *testing.T) {
+	testenv.NeedNATS(t)
+	if _, err := OpenPrefixed(testenv.NATSURL(), "bad prefix"); err == nil {
+		t.Fatal("OpenPrefixed accepted a prefix with a space")
+	}
+	uniq := nats.NewInbox()[7:]
+	openP := func(prefix string) *Bus {
+		b, err := OpenPrefixed(testenv.NATSURL(), prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Close() })
+		return b
+	}
+	other, sender, receiver := openP("a"+uniq), openP("b"+uniq), openP("b"+uniq)
+	subject := bus.UserSubject("prefixed")
+	got := make(chan string, 2)
+	sub, err := receiver.Subscribe(subject, func(d []byte) { got <- string(d) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := other.Publish(t.Context(), subject, []byte("other cluster")); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.nc.Flush(); err != nil { // published before the next one
+		t.Fatal(err)
+	}
+	if err := sender.Publish(t.Context(), subject, []byte("same cluster")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-got:
+		if d != "same cluster" {
+			t.Fatalf("got %q across prefixes", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the same-prefix message did not arrive")
+	}
+	// The other cluster's message was flushed first; had it crossed, it
+	// would have been queued before.
+	select {
+	case d := <-got:
+		t.Fatalf("got %q as well", d)
+	default:
+	}
+}

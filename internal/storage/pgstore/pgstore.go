@@ -17,6 +17,15 @@
 //     one DELETE ... = ANY for the deletes. Rows are locked in key order so
 //     that concurrent batches over the same keys queue instead of deadlocking;
 //     a deadlock or serialization failure that happens anyway is retried.
+//   - Fencing: a batch with Fences (cluster path, see storage.Batch) first
+//     locks the lease rows of its partitions in the table <table>_leases
+//     (maintained by package cluster) FOR SHARE, in partition order, in the
+//     same transaction and the same round trip, and the statement fails
+//     unless every one still has the batch's epoch; Apply then returns
+//     storage.ErrFenced and writes nothing. The share lock makes a
+//     concurrent takeover (an UPDATE of the row) wait until the batch has
+//     committed, so a write is either before the takeover, and visible to
+//     the new owner, or refused.
 //   - sync=false sets synchronous_commit = off for that transaction: the
 //     commit does not wait for the WAL flush, and a server crash may lose it
 //     (never partially). sync=true uses the server's synchronous_commit, which
@@ -31,6 +40,10 @@
 // do not nest scans deeper than the pool size. Long-running scans hold back
 // vacuum. Keys are limited by the btree index entry size (about 2.7 kB);
 // values by bytea (1 GB) and memory.
+//
+// A transaction left idle for 5 s (idle_in_transaction_session_timeout,
+// settable in the DSN) is ended by the server, so that a paused process
+// cannot hold locks indefinitely.
 //
 // Connections come from a pgxpool.Pool configured by pgxpool.ParseConfig: its
 // size is pool_max_conns in the DSN (default the greater of 4 and
@@ -60,15 +73,22 @@ import (
 type Store struct {
 	pool     *pgxpool.Pool
 	table    string // quoted identifier
+	name     string // as given to Open
 	pageSize int
 	closed   atomic.Bool
 
-	qGet, qUpsert, qDelete, qLock string
+	qGet, qUpsert, qDelete, qLock, qFence string
 }
 
 var _ storage.Store = (*Store)(nil)
 
 const defaultPageSize = 1000
+
+// idleTxParam ends, server side, a transaction whose client stopped in its
+// middle (a paused or hung process): its locks would otherwise block the
+// takeover of its partitions' leases (fencing) forever. Default 5 s; the DSN
+// may set it.
+const idleTxParam = "idle_in_transaction_session_timeout"
 
 // maxAttempts bounds the retries of an Apply that lost a deadlock or a
 // serialization conflict.
@@ -86,6 +106,9 @@ func Open(ctx context.Context, dsn string, table string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: %w", err)
 	}
+	if _, set := cfg.ConnConfig.RuntimeParams[idleTxParam]; !set {
+		cfg.ConnConfig.RuntimeParams[idleTxParam] = "5s"
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: %w", err)
@@ -94,12 +117,19 @@ func Open(ctx context.Context, dsn string, table string) (*Store, error) {
 	s := &Store{
 		pool:     pool,
 		table:    t,
+		name:     table,
 		pageSize: defaultPageSize,
 		qGet:     "SELECT v FROM " + t + " WHERE k = $1",
 		qUpsert: "INSERT INTO " + t + " (k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[]) " +
 			"ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
 		qDelete: "DELETE FROM " + t + " WHERE k = ANY($1::bytea[])",
 		qLock:   "SELECT 1 FROM " + t + " WHERE k = ANY($1::bytea[]) ORDER BY k FOR UPDATE",
+		// A pipelined statement cannot stop the ones after it, but an error
+		// aborts the transaction: divide by zero unless every fence matched
+		// (mapped to ErrFenced by its SQLSTATE, for this statement only).
+		qFence: "SELECT 1 / (count(*) = $3)::int FROM (SELECT 1 FROM " + LeasesTable(table) + " l " +
+			"JOIN unnest($1::int[], $2::bigint[]) AS f(part, epoch) ON l.part = f.part AND l.epoch = f.epoch " +
+			"ORDER BY l.part FOR SHARE OF l) held",
 	}
 	if err := s.createTable(ctx); err != nil {
 		pool.Close()
@@ -108,22 +138,44 @@ func Open(ctx context.Context, dsn string, table string) (*Store, error) {
 	return s, nil
 }
 
+// LeasesTable is the quoted name of the partition leases table that fences
+// of a store on table are checked against: table with "_leases" appended to
+// its last component.
+func LeasesTable(table string) string { return SuffixedTable(table, "_leases") }
+
+// SuffixedTable is the quoted name of table with suffix appended to its last
+// component: the tables that go with a store's (package cluster's).
+func SuffixedTable(table, suffix string) string {
+	parts := strings.Split(table, ".")
+	parts[len(parts)-1] += suffix
+	return pgx.Identifier(parts).Sanitize()
+}
+
 func (s *Store) createTable(ctx context.Context) error {
-	c, err := s.pool.Acquire(ctx)
+	q := "CREATE TABLE IF NOT EXISTS " + s.table + " (k bytea PRIMARY KEY, v bytea NOT NULL)"
+	if err := CreateTable(ctx, s.pool, q); err != nil {
+		return fmt.Errorf("pgstore: %w", err)
+	}
+	return nil
+}
+
+// CreateTable runs a CREATE TABLE IF NOT EXISTS statement, tolerating
+// another node running it at the same moment.
+func CreateTable(ctx context.Context, pool *pgxpool.Pool, ddl string) error {
+	c, err := pool.Acquire(ctx)
 	if err != nil {
-		return fmt.Errorf("pgstore: connect: %w", err)
+		return fmt.Errorf("connect: %w", err)
 	}
 	defer c.Release()
-	q := "CREATE TABLE IF NOT EXISTS " + s.table + " (k bytea PRIMARY KEY, v bytea NOT NULL)"
-	_, err = c.Exec(ctx, q)
+	_, err = c.Exec(ctx, ddl)
 	if isCode(err, "23505", "42P07", "42710") {
-		// Another node created it at the same moment: IF NOT EXISTS is not
-		// race-free in PostgreSQL (unique violation on the catalog, or the
-		// table's row type already existing). Once more finds it there.
-		_, err = c.Exec(ctx, q)
+		// IF NOT EXISTS is not race-free in PostgreSQL (unique violation on
+		// the catalog, or the table's row type already existing). Once more
+		// finds it there.
+		_, err = c.Exec(ctx, ddl)
 	}
 	if err != nil {
-		return fmt.Errorf("pgstore: create table %s: %w", s.table, err)
+		return fmt.Errorf("%s: %w", ddl, err)
 	}
 	return nil
 }
@@ -248,6 +300,11 @@ func (s *Store) Apply(ctx context.Context, b *storage.Batch, sync bool) error {
 		return nil
 	}
 	setK, setV, delK := reduce(b.Ops)
+	fenceParts := make([]int32, len(b.Fences))
+	fenceEpochs := make([]int64, len(b.Fences))
+	for i, f := range b.Fences {
+		fenceParts[i], fenceEpochs[i] = int32(f.Part), f.Epoch
+	}
 	var all [][]byte
 	if len(setK) > 0 && len(delK) > 0 {
 		all = slices.Concat(setK, delK)
@@ -257,6 +314,9 @@ func (s *Store) Apply(ctx context.Context, b *storage.Batch, sync bool) error {
 		batch := &pgx.Batch{}
 		if !sync {
 			batch.Queue("SET LOCAL synchronous_commit = off")
+		}
+		if len(b.Fences) > 0 {
+			batch.Queue(s.qFence, fenceParts, fenceEpochs, len(b.Fences))
 		}
 		if all != nil {
 			// Sets and deletes are two statements, each locking in key order,
@@ -277,6 +337,10 @@ func (s *Store) Apply(ctx context.Context, b *storage.Batch, sync bool) error {
 		if err == nil || !isCode(err, "40P01", "40001") || ctx.Err() != nil {
 			break
 		}
+	}
+	if len(b.Fences) > 0 && isCode(err, "22012") {
+		// Only the fence statement divides; no write of the batch can.
+		return fmt.Errorf("%w (fences %v)", storage.ErrFenced, b.Fences)
 	}
 	return err
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
 	"github.com/readmark/readmark/internal/storage"
@@ -37,6 +38,7 @@ func run(t *testing.T, pageSize int) {
 			table := testenv.TempTable(t)
 			return func() storage.Store { return open(t, table, pageSize) }
 		}),
+		storagetest.WithFencing(leases),
 	)
 }
 
@@ -124,5 +126,32 @@ func TestPoolBound(t *testing.T) {
 	}
 	if _, err := s.Get(t.Context(), []byte{0}); !errors.Is(err, storage.ErrClosed) {
 		t.Errorf("Get after Close: %v", err)
+	}
+}
+
+// leases creates the store's leases table (the columns fencing reads; package
+// cluster owns the real one) and returns a setter of a partition's epoch.
+func leases(t *testing.T, s storage.Store) func(part uint32, epoch int64) {
+	t.Helper()
+	table := pgstore.LeasesTable(pgstore.Table(s.(*pgstore.Store)))
+	conn, err := pgx.Connect(t.Context(), testenv.PostgresDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+table); err != nil {
+			t.Errorf("dropping %s: %v", table, err)
+		}
+		conn.Close(context.Background())
+	})
+	if _, err := conn.Exec(t.Context(), "CREATE TABLE "+table+" (part int PRIMARY KEY, epoch bigint NOT NULL)"); err != nil {
+		t.Fatal(err)
+	}
+	return func(part uint32, epoch int64) {
+		t.Helper()
+		if _, err := conn.Exec(t.Context(), "INSERT INTO "+table+" VALUES ($1, $2) "+
+			"ON CONFLICT (part) DO UPDATE SET epoch = EXCLUDED.epoch", int32(part), epoch); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -44,6 +44,15 @@ type Option func(*config)
 
 type config struct {
 	reopen func(t *testing.T) func() storage.Store
+	fence  func(t *testing.T, s storage.Store) func(part uint32, epoch int64)
+}
+
+// WithFencing enables the fencing test, for stores that check a batch's
+// Fences (see storage.Batch). f is called with a fresh store from open and
+// returns a function that sets the current lease epoch of a partition, as a
+// takeover would; partitions never set have no lease.
+func WithFencing(f func(t *testing.T, s storage.Store) func(part uint32, epoch int64)) Option {
+	return func(c *config) { c.fence = f }
 }
 
 // WithReopen enables the tests that close a store and open it again. f is
@@ -93,6 +102,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store, opts ...Option) {
 		{"CommitterErrClosed", testCommitterErrClosed},
 		{"Reopen", testReopen},
 		{"CommitterReopen", testCommitterReopen},
+		{"Fencing", testFencing},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -819,4 +829,74 @@ func testErrClosed(t *testing.T, h *harness) {
 			t.Errorf("Apply(sync=%v) after Close: %v, want ErrClosed", sync, err)
 		}
 	}
+}
+
+// testFencing: a batch is applied only if every fence still has its
+// partition's current epoch; otherwise nothing of it is, and Apply (and the
+// Committer, which fills Fences through its hook) fails with ErrFenced.
+func testFencing(t *testing.T, h *harness) {
+	if h.cfg.fence == nil {
+		t.Skip("store does not check fences (no WithFencing)")
+	}
+	s, _ := h.store(t)
+	setEpoch := h.cfg.fence(t, s)
+	setEpoch(1, 5)
+	setEpoch(2, 7)
+	tests := []struct {
+		name   string
+		fences []storage.Fence
+		ok     bool
+	}{
+		{"current", []storage.Fence{{Part: 1, Epoch: 5}, {Part: 2, Epoch: 7}}, true},
+		{"one stale", []storage.Fence{{Part: 1, Epoch: 5}, {Part: 2, Epoch: 6}}, false},
+		{"newer than the lease", []storage.Fence{{Part: 2, Epoch: 8}}, false},
+		{"no lease row", []storage.Fence{{Part: 3, Epoch: 0}}, false},
+	}
+	for i, tt := range tests {
+		key := fmt.Sprintf("fenced/%d", i)
+		b := &storage.Batch{Fences: tt.fences}
+		b.Set([]byte(key), []byte("v"))
+		b.Delete([]byte("fenced/keep"))
+		apply(t, s, true, set("fenced/keep", "x"))
+		err := s.Apply(t.Context(), b, true)
+		if tt.ok {
+			if err != nil {
+				t.Fatalf("%s: Apply: %v", tt.name, err)
+			}
+			wantValue(t, s, key, "v")
+			wantMissing(t, s, "fenced/keep")
+			continue
+		}
+		if !errors.Is(err, storage.ErrFenced) {
+			t.Fatalf("%s: Apply: %v, want ErrFenced", tt.name, err)
+		}
+		wantMissing(t, s, key)
+		wantValue(t, s, "fenced/keep", "x")
+	}
+
+	// Through the Committer: a takeover (epoch 5 → 6) fences later commits.
+	c := storage.NewCommitter(s, 0)
+	defer c.Close()
+	c.Fences = func(parts []uint32) ([]storage.Fence, error) {
+		fs := make([]storage.Fence, len(parts))
+		for i, p := range parts {
+			fs[i] = storage.Fence{Part: p, Epoch: 5}
+		}
+		return fs, nil
+	}
+	write := func(key string) error {
+		return c.Commit(t.Context(), func(b *storage.Batch) {
+			b.Fence(1)
+			b.Set([]byte(key), []byte("v"))
+		})
+	}
+	if err := write("fenced/before"); err != nil {
+		t.Fatalf("Commit before the takeover: %v", err)
+	}
+	setEpoch(1, 6)
+	if err := write("fenced/after"); !errors.Is(err, storage.ErrFenced) {
+		t.Fatalf("Commit after the takeover: %v, want ErrFenced", err)
+	}
+	wantValue(t, s, "fenced/before", "v")
+	wantMissing(t, s, "fenced/after")
 }

@@ -1,0 +1,351 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
+	"go.uber.org/goleak"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/readmark/readmark/api/readmarkv1"
+	"github.com/readmark/readmark/internal/apierr"
+	"github.com/readmark/readmark/internal/cluster/clusterpb"
+	"github.com/readmark/readmark/internal/storage"
+	"github.com/readmark/readmark/internal/storage/pgstore"
+	"github.com/readmark/readmark/internal/testenv"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestLocalOwnsEverything(t *testing.T) {
+	l := Local()
+	for p := range uint32(Partitions) {
+		release, ok := l.Enter(p)
+		if !ok {
+			t.Fatalf("Local().Enter(%d) refused", p)
+		}
+		release()
+	}
+}
+
+// testCluster is nodes of one cluster on a fresh table, with short leases.
+type testCluster struct {
+	t     *testing.T
+	table string
+	name  string
+	nc    *nats.Conn
+	ttl   time.Duration
+}
+
+func newTestCluster(t *testing.T) *testCluster {
+	testenv.NeedPostgres(t)
+	testenv.NeedNATS(t)
+	nc, err := nats.Connect(testenv.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	table := testenv.TempTable(t)
+	return &testCluster{t: t, table: table, name: "t" + table, nc: nc, ttl: time.Second}
+}
+
+// echo answers with the frame it got, prefixed by the serving node's ID.
+func echo(id string) func(context.Context, *clusterpb.Forward) *clusterpb.ForwardReply {
+	return func(_ context.Context, req *clusterpb.Forward) *clusterpb.ForwardReply {
+		return &clusterpb.ForwardReply{Frame: append([]byte(id+":"), req.Frame...)}
+	}
+}
+
+func (c *testCluster) node(id string, onRelease func(p uint32)) *Node {
+	c.t.Helper()
+	n, err := Open(c.t.Context(), Config{
+		DSN: testenv.PostgresDSN(), Table: c.table, NodeID: id, Cluster: c.name, Conn: c.nc,
+		LeaseTTL: c.ttl, Renew: c.ttl / 8,
+	})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	n.Serve(echo(id))
+	if onRelease != nil {
+		n.OnRelease(onRelease)
+	}
+	if err := n.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { n.Close() })
+	return n
+}
+
+// waitFor polls cond until it holds or 20 s pass.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// partitioned reports whether the nodes together own every partition
+// exactly once, each its fair share.
+func partitioned(nodes ...*Node) bool {
+	seen := map[uint32]bool{}
+	share := (Partitions + len(nodes) - 1) / len(nodes)
+	for _, n := range nodes {
+		owned := n.Owned()
+		if len(owned) > share {
+			return false
+		}
+		for _, p := range owned {
+			if seen[p] {
+				return false
+			}
+			seen[p] = true
+		}
+	}
+	return len(seen) == Partitions
+}
+
+func TestNodesShareAndDrain(t *testing.T) {
+	c := newTestCluster(t)
+	a := c.node("a", nil)
+	waitFor(t, "a to own everything", func() bool { return partitioned(a) })
+	var released sync.Map
+	b := c.node("b", func(p uint32) { released.Store(p, true) })
+	waitFor(t, "a and b to share", func() bool { return partitioned(a, b) })
+	// Drain b: a takes everything back; b ran OnRelease for all it had.
+	had := b.Owned()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := b.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Owned()) != 0 {
+		t.Fatalf("b owns %v after Drain", b.Owned())
+	}
+	for _, p := range had {
+		if _, ok := released.Load(p); !ok {
+			t.Errorf("OnRelease not run for partition %d", p)
+		}
+	}
+	waitFor(t, "a to own everything again", func() bool { return partitioned(a) })
+}
+
+// TestForward: requests reach the partition's owner wherever it is, also
+// while partitions move; a node answers "not owner" for what it does not own.
+func TestForward(t *testing.T) {
+	c := newTestCluster(t)
+	a := c.node("a", nil)
+	waitFor(t, "a to own everything", func() bool { return partitioned(a) })
+	b := c.node("b", nil)
+	waitFor(t, "a and b to share", func() bool { return partitioned(a, b) })
+	for p := range uint32(Partitions) {
+		owner := "a"
+		if slices.Contains(b.Owned(), p) {
+			owner = "b"
+		}
+		for _, from := range []*Node{a, b} {
+			reply, err := from.Forward(t.Context(), p, &clusterpb.Forward{Frame: []byte("x")}, false)
+			if err != nil {
+				t.Fatalf("forward p%d from %s: %v", p, from.ID(), err)
+			}
+			if got, want := string(reply.Frame), owner+":x"; got != want {
+				t.Errorf("forward p%d from %s answered by %q, want %q", p, from.ID(), got, want)
+			}
+		}
+	}
+	// The receiver refuses a partition it does not own.
+	p := a.Owned()[0]
+	data, _ := proto.Marshal(&clusterpb.Forward{Partition: p, Frame: []byte("x")})
+	m, err := c.nc.Request(b.subject, data, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reply clusterpb.ForwardReply
+	if err := proto.Unmarshal(m.Data, &reply); err != nil || !reply.NotOwner {
+		t.Fatalf("b answered %v (%v) for a's partition, want not_owner", &reply, err)
+	}
+
+	// While b drains, forwards from a keep succeeding (retrying "not owner").
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	errs := make(chan error, 1)
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := a.Forward(t.Context(), uint32(i%Partitions), &clusterpb.Forward{}, true); err != nil {
+				errs <- err
+				return
+			}
+		}
+	})
+	if err := b.Drain(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a to own everything again", func() bool { return partitioned(a) })
+	close(stop)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		t.Fatalf("forward during the move: %v", err)
+	default:
+	}
+}
+
+// TestForwardNoOwner: with nobody owning the partition, Forward fails with
+// Unavailable when its context ends.
+func TestForwardNoOwner(t *testing.T) {
+	c := newTestCluster(t)
+	n, err := Open(t.Context(), Config{DSN: testenv.PostgresDSN(), Table: c.table, NodeID: "lonely", Cluster: c.name, Conn: c.nc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	_, err = n.Forward(ctx, 3, &clusterpb.Forward{}, true)
+	var ae *apierr.Error
+	if !errors.As(err, &ae) || ae.Code != pb.CodeUnavailable {
+		t.Fatalf("Forward without owner: %v, want Unavailable", err)
+	}
+}
+
+// TestTakeoverAndFencing: a node that stops renewing (closed without
+// draining) loses its partitions to the other within the lease TTL, and a
+// batch fenced with its old epochs is refused by the store.
+func TestTakeoverAndFencing(t *testing.T) {
+	c := newTestCluster(t)
+	store, err := pgstore.Open(t.Context(), testenv.PostgresDSN(), c.table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	a := c.node("a", nil)
+	waitFor(t, "a to own everything", func() bool { return partitioned(a) })
+	old, err := a.Fences([]uint32{5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(fences []storage.Fence, key string) error {
+		b := &storage.Batch{Fences: fences}
+		b.Set([]byte(key), []byte("v"))
+		return store.Apply(t.Context(), b, true)
+	}
+	if err := write(old, "before"); err != nil {
+		t.Fatalf("write with a's current fence: %v", err)
+	}
+	b := c.node("b", nil)
+	waitFor(t, "a and b to share", func() bool { return partitioned(a, b) })
+	// Simulate a crash: a's loop stops, its leases stay until they expire.
+	close(a.stop)
+	<-a.done
+	a.mu.Lock()
+	a.started = false // Close must not stop the loop again
+	a.mu.Unlock()
+	start := time.Now()
+	waitFor(t, "b to take everything", func() bool { return partitioned(b) })
+	t.Logf("takeover after the last renewal: %v (TTL %v)", time.Since(start), c.ttl)
+	if a.leaseValid() {
+		t.Error("a's lease still valid locally after the TTL")
+	}
+	if _, ok := a.Enter(5); ok {
+		t.Error("a admits after its lease deadline")
+	}
+	if _, err := a.Fences([]uint32{5}); !errors.Is(err, storage.ErrFenced) {
+		t.Errorf("a.Fences after its deadline: %v, want ErrFenced", err)
+	}
+	if err := write(old, "after"); !errors.Is(err, storage.ErrFenced) {
+		t.Fatalf("write with a's old fence after takeover: %v, want ErrFenced", err)
+	}
+	cur, err := b.Fences([]uint32{5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur[0].Epoch <= old[0].Epoch {
+		t.Errorf("epoch after takeover %d, before %d", cur[0].Epoch, old[0].Epoch)
+	}
+	if err := write(cur, "new owner"); err != nil {
+		t.Fatalf("write with b's fence: %v", err)
+	}
+}
+
+// TestTakeoverWaitsForFencedCommit: a takeover's UPDATE of a lease row waits
+// for a batch that share-locked it, so the batch lands before the new tenure.
+func TestTakeoverWaitsForFencedCommit(t *testing.T) {
+	c := newTestCluster(t)
+	store, err := pgstore.Open(t.Context(), testenv.PostgresDSN(), c.table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	a := c.node("a", nil)
+	waitFor(t, "a to own everything", func() bool { return partitioned(a) })
+	fences, err := a.Fences([]uint32{9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(t.Context(), testenv.PostgresDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	// Hold the share lock a fenced batch takes, as if its commit were slow.
+	tx, err := conn.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(t.Context(), "SELECT 1 FROM "+pgstore.LeasesTable(c.table)+" WHERE part = 9 FOR SHARE"); err != nil {
+		t.Fatal(err)
+	}
+	took := make(chan error, 1)
+	go func() {
+		conn2, err := pgx.Connect(context.Background(), testenv.PostgresDSN())
+		if err != nil {
+			took <- err
+			return
+		}
+		defer conn2.Close(context.Background())
+		_, err = conn2.Exec(context.Background(), "UPDATE "+pgstore.LeasesTable(c.table)+
+			" SET owner = 'thief', epoch = epoch + 1 WHERE part = 9")
+		took <- err
+	}()
+	select {
+	case err := <-took:
+		t.Fatalf("takeover did not wait for the share lock: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := tx.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-took; err != nil {
+		t.Fatal(err)
+	}
+	b := &storage.Batch{Fences: fences}
+	b.Set([]byte("late"), []byte("v"))
+	if err := store.Apply(t.Context(), b, true); !errors.Is(err, storage.ErrFenced) {
+		t.Fatalf("batch after the takeover: %v, want ErrFenced", err)
+	}
+	// a finds out at its next renewal.
+	waitFor(t, "a to drop partition 9", func() bool { return !slices.Contains(a.Owned(), 9) })
+	if _, ok := a.Enter(9); ok {
+		t.Error("a admits partition 9 after losing it")
+	}
+}
+
+func ExampleNode() {
+	fmt.Println(forwardSubject("readmark", "host:7700"))
+	// Output: readmark.fwd.686f73743a37373030
+}
