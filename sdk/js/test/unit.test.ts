@@ -185,3 +185,23 @@ test("a lost connection: idempotent calls are sent again after the reconnection,
     await c.close();
   }
 });
+
+test("sync after a reconnection with more cursors than fit in a frame: acknowledged in chunks first", async () => {
+  const srv = new FakeServer();
+  const c = await Client.dial("ws://fake", "me", "t", { WebSocket: srv.WebSocket, backoffMin: 10, backoffMax: 20 });
+  try {
+    const first = srv.conns[0];
+    for (let i = 0; i < 300; i++) first.reply({ id: 0n, body: { case: "newMessage", value: msg(1, `peer${i}`) } });
+    await c.ping(); // after the pushes
+    first.drop();
+    await waitFor("the sync on the second connection", () => srv.conns.length === 2 && srv.conns[1].received.some((f) => f.body.case === "sync"));
+    const second = srv.conns[1].received;
+    const acks = second.filter((f) => f.body.case === "ack").map((f) => (f.body.case === "ack" ? f.body.value.cursors.length : 0));
+    assert.deepEqual(acks, [256, 44]);
+    const sync = second.find((f) => f.body.case === "sync")!;
+    assert.equal(sync.body.case === "sync" && sync.body.value.cursors.length, 0);
+    assert.ok(second.findIndex((f) => f.body.case === "sync") > second.findIndex((f) => f.body.case === "ack"), "acks before the sync");
+  } finally {
+    await c.close();
+  }
+});
