@@ -6,7 +6,7 @@ import { create } from "@bufbuild/protobuf";
 import * as pb from "../src/gen/readmark_pb.js";
 import { Delivery } from "../src/sync.js";
 import { EventQueue } from "../src/listeners.js";
-import { Client, CodeUnavailable, ReadmarkError } from "../src/index.js";
+import { Client, CodeUnauthenticated, CodeUnavailable, ReadmarkError } from "../src/index.js";
 import { FakeServer } from "./fake.js";
 import { waitFor } from "./harness.js";
 
@@ -204,4 +204,35 @@ test("sync after a reconnection with more cursors than fit in a frame: acknowled
   } finally {
     await c.close();
   }
+});
+
+test("a kickoff with CodeUnauthenticated stops the client: no reconnection, calls fail with it", async () => {
+  const srv = new FakeServer();
+  const events: string[] = [];
+  const c = await Client.dial("ws://fake", "me", "t", {
+    WebSocket: srv.WebSocket,
+    backoffMin: 10,
+    backoffMax: 20,
+    listeners: [{ onDisconnected: (e) => events.push(`disconnected ${(e as ReadmarkError).code}`) }],
+  });
+  try {
+    srv.conns[0].reply({ id: 0n, body: { case: "kickoff", value: { reason: { code: CodeUnauthenticated, desc: "token revoked" } } } });
+    await waitFor("disconnected", () => events.length === 1);
+    assert.deepEqual(events, [`disconnected ${CodeUnauthenticated}`]);
+    await assert.rejects(c.ping(), (e: unknown) => e instanceof ReadmarkError && e.code === CodeUnauthenticated);
+    assert.equal(srv.conns.length, 1, "no reconnection");
+  } finally {
+    await c.close();
+  }
+});
+
+test("close from a listener callback", async () => {
+  const srv = new FakeServer();
+  let closed: Promise<void> | undefined;
+  const c = await Client.dial("ws://fake", "me", "t", { WebSocket: srv.WebSocket });
+  c.addAdvancedMsgListener({ onRecvNewMessage: () => (closed = c.close()) });
+  srv.conns[0].reply({ id: 0n, body: { case: "newMessage", value: msg(1, "peer") } });
+  await waitFor("the listener closed the client", () => closed !== undefined);
+  await closed;
+  await assert.rejects(c.ping(), (e: unknown) => e instanceof ReadmarkError && e.code === CodeUnavailable);
 });
