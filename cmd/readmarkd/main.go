@@ -71,6 +71,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
 	rateLimit := fs.Float64("rate-limit", 2000, "requests per second each session may send (over it: CodeRateLimited)")
 	rateBurst := fs.Int("rate-burst", 4000, "requests a session may send at once above --rate-limit")
+	var wh server.WebhookConfig
+	fs.DurationVar(&wh.Timeout, "webhook-timeout", 5*time.Second, "how long one webhook POST may take")
+	fs.IntVar(&wh.MaxAttempts, "webhook-max-attempts", 8, "attempts of a webhook POST before its events are parked")
+	fs.DurationVar(&wh.MaxAge, "webhook-max-age", time.Hour, "age after which undelivered webhook events are parked")
+	fs.DurationVar(&wh.BackoffBase, "webhook-backoff", time.Second, "first retry delay of a webhook POST (doubles per attempt, jittered)")
+	fs.DurationVar(&wh.BackoffMax, "webhook-backoff-max", 5*time.Minute, "longest retry delay of a webhook POST")
+	fs.IntVar(&wh.MaxOutbox, "webhook-outbox-max", 100_000, "webhook events the outbox holds; when full, new events are dropped (counted in readmark_webhook_dropped_total)")
 	adminRateLimit := fs.Float64("admin-rate-limit", 500, "requests per second each admin token may send to the admin and server REST API (over it: 429 RateLimited with Retry-After)")
 	adminRateBurst := fs.Int("admin-rate-burst", 1000, "requests an admin token may send at once above --admin-rate-limit")
 	postgres := fs.String("postgres", "", "store data in PostgreSQL at this DSN instead of the embedded store (cluster path; see docs/architecture.md)")
@@ -93,7 +100,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	cfg := server.Config{
 		Listen: *listen, DataDir: c.data, SecretFile: c.secretPath(), AdminUser: *adminUser, Logger: logger,
 		RateLimit: *rateLimit, RateBurst: *rateBurst, DevTokens: *devTokens,
-		AdminRateLimit: *adminRateLimit, AdminRateBurst: *adminRateBurst,
+		AdminRateLimit: *adminRateLimit, AdminRateBurst: *adminRateBurst, Webhooks: wh,
 	}
 	if *postgres != "" {
 		cfg.OpenStore = func(ctx context.Context) (storage.Store, error) { return pgstore.Open(ctx, *postgres, *pgTable) }

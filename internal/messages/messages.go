@@ -34,6 +34,8 @@ import (
 	"github.com/readmark/readmark/internal/page"
 	"github.com/readmark/readmark/internal/receipts"
 	"github.com/readmark/readmark/internal/storage"
+	"github.com/readmark/readmark/internal/webhooks"
+	"github.com/readmark/readmark/webhook"
 )
 
 // Limits.
@@ -96,6 +98,9 @@ type Config struct {
 	CacheMessages int
 	Logger        *slog.Logger
 	Now           func() time.Time
+	// Webhooks, if set, records a message.sent event in the batch of each
+	// stored message.
+	Webhooks webhooks.Recorder
 }
 
 // Service sends, stores, delivers and serves messages.
@@ -323,7 +328,16 @@ func (s *Service) enqueue(ctx context.Context, key string, d delivery) (func() e
 			storage.Op{Key: conv.PeerKey(msg.Receiver, msg.Sender), Value: []byte{}})
 	}
 	ch := make(chan error, 1)
-	err = s.cfg.Committer.Submit(ctx, func(b *storage.Batch) { b.Ops = append(b.Ops, ops...) }, func(err error) {
+	prepare := func(b *storage.Batch) { b.Ops = append(b.Ops, ops...) }
+	if wh := s.cfg.Webhooks; wh != nil && wh.Wants(webhook.MessageSent) {
+		prepare = func(b *storage.Batch) {
+			b.Ops = append(b.Ops, ops...)
+			wh.Add(b, key, &webhook.Event{Type: webhook.MessageSent, TimeMs: msg.TimeMs, MsgID: msg.MsgId, Seq: msg.Seq,
+				Sender: msg.Sender, Receiver: msg.Receiver, GroupID: msg.GroupId, NeedReadReceipt: msg.NeedReadReceipt,
+				Text: msg.Text, CustomData: msg.CustomData})
+		}
+	}
+	err = s.cfg.Committer.Submit(ctx, prepare, func(err error) {
 		if err == nil {
 			s.recent.put(toReceiptMsg(key, msg, d.watermark))
 			s.deliveries <- d

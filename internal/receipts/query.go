@@ -10,7 +10,9 @@ import (
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
 	"github.com/readmark/readmark/internal/apierr"
+	"github.com/readmark/readmark/internal/conv"
 	"github.com/readmark/readmark/internal/storage"
+	"github.com/readmark/readmark/webhook"
 )
 
 // Get returns the receipts of the caller's own messages
@@ -247,7 +249,12 @@ func (e *Engine) MarkC2CRead(ctx context.Context, reader, peer string) error {
 	cur, err := e.mark(ctx, reader, peer)
 	if err == nil && t > cur {
 		v := binary.AppendUvarint(nil, uint64(t))
-		err = e.cfg.Committer.Commit(ctx, func(b *storage.Batch) { b.Set(markKey(reader, peer), v) })
+		err = e.cfg.Committer.Commit(ctx, func(b *storage.Batch) {
+			b.Set(markKey(reader, peer), v)
+			if wh := e.cfg.Webhooks; wh != nil && wh.Wants(webhook.C2CMarkRead) {
+				wh.Add(b, conv.C2C(reader, peer), &webhook.Event{Type: webhook.C2CMarkRead, TimeMs: t, UserID: reader, PeerID: peer, ReadTimeMs: t})
+			}
+		})
 	} else {
 		t = max(t, cur)
 	}
