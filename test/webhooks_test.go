@@ -16,7 +16,7 @@ import (
 const pSettings = "/v1/admin/settings"
 
 // startWebhookServer starts a server with fast webhook retries.
-func startWebhookServer(t *testing.T, wh server.WebhookConfig) *testServer {
+func startWebhookServer(t testing.TB, wh server.WebhookConfig) *testServer {
 	t.Helper()
 	ts := &testServer{t: t, dir: t.TempDir(), addr: "127.0.0.1:0", adminRate: 1e6, webhooks: wh}
 	ts.start()
@@ -24,7 +24,7 @@ func startWebhookServer(t *testing.T, wh server.WebhookConfig) *testServer {
 	return ts
 }
 
-func (ts *testServer) setWebhooks(t *testing.T, hooks ...obj) {
+func (ts *testServer) setWebhooks(t testing.TB, hooks ...obj) {
 	t.Helper()
 	ts.rest(t, "PUT", pSettings, pSettings, obj{"read_receipt_group_types": []string{"Work"}, "webhooks": hooks}, "", 200)
 }
