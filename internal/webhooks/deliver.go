@@ -61,6 +61,9 @@ type pending struct {
 // and this node owns p.
 func (o *Outbox) drain(p uint32) {
 	for o.ctx.Err() == nil {
+		if len(o.eps.Load().list) == 0 {
+			return // nobody to deliver to: the events wait (bounded)
+		}
 		release, ok := o.cfg.Owner(p)
 		if !ok {
 			return
