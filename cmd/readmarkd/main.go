@@ -26,6 +26,7 @@ import (
 
 	"github.com/readmark/readmark/internal/bus"
 	"github.com/readmark/readmark/internal/bus/natsbus"
+	"github.com/readmark/readmark/internal/gateway"
 	"github.com/readmark/readmark/internal/server"
 	"github.com/readmark/readmark/internal/storage"
 	"github.com/readmark/readmark/internal/storage/pgstore"
@@ -69,8 +70,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 	adminUser := fs.String("admin-user", "administrator", "user whose token may use the admin API")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
-	rateLimit := fs.Float64("rate-limit", 2000, "requests per second each session may send (over it: CodeRateLimited)")
-	rateBurst := fs.Int("rate-burst", 4000, "requests a session may send at once above --rate-limit")
+	rateLimit := fs.Float64("rate-limit", 2000, "requests per second each user may send, all the user's sessions on this node together (over it: CodeRateLimited)")
+	rateBurst := fs.Int("rate-burst", 4000, "requests a user may send at once above --rate-limit")
+	maxSessions := fs.Int("max-sessions-per-user", 16, "sessions one user may have on this node (one more login: CodeSessionLimit)")
+	maxQueue := fs.Int("max-session-queue-bytes", gateway.DefaultMaxQueueBytes, "bytes of output a session may have waiting to be written; over it the session is closed as a slow consumer")
+	maxConns := fs.Int("max-connections", 0, "client WebSocket connections on this node (one more: HTTP 503 CodeConnectionLimit; 0 = the descriptor limit minus a reserve)")
 	var wh server.WebhookConfig
 	fs.DurationVar(&wh.Timeout, "webhook-timeout", 5*time.Second, "how long one webhook POST may take")
 	fs.IntVar(&wh.MaxAttempts, "webhook-max-attempts", 8, "attempts of a webhook POST before its events are parked")
@@ -101,6 +105,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		Listen: *listen, DataDir: c.data, SecretFile: c.secretPath(), AdminUser: *adminUser, Logger: logger,
 		RateLimit: *rateLimit, RateBurst: *rateBurst, DevTokens: *devTokens,
 		AdminRateLimit: *adminRateLimit, AdminRateBurst: *adminRateBurst, Webhooks: wh,
+		MaxSessionsPerUser: *maxSessions, MaxSessionQueueBytes: *maxQueue, MaxConnections: *maxConns,
 	}
 	if *postgres != "" {
 		cfg.OpenStore = func(ctx context.Context) (storage.Store, error) { return pgstore.Open(ctx, *postgres, *pgTable) }

@@ -337,14 +337,7 @@ func Decode(r *http.Request, v any) error {
 
 // WriteError writes err as {"code", "name", "desc"} with the code's HTTP
 // status.
-func WriteError(w http.ResponseWriter, err error) {
-	e := apierr.From(err)
-	status := pb.CodeHTTPStatus[e.Code]
-	if status == 0 {
-		status = http.StatusInternalServerError
-	}
-	WriteJSON(w, status, map[string]any{"code": e.Code, "name": pb.CodeName[e.Code], "desc": e.Desc})
-}
+func WriteError(w http.ResponseWriter, err error) { apierr.WriteHTTP(w, err) }
 
 // WriteJSON writes v as the JSON response body with status.
 func WriteJSON(w http.ResponseWriter, status int, v any) {

@@ -37,6 +37,9 @@ func ValidID(id string) bool {
 // CheckID returns an InvalidArgument error naming what if id is not valid.
 func CheckID(what, id string) error {
 	if !ValidID(id) {
+		if len(id) > MaxIDLen {
+			return apierr.InvalidArgument("%s of %d bytes: must be 1-%d characters of letters, digits and _.@-#", what, len(id), MaxIDLen)
+		}
 		return apierr.InvalidArgument("%s %q: must be 1-%d characters of letters, digits and _.@-#", what, id, MaxIDLen)
 	}
 	return nil

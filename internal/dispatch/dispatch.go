@@ -43,6 +43,9 @@ func New(svc Services) *Dispatcher { return &Dispatcher{svc: svc} }
 // response frame (without id) or an error, an *apierr.Error for every
 // failure the caller may see.
 func (d *Dispatcher) Do(ctx context.Context, caller Caller, f *pb.ClientFrame) (*pb.ServerFrame, error) {
+	if err := checkIDs(f); err != nil {
+		return nil, err
+	}
 	g := d.svc
 	switch b := f.Body.(type) {
 	case *pb.ClientFrame_Ping:

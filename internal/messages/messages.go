@@ -677,6 +677,9 @@ func (s *Service) Ack(ctx context.Context, caller Caller, req *pb.AckRequest) er
 	for _, c := range req.Cursors {
 		key, _, err := s.visible(user, c.GetConversation())
 		if err != nil {
+			if apierr.From(err).Code == pb.CodeInvalidArgument {
+				return err
+			}
 			continue // e.g. a group the user has just left
 		}
 		var head uint64
