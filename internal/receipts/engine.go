@@ -11,6 +11,7 @@ import (
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
 	"github.com/readmark/readmark/internal/apierr"
+	"github.com/readmark/readmark/internal/cluster"
 	"github.com/readmark/readmark/internal/storage"
 	"github.com/readmark/readmark/internal/webhooks"
 	"github.com/readmark/readmark/webhook"
@@ -136,6 +137,7 @@ type sendReq struct {
 	reader string
 	group  string // "" for C2C
 	ord    uint32 // reader's ordinal (group)
+	part   uint32 // partition of the conversation (fences the writes)
 	msgs   []Msg
 	refs   []*pb.MessageRef
 	states []*readState
@@ -186,7 +188,7 @@ func (e *Engine) SendFrom(ctx context.Context, reader string, session uint64, re
 	if len(msgs) != len(refs) {
 		return fmt.Errorf("receipts: resolve returned %d messages for %d refs", len(msgs), len(refs))
 	}
-	req := &sendReq{reader: reader, msgs: msgs, refs: refs, done: make(chan error, 1)}
+	req := &sendReq{reader: reader, msgs: msgs, refs: refs, part: cluster.Of(msgs[0].Conv), done: make(chan error, 1)}
 	for _, m := range msgs {
 		if m.Sender == reader {
 			return apierr.New(pb.CodeReceiptOwnMessage, "message %s is your own", m.ID)
@@ -199,7 +201,7 @@ func (e *Engine) SendFrom(ctx context.Context, reader string, session uint64, re
 		}
 	}
 	if g := msgs[0].GroupID; g != "" {
-		ord, ok := e.cfg.Roster.Ordinal(g, reader)
+		ord, ok := e.cfg.Roster.Ordinal(ctx, g, reader)
 		if !ok {
 			return apierr.PermissionDenied("not a member of group %s", g)
 		}
@@ -293,6 +295,9 @@ func (e *Engine) prepare(sub *submission, b *storage.Batch) {
 	}
 	sub.mark = make(map[*readState]struct{})
 	t := e.nowMs()
+	// The requests' groups are loaded (resolving their messages loaded
+	// them), so the roster is not read from storage on this goroutine.
+	ctx := context.Background()
 	// New readers per message, for webhook events (nil: nobody wants them).
 	var readers map[*readState][]string
 	if wh := e.cfg.Webhooks; wh != nil && (wh.Wants(webhook.GroupReadReceipt) || wh.Wants(webhook.C2CReadReceipt)) {
@@ -304,7 +309,7 @@ func (e *Engine) prepare(sub *submission, b *storage.Batch) {
 		var snap RosterSnapshot
 		var snapOK bool
 		if req.group != "" {
-			snap, snapOK = e.cfg.Roster.Snapshot(req.group)
+			snap, snapOK = e.cfg.Roster.Snapshot(ctx, req.group)
 		}
 		seqs = seqs[:0]
 		for i, st := range req.states {
@@ -341,6 +346,9 @@ func (e *Engine) prepare(sub *submission, b *storage.Batch) {
 				sub.touched = append(sub.touched, st)
 			}
 		}
+		if len(seqs) > 0 {
+			b.Fence(req.part)
+		}
 		if req.group != "" && len(seqs) > 0 {
 			sortSeqs(seqs)
 			b.Set(logKey(req.group, req.ord, seqs[0]), encodeLog(t, seqs))
@@ -361,13 +369,13 @@ func (e *Engine) prepare(sub *submission, b *storage.Batch) {
 		b.Set(k, v)
 	}
 	if readers != nil {
-		e.recordEvents(b, sub.touched, readers, t)
+		e.recordEvents(ctx, b, sub.touched, readers, t)
 	}
 }
 
 // recordEvents adds one webhook event per message with new receipts in
 // this commit (all of its new readers, the counts after them) to b.
-func (e *Engine) recordEvents(b *storage.Batch, touched []*readState, readers map[*readState][]string, t int64) {
+func (e *Engine) recordEvents(ctx context.Context, b *storage.Batch, touched []*readState, readers map[*readState][]string, t int64) {
 	wh := e.cfg.Webhooks
 	for _, st := range touched {
 		m := &st.msg
@@ -381,11 +389,11 @@ func (e *Engine) recordEvents(b *storage.Batch, touched []*readState, readers ma
 		if !wh.Wants(webhook.GroupReadReceipt) {
 			continue
 		}
-		snap, ok := e.cfg.Roster.Snapshot(m.GroupID)
+		snap, ok := e.cfg.Roster.Snapshot(ctx, m.GroupID)
 		if !ok {
 			continue // group gone
 		}
-		so, sok := e.cfg.Roster.Ordinal(m.GroupID, m.Sender)
+		so, sok := e.cfg.Roster.Ordinal(ctx, m.GroupID, m.Sender)
 		read, unread := st.counts(snap, so, sok)
 		wh.Add(b, m.Conv, &webhook.Event{Type: webhook.GroupReadReceipt, TimeMs: t, GroupID: m.GroupID, Seq: m.Seq, MsgID: m.ID,
 			Sender: m.Sender, Readers: readers[st], ReadCount: &read, UnreadCount: &unread})
@@ -428,6 +436,7 @@ func (e *Engine) rollback(sub *submission) {
 
 // receiptsFor builds the current receipt of each state, for its sender.
 func (e *Engine) receiptsFor(states []*readState) []noteItem {
+	ctx := context.Background() // the groups are loaded, as in prepare
 	items := make([]noteItem, 0, len(states))
 	type gsnap struct {
 		snap RosterSnapshot
@@ -443,13 +452,13 @@ func (e *Engine) receiptsFor(states []*readState) []noteItem {
 		} else {
 			g, ok := snaps[m.GroupID]
 			if !ok {
-				g.snap, g.ok = e.cfg.Roster.Snapshot(m.GroupID)
+				g.snap, g.ok = e.cfg.Roster.Snapshot(ctx, m.GroupID)
 				snaps[m.GroupID] = g
 			}
 			if !g.ok {
 				continue // group gone
 			}
-			so, sok := e.cfg.Roster.Ordinal(m.GroupID, m.Sender)
+			so, sok := e.cfg.Roster.Ordinal(ctx, m.GroupID, m.Sender)
 			r.GroupId = m.GroupID
 			r.ReadCount, r.UnreadCount = st.counts(g.snap, so, sok)
 		}
