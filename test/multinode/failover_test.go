@@ -123,7 +123,7 @@ func (l *load) check(t *testing.T) (msgs int) {
 	t.Helper()
 	ctx := ctxT(t)
 	for _, gid := range l.groups {
-		cl := l.clients[l.members[gid][2]]
+		cl, sender := l.clients[l.members[gid][2]], l.clients[l.members[gid][0]]
 		var all []*im.Message
 		var last *im.Message
 		for {
@@ -170,7 +170,7 @@ func (l *load) check(t *testing.T) (msgs int) {
 		l.mu.Unlock()
 		msgs += len(acked)
 		for i := 0; i < len(read); i += 100 {
-			rs, err := cl.GetMessageReadReceipts(ctx, read[i:min(len(read), i+100)])
+			rs, err := sender.GetMessageReadReceipts(ctx, read[i:min(len(read), i+100)])
 			if err != nil {
 				t.Fatalf("receipts of %s: %v", gid, err)
 			}
