@@ -116,14 +116,17 @@ func (l *load) halt() {
 	l.wg.Wait()
 }
 
-// check verifies, from a client of every group: history has every
+// check verifies, from new sessions on a running node (of a member and of
+// the sender of every group): history has every
 // acknowledged message with its seq, seqs 1..n without gap or duplicate,
 // and each message acknowledged as read counts exactly one reader.
 func (l *load) check(t *testing.T) (msgs int) {
 	t.Helper()
 	ctx := ctxT(t)
+	at := l.c.live()[0]
 	for _, gid := range l.groups {
-		cl, sender := l.clients[l.members[gid][2]], l.clients[l.members[gid][0]]
+		cl, _ := l.c.dial(at, l.members[gid][2])
+		sender, _ := l.c.dial(at, l.members[gid][0])
 		var all []*im.Message
 		var last *im.Message
 		for {
