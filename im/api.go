@@ -124,13 +124,16 @@ func (c *Client) SendMessage(ctx context.Context, msg *Message, receiver, groupI
 }
 
 // GetGroupHistoryMessageList returns up to count messages of the group,
-// newest first, older than lastMsg (nil = from the newest).
+// newest first, older than lastMsg (nil = from the newest); fewer only when
+// the history (since the user joined) has no more. Messages over a frame's
+// worth are fetched in several requests.
 func (c *Client) GetGroupHistoryMessageList(ctx context.Context, groupID string, count int, lastMsg *Message) ([]*Message, error) {
 	return c.history(ctx, convKey{group: groupID}, count, lastMsg)
 }
 
 // GetC2CHistoryMessageList returns up to count messages exchanged with
-// userID, newest first, older than lastMsg (nil = from the newest).
+// userID, newest first, older than lastMsg (nil = from the newest); fewer
+// only when the history has no more.
 func (c *Client) GetC2CHistoryMessageList(ctx context.Context, userID string, count int, lastMsg *Message) ([]*Message, error) {
 	return c.history(ctx, convKey{peer: userID}, count, lastMsg)
 }
@@ -144,16 +147,24 @@ func (c *Client) history(ctx context.Context, k convKey, count int, lastMsg *Mes
 	if lastMsg != nil {
 		before = lastMsg.Seq
 	}
-	resp, err := c.call(ctx, &pb.ClientFrame{Body: &pb.ClientFrame_History{History: &pb.HistoryRequest{
-		Conversation: k.pb(), Count: n, BeforeSeq: before,
-	}}})
-	if err != nil {
-		return nil, err
-	}
-	ms := resp.GetHistory().GetMessages()
-	out := make([]*Message, 0, len(ms))
-	for _, m := range ms {
-		out = append(out, messageFromPB(m, c.userID))
+	// The server returns fewer messages than asked when more would not fit
+	// in one frame: ask again for the rest until count or the beginning.
+	var out []*Message
+	for len(out) < count {
+		resp, err := c.call(ctx, &pb.ClientFrame{Body: &pb.ClientFrame_History{History: &pb.HistoryRequest{
+			Conversation: k.pb(), Count: n - uint32(len(out)), BeforeSeq: before,
+		}}})
+		if err != nil {
+			return nil, err
+		}
+		ms := resp.GetHistory().GetMessages()
+		for _, m := range ms {
+			out = append(out, messageFromPB(m, c.userID))
+		}
+		if len(ms) == 0 || ms[len(ms)-1].GetSeq() <= 1 {
+			break
+		}
+		before = ms[len(ms)-1].GetSeq()
 	}
 	return out, nil
 }
@@ -240,13 +251,14 @@ func (c *Client) Limits() Limits {
 	l := c.limits
 	c.mu.Unlock()
 	return Limits{
-		MaxFrameBytes:      int(l.GetMaxFrameBytes()),
-		MaxTextBytes:       int(l.GetMaxTextBytes()),
-		MaxCustomDataBytes: int(l.GetMaxCustomDataBytes()),
-		MaxBatch:           int(l.GetMaxBatch()),
-		MaxGroupMembers:    int(l.GetMaxGroupMembers()),
-		MaxMembersPerCall:  int(l.GetMaxMembersPerCall()),
-		Heartbeat:          time.Duration(l.GetHeartbeatSeconds()) * time.Second,
+		MaxFrameBytes:       int(l.GetMaxFrameBytes()),
+		MaxTextBytes:        int(l.GetMaxTextBytes()),
+		MaxCustomDataBytes:  int(l.GetMaxCustomDataBytes()),
+		MaxBatch:            int(l.GetMaxBatch()),
+		MaxGroupMembers:     int(l.GetMaxGroupMembers()),
+		MaxMembersPerCall:   int(l.GetMaxMembersPerCall()),
+		Heartbeat:           time.Duration(l.GetHeartbeatSeconds()) * time.Second,
+		MaxServerFrameBytes: int(l.GetMaxServerFrameBytes()),
 	}
 }
 
@@ -259,6 +271,9 @@ type Limits struct {
 	MaxGroupMembers    int
 	MaxMembersPerCall  int
 	Heartbeat          time.Duration // the client sends something at least this often
+	// MaxServerFrameBytes is the largest frame the server sends; longer
+	// pages are cut below it.
+	MaxServerFrameBytes int
 }
 
 // SetSelfInfo sets this user's nickname and avatar URL, which others see in

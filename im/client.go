@@ -30,14 +30,16 @@ const (
 	readLimit        = 16 << 20 // server frames (sync pages) may exceed the 64 KiB client frame limit
 	writeTimeout     = 10 * time.Second
 	loginTimeout     = 10 * time.Second
+	closeAckTimeout  = time.Second
 )
 
 // Client is a connection to a Readmark server on behalf of one user. It
 // reconnects by itself (see WithReconnect) and is safe for concurrent use.
 //
 // Locks: c.mu (connection state), s.mu (a session's pending requests),
-// c.dmu (delivery state) then q.mu (event queue) — c.dmu may be held while
-// taking q.mu, no other two are ever held together. Listener callbacks run on
+// c.dmu (delivery state) then q.mu (event queue), c.acks.mu (what to
+// acknowledge) — c.dmu may be held while taking q.mu, no other two are ever
+// held together. Listener callbacks run on
 // the dispatcher goroutine with no lock held.
 type Client struct {
 	userID string
@@ -64,6 +66,7 @@ type Client struct {
 	syncing   bool
 	buffered  []*pb.Message // pushes received while syncing
 
+	acks          *acks
 	ls            listeners
 	q             *queue
 	dispatchDone  chan struct{}
@@ -99,6 +102,7 @@ func Dial(ctx context.Context, serverURL, userID, token string, opts ...Option) 
 		stopped:      make(chan struct{}),
 		delivered:    make(map[convKey]uint64),
 		ownSent:      make(map[convKey]map[uint64]bool),
+		acks:         newAcks(),
 		q:            newQueue(len(o.listeners) == 0),
 		dispatchDone: make(chan struct{}),
 	}
@@ -118,8 +122,9 @@ func Dial(ctx context.Context, serverURL, userID, token string, opts ...Option) 
 		<-c.dispatchDone
 		return nil, err
 	}
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go c.run(s)
+	go c.acker()
 	return c, nil
 }
 
@@ -145,11 +150,18 @@ func endpoint(serverURL string) (string, error) {
 // UserID returns the user this client is logged in as.
 func (c *Client) UserID() string { return c.userID }
 
-// Close stops reconnecting, closes the connection, fails the requests in
-// flight with CodeUnavailable and waits for the client's goroutines to end.
+// Close acknowledges the messages the listeners were handed (best effort,
+// waiting a second at most), stops reconnecting, closes the connection,
+// fails the requests in flight with CodeUnavailable and waits for the
+// client's goroutines to end.
 // It may be called from a listener callback, and more than once.
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
+		// Best effort: acknowledge what the application has seen, so that
+		// the next login of this device does not report it again.
+		ctx, cancel := context.WithTimeout(context.Background(), closeAckTimeout)
+		c.sendAcks(ctx)
+		cancel()
 		c.cancel()
 		c.mu.Lock()
 		s := c.sess
@@ -223,6 +235,7 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 		UserId:          c.userID,
 		Token:           c.token,
 		Sdk:             c.opts.sdk,
+		DeviceId:        c.opts.deviceID,
 	}}})
 	if err == nil {
 		err = conn.Write(ctx, s.msgType(), b)

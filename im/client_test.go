@@ -294,7 +294,7 @@ func TestPipelinedOutOfOrder(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			peer := fmt.Sprintf("u%d", i)
-			ms, err := c.GetC2CHistoryMessageList(ctx, peer, 5, &Message{Seq: uint64(100 + i)})
+			ms, err := c.GetC2CHistoryMessageList(ctx, peer, 1, &Message{Seq: uint64(100 + i)})
 			if err != nil {
 				errs <- err
 				return

@@ -175,10 +175,15 @@ func (c *Client) advancedListeners() []AdvancedMsgListener {
 // The emit functions queue a callback for the dispatcher. The listener set is
 // read when the callback runs, so a removed listener gets no later events.
 
-func (c *Client) emitNewMessage(m *Message) {
+// emitNewMessage queues m for the listeners; a stored message (k set)
+// counts as handed to the application, to be acknowledged, once they ran.
+func (c *Client) emitNewMessage(m *Message, k convKey) {
 	c.q.push(func() {
 		for _, l := range c.advancedListeners() {
 			l.OnRecvNewMessage(m)
+		}
+		if m.Seq > 0 {
+			c.handed(k, m.Seq)
 		}
 	})
 }

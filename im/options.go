@@ -1,6 +1,8 @@
 package im
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"log/slog"
 	"net/http"
 	"time"
@@ -18,6 +20,7 @@ type options struct {
 	httpClient *http.Client
 	listeners  []any
 	sdk        string
+	deviceID   string
 }
 
 func defaultOptions() options {
@@ -26,6 +29,7 @@ func defaultOptions() options {
 		backoffMin: 100 * time.Millisecond,
 		backoffMax: 5 * time.Second,
 		sdk:        "readmark-go/1",
+		deviceID:   randomDeviceID(),
 	}
 }
 
@@ -68,3 +72,21 @@ func WithListener(l any) Option {
 
 // WithSDKName sets the free-form client name sent at login, for server logs.
 func WithSDKName(name string) Option { return func(o *options) { o.sdk = name } }
+
+// WithDeviceID names this installation of the app (1..64 bytes of letters,
+// digits and "_.@-#"; the server refuses others with CodeInvalidArgument at
+// Dial). The server keeps, per user and device, how far the device
+// acknowledged each conversation, and the sync at login starts there. Set
+// it to a value stored with the installation to resume exactly where it
+// stopped: what was handed to the listeners before is not reported again,
+// and nothing is skipped. The default, a random ID per Client, makes each
+// Client a new device, which starts at the highest seq any device of the
+// user acknowledged. "" makes a device of its own for each connection,
+// remembered by the server for that connection only.
+func WithDeviceID(id string) Option { return func(o *options) { o.deviceID = id } }
+
+func randomDeviceID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return "go-" + hex.EncodeToString(b[:])
+}

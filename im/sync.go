@@ -2,27 +2,29 @@ package im
 
 import (
 	"errors"
-	"sort"
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
 )
 
-// sync fetches the stored messages this client has not delivered yet, after
-// a login, then delivers them together with the pushes buffered meanwhile,
-// merged in seq order per conversation. Merging matters: for a conversation
-// the client sends no cursor for, the server starts after what it already
-// pushed to the user's sessions — pushes to this very session that are still
-// in the buffer — so synced messages can be newer than buffered ones. It runs
-// on the run goroutine while the reader keeps routing responses.
+// sync fetches the stored messages this client's device has not
+// acknowledged, after a login, and delivers them page by page; pushes
+// received meanwhile are buffered and delivered after the last page, merged
+// in seq order per conversation. Each request's cursors are the highest seqs
+// delivered per conversation, which the server takes as acknowledgements
+// and continues after; for a conversation not listed it starts after the
+// device's last acknowledgement (or the user's, for a device it has never
+// seen). Buffered pushes continue where the sync ends (the session was
+// registered for pushes before the sync started), so delivering them after
+// the last page keeps every conversation in seq order. It runs on the run
+// goroutine while the reader keeps routing responses.
 func (c *Client) sync(s *session) {
-	c.dmu.Lock()
-	cursors := make([]*pb.SyncCursor, 0, len(c.delivered))
-	for k, seq := range c.delivered {
-		cursors = append(cursors, &pb.SyncCursor{Conversation: k.pb(), Seq: seq})
-	}
-	c.dmu.Unlock()
-	var synced []*pb.Message
 	for {
+		c.dmu.Lock()
+		cursors := make([]*pb.SyncCursor, 0, len(c.delivered))
+		for k, seq := range c.delivered {
+			cursors = append(cursors, &pb.SyncCursor{Conversation: k.pb(), Seq: seq})
+		}
+		c.dmu.Unlock()
 		resp, err, sent := s.roundTrip(s.ctx, &pb.ClientFrame{Body: &pb.ClientFrame_Sync{
 			Sync: &pb.SyncRequest{Cursors: cursors, Limit: syncPageSize},
 		}})
@@ -40,16 +42,17 @@ func (c *Client) sync(s *session) {
 			break
 		}
 		sr := resp.GetSync()
-		synced = append(synced, sr.GetMessages()...)
+		c.dmu.Lock()
+		for _, m := range sr.GetMessages() {
+			c.deliverLocked(m)
+		}
+		c.dmu.Unlock()
 		if !sr.GetMore() || len(sr.GetMessages()) == 0 {
 			break
 		}
-		cursors = sr.GetCursors()
 	}
 	c.dmu.Lock()
-	// Synced copies first, so that of two copies of one message the synced
-	// one (which carries receipt_sent) is the one delivered.
-	for _, m := range inSeqOrder(append(synced, c.buffered...), c.userID) {
+	for _, m := range c.buffered { // in seq order per conversation, as pushed
 		c.deliverLocked(m)
 	}
 	c.buffered = nil
@@ -57,52 +60,11 @@ func (c *Client) sync(s *session) {
 	c.dmu.Unlock()
 }
 
-// inSeqOrder drops repeated copies of a message (keeping the first) and
-// reorders the rest so that each conversation's messages are in seq order,
-// keeping the positions each conversation occupies (and online-only
-// messages, seq 0, where they are): interleaving across conversations is
-// preserved, order within one is fixed.
-func inSeqOrder(msgs []*pb.Message, me string) []*pb.Message {
-	type id struct {
-		k   convKey
-		seq uint64
-	}
-	seen := make(map[id]bool)
-	unique := msgs[:0:0]
-	byConv := make(map[convKey][]*pb.Message)
-	for _, m := range msgs {
-		if m.GetSeq() != 0 {
-			k := convOf(m, me)
-			if seen[id{k, m.GetSeq()}] {
-				continue // a later copy of one already listed
-			}
-			seen[id{k, m.GetSeq()}] = true
-			byConv[k] = append(byConv[k], m)
-		}
-		unique = append(unique, m)
-	}
-	msgs = unique
-	for _, ms := range byConv {
-		sort.SliceStable(ms, func(i, j int) bool { return ms[i].GetSeq() < ms[j].GetSeq() })
-	}
-	out := make([]*pb.Message, 0, len(msgs))
-	for _, m := range msgs {
-		if m.GetSeq() == 0 {
-			out = append(out, m)
-			continue
-		}
-		k := convOf(m, me)
-		out = append(out, byConv[k][0])
-		byConv[k] = byConv[k][1:]
-	}
-	return out
-}
-
 // deliverLocked reports m to the listeners unless it was delivered before.
 // c.dmu must be held.
 func (c *Client) deliverLocked(m *pb.Message) {
 	if m.GetSeq() == 0 { // online_user_only: never stored, never synced
-		c.emitNewMessage(messageFromPB(m, c.userID))
+		c.emitNewMessage(messageFromPB(m, c.userID), convKey{})
 		return
 	}
 	k := convOf(m, c.userID)
@@ -121,10 +83,12 @@ func (c *Client) deliverLocked(m *pb.Message) {
 			delete(c.ownSent, k)
 		}
 		if mine {
-			return // sent by this client: SendMessage returned it
+			// Sent by this client: SendMessage returned it.
+			c.q.push(func() { c.handed(k, m.GetSeq()) })
+			return
 		}
 	}
-	c.emitNewMessage(messageFromPB(m, c.userID))
+	c.emitNewMessage(messageFromPB(m, c.userID), k)
 }
 
 // sentOwn records a message this client sent, so that its echo by push or
@@ -141,6 +105,8 @@ func (c *Client) sentOwn(m *pb.Message) {
 	case m.GetSeq() <= d:
 	case m.GetSeq() == d+1:
 		c.delivered[k] = m.GetSeq()
+		seq := m.GetSeq()
+		c.q.push(func() { c.handed(k, seq) }) // after what is queued before it
 	default:
 		if c.ownSent[k] == nil {
 			c.ownSent[k] = make(map[uint64]bool)

@@ -32,12 +32,15 @@ type testServer struct {
 	dir       string
 	addr      string
 	heartbeat time.Duration
-	rateLimit float64 // requests/s per session, with an equal burst (0 = server default)
+	rateLimit float64 // requests/s per user, with an equal burst (0 = server default)
+	adminRate float64 // requests/s per admin token, with an equal burst (0 = server default)
 	// openStore and openBus, if set, replace the embedded backends.
 	openStore func(context.Context) (storage.Store, error)
 	openBus   func(context.Context) (bus.Bus, error)
 	devTokens bool
-	srv       *server.Server
+	// tweak, if set, adjusts the server's configuration (limits).
+	tweak func(*server.Config)
+	srv   *server.Server
 }
 
 // startServer starts a server on a fresh data directory.
@@ -55,14 +58,28 @@ func startServerWith(t testing.TB, heartbeat time.Duration) *testServer {
 	return ts
 }
 
+// startServerTweaked starts a server whose configuration tweak adjusts.
+func startServerTweaked(t testing.TB, tweak func(*server.Config)) *testServer {
+	t.Helper()
+	ts := &testServer{t: t, dir: t.TempDir(), addr: "127.0.0.1:0", tweak: tweak}
+	ts.start()
+	t.Cleanup(ts.stop)
+	return ts
+}
+
 func (ts *testServer) start() {
 	ts.t.Helper()
-	srv, err := server.Start(context.Background(), server.Config{
+	cfg := server.Config{
 		Listen: ts.addr, DataDir: ts.dir, Heartbeat: ts.heartbeat,
 		OpenStore: ts.openStore, OpenBus: ts.openBus,
 		RateLimit: ts.rateLimit, RateBurst: int(ts.rateLimit), DevTokens: ts.devTokens,
+		AdminRateLimit: ts.adminRate, AdminRateBurst: int(ts.adminRate),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	}
+	if ts.tweak != nil {
+		ts.tweak(&cfg)
+	}
+	srv, err := server.Start(context.Background(), cfg)
 	if err != nil {
 		ts.t.Fatalf("starting server: %v", err)
 	}

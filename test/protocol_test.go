@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
@@ -16,8 +17,9 @@ import (
 
 // rawConn is a hand-driven protocol client, for what the SDK never sends.
 type rawConn struct {
-	t *testing.T
-	c *websocket.Conn
+	t    *testing.T
+	c    *websocket.Conn
+	json bool // readmark.v1.json: text frames in protojson
 }
 
 func rawDial(t *testing.T, ts *testServer, subprotocol string) *rawConn {
@@ -28,19 +30,27 @@ func rawDial(t *testing.T, ts *testServer, subprotocol string) *rawConn {
 	}
 	c.SetReadLimit(1 << 20)
 	t.Cleanup(func() { c.CloseNow() })
-	return &rawConn{t: t, c: c}
+	return &rawConn{t: t, c: c, json: subprotocol == "readmark.v1.json"}
 }
 
 func (r *rawConn) writeRaw(data []byte) {
 	r.t.Helper()
-	if err := r.c.Write(ctxT(r.t), websocket.MessageBinary, data); err != nil {
+	typ := websocket.MessageBinary
+	if r.json {
+		typ = websocket.MessageText
+	}
+	if err := r.c.Write(ctxT(r.t), typ, data); err != nil {
 		r.t.Fatal(err)
 	}
 }
 
 func (r *rawConn) write(f *pb.ClientFrame) {
 	r.t.Helper()
-	data, err := proto.Marshal(f)
+	marshal := proto.Marshal
+	if r.json {
+		marshal = protojson.Marshal
+	}
+	data, err := marshal(f)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -56,7 +66,11 @@ func (r *rawConn) readResponse() *pb.ServerFrame {
 			r.t.Fatalf("read: %v", err)
 		}
 		f := &pb.ServerFrame{}
-		if err := proto.Unmarshal(data, f); err != nil {
+		unmarshal := proto.Unmarshal
+		if r.json {
+			unmarshal = protojson.Unmarshal
+		}
+		if err := unmarshal(data, f); err != nil {
 			r.t.Fatal(err)
 		}
 		if f.Id != 0 || f.Error != nil {

@@ -26,6 +26,7 @@ import (
 
 	"github.com/readmark/readmark/internal/bus"
 	"github.com/readmark/readmark/internal/bus/natsbus"
+	"github.com/readmark/readmark/internal/gateway"
 	"github.com/readmark/readmark/internal/server"
 	"github.com/readmark/readmark/internal/storage"
 	"github.com/readmark/readmark/internal/storage/pgstore"
@@ -69,8 +70,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 	adminUser := fs.String("admin-user", "administrator", "user whose token may use the admin API")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
-	rateLimit := fs.Float64("rate-limit", 2000, "requests per second each session may send (over it: CodeRateLimited)")
-	rateBurst := fs.Int("rate-burst", 4000, "requests a session may send at once above --rate-limit")
+	rateLimit := fs.Float64("rate-limit", 2000, "requests per second each user may send, all the user's sessions on this node together (over it: CodeRateLimited)")
+	rateBurst := fs.Int("rate-burst", 4000, "requests a user may send at once above --rate-limit")
+	maxSessions := fs.Int("max-sessions-per-user", 16, "sessions one user may have on this node (one more login: CodeSessionLimit)")
+	maxQueue := fs.Int("max-session-queue-bytes", gateway.DefaultMaxQueueBytes, "bytes of output a session may have waiting to be written; over it the session is closed as a slow consumer")
+	maxConns := fs.Int("max-connections", 0, "client WebSocket connections on this node (one more: HTTP 503 CodeConnectionLimit; 0 = the descriptor limit minus a reserve)")
+	adminRateLimit := fs.Float64("admin-rate-limit", 500, "requests per second each admin token may send to the admin and server REST API (over it: 429 RateLimited with Retry-After)")
+	adminRateBurst := fs.Int("admin-rate-burst", 1000, "requests an admin token may send at once above --admin-rate-limit")
 	postgres := fs.String("postgres", "", "store data in PostgreSQL at this DSN instead of the embedded store (cluster path; see docs/architecture.md)")
 	pgTable := fs.String("postgres-table", "readmark_kv", "table used with --postgres")
 	natsURL := fs.String("nats", "", "route pushes over NATS at this URL instead of in process (cluster path)")
@@ -91,6 +97,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	cfg := server.Config{
 		Listen: *listen, DataDir: c.data, SecretFile: c.secretPath(), AdminUser: *adminUser, Logger: logger,
 		RateLimit: *rateLimit, RateBurst: *rateBurst, DevTokens: *devTokens,
+		AdminRateLimit: *adminRateLimit, AdminRateBurst: *adminRateBurst,
+		MaxSessionsPerUser: *maxSessions, MaxSessionQueueBytes: *maxQueue, MaxConnections: *maxConns,
 	}
 	if *postgres != "" {
 		cfg.OpenStore = func(ctx context.Context) (storage.Store, error) { return pgstore.Open(ctx, *postgres, *pgTable) }

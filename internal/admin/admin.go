@@ -1,9 +1,10 @@
 // Package admin owns the server's settings (which group types may ask for
 // read receipts) and the operator-facing HTTP API served beside the client
 // endpoint: /healthz and /metrics, and behind a token of the admin user
-// /v1/admin/settings, the server overview, the message read path
-// (/v1/admin/messages/lookup and a group message's read members) and
-// /debug/pprof/.
+// (rate limited per token) /v1/admin/settings, the server overview, the
+// message read path (/v1/admin/messages/lookup and a group message's read
+// members) and /debug/pprof/. The server REST API (package restapi) uses
+// its authentication and JSON helpers.
 package admin
 
 import (
@@ -13,15 +14,18 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"net/http"
 	"net/http/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
 	"github.com/readmark/readmark/internal/apierr"
@@ -156,6 +160,10 @@ type Config struct {
 	// Healthy reports whether the server can serve (storage open, not
 	// shutting down).
 	Healthy func() error
+	// RateLimit and RateBurst bound each admin token's requests per second
+	// (0 = 500/s with bursts of 1,000).
+	RateLimit rate.Limit
+	RateBurst int
 	// Role, if set, adds the node's place in the cluster to /healthz (node
 	// ID, partitions owned).
 	Role func() map[string]any
@@ -169,8 +177,27 @@ type Config struct {
 	Started time.Time
 }
 
+// API serves the admin HTTP API; Routes registers it, and other packages
+// (the server REST API) put their handlers behind its Authed.
+type API struct {
+	cfg    Config
+	limits *tokenLimits
+}
+
+// New returns the admin API for cfg.
+func New(cfg Config) *API {
+	if cfg.RateLimit <= 0 {
+		cfg.RateLimit, cfg.RateBurst = 500, 1000
+	}
+	if cfg.RateBurst <= 0 {
+		cfg.RateBurst = max(1, int(cfg.RateLimit))
+	}
+	return &API{cfg: cfg, limits: &tokenLimits{limit: cfg.RateLimit, burst: cfg.RateBurst, m: make(map[string]*rate.Limiter)}}
+}
+
 // Routes registers the admin API's handlers on mux.
-func Routes(mux *http.ServeMux, cfg Config) {
+func (a *API) Routes(mux *http.ServeMux) {
+	cfg := a.cfg
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if err := cfg.Healthy(); err != nil {
 			WriteError(w, apierr.New(pb.CodeUnavailable, "%v", err))
@@ -184,17 +211,15 @@ func Routes(mux *http.ServeMux, cfg Config) {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	// Profiles for operators, behind the admin token like the settings.
-	mux.HandleFunc("GET /debug/pprof/", cfg.authed(pprof.Index))
-	mux.HandleFunc("GET /debug/pprof/profile", cfg.authed(pprof.Profile))
-	mux.HandleFunc("GET /v1/admin/settings", cfg.authed(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /debug/pprof/", a.Authed(pprof.Index))
+	mux.HandleFunc("GET /debug/pprof/profile", a.Authed(pprof.Profile))
+	mux.HandleFunc("GET /v1/admin/settings", a.Authed(func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusOK, cfg.Settings.Get())
 	}))
-	mux.HandleFunc("PUT /v1/admin/settings", cfg.authed(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("PUT /v1/admin/settings", a.Authed(func(w http.ResponseWriter, r *http.Request) {
 		var s Settings
-		dec := json.NewDecoder(io.LimitReader(r.Body, 64*1024))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&s); err != nil {
-			WriteError(w, apierr.InvalidArgument("settings JSON: %v", err))
+		if err := Decode(r, &s); err != nil {
+			WriteError(w, err)
 			return
 		}
 		if err := cfg.Settings.Put(r.Context(), s); err != nil {
@@ -203,11 +228,14 @@ func Routes(mux *http.ServeMux, cfg Config) {
 		}
 		WriteJSON(w, http.StatusOK, cfg.Settings.Get())
 	}))
-	mux.HandleFunc("GET /v1/admin/overview", cfg.authed(cfg.overview))
-	cfg.messageRoutes(mux)
+	mux.HandleFunc("GET /v1/admin/overview", a.Authed(cfg.overview))
+	cfg.messageRoutes(mux, a.Authed)
 }
 
-func (cfg Config) authed(h http.HandlerFunc) http.HandlerFunc {
+// Authed lets a request through to h only with a valid token of the admin
+// user, within that token's rate limit.
+func (a *API) Authed(h http.HandlerFunc) http.HandlerFunc {
+	cfg := a.cfg
 	return func(w http.ResponseWriter, r *http.Request) {
 		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || token == "" {
@@ -223,21 +251,65 @@ func (cfg Config) authed(h http.HandlerFunc) http.HandlerFunc {
 			WriteError(w, apierr.PermissionDenied("user %q is not the admin user", user))
 			return
 		}
+		if wait := a.limits.reserve(token); wait > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+			WriteError(w, apierr.New(pb.CodeRateLimited, "more than %g requests/s with this token; retry after %v", float64(cfg.RateLimit), wait.Round(time.Millisecond)))
+			return
+		}
 		h(w, r)
 	}
 }
 
-// WriteError answers with err as {"code", "desc"} and the code's HTTP status.
-func WriteError(w http.ResponseWriter, err error) {
-	e := apierr.From(err)
-	status := pb.CodeHTTPStatus[e.Code]
-	if status == 0 {
-		status = http.StatusInternalServerError
-	}
-	WriteJSON(w, status, map[string]any{"code": e.Code, "desc": e.Desc})
+// tokenLimits holds a rate limiter per admin token. Only valid admin tokens
+// get one; the map is cleared when it reaches maxTokens (tokens are few in
+// practice), so it cannot grow without bound.
+type tokenLimits struct {
+	limit rate.Limit
+	burst int
+	mu    sync.Mutex
+	m     map[string]*rate.Limiter
 }
 
-// WriteJSON answers with v as JSON.
+const maxTokens = 1024
+
+// reserve takes one request from token's budget; if there is none, it
+// takes nothing and returns how long until there is.
+func (t *tokenLimits) reserve(token string) time.Duration {
+	t.mu.Lock()
+	l := t.m[token]
+	if l == nil {
+		if len(t.m) >= maxTokens {
+			clear(t.m)
+		}
+		l = rate.NewLimiter(t.limit, t.burst)
+		t.m[token] = l
+	}
+	t.mu.Unlock()
+	now := time.Now()
+	res := l.ReserveN(now, 1)
+	if d := res.DelayFrom(now); d > 0 {
+		res.CancelAt(now)
+		return d
+	}
+	return 0
+}
+
+// Decode reads r's JSON body (at most 1 MiB) into v, rejecting unknown
+// fields with an InvalidArgument error.
+func Decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return apierr.InvalidArgument("request JSON: %v", err)
+	}
+	return nil
+}
+
+// WriteError writes err as {"code", "name", "desc"} with the code's HTTP
+// status.
+func WriteError(w http.ResponseWriter, err error) { apierr.WriteHTTP(w, err) }
+
+// WriteJSON writes v as the JSON response body with status.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

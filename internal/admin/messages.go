@@ -67,8 +67,8 @@ type ReadMembers struct {
 // the dispatcher as the message's sender would ask them, so they follow the
 // same rules (and, in a cluster, reach the node that owns the
 // conversation).
-func (cfg Config) messageRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/admin/messages/lookup", cfg.authed(func(w http.ResponseWriter, r *http.Request) {
+func (cfg Config) messageRoutes(mux *http.ServeMux, authed func(http.HandlerFunc) http.HandlerFunc) {
+	mux.HandleFunc("GET /v1/admin/messages/lookup", authed(func(w http.ResponseWriter, r *http.Request) {
 		res, err := cfg.lookup(r)
 		if err != nil {
 			WriteError(w, err)
@@ -76,7 +76,7 @@ func (cfg Config) messageRoutes(mux *http.ServeMux) {
 		}
 		WriteJSON(w, http.StatusOK, res)
 	}))
-	mux.HandleFunc("GET /v1/admin/groups/{group_id}/messages/{seq}/read-members", cfg.authed(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /v1/admin/groups/{group_id}/messages/{seq}/read-members", authed(func(w http.ResponseWriter, r *http.Request) {
 		res, err := cfg.readMembers(r)
 		if err != nil {
 			WriteError(w, err)

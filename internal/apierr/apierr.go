@@ -5,8 +5,10 @@
 package apierr
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
 )
@@ -34,6 +36,20 @@ func From(err error) *Error {
 		return e
 	}
 	return &Error{Code: pb.CodeInternal, Desc: "internal error"}
+}
+
+// WriteHTTP answers an HTTP request with err as a JSON body
+// {"code": N, "name": "...", "desc": "..."} and the code's HTTP status from
+// errors.json.
+func WriteHTTP(w http.ResponseWriter, err error) {
+	e := From(err)
+	status := pb.CodeHTTPStatus[e.Code]
+	if status == 0 {
+		status = http.StatusInternalServerError
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]any{"code": e.Code, "name": pb.CodeName[e.Code], "desc": e.Desc})
 }
 
 // Shorthands for the common codes.

@@ -6,6 +6,7 @@ package conv
 
 import (
 	"context"
+	"errors"
 
 	"github.com/readmark/readmark/internal/apierr"
 	"github.com/readmark/readmark/internal/storage"
@@ -36,6 +37,9 @@ func ValidID(id string) bool {
 // CheckID returns an InvalidArgument error naming what if id is not valid.
 func CheckID(what, id string) error {
 	if !ValidID(id) {
+		if len(id) > MaxIDLen {
+			return apierr.InvalidArgument("%s of %d bytes: must be 1-%d characters of letters, digits and _.@-#", what, len(id), MaxIDLen)
+		}
 		return apierr.InvalidArgument("%s %q: must be 1-%d characters of letters, digits and _.@-#", what, id, MaxIDLen)
 	}
 	return nil
@@ -60,6 +64,24 @@ func MessageKey(key string, seq uint64) []byte {
 
 // MessagePrefix is the key prefix of all messages of a conversation.
 func MessagePrefix(key string) []byte { return append(storage.Key("m", key), '/') }
+
+// PeerKey is the storage key listing peer among user's C2C conversations,
+// written (for both parties) with the conversation's first message:
+// uc/<user>/<peer>.
+func PeerKey(user, peer string) []byte { return storage.Key("uc", user, peer) }
+
+// PeerPrefix is the key prefix of user's PeerKeys.
+func PeerPrefix(user string) []byte { return append(storage.Key("uc", user), '/') }
+
+// C2CExists reports whether user and peer have a C2C conversation (have
+// exchanged a stored message).
+func C2CExists(ctx context.Context, s storage.Store, user, peer string) (bool, error) {
+	_, err := s.Get(ctx, PeerKey(user, peer))
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
 
 // HeadSeq returns the highest stored seq of a conversation (0 if none).
 func HeadSeq(ctx context.Context, s storage.Store, key string) (uint64, error) {

@@ -18,8 +18,9 @@ import (
 	"github.com/readmark/readmark/internal/users"
 )
 
-// Caller is who makes a request: the user and the session it came from (0
-// for requests made on a user's behalf by the server API).
+// Caller is who makes a request: the user, the session and device it came
+// from (session 0 for requests made on a user's behalf by the server API)
+// and the encoding its responses are measured in.
 type Caller = messages.Caller
 
 // Services are the services requests go to.
@@ -42,6 +43,9 @@ func New(svc Services) *Dispatcher { return &Dispatcher{svc: svc} }
 // response frame (without id) or an error, an *apierr.Error for every
 // failure the caller may see.
 func (d *Dispatcher) Do(ctx context.Context, caller Caller, f *pb.ClientFrame) (*pb.ServerFrame, error) {
+	if err := checkIDs(f); err != nil {
+		return nil, err
+	}
 	g := d.svc
 	switch b := f.Body.(type) {
 	case *pb.ClientFrame_Ping:
@@ -49,6 +53,8 @@ func (d *Dispatcher) Do(ctx context.Context, caller Caller, f *pb.ClientFrame) (
 	case *pb.ClientFrame_Sync:
 		r, err := g.Messages.Sync(ctx, caller, b.Sync)
 		return wrap(err, func() *pb.ServerFrame { return &pb.ServerFrame{Body: &pb.ServerFrame_Sync{Sync: r}} })
+	case *pb.ClientFrame_Ack:
+		return wrap(g.Messages.Ack(ctx, caller, b.Ack), okFrame)
 	case *pb.ClientFrame_SetProfile:
 		p := users.Profile{NickName: b.SetProfile.NickName, FaceURL: b.SetProfile.FaceUrl}
 		return wrap(g.Users.Set(ctx, caller.UserID, p), okFrame)
@@ -95,6 +101,10 @@ func (d *Dispatcher) Do(ctx context.Context, caller Caller, f *pb.ClientFrame) (
 	}
 	return nil, apierr.New(pb.CodeProtocol, "unsupported request")
 }
+
+// SessionEnded releases what the services keep for a session that ended
+// (the cursors of its ephemeral device).
+func (d *Dispatcher) SessionEnded(caller Caller) { d.svc.Messages.SessionEnded(caller) }
 
 func okFrame() *pb.ServerFrame { return &pb.ServerFrame{Body: &pb.ServerFrame_Ok{Ok: &pb.Empty{}}} }
 

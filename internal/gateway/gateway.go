@@ -9,8 +9,9 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"golang.org/x/time/rate"
 
+	pb "github.com/readmark/readmark/api/readmarkv1"
+	"github.com/readmark/readmark/internal/apierr"
 	"github.com/readmark/readmark/internal/dispatch"
 )
 
@@ -26,27 +27,43 @@ const (
 const (
 	MaxFrameBytes    = 64 * 1024
 	DefaultHeartbeat = 30 * time.Second
-	loginTimeout     = 10 * time.Second
-	writeTimeout     = 10 * time.Second
-	outQueue         = 4096 // push frames a session may have waiting before it is closed as too slow
+	// DefaultMaxInFlight bounds a session's requests whose response is
+	// not yet written: with responses of up to a few MiB, it is what bounds
+	// the memory a client that does not read can make the server hold.
+	DefaultMaxInFlight = 32
+	// DefaultMaxQueueBytes is a session's default output queue bound.
+	DefaultMaxQueueBytes = 4 << 20
+	loginTimeout         = 10 * time.Second
+	writeTimeout         = 10 * time.Second
+	// writeBatchBytes bounds what the writer takes from the queue at once
+	// (at least one frame), so that written bytes leave the queue's
+	// account soon.
+	writeBatchBytes = 256 << 10
 )
 
 // Config wires a Gateway.
 type Config struct {
 	// Authenticate checks a login token and returns the user it was minted for.
 	Authenticate func(token string) (userID string, err error)
-	Hub          *Hub
-	Dispatcher   *dispatch.Dispatcher
-	Metrics      *Metrics
-	Logger       *slog.Logger
+	// Hub holds the per-user limits (sessions per user, request rate).
+	Hub        *Hub
+	Dispatcher *dispatch.Dispatcher
+	Metrics    *Metrics
+	Logger     *slog.Logger
 	// Heartbeat is what clients are told to keep to; a session silent for
 	// twice as long is closed.
 	Heartbeat time.Duration
-	// RateLimit and RateBurst bound each session's requests per second.
-	RateLimit rate.Limit
-	RateBurst int
-	// MaxInFlight bounds a session's concurrent requests; more wait.
+	// MaxInFlight bounds a session's requests whose response is not yet
+	// written to the socket; more wait, unread (0 = DefaultMaxInFlight).
 	MaxInFlight int
+	// MaxQueueBytes bounds a session's encoded output waiting to be written,
+	// responses and pushes together (0 = DefaultMaxQueueBytes); a push over
+	// it closes the session as a slow consumer.
+	MaxQueueBytes int
+	// MaxConnections bounds the WebSocket connections (logged in or not);
+	// one more is refused before the upgrade with HTTP 503 and
+	// CodeConnectionLimit (0 = no bound).
+	MaxConnections int
 }
 
 // Gateway serves the client WebSocket endpoint.
@@ -54,6 +71,7 @@ type Gateway struct {
 	cfg      Config
 	nextID   atomic.Uint64
 	draining atomic.Bool
+	conns    atomic.Int64   // WebSocket connections being served
 	wg       sync.WaitGroup // one per session
 
 	mu       sync.Mutex
@@ -65,14 +83,11 @@ func New(cfg Config) *Gateway {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = DefaultHeartbeat
 	}
-	if cfg.RateLimit == 0 {
-		cfg.RateLimit = 2000
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
 	}
-	if cfg.RateBurst == 0 {
-		cfg.RateBurst = 4000
-	}
-	if cfg.MaxInFlight == 0 {
-		cfg.MaxInFlight = 128
+	if cfg.MaxQueueBytes <= 0 {
+		cfg.MaxQueueBytes = DefaultMaxQueueBytes
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -88,6 +103,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
+	if n := g.conns.Add(1); g.cfg.MaxConnections > 0 && n > int64(g.cfg.MaxConnections) {
+		g.conns.Add(-1)
+		w.Header().Set("Connection", "close") // give the descriptor back at once
+		apierr.WriteHTTP(w, apierr.New(pb.CodeConnectionLimit, "the server has its most connections (%d); retry later", g.cfg.MaxConnections))
+		return
+	}
+	defer g.conns.Add(-1)
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		Subprotocols:       []string{SubprotocolProto, SubprotocolJSON},
 		InsecureSkipVerify: true, // clients are apps, not browsers of this origin; auth is the token

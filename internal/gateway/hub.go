@@ -3,15 +3,36 @@ package gateway
 import (
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
+	"golang.org/x/time/rate"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/readmark/readmark/api/readmarkv1"
+	"github.com/readmark/readmark/internal/apierr"
 	"github.com/readmark/readmark/internal/bus"
 )
 
+// HubConfig holds the per-user limits a Hub enforces on this node.
+type HubConfig struct {
+	Logger *slog.Logger
+	// MaxSessionsPerUser bounds a user's sessions on this node (0 = 16);
+	// one more login is refused with CodeSessionLimit.
+	MaxSessionsPerUser int
+	// RateLimit and RateBurst bound the requests per second of each user,
+	// shared by all of the user's sessions on this node (0 = 2,000/s with
+	// bursts of 4,000), so that more sessions do not buy more requests.
+	RateLimit rate.Limit
+	RateBurst int
+}
+
 // Hub tracks which users have sessions on this node, subscribes to their
-// push subjects on the bus, and hands pushes to their sessions.
+// push subjects on the bus, hands pushes to their sessions, and holds the
+// per-user limits (sessions, request rate).
 type Hub struct {
-	bus    bus.Bus
-	logger *slog.Logger
+	bus bus.Bus
+	cfg HubConfig
 
 	mu    sync.RWMutex
 	users map[string]*userSessions
@@ -20,11 +41,24 @@ type Hub struct {
 type userSessions struct {
 	sessions map[*session]struct{}
 	sub      bus.Subscription
+	limit    *rate.Limiter // shared by the sessions
 }
 
 // NewHub returns an empty hub on b.
-func NewHub(b bus.Bus, logger *slog.Logger) *Hub {
-	return &Hub{bus: b, logger: logger, users: make(map[string]*userSessions)}
+func NewHub(b bus.Bus, cfg HubConfig) *Hub {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxSessionsPerUser <= 0 {
+		cfg.MaxSessionsPerUser = 16
+	}
+	if cfg.RateLimit == 0 {
+		cfg.RateLimit = 2000
+	}
+	if cfg.RateBurst == 0 {
+		cfg.RateBurst = 4000
+	}
+	return &Hub{bus: b, cfg: cfg, users: make(map[string]*userSessions)}
 }
 
 // Online reports whether user has a session on this node.
@@ -34,22 +68,30 @@ func (h *Hub) Online(user string) bool {
 	return h.users[user] != nil
 }
 
-func (h *Hub) add(s *session) error {
+// add registers s and returns the user's rate limiter; an *apierr.Error
+// with CodeSessionLimit when the user has the most sessions allowed.
+func (h *Hub) add(s *session) (*rate.Limiter, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	us := h.users[s.user]
 	if us == nil {
-		us = &userSessions{sessions: make(map[*session]struct{})}
 		user := s.user
 		sub, err := h.bus.Subscribe(bus.UserSubject(user), func(data []byte) { h.deliver(user, data) })
 		if err != nil {
-			return err
+			return nil, err
 		}
-		us.sub = sub
+		us = &userSessions{
+			sessions: make(map[*session]struct{}),
+			sub:      sub,
+			limit:    rate.NewLimiter(h.cfg.RateLimit, h.cfg.RateBurst),
+		}
 		h.users[user] = us
 	}
+	if len(us.sessions) >= h.cfg.MaxSessionsPerUser {
+		return nil, apierr.New(pb.CodeSessionLimit, "user %q already has %d sessions on this server, the most allowed", s.user, len(us.sessions))
+	}
 	us.sessions[s] = struct{}{}
-	return nil
+	return us.limit, nil
 }
 
 func (h *Hub) remove(s *session) {
@@ -68,30 +110,67 @@ func (h *Hub) remove(s *session) {
 	h.mu.Unlock()
 	if sub != nil {
 		if err := sub.Unsubscribe(); err != nil {
-			h.logger.Warn("unsubscribing", "user", s.user, "err", err)
+			h.cfg.Logger.Warn("unsubscribing", "user", s.user, "err", err)
 		}
 	}
 }
 
+// deliver runs on the bus's goroutine, which other users' pushes share: it
+// only queues one shared push to each session. Encoding for JSON sessions
+// happens later, on those sessions' writers.
 func (h *Hub) deliver(user string, data []byte) {
 	except, frame, err := bus.OpenEnvelope(data)
 	if err != nil {
-		h.logger.Warn("dropping push", "err", err)
+		h.cfg.Logger.Warn("dropping push", "err", err)
 		return
 	}
+	p := &push{bin: frame}
 	h.mu.RLock()
+	defer h.mu.RUnlock()
 	us := h.users[user]
-	var targets []*session
-	if us != nil {
-		targets = make([]*session, 0, len(us.sessions))
-		for s := range us.sessions {
-			if s.id != except {
-				targets = append(targets, s)
-			}
+	if us == nil {
+		return
+	}
+	for s := range us.sessions {
+		if s.id != except {
+			s.push(p)
 		}
 	}
-	h.mu.RUnlock()
-	for _, s := range targets {
-		s.push(frame)
+}
+
+// push is one push frame as every session of this node gets it: the binary
+// encoding from the bus, and the JSON encoding, made once by the first JSON
+// session's writer that needs it and shared with the others.
+type push struct {
+	bin []byte
+
+	once    sync.Once
+	json    []byte
+	err     error
+	jsonLen atomic.Int64 // len(json), readable without the Once
+}
+
+// encoded returns the push in the binary or the JSON encoding.
+func (p *push) encoded(json bool, m *Metrics) ([]byte, error) {
+	if !json {
+		return p.bin, nil
 	}
+	p.once.Do(func() {
+		m.jsonEncoded()
+		f := &pb.ServerFrame{}
+		if p.err = proto.Unmarshal(p.bin, f); p.err == nil {
+			p.json, p.err = protojson.Marshal(f)
+		}
+		p.jsonLen.Store(int64(len(p.json)))
+	})
+	return p.json, p.err
+}
+
+// size is what the push costs the queue of a session of the given
+// encoding: the JSON size once a writer has made it, else the binary size.
+func (p *push) size(json bool) int {
+	if n := p.jsonLen.Load(); json && n > 0 {
+		return int(n)
+	}
+	return len(p.bin)
 }

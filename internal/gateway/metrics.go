@@ -17,6 +17,7 @@ type Metrics struct {
 	latency       *prometheus.HistogramVec
 	pushes        prometheus.Counter
 	slowConsumers prometheus.Counter
+	jsonPushes    prometheus.Counter
 }
 
 // NewMetrics registers the gateway's metrics with reg.
@@ -36,10 +37,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "readmark_pushes_total", Help: "Push frames queued to sessions.",
 		}),
 		slowConsumers: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "readmark_slow_consumer_closes_total", Help: "Sessions closed because their push queue was full.",
+			Name: "readmark_slow_consumer_closes_total", Help: "Sessions closed because their output queue was over its byte bound.",
+		}),
+		jsonPushes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "readmark_push_json_encodings_total", Help: "Pushes encoded to JSON: once per push, however many JSON sessions get it.",
 		}),
 	}
-	reg.MustRegister(m.sessions, m.requests, m.latency, m.pushes, m.slowConsumers)
+	reg.MustRegister(m.sessions, m.requests, m.latency, m.pushes, m.slowConsumers, m.jsonPushes)
 	return m
 }
 
@@ -81,5 +85,11 @@ func (m *Metrics) pushed() {
 func (m *Metrics) slowConsumer() {
 	if m != nil {
 		m.slowConsumers.Inc()
+	}
+}
+
+func (m *Metrics) jsonEncoded() {
+	if m != nil {
+		m.jsonPushes.Inc()
 	}
 }

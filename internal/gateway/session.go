@@ -16,34 +16,55 @@ import (
 	"github.com/readmark/readmark/internal/apierr"
 	"github.com/readmark/readmark/internal/conv"
 	"github.com/readmark/readmark/internal/dispatch"
+	"github.com/readmark/readmark/internal/page"
 )
 
 // session is one client connection. Goroutines: run (the reader, which owns
 // the session), writer, and one per request in flight; all end before run
 // returns.
 type session struct {
-	g    *Gateway
-	conn *websocket.Conn
-	json bool
-	id   uint64
-	user string
+	g      *Gateway
+	conn   *websocket.Conn
+	json   bool
+	id     uint64
+	user   string
+	device string // login's device_id
 
 	ctx    context.Context
 	cancel context.CancelFunc
 	// idle closes the connection when no frame arrived in time. Reads and
 	// writes use watchdog timers instead of per-call deadline contexts,
 	// which would allocate a context and a callback for every frame.
-	idle  *time.Timer
+	idle *time.Timer
+	// stuck closes the connection when a write takes longer than
+	// writeTimeout (the client stopped reading), or at once for a slow
+	// consumer.
+	stuck *time.Timer
 	wake  chan struct{} // signals the writer that out has frames (capacity 1)
+	// slots bounds the requests whose response is not yet written: the
+	// reader takes one per request, the writer gives it back after writing
+	// the response. A client that does not read stalls its own reader.
 	slots chan struct{}
-	limit *rate.Limiter
+	limit *rate.Limiter // the user's, shared with the user's other sessions
 	reqs  sync.WaitGroup
 
 	mu       sync.Mutex
 	inflight map[uint64]struct{}
-	out      [][]byte // encoded frames waiting for the writer, in the session's encoding
-	closed   bool     // no more frames: the writer ends once out is written
-	draining bool     // the writer closes the connection after the last frame
+	out      []outFrame // frames waiting for the writer, from out[head]
+	head     int
+	queued   int  // bytes of out plus the batch the writer is writing
+	closed   bool // no more frames: the writer ends once out is written
+	slow     bool // closed as a slow consumer: the writer drops out and ends
+	draining bool // the writer closes the connection after the last frame
+}
+
+// outFrame is one frame for the writer: a response encoded in the
+// session's encoding, or a push shared with other sessions.
+type outFrame struct {
+	data []byte
+	push *push
+	size int  // bytes charged to the session's queue
+	slot bool // a response holding a request slot, given back once written
 }
 
 func newSession(parent context.Context, g *Gateway, conn *websocket.Conn, json bool) *session {
@@ -57,7 +78,6 @@ func newSession(parent context.Context, g *Gateway, conn *websocket.Conn, json b
 		id:       g.nextID.Add(1),
 		wake:     make(chan struct{}, 1),
 		slots:    make(chan struct{}, g.cfg.MaxInFlight),
-		limit:    rate.NewLimiter(g.cfg.RateLimit, g.cfg.RateBurst),
 		inflight: make(map[uint64]struct{}),
 	}
 }
@@ -66,6 +86,8 @@ func (s *session) run() {
 	defer s.cancel()
 	s.idle = time.AfterFunc(loginTimeout, func() { s.conn.CloseNow() })
 	defer s.idle.Stop()
+	s.stuck = time.AfterFunc(writeTimeout, func() { s.conn.CloseNow() })
+	s.stuck.Stop()
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
@@ -77,25 +99,34 @@ func (s *session) run() {
 		<-writerDone
 		s.conn.CloseNow()
 	}()
-
 	if !s.login() {
 		return
 	}
+	defer s.g.cfg.Dispatcher.SessionEnded(s.caller())
 	defer s.g.cfg.Hub.remove(s)
 	s.g.cfg.Metrics.sessionOpened()
 	defer s.g.cfg.Metrics.sessionClosed()
 	for {
 		frame, err := s.read(2 * s.g.cfg.Heartbeat)
-		if err != nil {
-			var ae *apierr.Error
-			if errors.As(err, &ae) {
-				// A frame that cannot be decoded fails alone.
-				s.respond(0, nil, ae)
-				continue
-			}
+		var ae *apierr.Error
+		if err != nil && !errors.As(err, &ae) {
 			return
 		}
-		s.dispatch(frame)
+		// Every frame counts against the user's rate, undecodable ones
+		// too: a frame costs its decoding and an answer.
+		if !s.limit.Allow() {
+			s.g.cfg.Metrics.request("rate_limited", pb.CodeRateLimited, 0)
+			s.respond(frame.GetId(), nil, apierr.New(pb.CodeRateLimited, "over %v requests/s", s.limit.Limit()))
+			continue
+		}
+		if ae != nil {
+			// A frame that cannot be decoded fails alone.
+			s.respond(0, nil, ae)
+			continue
+		}
+		if !s.dispatch(frame) {
+			return
+		}
 	}
 }
 
@@ -119,6 +150,8 @@ func (s *session) login() bool {
 		fail = apierr.New(pb.CodeProtocol, "protocol version %d not supported; this server speaks 1", req.ProtocolVersion)
 	case !conv.ValidID(req.UserId):
 		fail = apierr.New(pb.CodeUnauthenticated, "invalid user ID %q", req.UserId)
+	case req.DeviceId != "" && !conv.ValidID(req.DeviceId):
+		fail = apierr.From(conv.CheckID("device ID", req.DeviceId))
 	default:
 		user, err := s.g.cfg.Authenticate(req.Token)
 		if err != nil {
@@ -127,21 +160,24 @@ func (s *session) login() bool {
 			fail = apierr.New(pb.CodeUnauthenticated, "token was minted for another user")
 		}
 	}
+	if fail == nil && s.g.draining.Load() {
+		fail = apierr.New(pb.CodeUnavailable, "server shutting down")
+	}
+	if fail == nil {
+		s.user, s.device = req.UserId, req.DeviceId
+		// Register before answering: once the client hears "logged in",
+		// every push for the user reaches this session (online-only
+		// messages included).
+		if s.limit, err = s.g.cfg.Hub.add(s); err != nil {
+			if fail = apierr.From(err); fail.Code == pb.CodeInternal {
+				s.g.cfg.Logger.Error("registering session", "user", s.user, "err", err)
+				fail = apierr.New(pb.CodeUnavailable, "cannot register the session")
+			}
+		}
+	}
 	if fail != nil {
 		s.g.cfg.Metrics.request("login", fail.Code, 0)
 		s.respond(frame.Id, nil, fail)
-		return false
-	}
-	if s.g.draining.Load() {
-		s.respond(frame.Id, nil, apierr.New(pb.CodeUnavailable, "server shutting down"))
-		return false
-	}
-	s.user = req.UserId
-	// Register before answering: once the client hears "logged in", every
-	// push for the user reaches this session (online-only messages included).
-	if err := s.g.cfg.Hub.add(s); err != nil {
-		s.g.cfg.Logger.Error("registering session", "user", s.user, "err", err)
-		s.respond(frame.Id, nil, apierr.New(pb.CodeUnavailable, "cannot register the session"))
 		return false
 	}
 	s.respond(frame.Id, &pb.ServerFrame{Body: &pb.ServerFrame_Login{Login: &pb.LoginResponse{
@@ -153,6 +189,10 @@ func (s *session) login() bool {
 	s.g.cfg.Metrics.request("login", 0, 0)
 	return true
 }
+
+// jsonIn parses JSON frames leniently: fields from a later v1 schema are
+// ignored, as binary protobuf ignores them (docs/protocol.md, Versioning).
+var jsonIn = protojson.UnmarshalOptions{DiscardUnknown: true}
 
 // read returns the next frame; an *apierr.Error for a frame that could not
 // be decoded (the connection stays up), any other error ends the session.
@@ -167,7 +207,7 @@ func (s *session) read(timeout time.Duration) (*pb.ClientFrame, error) {
 	case typ == websocket.MessageBinary && !s.json:
 		err = proto.Unmarshal(data, frame)
 	case typ == websocket.MessageText && s.json:
-		err = protojson.Unmarshal(data, frame)
+		err = jsonIn.Unmarshal(data, frame)
 	default:
 		return nil, apierr.New(pb.CodeProtocol, "wrong frame type for subprotocol")
 	}
@@ -177,10 +217,12 @@ func (s *session) read(timeout time.Duration) (*pb.ClientFrame, error) {
 	return frame, nil
 }
 
-func (s *session) dispatch(frame *pb.ClientFrame) {
+// dispatch starts a request once it has a slot; false when the session
+// ended while waiting for one.
+func (s *session) dispatch(frame *pb.ClientFrame) bool {
 	if frame.Id == 0 {
 		s.respond(0, nil, apierr.New(pb.CodeProtocol, "request id must be non-zero"))
-		return
+		return true
 	}
 	s.mu.Lock()
 	_, dup := s.inflight[frame.Id]
@@ -190,47 +232,51 @@ func (s *session) dispatch(frame *pb.ClientFrame) {
 	s.mu.Unlock()
 	if dup {
 		s.respond(frame.Id, nil, apierr.New(pb.CodeProtocol, "request id %d is already in flight", frame.Id))
-		return
+		return true
 	}
-	if !s.limit.Allow() {
-		s.finish(frame.Id, nil, apierr.New(pb.CodeRateLimited, "over %v requests/s", s.g.cfg.RateLimit), "rate_limited", time.Now())
-		return
+	select {
+	case s.slots <- struct{}{}:
+	case <-s.ctx.Done():
+		return false
 	}
-	s.slots <- struct{}{}
 	s.reqs.Add(1)
 	go func() {
-		defer func() {
-			<-s.slots
-			s.reqs.Done()
-		}()
+		defer s.reqs.Done()
 		start := time.Now()
 		name := dispatch.RequestName(frame)
-		resp, err := s.g.cfg.Dispatcher.Do(s.ctx, dispatch.Caller{UserID: s.user, SessionID: s.id}, frame)
-		s.finish(frame.Id, resp, err, name, start)
-	}()
-}
-
-func (s *session) finish(id uint64, resp *pb.ServerFrame, err error, name string, start time.Time) {
-	var ae *apierr.Error
-	if err != nil {
-		ae = apierr.From(err)
-		if ae.Code == pb.CodeInternal {
-			s.g.cfg.Logger.Error("request failed", "user", s.user, "request", name, "err", err)
+		resp, err := s.g.cfg.Dispatcher.Do(s.ctx, s.caller(), frame)
+		var ae *apierr.Error
+		if err != nil {
+			ae = apierr.From(err)
+			if ae.Code == pb.CodeInternal {
+				s.g.cfg.Logger.Error("request failed", "user", s.user, "request", name, "err", err)
+			}
 		}
-	}
-	s.mu.Lock()
-	delete(s.inflight, id)
-	s.mu.Unlock()
-	code := int32(0)
-	if ae != nil {
-		code = ae.Code
-	}
-	s.g.cfg.Metrics.request(name, code, time.Since(start))
-	s.respond(id, resp, ae)
+		s.mu.Lock()
+		delete(s.inflight, frame.Id)
+		s.mu.Unlock()
+		code := int32(0)
+		if ae != nil {
+			code = ae.Code
+		}
+		s.g.cfg.Metrics.request(name, code, time.Since(start))
+		s.send(frame.Id, resp, ae, true)
+	}()
+	return true
 }
 
-// respond sends a response (or error) to request id.
+func (s *session) caller() dispatch.Caller {
+	return dispatch.Caller{UserID: s.user, SessionID: s.id, DeviceID: s.device, JSON: s.json}
+}
+
+// respond sends a response (or error) to request id that holds no slot.
 func (s *session) respond(id uint64, resp *pb.ServerFrame, e *apierr.Error) {
+	s.send(id, resp, e, false)
+}
+
+// send queues a response (or error) to request id; slot says it holds a
+// request slot, given back once the response is written.
+func (s *session) send(id uint64, resp *pb.ServerFrame, e *apierr.Error, slot bool) {
 	if resp == nil {
 		resp = &pb.ServerFrame{}
 	}
@@ -239,55 +285,69 @@ func (s *session) respond(id uint64, resp *pb.ServerFrame, e *apierr.Error) {
 		resp.Body = nil
 		resp.Error = &pb.Error{Code: e.Code, Desc: e.Desc}
 	}
+	f := outFrame{slot: slot}
 	data, err := s.encode(resp)
 	if err != nil {
 		s.g.cfg.Logger.Error("encoding response", "err", err)
+		s.giveBack(f)
 		return
 	}
-	s.enqueue(data, true)
+	f.data, f.size = data, len(data)
+	s.enqueue(f)
 }
 
-// push queues an encoded push (binary protobuf from the bus) without
-// blocking. A session too slow to take its pushes is closed: its client
-// reconnects and syncs.
-func (s *session) push(frame []byte) {
-	if s.json {
-		f := &pb.ServerFrame{}
-		if err := proto.Unmarshal(frame, f); err != nil {
-			return
-		}
-		var err error
-		if frame, err = protojson.Marshal(f); err != nil {
-			return
-		}
-	}
+// push queues a push without blocking; it runs on the bus's goroutine.
+func (s *session) push(p *push) {
 	s.g.cfg.Metrics.pushed()
-	if !s.enqueue(frame, false) {
-		s.g.cfg.Metrics.slowConsumer()
-		s.close(websocket.StatusPolicyViolation, "too slow to receive pushes")
-	}
+	s.enqueue(outFrame{push: p, size: p.size(s.json)})
 }
 
-// enqueue hands a frame to the writer. Responses are always taken (a
-// session has at most MaxInFlight requests, so at most that many responses
-// wait); a push is refused when outQueue frames already wait.
-func (s *session) enqueue(data []byte, response bool) bool {
+// enqueue hands a frame to the writer. Responses are always taken: at most
+// MaxInFlight of them wait, bounded by the slots. A push that finds
+// MaxQueueBytes or more waiting (responses and pushes together) makes the
+// session a slow consumer: it is closed, once, and what it had queued and
+// everything after is dropped; its client reconnects and syncs.
+func (s *session) enqueue(f outFrame) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return true
+		s.giveBack(f)
+		return
 	}
-	if !response && len(s.out) >= outQueue {
+	if f.push != nil && s.queued > 0 && s.queued+f.size > s.g.cfg.MaxQueueBytes {
+		s.closed, s.slow = true, true
+		dropped := s.out[s.head:]
+		s.out, s.head = nil, 0
+		queued := s.queued
 		s.mu.Unlock()
-		return false
+		for _, d := range dropped {
+			s.giveBack(d)
+		}
+		s.g.cfg.Metrics.slowConsumer()
+		s.g.cfg.Logger.Warn("closing a slow consumer", "user", s.user, "session", s.id, "queued_bytes", queued)
+		// Cut the connection now, without a close frame: the writer is
+		// most likely blocked on a full socket that would not take one.
+		s.stuck.Reset(0)
+		return
 	}
-	s.out = append(s.out, data)
+	s.out = append(s.out, f)
+	s.queued += f.size
 	s.mu.Unlock()
+	s.wakeWriter()
+}
+
+// giveBack returns the request slot a frame that will not be written holds.
+func (s *session) giveBack(f outFrame) {
+	if f.slot {
+		<-s.slots
+	}
+}
+
+func (s *session) wakeWriter() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
-	return true
 }
 
 // closeOut tells the writer to end once what is queued is written.
@@ -295,21 +355,48 @@ func (s *session) closeOut() {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
+	s.wakeWriter()
 }
 
-// take returns the queued frames and whether the writer should end after
-// writing them.
-func (s *session) take(buf [][]byte) ([][]byte, bool) {
+// take moves up to writeBatchBytes of queued frames (at least one) into
+// buf and says whether the writer should end after writing them.
+func (s *session) take(buf []outFrame) ([]outFrame, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	buf = append(buf[:0], s.out...)
-	clear(s.out)
-	s.out = s.out[:0]
-	return buf, s.closed
+	buf = buf[:0]
+	if s.slow {
+		return buf, true
+	}
+	n, bytes := s.head, 0
+	for n < len(s.out) && (n == s.head || bytes+s.out[n].size <= writeBatchBytes) {
+		bytes += s.out[n].size
+		n++
+	}
+	buf = append(buf, s.out[s.head:n]...)
+	clear(s.out[s.head:n])
+	s.head = n
+	switch {
+	case s.head == len(s.out):
+		s.out, s.head = s.out[:0], 0
+	case s.head > len(s.out)/2:
+		// Compact, so that a queue that never empties does not grow.
+		k := copy(s.out, s.out[s.head:])
+		clear(s.out[k:])
+		s.out, s.head = s.out[:k], 0
+	}
+	return buf, s.closed && len(s.out) == 0
+}
+
+// written accounts for a batch the writer has written.
+func (s *session) written(batch []outFrame) {
+	bytes := 0
+	for _, f := range batch {
+		bytes += f.size
+		s.giveBack(f)
+	}
+	s.mu.Lock()
+	s.queued -= bytes
+	s.mu.Unlock()
 }
 
 func (s *session) encode(f *pb.ServerFrame) ([]byte, error) {
@@ -324,12 +411,8 @@ func (s *session) writer() {
 	if s.json {
 		typ = websocket.MessageText
 	}
-	// A write stuck for writeTimeout (the client stopped reading) closes
-	// the connection.
-	stuck := time.AfterFunc(writeTimeout, func() { s.conn.CloseNow() })
-	stuck.Stop()
 	defer func() {
-		stuck.Stop()
+		s.stuck.Stop()
 		s.mu.Lock()
 		draining := s.draining
 		s.mu.Unlock()
@@ -341,26 +424,39 @@ func (s *session) writer() {
 		}
 		s.cancel()
 	}()
-	var batch [][]byte
+	var batch []outFrame
 	for {
 		var last bool
 		batch, last = s.take(batch)
-		if len(batch) > 0 {
-			stuck.Reset(writeTimeout)
-			for _, data := range batch {
-				if err := s.conn.Write(context.Background(), typ, data); err != nil {
-					return
+		if len(batch) == 0 {
+			if last {
+				return
+			}
+			select {
+			case <-s.wake:
+			case <-s.ctx.Done():
+				return
+			}
+			continue
+		}
+		s.stuck.Reset(writeTimeout)
+		for _, f := range batch {
+			data := f.data
+			if f.push != nil {
+				var err error
+				if data, err = f.push.encoded(s.json, s.g.cfg.Metrics); err != nil {
+					s.g.cfg.Logger.Error("encoding push", "err", err)
+					continue
 				}
 			}
-			stuck.Stop()
+			if err := s.conn.Write(context.Background(), typ, data); err != nil {
+				return
+			}
 		}
+		s.stuck.Stop()
+		s.written(batch)
 		clear(batch)
 		if last {
-			return
-		}
-		select {
-		case <-s.wake:
-		case <-s.ctx.Done():
 			return
 		}
 	}
@@ -369,12 +465,9 @@ func (s *session) writer() {
 // drain lets in-flight requests finish, sends a Kickoff and closes.
 func (s *session) drain() {
 	s.reqs.Wait()
-	data, err := s.encode(&pb.ServerFrame{Body: &pb.ServerFrame_Kickoff{Kickoff: &pb.Kickoff{
+	s.respond(0, &pb.ServerFrame{Body: &pb.ServerFrame_Kickoff{Kickoff: &pb.Kickoff{
 		Reason: &pb.Error{Code: pb.CodeUnavailable, Desc: "server shutting down"},
-	}}})
-	if err == nil {
-		s.enqueue(data, true)
-	}
+	}}}, nil)
 	s.mu.Lock()
 	s.draining = true
 	s.mu.Unlock()
@@ -392,12 +485,13 @@ func (s *session) close(code websocket.StatusCode, reason string) {
 
 func limits(heartbeat time.Duration) *pb.Limits {
 	return &pb.Limits{
-		MaxFrameBytes:      MaxFrameBytes,
-		MaxTextBytes:       12 * 1024,
-		MaxCustomDataBytes: 8 * 1024,
-		MaxBatch:           100,
-		MaxGroupMembers:    100_000,
-		MaxMembersPerCall:  1_000,
-		HeartbeatSeconds:   uint32(heartbeat / time.Second),
+		MaxFrameBytes:       MaxFrameBytes,
+		MaxTextBytes:        12 * 1024,
+		MaxCustomDataBytes:  8 * 1024,
+		MaxBatch:            100,
+		MaxGroupMembers:     100_000,
+		MaxMembersPerCall:   1_000,
+		HeartbeatSeconds:    uint32(heartbeat / time.Second),
+		MaxServerFrameBytes: page.MaxFrameBytes,
 	}
 }

@@ -544,6 +544,17 @@ func (g *group) snapshotLocked() receipts.RosterSnapshot {
 	}
 }
 
+// Head returns the highest seq assigned in a group.
+func (s *Service) Head(groupID string) (uint64, bool) {
+	g, err := s.get(groupID)
+	if err != nil {
+		return 0, false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.headSeq, true
+}
+
 // Type returns a group's type.
 func (s *Service) Type(groupID string) (pb.GroupType, bool) {
 	g, err := s.get(groupID)
@@ -726,4 +737,56 @@ func (r *reader) string() string {
 	s := string(r.b[:n])
 	r.b = r.b[n:]
 	return s
+}
+
+// Info describes a group, for the server API.
+type Info struct {
+	GroupID   string
+	Type      pb.GroupType
+	Name      string
+	Owner     string
+	CreatedMs int64
+	Members   int
+}
+
+// Info returns a group's description.
+func (s *Service) Info(groupID string) (Info, error) {
+	g, err := s.get(groupID)
+	if err != nil {
+		return Info{}, err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return Info{GroupID: g.id, Type: g.typ, Name: g.name, Owner: g.owner, CreatedMs: g.created, Members: len(g.members)}, nil
+}
+
+// MemberInfo is one member of a group in a page of Members.
+type MemberInfo struct {
+	UserID   string
+	JoinedMs int64
+}
+
+// Members pages a group's current members by ordinal (join order): up to
+// count members with ordinal >= from. next is the ordinal to continue
+// from; finished reports that no member follows.
+func (s *Service) Members(groupID string, from uint32, count int) (page []MemberInfo, next uint32, finished bool, err error) {
+	g, err := s.get(groupID)
+	if err != nil {
+		return nil, 0, false, err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	it := g.present.Iterator()
+	it.AdvanceIfNeeded(from)
+	next = from
+	for it.HasNext() {
+		if len(page) == count {
+			return page, next, false, nil
+		}
+		o := it.Next()
+		u := g.users[o]
+		page = append(page, MemberInfo{UserID: u, JoinedMs: g.members[u].joinedAt})
+		next = o + 1
+	}
+	return page, next, true, nil
 }

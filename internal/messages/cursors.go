@@ -3,73 +3,228 @@ package messages
 import (
 	"context"
 	"encoding/binary"
+	"errors"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/readmark/readmark/internal/storage"
 )
 
-// cursors are the per-user, per-conversation seqs delivered to any of the
-// user's sessions: where sync starts for a client that brings no cursor of
-// its own. They are kept in memory and written every CursorFlush; a crash
-// may lose the last interval, which makes sync repeat (never skip) messages.
-// After a flush, offline users' cursors leave memory (they reload from the
-// store), so memory follows the online users, not all users ever seen.
+// cursors are the delivery cursors: per (user, device, conversation) the
+// highest seq the device acknowledged (SyncRequest cursors, AckRequest),
+// where its sync starts. Nothing else moves them, so a sync page or a push
+// that never reached the device is delivered again. Per user and
+// conversation, the baseline is the highest seq any device of the user
+// acknowledged: a device the server has never seen starts there, so a new
+// installation does not get the whole history as new messages.
+//
+// Stored: cur/<user>/<conv> (the baseline), curd/<user>/<device>/<conv> and
+// dev/<user>/<device> (the device is known). Kept in memory and written
+// every CursorFlush; a crash may lose the last interval, which makes sync
+// repeat (never skip) messages. A device registered in that interval starts
+// again from the baseline. After a flush, offline users' cursors leave
+// memory (they reload from the store), so memory follows the online users.
+//
+// Ephemeral devices (a session without device_id) are kept in memory only,
+// under the key "~<session>" (never a valid device ID), until the session
+// ends.
 type cursors struct {
 	mu    sync.Mutex
-	m     map[string]map[string]uint64 // user → conversation → seq
-	dirty map[cursorKey]struct{}
+	users map[string]*userCursors
+	dirty map[cursorKey]struct{} // device "" = the baseline
+	devs  map[deviceKey]struct{} // device records to write
 }
 
-type cursorKey struct{ user, conv string }
+// userCursors are one user's cursors in memory. base is nil until loaded;
+// each device's map is complete once present.
+type userCursors struct {
+	base    map[string]uint64
+	devices map[string]map[string]uint64
+}
 
-func cursorStoreKey(user, conv string) []byte { return storage.Key("cur", user, conv) }
+type cursorKey struct{ user, device, conv string }
 
-func (c *cursors) advance(user, conv string, seq uint64) {
+type deviceKey struct{ user, device string }
+
+func newCursors() cursors {
+	return cursors{
+		users: make(map[string]*userCursors),
+		dirty: make(map[cursorKey]struct{}),
+		devs:  make(map[deviceKey]struct{}),
+	}
+}
+
+func baseStoreKey(user, conv string) []byte { return storage.Key("cur", user, conv) }
+func deviceCursorPrefix(user, device string) []byte {
+	return append(storage.Key("curd", user, device), '/')
+}
+func deviceRecordKey(user, device string) []byte { return storage.Key("dev", user, device) }
+
+// ephemeralDevice names the in-memory device of a session without device_id.
+func ephemeralDevice(session uint64) string { return "~" + strconv.FormatUint(session, 16) }
+
+func isEphemeral(device string) bool { return device != "" && device[0] == '~' }
+
+func (c *cursors) userLocked(user string) *userCursors {
+	u := c.users[user]
+	if u == nil {
+		u = &userCursors{devices: make(map[string]map[string]uint64)}
+		c.users[user] = u
+	}
+	return u
+}
+
+// load makes sure user's baseline and device's cursors are in memory,
+// registering a device the server has not seen (its cursors start at the
+// baseline).
+func (c *cursors) load(ctx context.Context, s storage.Store, user, device string) error {
+	c.mu.Lock()
+	u := c.users[user]
+	baseLoaded := u != nil && u.base != nil
+	devLoaded := u != nil && u.devices[device] != nil
+	c.mu.Unlock()
+	if devLoaded {
+		return nil
+	}
+	var base map[string]uint64
+	if !baseLoaded {
+		var err error
+		if base, err = scanCursors(ctx, s, append(storage.Key("cur", user), '/')); err != nil {
+			return err
+		}
+	}
+	var dev map[string]uint64
+	known := false
+	if !isEphemeral(device) {
+		_, err := s.Get(ctx, deviceRecordKey(user, device))
+		switch {
+		case err == nil:
+			known = true
+			if dev, err = scanCursors(ctx, s, deviceCursorPrefix(user, device)); err != nil {
+				return err
+			}
+		case !errors.Is(err, storage.ErrNotFound):
+			return err
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	byConv := c.m[user]
-	if byConv == nil {
-		byConv = make(map[string]uint64)
-		c.m[user] = byConv
+	u = c.userLocked(user)
+	if u.base == nil {
+		u.base = base
 	}
-	if seq > byConv[conv] {
-		byConv[conv] = seq
-		c.dirty[cursorKey{user, conv}] = struct{}{}
+	if u.devices[device] != nil {
+		return nil // loaded meanwhile
 	}
+	if !known {
+		dev = make(map[string]uint64, len(u.base))
+		for conv, seq := range u.base {
+			dev[conv] = seq
+			if !isEphemeral(device) {
+				c.dirty[cursorKey{user, device, conv}] = struct{}{}
+			}
+		}
+		if !isEphemeral(device) {
+			c.devs[deviceKey{user, device}] = struct{}{}
+		}
+	}
+	u.devices[device] = dev
+	return nil
 }
 
-// get returns the cursor, loading it from the store on first use.
-func (c *cursors) get(ctx context.Context, s storage.Store, user, conv string) uint64 {
-	c.mu.Lock()
-	seq, ok := c.m[user][conv]
-	c.mu.Unlock()
-	if ok {
-		return seq
-	}
-	v, err := s.Get(ctx, cursorStoreKey(user, conv))
-	if err != nil {
-		return 0
-	}
-	stored, _ := binary.Uvarint(v)
-	c.advance(user, conv, stored)
-	c.mu.Lock()
-	delete(c.dirty, cursorKey{user, conv})
-	seq = c.m[user][conv]
-	c.mu.Unlock()
-	return seq
+// scanCursors reads the cursors stored under prefix, by conversation.
+func scanCursors(ctx context.Context, s storage.Store, prefix []byte) (map[string]uint64, error) {
+	out := make(map[string]uint64)
+	err := s.Scan(ctx, prefix, storage.PrefixEnd(prefix), false, func(k, v []byte) bool {
+		seq, _ := binary.Uvarint(v)
+		out[string(k[len(prefix):])] = seq
+		return true
+	})
+	return out, err
 }
 
-// takeDirty returns the writes of every cursor changed since the last call.
-func (c *cursors) takeDirty() []storage.Op {
+// get returns device's cursor for conv (0 if none). load must have run.
+func (c *cursors) get(user, device, conv string) uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	ops := make([]storage.Op, 0, len(c.dirty))
-	for k := range c.dirty {
-		ops = append(ops, storage.Op{Key: cursorStoreKey(k.user, k.conv), Value: binary.AppendUvarint(nil, c.m[k.user][k.conv])})
+	if u := c.users[user]; u != nil {
+		return u.devices[device][conv]
 	}
-	clear(c.dirty)
-	return ops
+	return 0
+}
+
+// ack moves device's cursor for conv, and the user's baseline, forward to
+// seq. load must have run; if the user was evicted since (its last session
+// ended meanwhile), the ack is dropped: a repeat, never a skip.
+func (c *cursors) ack(user, device, conv string, seq uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	u := c.users[user]
+	if u == nil || u.devices[device] == nil {
+		return
+	}
+	if dev := u.devices[device]; seq > dev[conv] {
+		dev[conv] = seq
+		if !isEphemeral(device) {
+			c.dirty[cursorKey{user, device, conv}] = struct{}{}
+		}
+	}
+	if seq > u.base[conv] {
+		u.base[conv] = seq
+		c.dirty[cursorKey{user, "", conv}] = struct{}{}
+	}
+}
+
+// forget drops an ephemeral device.
+func (c *cursors) forget(user, device string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if u := c.users[user]; u != nil {
+		delete(u.devices, device)
+	}
+}
+
+// dirtySet is what changed since the last write.
+type dirtySet struct {
+	cursors map[cursorKey]struct{}
+	devs    map[deviceKey]struct{}
+}
+
+// takeDirty returns the writes of every cursor and device record changed
+// since the last call, and what they cover (for restore).
+func (c *cursors) takeDirty() ([]storage.Op, dirtySet) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	taken := dirtySet{c.dirty, c.devs}
+	c.dirty, c.devs = make(map[cursorKey]struct{}), make(map[deviceKey]struct{})
+	ops := make([]storage.Op, 0, len(taken.cursors)+len(taken.devs))
+	for k := range taken.devs {
+		ops = append(ops, storage.Op{Key: deviceRecordKey(k.user, k.device), Value: []byte{}})
+	}
+	for k := range taken.cursors {
+		u := c.users[k.user]
+		if k.device == "" {
+			ops = append(ops, storage.Op{Key: baseStoreKey(k.user, k.conv), Value: binary.AppendUvarint(nil, u.base[k.conv])})
+			continue
+		}
+		key := append(deviceCursorPrefix(k.user, k.device), k.conv...)
+		ops = append(ops, storage.Op{Key: key, Value: binary.AppendUvarint(nil, u.devices[k.device][k.conv])})
+	}
+	return ops, taken
+}
+
+// restore marks writes that failed dirty again: the values in memory are
+// still the newest, and go out with the next flush.
+func (c *cursors) restore(d dirtySet) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range d.cursors {
+		c.dirty[k] = struct{}{}
+	}
+	for k := range d.devs {
+		c.devs[k] = struct{}{}
+	}
 }
 
 func (s *Service) flushLoop() {
@@ -81,18 +236,18 @@ func (s *Service) flushLoop() {
 		case <-t.C:
 			s.flushCursors()
 		case <-s.stop:
-			// deliverLoop may still be advancing cursors; flush after it ends.
-			return
+			return // Close flushes once more
 		}
 	}
 }
 
 func (s *Service) flushCursors() {
-	ops := s.cursors.takeDirty()
+	ops, taken := s.cursors.takeDirty()
 	if len(ops) > 0 {
 		if err := s.cfg.Store.Apply(context.Background(), &storage.Batch{Ops: ops}, false); err != nil {
 			s.cfg.Logger.Warn("writing delivery cursors", "err", err)
-			return // keep them in memory; they are still the newest
+			s.cursors.restore(taken)
+			return
 		}
 	}
 	s.cursors.evictOffline(s.cfg.Online)
@@ -103,19 +258,16 @@ func (s *Service) flushCursors() {
 func (c *cursors) evictOffline(online func(string) bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for user, byConv := range c.m {
-		if online(user) {
-			continue
-		}
-		dirty := false
-		for conv := range byConv {
-			if _, ok := c.dirty[cursorKey{user, conv}]; ok {
-				dirty = true
-				break
-			}
-		}
-		if !dirty {
-			delete(c.m, user)
+	keep := make(map[string]bool)
+	for k := range c.dirty {
+		keep[k.user] = true
+	}
+	for k := range c.devs {
+		keep[k.user] = true
+	}
+	for user := range c.users {
+		if !keep[user] && !online(user) {
+			delete(c.users, user)
 		}
 	}
 }

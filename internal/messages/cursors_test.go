@@ -1,21 +1,152 @@
 package messages
 
-import "testing"
+import (
+	"context"
+	"testing"
+
+	"github.com/readmark/readmark/internal/storage"
+	"github.com/readmark/readmark/internal/storage/pebblestore"
+)
+
+func openStore(t *testing.T) storage.Store {
+	t.Helper()
+	s, err := pebblestore.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// flush writes c's dirty cursors to s and forgets everyone (as after the
+// users went offline), so that the next use reads the store.
+func flush(t *testing.T, c *cursors, s storage.Store) {
+	t.Helper()
+	ops, _ := c.takeDirty()
+	if err := s.Apply(context.Background(), &storage.Batch{Ops: ops}, false); err != nil {
+		t.Fatal(err)
+	}
+	c.evictOffline(func(string) bool { return false })
+	if len(c.users) != 0 {
+		t.Fatalf("%d users kept after a clean flush", len(c.users))
+	}
+}
+
+func TestCursorsPerDevice(t *testing.T) {
+	ctx := context.Background()
+	const conv, other = "g:team", "c:a:b"
+	tests := []struct {
+		name   string
+		acks   []cursorKey // in order, each to seq 10*(i+1)
+		flush  bool        // write and reload between the acks and the check
+		device string
+		want   map[string]uint64
+	}{
+		{"a device resumes at its own ack", []cursorKey{{"u", "phone", conv}}, false, "phone", map[string]uint64{conv: 10}},
+		{"and after a restart", []cursorKey{{"u", "phone", conv}}, true, "phone", map[string]uint64{conv: 10}},
+		{
+			// The tablet was seen before the phone acked: the phone's ack
+			// does not hide anything from it.
+			"a known device keeps its own cursor",
+			[]cursorKey{{"u", "tablet", other}, {"u", "phone", conv}}, true, "tablet",
+			map[string]uint64{conv: 0, other: 10},
+		},
+		{
+			"a new device starts at the highest ack of any device",
+			[]cursorKey{{"u", "phone", conv}, {"u", "tablet", conv}, {"u", "phone", other}}, true, "laptop",
+			map[string]uint64{conv: 20, other: 30},
+		},
+		{
+			"an ephemeral device starts at the baseline too",
+			[]cursorKey{{"u", "phone", conv}}, false, ephemeralDevice(7),
+			map[string]uint64{conv: 10},
+		},
+		{
+			"ephemeral acks move the baseline but are not stored",
+			[]cursorKey{{"u", ephemeralDevice(7), conv}}, true, "new",
+			map[string]uint64{conv: 10},
+		},
+		{"another user's acks do not count", []cursorKey{{"v", "phone", conv}}, true, "phone", map[string]uint64{conv: 0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := openStore(t)
+			c := newCursors()
+			for i, a := range tt.acks {
+				if err := c.load(ctx, s, a.user, a.device); err != nil {
+					t.Fatal(err)
+				}
+				c.ack(a.user, a.device, a.conv, uint64(10*(i+1)))
+			}
+			if tt.flush {
+				flush(t, &c, s)
+			}
+			if err := c.load(ctx, s, "u", tt.device); err != nil {
+				t.Fatal(err)
+			}
+			for conv, want := range tt.want {
+				if got := c.get("u", tt.device, conv); got != want {
+					t.Errorf("%s: cursor %d, want %d", conv, got, want)
+				}
+			}
+		})
+	}
+}
+
+func TestCursorsOnlyMoveForward(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	c := newCursors()
+	if err := c.load(ctx, s, "u", "d"); err != nil {
+		t.Fatal(err)
+	}
+	for _, seq := range []uint64{5, 9, 3} {
+		c.ack("u", "d", "g:x", seq)
+	}
+	flush(t, &c, s)
+	if err := c.load(ctx, s, "u", "d"); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.get("u", "d", "g:x"); got != 9 {
+		t.Fatalf("cursor %d, want 9", got)
+	}
+}
 
 func TestCursorsEvictOffline(t *testing.T) {
-	c := cursors{m: make(map[string]map[string]uint64), dirty: make(map[cursorKey]struct{})}
-	c.advance("online", "g:a", 5)
-	c.advance("offline-clean", "g:a", 6)
-	c.advance("offline-dirty", "g:a", 7)
-	c.takeDirty()                        // written: everything clean
-	c.advance("offline-dirty", "g:a", 8) // changed since the write
+	ctx := context.Background()
+	s := openStore(t)
+	c := newCursors()
+	for _, u := range []string{"online", "offline-clean", "offline-dirty"} {
+		if err := c.load(ctx, s, u, "d"); err != nil {
+			t.Fatal(err)
+		}
+		c.ack(u, "d", "g:a", 5)
+	}
+	c.takeDirty()                         // written: everything clean
+	c.ack("offline-dirty", "d", "g:a", 8) // changed since the write
 	c.evictOffline(func(u string) bool { return u == "online" })
 	for _, tt := range []struct {
 		user string
 		kept bool
 	}{{"online", true}, {"offline-clean", false}, {"offline-dirty", true}} {
-		if _, ok := c.m[tt.user]; ok != tt.kept {
+		if _, ok := c.users[tt.user]; ok != tt.kept {
 			t.Errorf("%s: kept=%v, want %v", tt.user, ok, tt.kept)
 		}
+	}
+}
+
+func TestCursorsRestoreAfterFailedWrite(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	c := newCursors()
+	if err := c.load(ctx, s, "u", "d"); err != nil {
+		t.Fatal(err)
+	}
+	c.ack("u", "d", "g:a", 5)
+	ops, taken := c.takeDirty()
+	c.restore(taken) // the write failed
+	again, _ := c.takeDirty()
+	if len(again) != len(ops) || len(ops) != 3 { // device record, device cursor, baseline
+		t.Fatalf("%d writes after restore, %d before; want 3", len(again), len(ops))
 	}
 }

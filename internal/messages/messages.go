@@ -1,7 +1,8 @@
 // Package messages owns messages: sending (ID, per-conversation seq, server
 // time, the membership watermark of group messages), storage, ordered
-// delivery to online sessions, history, and sync of what a user's sessions
-// missed, with the per-user delivery cursors that sync starts from.
+// delivery to online sessions, history, and sync of what a user's devices
+// have not acknowledged, with the per-device delivery cursors that sync
+// starts from (cursors.go).
 //
 // Order: a conversation's seq is assigned and its write queued on the
 // storage.Committer under one lock (the group's lock in package groups, the
@@ -30,6 +31,7 @@ import (
 	"github.com/readmark/readmark/internal/apierr"
 	"github.com/readmark/readmark/internal/conv"
 	"github.com/readmark/readmark/internal/groups"
+	"github.com/readmark/readmark/internal/page"
 	"github.com/readmark/readmark/internal/receipts"
 	"github.com/readmark/readmark/internal/storage"
 )
@@ -54,10 +56,25 @@ type ReceiptState interface {
 	ReceiptSent(ctx context.Context, user string, msgs []receipts.Msg) ([]bool, error)
 }
 
-// Caller is who makes a request: the user and the session it came from.
+// Caller is who makes a request: the user, the session it came from (0 for
+// requests made on a user's behalf by the server API) and the session's
+// device (login's device_id; "" = an ephemeral device for this session
+// only).
 type Caller struct {
 	UserID    string
 	SessionID uint64
+	DeviceID  string
+	// JSON: responses are encoded in the protobuf JSON mapping, so pages are
+	// measured in it (it can be ~6x the binary size).
+	JSON bool
+}
+
+// device returns the key of the caller's delivery cursors.
+func (c Caller) device() string {
+	if c.DeviceID == "" {
+		return ephemeralDevice(c.SessionID)
+	}
+	return c.DeviceID
 }
 
 // Config wires a Service.
@@ -69,8 +86,8 @@ type Config struct {
 	// ReceiptGroupTypes reports whether messages of a group type may ask
 	// for read receipts (the admin setting).
 	ReceiptGroupTypes func(pb.GroupType) bool
-	// Online reports whether a user has a session now; delivery cursors
-	// advance only for online users.
+	// Online reports whether a user has a session now; offline users'
+	// delivery cursors leave memory once written.
 	Online func(userID string) bool
 	// CursorFlush is how often delivery cursors are written (0 = 1s).
 	CursorFlush time.Duration
@@ -127,7 +144,7 @@ func New(cfg Config) *Service {
 	s := &Service{
 		cfg:        cfg,
 		c2c:        make(map[string]*c2cConv),
-		cursors:    cursors{m: make(map[string]map[string]uint64), dirty: make(map[cursorKey]struct{})},
+		cursors:    newCursors(),
 		recent:     newMsgCache(cfg.CacheMessages),
 		deliveries: make(chan delivery, 1<<14),
 		stop:       make(chan struct{}),
@@ -302,8 +319,8 @@ func (s *Service) enqueue(ctx context.Context, key string, d delivery) (func() e
 	if msg.GroupId == "" && msg.Seq == 1 {
 		// The first message of a C2C conversation lists it for both parties.
 		ops = append(ops,
-			storage.Op{Key: storage.Key("uc", msg.Sender, msg.Receiver), Value: []byte{}},
-			storage.Op{Key: storage.Key("uc", msg.Receiver, msg.Sender), Value: []byte{}})
+			storage.Op{Key: conv.PeerKey(msg.Sender, msg.Receiver), Value: []byte{}},
+			storage.Op{Key: conv.PeerKey(msg.Receiver, msg.Sender), Value: []byte{}})
 	}
 	ch := make(chan error, 1)
 	err = s.cfg.Committer.Submit(ctx, func(b *storage.Batch) { b.Ops = append(b.Ops, ops...) }, func(err error) {
@@ -345,9 +362,7 @@ func (s *Service) deliverLoop() {
 func (s *Service) deliver(d delivery) {
 	frame := &pb.ServerFrame{Body: &pb.ServerFrame_NewMessage{NewMessage: d.msg}}
 	var recipients iter.Seq[string]
-	key := conv.C2C(d.msg.Sender, d.msg.Receiver)
 	if d.msg.GroupId != "" {
-		key = conv.Group(d.msg.GroupId)
 		snap := d.members
 		recipients = func(yield func(string) bool) {
 			it := snap.Present.Iterator()
@@ -366,29 +381,12 @@ func (s *Service) deliver(d delivery) {
 			_ = yield(d.msg.Receiver) && yield(d.msg.Sender)
 		}
 	}
-	if d.msg.Seq > 0 {
-		recipients = s.advancing(recipients, key, d.msg.Seq)
-	}
 	s.cfg.Pusher.PushEachExcept(recipients, d.session, frame)
 }
 
-// advancing wraps recipients so that each online one's delivery cursor
-// moves to seq as it is pushed.
-func (s *Service) advancing(recipients iter.Seq[string], key string, seq uint64) iter.Seq[string] {
-	return func(yield func(string) bool) {
-		for u := range recipients {
-			if s.cfg.Online(u) {
-				s.cursors.advance(u, key, seq)
-			}
-			if !yield(u) {
-				return
-			}
-		}
-	}
-}
-
 // History returns up to req.count messages of a conversation older than
-// req.before_seq (0 = from the newest), newest first.
+// req.before_seq (0 = from the newest), newest first: fewer when more would
+// not fit in one frame (page.MaxFrameBytes).
 func (s *Service) History(ctx context.Context, caller Caller, req *pb.HistoryRequest) ([]*pb.Message, error) {
 	if req.Count == 0 {
 		return nil, apierr.InvalidArgument("count must be at least 1")
@@ -408,24 +406,37 @@ func (s *Service) History(ctx context.Context, caller Caller, req *pb.HistoryReq
 	}
 	var out []*pb.Message
 	var wms []uint32
-	var decErr error
-	err = s.cfg.Store.Scan(ctx, start, end, true, func(_, v []byte) bool {
-		m, wm, err := decodeStored(v)
-		if err != nil {
-			decErr = err
+	b := page.New(caller.JSON)
+	err = s.scanMessages(ctx, start, end, true, func(m *pb.Message, wm uint32) bool {
+		if !b.Take(m) {
 			return false
 		}
 		out = append(out, m)
 		wms = append(wms, wm)
 		return len(out) < int(req.Count)
 	})
-	if err == nil {
-		err = decErr
-	}
 	if err != nil {
 		return nil, err
 	}
 	return out, s.markReceiptSent(ctx, caller.UserID, out, wms)
+}
+
+// scanMessages calls fn with the stored messages in [start, end) while it
+// returns true.
+func (s *Service) scanMessages(ctx context.Context, start, end []byte, reverse bool, fn func(m *pb.Message, watermark uint32) bool) error {
+	var decErr error
+	err := s.cfg.Store.Scan(ctx, start, end, reverse, func(_, v []byte) bool {
+		m, wm, err := decodeStored(v)
+		if err != nil {
+			decErr = err
+			return false
+		}
+		return fn(m, wm)
+	})
+	if err == nil {
+		err = decErr
+	}
+	return err
 }
 
 // visible returns the conversation key of c for user and the seq at and
@@ -542,9 +553,12 @@ func (s *Service) markReceiptSent(ctx context.Context, user string, msgs []*pb.M
 	return nil
 }
 
-// Sync returns stored messages user's sessions have not received, per
-// conversation in seq order, starting from the client's cursors (or the
-// server's delivery cursors for conversations the client does not list).
+// Sync returns stored messages the caller's device has not acknowledged,
+// per conversation in seq order, at most req.limit of them and no more than
+// fit in one frame. The cursors the client sends are acknowledgements (it
+// holds these): they move the device's cursors, and sync starts after them;
+// a conversation the client does not list starts after the device's cursor
+// (docs/protocol.md, section 7). Building the page moves no cursor.
 func (s *Service) Sync(ctx context.Context, caller Caller, req *pb.SyncRequest) (*pb.SyncResponse, error) {
 	limit := int(req.Limit)
 	if limit == 0 {
@@ -553,7 +567,10 @@ func (s *Service) Sync(ctx context.Context, caller Caller, req *pb.SyncRequest) 
 	if limit > MaxSyncLimit {
 		return nil, apierr.TooMany("sync limit %d is over %d", limit, MaxSyncLimit)
 	}
-	user := caller.UserID
+	user, device := caller.UserID, caller.device()
+	if err := s.cursors.load(ctx, s.cfg.Store, user, device); err != nil {
+		return nil, err
+	}
 	given := make(map[string]uint64, len(req.Cursors))
 	for _, c := range req.Cursors {
 		key, _, err := s.visible(user, c.GetConversation())
@@ -569,10 +586,16 @@ func (s *Service) Sync(ctx context.Context, caller Caller, req *pb.SyncRequest) 
 		from, to uint64
 	}
 	var spans []span
+	add := func(key string, c *pb.Conversation, floor, head uint64) {
+		from := s.cursors.get(user, device, key)
+		if seq, ok := given[key]; ok {
+			s.cursors.ack(user, device, key, min(seq, head))
+			from = seq
+		}
+		spans = append(spans, span{key, c, max(from, floor), head})
+	}
 	for _, g := range s.cfg.Groups.UserGroups(user) {
-		key := conv.Group(g.GroupID)
-		from := s.startFrom(ctx, user, key, given)
-		spans = append(spans, span{key, &pb.Conversation{GroupId: g.GroupID}, max(from, g.JoinedSeq), g.HeadSeq})
+		add(conv.Group(g.GroupID), &pb.Conversation{GroupId: g.GroupID}, g.JoinedSeq, g.HeadSeq)
 	}
 	peers, err := s.peers(ctx, user)
 	if err != nil {
@@ -580,18 +603,16 @@ func (s *Service) Sync(ctx context.Context, caller Caller, req *pb.SyncRequest) 
 	}
 	for _, p := range peers {
 		key := conv.C2C(user, p)
-		c, err := s.c2cConv(ctx, key)
+		head, err := s.c2cHead(ctx, key)
 		if err != nil {
 			return nil, err
 		}
-		c.mu.Lock()
-		head := c.head
-		c.mu.Unlock()
-		spans = append(spans, span{key, &pb.Conversation{PeerId: p}, s.startFrom(ctx, user, key, given), head})
+		add(key, &pb.Conversation{PeerId: p}, 0, head)
 	}
 	sort.Slice(spans, func(i, j int) bool { return spans[i].key < spans[j].key })
 	resp := &pb.SyncResponse{}
 	var wms []uint32
+	b := page.New(caller.JSON)
 	for _, sp := range spans {
 		if sp.from >= sp.to {
 			continue
@@ -600,30 +621,28 @@ func (s *Service) Sync(ctx context.Context, caller Caller, req *pb.SyncRequest) 
 			resp.More = true
 			break
 		}
-		last := sp.from
+		cur := &pb.SyncCursor{Conversation: sp.c, Seq: sp.from}
+		full := false
 		start := storage.AppendUint64(storage.Key("m", sp.key), sp.from+1)
 		end := storage.AppendUint64(storage.Key("m", sp.key), sp.to+1)
-		var decErr error
-		err := s.cfg.Store.Scan(ctx, start, end, false, func(_, v []byte) bool {
-			m, wm, err := decodeStored(v)
-			if err != nil {
-				decErr = err
+		err := s.scanMessages(ctx, start, end, false, func(m *pb.Message, wm uint32) bool {
+			if !b.Take(m) {
+				full = true
 				return false
 			}
 			resp.Messages = append(resp.Messages, m)
 			wms = append(wms, wm)
-			last = m.Seq
+			cur.Seq = m.Seq
 			return len(resp.Messages) < limit
 		})
-		if err == nil {
-			err = decErr
-		}
 		if err != nil {
 			return nil, err
 		}
-		resp.Cursors = append(resp.Cursors, &pb.SyncCursor{Conversation: sp.c, Seq: last})
-		s.cursors.advance(user, sp.key, last)
-		if len(resp.Messages) >= limit && last < sp.to {
+		if cur.Seq > sp.from {
+			b.Add(cur)
+			resp.Cursors = append(resp.Cursors, cur)
+		}
+		if (full || len(resp.Messages) >= limit) && cur.Seq < sp.to {
 			resp.More = true
 			break
 		}
@@ -634,16 +653,63 @@ func (s *Service) Sync(ctx context.Context, caller Caller, req *pb.SyncRequest) 
 	return resp, s.markReceiptSent(ctx, user, resp.Messages, wms)
 }
 
-func (s *Service) startFrom(ctx context.Context, user, key string, given map[string]uint64) uint64 {
-	if seq, ok := given[key]; ok {
-		return seq
+// Ack moves the caller's device cursors forward to the seqs it says it
+// holds (AckRequest), never past a conversation's last message.
+func (s *Service) Ack(ctx context.Context, caller Caller, req *pb.AckRequest) error {
+	user, device := caller.UserID, caller.device()
+	if err := s.cursors.load(ctx, s.cfg.Store, user, device); err != nil {
+		return err
 	}
-	return s.cursors.get(ctx, s.cfg.Store, user, key)
+	for _, c := range req.Cursors {
+		key, _, err := s.visible(user, c.GetConversation())
+		if err != nil {
+			if apierr.From(err).Code == pb.CodeInvalidArgument {
+				return err
+			}
+			continue // e.g. a group the user has just left
+		}
+		var head uint64
+		if g := c.GetConversation().GetGroupId(); g != "" {
+			head, _ = s.cfg.Groups.Head(g)
+		} else {
+			// Only conversations that exist: no state for made-up peers.
+			exists, err := conv.C2CExists(ctx, s.cfg.Store, user, c.GetConversation().GetPeerId())
+			if err != nil {
+				return err
+			}
+			if !exists {
+				continue
+			}
+			if head, err = s.c2cHead(ctx, key); err != nil {
+				return err
+			}
+		}
+		s.cursors.ack(user, device, key, min(c.Seq, head))
+	}
+	return nil
+}
+
+// SessionEnded forgets the cursors of the session's ephemeral device.
+func (s *Service) SessionEnded(caller Caller) {
+	if caller.DeviceID == "" {
+		s.cursors.forget(caller.UserID, caller.device())
+	}
+}
+
+// c2cHead returns the highest seq assigned in a C2C conversation.
+func (s *Service) c2cHead(ctx context.Context, key string) (uint64, error) {
+	c, err := s.c2cConv(ctx, key)
+	if err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.head, nil
 }
 
 // peers lists the users user has a C2C conversation with.
 func (s *Service) peers(ctx context.Context, user string) ([]string, error) {
-	p := append(storage.Key("uc", user), '/')
+	p := conv.PeerPrefix(user)
 	var out []string
 	err := s.cfg.Store.Scan(ctx, p, storage.PrefixEnd(p), false, func(k, _ []byte) bool {
 		out = append(out, string(k[len(p):]))

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
+	"github.com/readmark/readmark/internal/conv"
+	"github.com/readmark/readmark/internal/storage"
 )
 
 var bg = context.Background()
@@ -191,6 +193,18 @@ func TestMarkC2CRead(t *testing.T) {
 	m1 := v.msgs.send("alice", "bob", "", true)
 	if code := codeOf(v.eng.MarkC2CRead(bg, "bob", "bob")); code != pb.CodeInvalidArgument {
 		t.Fatalf("self mark: code %d", code)
+	}
+	// The messages service lists the conversation with its first message.
+	if code := codeOf(v.eng.MarkC2CRead(bg, "bob", "alice")); code != pb.CodeNotFound {
+		t.Fatalf("mark without a conversation: code %d", code)
+	}
+	if p := v.push.c2cRead("alice"); len(p) != 0 {
+		t.Fatalf("pushed %v without a conversation", p)
+	}
+	if err := v.store.Apply(bg, &storage.Batch{Ops: []storage.Op{
+		{Key: conv.PeerKey("alice", "bob"), Value: []byte{}}, {Key: conv.PeerKey("bob", "alice"), Value: []byte{}},
+	}}, true); err != nil {
+		t.Fatal(err)
 	}
 	v.clock.Store(2000)
 	if err := v.eng.MarkC2CRead(bg, "bob", "alice"); err != nil {

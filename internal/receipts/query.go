@@ -10,6 +10,7 @@ import (
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
 	"github.com/readmark/readmark/internal/apierr"
+	"github.com/readmark/readmark/internal/conv"
 	"github.com/readmark/readmark/internal/storage"
 )
 
@@ -229,7 +230,8 @@ func (e *Engine) readTime(ctx context.Context, group string, ord uint32, seq uin
 
 // MarkC2CRead marks every C2C message from peer to reader up to now as read
 // (MarkC2CMessageAsRead) and pushes the mark to peer's sessions. Marks only
-// move forward.
+// move forward. The two must have a conversation (have exchanged a
+// message): no marks and no pushes for arbitrary users.
 func (e *Engine) MarkC2CRead(ctx context.Context, reader, peer string) error {
 	if peer == "" {
 		return apierr.InvalidArgument("no peer")
@@ -241,6 +243,13 @@ func (e *Engine) MarkC2CRead(ctx context.Context, reader, peer string) error {
 		return err
 	}
 	defer e.ops.Done()
+	exists, err := conv.C2CExists(ctx, e.cfg.Store, reader, peer)
+	if err != nil {
+		return storeErr(err)
+	}
+	if !exists {
+		return apierr.NotFound("no conversation with %q", peer)
+	}
 	t := e.nowMs()
 	mu := &e.markMu[maphash.String(markSeed, reader+"\x00"+peer)%uint64(len(e.markMu))]
 	mu.Lock()

@@ -32,6 +32,7 @@ import (
 	"github.com/readmark/readmark/internal/groups"
 	"github.com/readmark/readmark/internal/messages"
 	"github.com/readmark/readmark/internal/receipts"
+	"github.com/readmark/readmark/internal/restapi"
 	"github.com/readmark/readmark/internal/storage"
 	"github.com/readmark/readmark/internal/storage/pebblestore"
 	"github.com/readmark/readmark/internal/users"
@@ -48,10 +49,25 @@ type Config struct {
 	Logger     *slog.Logger
 	// Heartbeat clients must keep to (0 = 30s).
 	Heartbeat time.Duration
-	// RateLimit and RateBurst bound each session's requests per second
-	// (0 = 2,000/s with bursts of 4,000).
+	// RateLimit and RateBurst bound each user's requests per second on
+	// this node, all the user's sessions together (0 = 2,000/s with bursts
+	// of 4,000).
 	RateLimit float64
 	RateBurst int
+	// MaxSessionsPerUser bounds a user's sessions on this node (0 = 16).
+	MaxSessionsPerUser int
+	// MaxSessionQueueBytes bounds each session's output waiting to be
+	// written (0 = 4 MiB); over it the session is closed as a slow consumer.
+	MaxSessionQueueBytes int
+	// MaxConnections bounds the client WebSocket connections on this node
+	// (0 = DefaultMaxConnections()). The listener keeps adminHeadroom more
+	// connections for /healthz, /metrics and the admin API.
+	MaxConnections int
+	// AdminRateLimit and AdminRateBurst bound each admin token's requests
+	// per second on the admin and server REST API (0 = 500/s with bursts
+	// of 1,000).
+	AdminRateLimit float64
+	AdminRateBurst int
 	// OpenStore and OpenBus replace the embedded defaults (cluster path);
 	// StorageName describes OpenStore's backend in the admin overview.
 	OpenStore   func(ctx context.Context) (storage.Store, error)
@@ -96,6 +112,9 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 	if cfg.AdminUser == "" {
 		cfg.AdminUser = "administrator"
 	}
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = DefaultMaxConnections()
+	}
 	if cfg.SecretFile == "" {
 		cfg.SecretFile = filepath.Join(cfg.DataDir, "secret")
 	}
@@ -115,6 +134,7 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, err
 	}
+	s.ln = newLimitListener(s.ln, cfg.MaxConnections+adminHeadroom)
 	storageName := cfg.StorageName
 	if cfg.OpenStore != nil {
 		s.store, err = cfg.OpenStore(ctx)
@@ -145,7 +165,10 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 	}
 
 	pusher := &bus.Pusher{Bus: s.bus, OnError: func(err error) { cfg.Logger.Warn("push failed", "err", err) }}
-	hub := gateway.NewHub(s.bus, cfg.Logger)
+	hub := gateway.NewHub(s.bus, gateway.HubConfig{
+		Logger: cfg.Logger, MaxSessionsPerUser: cfg.MaxSessionsPerUser,
+		RateLimit: rate.Limit(cfg.RateLimit), RateBurst: cfg.RateBurst,
+	})
 	if s.settings, err = admin.LoadSettings(ctx, s.store); err != nil {
 		return nil, err
 	}
@@ -172,18 +195,18 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 		Groups: s.groups, Messages: s.messages, Receipts: s.receipts, Users: profiles,
 	})
 	s.gateway = gateway.New(gateway.Config{
-		Authenticate: authenticate,
-		Hub:          hub,
-		Dispatcher:   dispatcher,
-		Metrics:      gateway.NewMetrics(s.Registry),
-		Logger:       cfg.Logger,
-		Heartbeat:    cfg.Heartbeat,
-		RateLimit:    rate.Limit(cfg.RateLimit),
-		RateBurst:    cfg.RateBurst,
+		Authenticate:   authenticate,
+		Hub:            hub,
+		Dispatcher:     dispatcher,
+		Metrics:        gateway.NewMetrics(s.Registry),
+		Logger:         cfg.Logger,
+		Heartbeat:      cfg.Heartbeat,
+		MaxQueueBytes:  cfg.MaxSessionQueueBytes,
+		MaxConnections: cfg.MaxConnections,
 	})
 	mux := http.NewServeMux()
 	mux.Handle(gateway.Path, s.gateway)
-	admin.Routes(mux, admin.Config{
+	adminAPI := admin.New(admin.Config{
 		Settings: s.settings, Authenticate: authenticate, AdminUser: cfg.AdminUser,
 		Gatherer: s.Registry, Messages: s.messages, Dispatcher: dispatcher,
 		Version: Version(), Storage: storageName, Started: time.Now(),
@@ -193,8 +216,11 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 			}
 			return nil
 		},
+		RateLimit: rate.Limit(cfg.AdminRateLimit), RateBurst: cfg.AdminRateBurst,
 		Role: s.role,
 	})
+	adminAPI.Routes(mux)
+	restapi.Routes(mux, restapi.Config{Admin: adminAPI, Dispatcher: dispatcher, Messages: s.messages, Groups: s.groups})
 	pages := webui.Config{}
 	if cfg.DevTokens {
 		if ip := s.ln.Addr().(*net.TCPAddr).IP; !ip.IsLoopback() {
@@ -210,7 +236,10 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 			return nil, err
 		}
 	}
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
+	s.ln = newLimitListener(s.ln, cfg.MaxConnections+adminHeadroom)
+	// IdleTimeout: an idle keep-alive connection must not hold one of the
+	// listener's places for the operator's requests for ever.
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
 	go func() { s.serveErr <- s.http.Serve(s.ln) }()
 	return s, nil
 }

@@ -15,6 +15,7 @@ import { type AdvancedMsgListener, type ConnListener, EventQueue, type GroupList
 import { type RequestBody, Session, type WebSocketConstructor } from "./session.js";
 import { Delivery } from "./sync.js";
 import {
+  type ConvKey,
   type GroupMessageReadMemberList,
   type GroupMessageReadMembersFilter,
   type GroupType,
@@ -62,7 +63,7 @@ export interface ClientOptions {
    * 30000; 0 = none). Per call: CallOptions.timeout.
    */
   timeout?: number;
-  /** Delay before acknowledging delivered messages to the server, to batch them (default 200). */
+  /** Acknowledgements of delivered messages are sent at most once per ackDelay (default 300). */
   ackDelay?: number;
   /** Speak the readmark.v1.json subprotocol instead of binary protobuf (for debugging). */
   json?: boolean;
@@ -94,6 +95,7 @@ export interface SendMessageOptions extends CallOptions {
 const endpointPath = "/v1/ws";
 const syncPageSize = 200;
 const closeWait = 2000;
+const closeAckTimeout = 1000;
 
 /**
  * Client is a connection to a Readmark server on behalf of one user. It
@@ -138,7 +140,7 @@ export class Client {
       backoffMax: Math.max(options.backoffMax ?? 5000, options.backoffMin ?? 1),
       loginTimeout: options.loginTimeout ?? 10000,
       timeout: options.timeout ?? 30000,
-      ackDelay: options.ackDelay ?? 200,
+      ackDelay: options.ackDelay ?? 300,
       json: options.json ?? false,
       sdk: options.sdk ?? "readmark-js/0.1",
       onListenerError: options.onListenerError ?? ((err) => console.error("readmark: listener failed:", err)),
@@ -146,7 +148,10 @@ export class Client {
     this.deviceID = options.deviceID ?? defaultDeviceID(userID);
     this.events = new EventQueue(this.opts.onListenerError);
     for (const l of options.listeners ?? []) this.addListenerAny(l);
-    this.delivery = new Delivery(userID, (m) => this.emitNewMessage(m));
+    this.delivery = new Delivery(userID, {
+      emit: (m, k) => this.emitNewMessage(m, k),
+      own: (k, seq) => this.events.push(() => this.handed(k, seq)),
+    });
     this.lastLimits = limitsFromPB(undefined);
   }
 
@@ -189,13 +194,17 @@ export class Client {
   }
 
   /**
-   * close stops reconnecting, closes the connection and fails the calls in
-   * flight with CodeUnavailable. It may be called from a listener callback,
-   * and more than once.
+   * close acknowledges the messages the listeners were handed (best effort,
+   * waiting a second at most), stops reconnecting, closes the connection and
+   * fails the calls in flight with CodeUnavailable. It may be called from a
+   * listener callback, and more than once.
    */
   async close(): Promise<void> {
     if (!this.closing) {
       this.closing = true;
+      // Best effort: acknowledge what the application has seen, so that the
+      // next login of this device does not report it again.
+      await this.sendAcks(AbortSignal.timeout(closeAckTimeout));
       this.stopCtl.abort();
       clearTimeout(this.ackTimer);
       this.sess?.end(unavailable("client closed"), true);
@@ -337,19 +346,19 @@ export class Client {
   }
 
   /**
-   * sync fetches the stored messages this client has not delivered yet,
-   * after a login, then delivers them together with the pushes buffered
-   * meanwhile (see Delivery).
+   * sync fetches the stored messages this client's device has not
+   * acknowledged, after a login, and delivers them page by page; pushes
+   * received meanwhile are delivered after the last page (see Delivery). Each
+   * request's cursors are the highest seqs delivered per conversation, which
+   * the server takes as acknowledgements and continues after.
    */
   private async sync(s: Session): Promise<void> {
-    let cursors = this.delivery.cursors();
-    const synced: pb.Message[] = [];
     for (;;) {
       let r;
       try {
-        r = await s.roundTrip({ case: "sync", value: { cursors, limit: syncPageSize } });
+        r = await s.roundTrip({ case: "sync", value: { cursors: this.delivery.cursors(), limit: syncPageSize } });
       } catch {
-        return; // cannot be encoded: nothing to retry
+        break; // cannot be encoded (over the frame limit): go live without the backlog
       }
       if (r.kind !== "ok") return; // the session ended; the next one syncs again
       const f = r.frame;
@@ -359,33 +368,46 @@ export class Client {
         break;
       }
       if (f.body.case !== "sync") break;
-      synced.push(...f.body.value.messages);
+      this.delivery.syncPage(f.body.value.messages);
       if (!f.body.value.more || f.body.value.messages.length === 0) break;
-      cursors = f.body.value.cursors;
     }
-    this.delivery.finishSync(synced);
-    this.scheduleAck();
+    this.delivery.finishSync();
   }
 
-  /** scheduleAck acknowledges the delivered messages to the server shortly, in one request. */
-  private scheduleAck(): void {
+  /** handed records that the listeners saw a stored message, to be acknowledged shortly. */
+  private handed(k: ConvKey, seq: number): void {
+    this.delivery.handed(k, seq);
     if (this.ackTimer !== undefined || this.closing) return;
     this.ackTimer = setTimeout(() => {
       this.ackTimer = undefined;
-      const s = this.sess;
-      if (!s || s.ended) return; // the next login's sync sends the cursors
-      const cursors = this.delivery.takeAck();
-      if (cursors.length === 0) return;
-      // Best effort: a lost acknowledgement only means the next sync starts earlier (and drops repeats by seq).
-      s.roundTrip({ case: "ack", value: { cursors } }).catch(() => {});
+      void this.sendAcks(undefined);
     }, this.opts.ackDelay);
+  }
+
+  /**
+   * sendAcks tells the server, on the current session, the highest seq
+   * handed per conversation where it grew since the last acknowledgement.
+   * Without a session it does nothing: the sync after the next login
+   * acknowledges. Best effort: a lost acknowledgement only means a repeat
+   * (dropped by seq) after the next login of this device.
+   */
+  private async sendAcks(signal: AbortSignal | undefined): Promise<void> {
+    const s = this.sess;
+    if (!s || s.ended) return;
+    const cursors = this.delivery.toAck();
+    if (cursors.length === 0) return;
+    try {
+      const r = await s.roundTrip({ case: "ack", value: { cursors } }, signal);
+      if (r.kind === "ok" && !r.frame.error) this.delivery.acked(cursors);
+    } catch {
+      // aborted or over the frame limit: the next login's sync acknowledges
+    }
   }
 
   private push(f: pb.ServerFrame): void {
     switch (f.body.case) {
       case "newMessage":
         this.delivery.push(f.body.value);
-        this.scheduleAck();
         return;
       case "receipts": {
         const rs = f.body.value.receipts.map(receiptFromPB);
@@ -412,9 +434,13 @@ export class Client {
     }
   }
 
-  private emitNewMessage(m: pb.Message): void {
+  /** emitNewMessage queues m for the listeners; a stored message (k set) counts as handed once they ran. */
+  private emitNewMessage(m: pb.Message, k: ConvKey | undefined): void {
     const msg = messageFromPB(m, this.userID);
-    this.events.push(() => this.events.each(this.events.advanced, (l) => l.onRecvNewMessage?.(msg)));
+    this.events.push(() => {
+      this.events.each(this.events.advanced, (l) => l.onRecvNewMessage?.(msg));
+      if (k !== undefined) this.handed(k, msg.seq);
+    });
   }
 
   private emitConn(f: (l: ConnListener) => void): void {

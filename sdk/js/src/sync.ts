@@ -1,31 +1,43 @@
 // Delivery state: which stored messages this client has handed to the
 // application, the sync-time buffer of pushes, and what to acknowledge.
-// The rules are the Go SDK's (im/sync.go) and docs/protocol.md section 7.
+// The rules are the Go SDK's (im/sync.go, im/ack.go) and docs/protocol.md
+// section 7.
 import { create } from "@bufbuild/protobuf";
 import * as pb from "./gen/readmark_pb.js";
-import { type ConvKey, convOf, convToPB } from "./types.js";
+import { type ConvKey, convFromPB, convOf, convToPB } from "./types.js";
+
+/** DeliveryHooks connect the delivery state to the client's event queue. */
+export interface DeliveryHooks {
+  /** Report m to the listeners; call handed() once they have run (stored messages only: k is set). */
+  emit(m: pb.Message, k: ConvKey | undefined): void;
+  /** A message this client sent counts as handed once the events queued before it have run. */
+  own(k: ConvKey, seq: number): void;
+}
 
 /**
  * Delivery reports each stored message at most once, in seq order per
- * conversation. While a sync runs, pushes are buffered; when it ends, synced
- * and buffered messages are merged in seq order per conversation — not simply
- * "synced first": for a conversation the client sent no cursor for, the
- * server starts after what it already pushed to the user's sessions, which
- * can include pushes to this very session still in the buffer.
+ * conversation: it keeps per conversation the highest seq delivered and
+ * drops anything at or below it. While a sync runs, pushes are buffered and
+ * delivered after its last page (they continue where the sync ends: the
+ * session was registered for pushes before the sync started). It also
+ * tracks what the listeners were handed and what the server was told, for
+ * the acknowledgements.
  */
 export class Delivery {
-  /** Highest seq delivered to the application (or sent by this client), per conversation. */
-  readonly delivered = new Map<ConvKey, number>();
+  /** Highest seq delivered to the listeners (or sent by this client), per conversation. */
+  private readonly delivered = new Map<ConvKey, number>();
   /** Seqs this client sent beyond delivered: their echo is not reported. */
   private readonly ownSent = new Map<ConvKey, Set<number>>();
   private syncing = false;
   private buffered: pb.Message[] = [];
-  /** Conversations whose delivered seq moved since the last acknowledgement. */
-  private readonly dirty = new Set<ConvKey>();
+  /** Highest seq the listeners have seen (or this client sent), per conversation. */
+  private readonly handedSeq = new Map<ConvKey, number>();
+  /** Highest seq acknowledged to the server, per conversation. */
+  private readonly ackedSeq = new Map<ConvKey, number>();
 
   constructor(
     private readonly me: string,
-    private readonly emit: (m: pb.Message) => void,
+    private readonly hooks: DeliveryHooks,
   ) {}
 
   /** startSync begins a sync after a login: pushes are buffered until finishSync. */
@@ -34,18 +46,23 @@ export class Delivery {
     this.buffered = [];
   }
 
-  /** cursors are the per-conversation highest delivered seqs, sent with the first sync request. */
+  /**
+   * cursors are the per-conversation highest delivered seqs, sent with each
+   * sync request: the server takes them as acknowledgements and continues
+   * after them.
+   */
   cursors(): pb.SyncCursor[] {
-    return [...this.delivered].map(([k, seq]) =>
-      create(pb.SyncCursorSchema, { conversation: convToPB(k), seq: BigInt(seq) }),
-    );
+    return cursorsOf(this.delivered);
   }
 
-  /** finishSync delivers the synced messages and the pushes buffered meanwhile, merged in seq order. */
-  finishSync(synced: pb.Message[]): void {
-    // Synced copies first, so that of two copies of one message the synced
-    // one (which carries receipt_sent) is the one delivered.
-    for (const m of inSeqOrder([...synced, ...this.buffered], this.me)) this.deliver(m);
+  /** syncPage delivers one page of synced messages. */
+  syncPage(msgs: pb.Message[]): void {
+    for (const m of msgs) this.deliver(m);
+  }
+
+  /** finishSync delivers the pushes buffered during the sync and goes live. */
+  finishSync(): void {
+    for (const m of this.buffered) this.deliver(m); // in seq order per conversation, as pushed
     this.buffered = [];
     this.syncing = false;
   }
@@ -60,20 +77,23 @@ export class Delivery {
   private deliver(m: pb.Message): void {
     const seq = Number(m.seq);
     if (seq === 0) {
-      this.emit(m); // online_user_only: never stored, never synced
+      this.hooks.emit(m, undefined); // online_user_only: never stored, never synced
       return;
     }
     const k = convOf(m, this.me);
     if (seq <= (this.delivered.get(k) ?? 0)) return;
-    this.advance(k, seq);
+    this.delivered.set(k, seq);
     const own = this.ownSent.get(k);
     if (own) {
       const mine = own.has(seq);
       for (const s of own) if (s <= seq) own.delete(s);
       if (own.size === 0) this.ownSent.delete(k);
-      if (mine) return; // sent by this client: sendMessage returned it
+      if (mine) {
+        this.hooks.own(k, seq); // sent by this client: sendMessage returned it
+        return;
+      }
     }
-    this.emit(m);
+    this.hooks.emit(m, k);
   }
 
   /** sentOwn records a message this client sent, so that its echo by push or sync is not reported as new. */
@@ -84,7 +104,8 @@ export class Delivery {
     const d = this.delivered.get(k) ?? 0;
     if (seq <= d) return;
     if (seq === d + 1) {
-      this.advance(k, seq);
+      this.delivered.set(k, seq);
+      this.hooks.own(k, seq);
       return;
     }
     let own = this.ownSent.get(k);
@@ -92,44 +113,26 @@ export class Delivery {
     own.add(seq);
   }
 
-  private advance(k: ConvKey, seq: number): void {
-    this.delivered.set(k, seq);
-    this.dirty.add(k);
+  /** handed records that the listeners have seen seq of conversation k (or that it was this client's own). */
+  handed(k: ConvKey, seq: number): void {
+    if (seq > (this.handedSeq.get(k) ?? 0)) this.handedSeq.set(k, seq);
   }
 
-  /** takeAck returns the cursors of the conversations delivered since the last call. */
-  takeAck(): pb.SyncCursor[] {
-    const out = [...this.dirty].map((k) =>
-      create(pb.SyncCursorSchema, { conversation: convToPB(k), seq: BigInt(this.delivered.get(k) ?? 0) }),
-    );
-    this.dirty.clear();
-    return out;
+  /** toAck returns the cursors where what was handed grew since the last acknowledgement. */
+  toAck(): pb.SyncCursor[] {
+    const grown = new Map([...this.handedSeq].filter(([k, seq]) => seq > (this.ackedSeq.get(k) ?? 0)));
+    return cursorsOf(grown);
+  }
+
+  /** acked records an acknowledgement the server accepted. */
+  acked(cursors: pb.SyncCursor[]): void {
+    for (const c of cursors) {
+      const k = convFromPB(c.conversation);
+      this.ackedSeq.set(k, Math.max(this.ackedSeq.get(k) ?? 0, Number(c.seq)));
+    }
   }
 }
 
-/**
- * inSeqOrder drops repeated copies of a message (keeping the first) and
- * reorders the rest so that each conversation's messages are in seq order,
- * keeping the positions each conversation occupies (and online-only
- * messages, seq 0, where they are): interleaving across conversations is
- * preserved, order within one is fixed.
- */
-export function inSeqOrder(msgs: pb.Message[], me: string): pb.Message[] {
-  const seen = new Set<string>();
-  const unique: pb.Message[] = [];
-  const byConv = new Map<ConvKey, pb.Message[]>();
-  for (const m of msgs) {
-    if (m.seq !== 0n) {
-      const k = convOf(m, me);
-      const id = `${k}\u0000${m.seq}`;
-      if (seen.has(id)) continue; // a later copy of one already listed
-      seen.add(id);
-      let list = byConv.get(k);
-      if (!list) byConv.set(k, (list = []));
-      list.push(m);
-    }
-    unique.push(m);
-  }
-  for (const list of byConv.values()) list.sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
-  return unique.map((m) => (m.seq === 0n ? m : byConv.get(convOf(m, me))!.shift()!));
+function cursorsOf(m: Map<ConvKey, number>): pb.SyncCursor[] {
+  return [...m].map(([k, seq]) => create(pb.SyncCursorSchema, { conversation: convToPB(k), seq: BigInt(seq) }));
 }

@@ -273,6 +273,10 @@ export function convOf(m: pb.Message, me: string): ConvKey {
   return "p:" + (m.sender !== me ? m.sender : m.receiver);
 }
 
+export function convFromPB(c: pb.Conversation | undefined): ConvKey {
+  return c?.groupId ? "g:" + c.groupId : "p:" + (c?.peerId ?? "");
+}
+
 export function convToPB(k: ConvKey): pb.Conversation {
   return k.startsWith("g:")
     ? create(pb.ConversationSchema, { groupId: k.slice(2) })

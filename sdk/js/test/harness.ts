@@ -33,6 +33,11 @@ export class Server {
     return s;
   }
 
+  private get secretFile(): string {
+    const i = this.extraArgs.indexOf("--secret-file");
+    return i >= 0 ? this.extraArgs[i + 1] : join(this.dataDir, "secret");
+  }
+
   get url(): string {
     return `ws://${this.addr}`;
   }
@@ -51,7 +56,7 @@ export class Server {
           proc.stdout!.off("data", onData);
           proc.stdout!.resume(); // keep draining
           this.addr = m[1];
-          this.secret = Buffer.from(readFileSync(join(this.dataDir, "secret"), "utf8").trim());
+          this.secret = Buffer.from(readFileSync(this.secretFile, "utf8").trim());
           resolve();
         }
       };

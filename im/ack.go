@@ -1,0 +1,104 @@
+package im
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	pb "github.com/readmark/readmark/api/readmarkv1"
+)
+
+// ackDelay is how long the client collects handed messages before it
+// acknowledges them: one AckRequest per ackDelay at most.
+const ackDelay = 300 * time.Millisecond
+
+// acks tracks what the application was handed and what the server was told.
+// Its lock is taken alone (see Client).
+type acks struct {
+	mu     sync.Mutex
+	handed map[convKey]uint64
+	acked  map[convKey]uint64
+	wake   chan struct{} // capacity 1
+}
+
+func newAcks() *acks {
+	return &acks{
+		handed: make(map[convKey]uint64),
+		acked:  make(map[convKey]uint64),
+		wake:   make(chan struct{}, 1),
+	}
+}
+
+// handed records that the listeners have seen the stored message seq of
+// conversation k (or that it was this client's own), and wakes the acker.
+// It runs on the dispatcher goroutine, in delivery order.
+func (c *Client) handed(k convKey, seq uint64) {
+	a := c.acks
+	a.mu.Lock()
+	if seq > a.handed[k] {
+		a.handed[k] = seq
+	}
+	a.mu.Unlock()
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+// acker sends the acknowledgements, at most one AckRequest per ackDelay,
+// until the client closes.
+func (c *Client) acker() {
+	defer c.wg.Done()
+	t := time.NewTimer(0)
+	<-t.C
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.acks.wake:
+		}
+		t.Reset(ackDelay)
+		select {
+		case <-c.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		c.sendAcks(c.ctx)
+	}
+}
+
+// sendAcks tells the server, on the current session, the highest seq handed
+// per conversation where it grew since the last acknowledgement. Without a
+// session it does nothing: the sync after the next login acknowledges.
+func (c *Client) sendAcks(ctx context.Context) {
+	c.mu.Lock()
+	s := c.sess
+	c.mu.Unlock()
+	if s == nil {
+		return
+	}
+	a := c.acks
+	a.mu.Lock()
+	var cursors []*pb.SyncCursor
+	for k, seq := range a.handed {
+		if seq > a.acked[k] {
+			cursors = append(cursors, &pb.SyncCursor{Conversation: k.pb(), Seq: seq})
+		}
+	}
+	a.mu.Unlock()
+	if len(cursors) == 0 {
+		return
+	}
+	_, err, sent := s.roundTrip(ctx, &pb.ClientFrame{Body: &pb.ClientFrame_Ack{Ack: &pb.AckRequest{Cursors: cursors}}})
+	if err != nil || !sent {
+		c.log.Debug("im: acknowledgement not sent", "err", err)
+		return
+	}
+	a.mu.Lock()
+	for _, cur := range cursors {
+		k := convFromPB(cur.GetConversation())
+		a.acked[k] = max(a.acked[k], cur.GetSeq())
+	}
+	a.mu.Unlock()
+}
