@@ -37,14 +37,14 @@ func TestLocalOwnsEverything(t *testing.T) {
 
 // testCluster is nodes of one cluster on a fresh table, with short leases.
 type testCluster struct {
-	t     *testing.T
+	t     testing.TB
 	table string
 	name  string
 	nc    *nats.Conn
 	ttl   time.Duration
 }
 
-func newTestCluster(t *testing.T) *testCluster {
+func newTestCluster(t testing.TB) *testCluster {
 	testenv.NeedPostgres(t)
 	testenv.NeedNATS(t)
 	nc, err := nats.Connect(testenv.NATSURL())
@@ -84,7 +84,7 @@ func (c *testCluster) node(id string, onRelease func(p uint32)) *Node {
 }
 
 // waitFor polls cond until it holds or 20 s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {
@@ -348,4 +348,39 @@ func TestTakeoverWaitsForFencedCommit(t *testing.T) {
 func ExampleNode() {
 	fmt.Println(forwardSubject("readmark", "host:7700"))
 	// Output: readmark.fwd.686f73743a37373030
+}
+
+// BenchmarkForward is what forwarding adds to a request: from one node to
+// the owner of the partition over NATS request-reply, to a handler that only
+// echoes (envelope encoding, route lookup, the round trip, the owner's
+// gate). Parallel, as sessions are.
+func BenchmarkForward(b *testing.B) {
+	c := newTestCluster(b)
+	a := c.node("a", nil)
+	waitFor(b, "a to own everything", func() bool { return partitioned(a) })
+	other := c.node("b", nil)
+	waitFor(b, "a and b to share", func() bool { return partitioned(a, other) })
+	p := a.Owned()[0]
+	req := &clusterpb.Forward{UserId: "bench", Frame: make([]byte, 100)}
+	// serial: the latency one forward adds; parallel: the throughput of
+	// one node forwarding for many sessions at once.
+	b.Run("serial", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := other.Forward(context.Background(), p, req, true); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.SetParallelism(16)
+		b.RunParallel(func(pb *testing.PB) {
+			r := proto.Clone(req).(*clusterpb.Forward)
+			for pb.Next() {
+				if _, err := other.Forward(context.Background(), p, r, true); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
 }
