@@ -205,6 +205,57 @@ func TestForward(t *testing.T) {
 	}
 }
 
+// TestForwardOwnerChanges: a forward waits for a slow owner, but gives up
+// once the partition changes owner while it waits: a request that may have
+// run fails with Unavailable (not idempotent), without waiting for its
+// deadline.
+func TestForwardOwnerChanges(t *testing.T) {
+	c := newTestCluster(t)
+	a := c.node("a", nil)
+	waitFor(t, "a to own everything", func() bool { return partitioned(a) })
+	b := c.node("b", nil)
+	waitFor(t, "a and b to share", func() bool { return partitioned(a, b) })
+	running, unblock := make(chan struct{}), make(chan struct{})
+	a.Serve(func(ctx context.Context, req *clusterpb.Forward) *clusterpb.ForwardReply {
+		close(running)
+		<-unblock
+		return &clusterpb.ForwardReply{}
+	})
+	defer close(unblock)
+	p := a.Owned()[0]
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.Forward(ctx, p, &clusterpb.Forward{}, false)
+		done <- err
+	}()
+	<-running
+	select {
+	case err := <-done:
+		t.Fatalf("Forward returned while the owner works: %v", err)
+	case <-time.After(3 * c.ttl): // longer than a few route refreshes
+	}
+	conn, err := pgx.Connect(t.Context(), testenv.PostgresDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(t.Context(), "UPDATE "+pgstore.LeasesTable(c.table)+
+		" SET owner = 'thief', epoch = epoch + 1 WHERE part = $1", int32(p)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		var ae *apierr.Error
+		if !errors.As(err, &ae) || ae.Code != pb.CodeUnavailable {
+			t.Fatalf("Forward after the owner changed: %v, want Unavailable", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Forward still waiting for the old owner at its deadline")
+	}
+}
+
 // TestForwardNoOwner: with nobody owning the partition, Forward fails with
 // Unavailable when its context ends.
 func TestForwardNoOwner(t *testing.T) {
