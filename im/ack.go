@@ -12,6 +12,26 @@ import (
 // acknowledges them: one AckRequest per ackDelay at most.
 const ackDelay = 300 * time.Millisecond
 
+// maxCursorsPerFrame keeps a request's cursors well within the 64 KiB frame
+// limit in either encoding (a JSON cursor with a 64-byte ID is ~110 bytes).
+const maxCursorsPerFrame = 256
+
+// ack sends cursors in AckRequests of at most maxCursorsPerFrame.
+func (s *session) ack(ctx context.Context, cursors []*pb.SyncCursor) error {
+	for len(cursors) > 0 {
+		n := min(len(cursors), maxCursorsPerFrame)
+		_, err, sent := s.roundTrip(ctx, &pb.ClientFrame{Body: &pb.ClientFrame_Ack{Ack: &pb.AckRequest{Cursors: cursors[:n]}}})
+		if err == nil && !sent {
+			err = errUnavailable("connection lost")
+		}
+		if err != nil {
+			return err
+		}
+		cursors = cursors[n:]
+	}
+	return nil
+}
+
 // acks tracks what the application was handed and what the server was told.
 // Its lock is taken alone (see Client).
 type acks struct {
@@ -90,8 +110,7 @@ func (c *Client) sendAcks(ctx context.Context) {
 	if len(cursors) == 0 {
 		return
 	}
-	_, err, sent := s.roundTrip(ctx, &pb.ClientFrame{Body: &pb.ClientFrame_Ack{Ack: &pb.AckRequest{Cursors: cursors}}})
-	if err != nil || !sent {
+	if err := s.ack(ctx, cursors); err != nil {
 		c.log.Debug("im: acknowledgement not sent", "err", err)
 		return
 	}

@@ -23,6 +23,9 @@ func (c *Client) CreateGroup(ctx context.Context, groupType GroupType, groupID, 
 	if !ok {
 		return "", errorf(CodeInvalidArgument, "unknown group type %q", groupType)
 	}
+	if err := checkCount("members", len(memberIDs), c.announced().GetMaxMembersPerCall()); err != nil {
+		return "", err
+	}
 	resp, err := c.call(ctx, &pb.ClientFrame{Body: &pb.ClientFrame_CreateGroup{CreateGroup: &pb.CreateGroupRequest{
 		Type: t, GroupId: groupID, Name: groupName, MemberIds: memberIDs,
 	}}})
@@ -34,6 +37,9 @@ func (c *Client) CreateGroup(ctx context.Context, groupType GroupType, groupID, 
 
 // InviteUserToGroup adds userIDs to the group.
 func (c *Client) InviteUserToGroup(ctx context.Context, groupID string, userIDs []string) error {
+	if err := checkCount("users", len(userIDs), c.announced().GetMaxMembersPerCall()); err != nil {
+		return err
+	}
 	_, err := c.call(ctx, &pb.ClientFrame{Body: &pb.ClientFrame_Invite{Invite: &pb.InviteRequest{
 		GroupId: groupID, UserIds: userIDs,
 	}}})
@@ -59,6 +65,9 @@ func (c *Client) QuitGroup(ctx context.Context, groupID string) error {
 
 // KickGroupMember removes userIDs from the group.
 func (c *Client) KickGroupMember(ctx context.Context, groupID string, userIDs []string, reason string) error {
+	if err := checkCount("users", len(userIDs), c.announced().GetMaxMembersPerCall()); err != nil {
+		return err
+	}
 	_, err := c.call(ctx, &pb.ClientFrame{Body: &pb.ClientFrame_Kick{Kick: &pb.KickRequest{
 		GroupId: groupID, UserIds: userIDs, Reason: reason,
 	}}})
@@ -86,6 +95,9 @@ func (c *Client) SendMessage(ctx context.Context, msg *Message, receiver, groupI
 	}
 	if (receiver == "") == (groupID == "") {
 		return nil, errorf(CodeInvalidArgument, "exactly one of receiver and groupID must be set")
+	}
+	if err := checkBody(msg, c.announced()); err != nil {
+		return nil, err
 	}
 	resp, err := c.call(ctx, &pb.ClientFrame{Body: &pb.ClientFrame_SendMessage{SendMessage: &pb.SendMessageRequest{
 		Receiver:        receiver,
@@ -143,6 +155,9 @@ func (c *Client) history(ctx context.Context, k convKey, count int, lastMsg *Mes
 	if err != nil {
 		return nil, err
 	}
+	if err := checkCount("messages per page", count, c.announced().GetMaxBatch()); err != nil {
+		return nil, err
+	}
 	var before uint64
 	if lastMsg != nil {
 		before = lastMsg.Seq
@@ -172,7 +187,7 @@ func (c *Client) history(ctx context.Context, k convKey, count int, lastMsg *Mes
 // SendMessageReadReceipts tells the senders of msgs (received messages with
 // NeedReadReceipt, all of one conversation) that this user has read them.
 func (c *Client) SendMessageReadReceipts(ctx context.Context, msgs []*Message) error {
-	refs, err := refsOf(msgs)
+	refs, err := c.batch(msgs)
 	if err != nil {
 		return err
 	}
@@ -182,9 +197,17 @@ func (c *Client) SendMessageReadReceipts(ctx context.Context, msgs []*Message) e
 	return err
 }
 
+// batch returns the references of a receipt batch within the batch limit.
+func (c *Client) batch(msgs []*Message) ([]*pb.MessageRef, error) {
+	if err := checkCount("messages in one call", len(msgs), c.announced().GetMaxBatch()); err != nil {
+		return nil, err
+	}
+	return refsOf(msgs)
+}
+
 // GetMessageReadReceipts returns the read state of messages this user sent.
 func (c *Client) GetMessageReadReceipts(ctx context.Context, msgs []*Message) ([]*MessageReceipt, error) {
-	refs, err := refsOf(msgs)
+	refs, err := c.batch(msgs)
 	if err != nil {
 		return nil, err
 	}
@@ -207,6 +230,9 @@ func (c *Client) GetGroupMessageReadMemberList(ctx context.Context, msg *Message
 	}
 	n, err := count32("count", count)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkCount("members per page", count, c.announced().GetMaxBatch()); err != nil {
 		return nil, err
 	}
 	resp, err := c.call(ctx, &pb.ClientFrame{Body: &pb.ClientFrame_ReadMembers{ReadMembers: &pb.ReadMembersRequest{
@@ -247,9 +273,7 @@ func (c *Client) Ping(ctx context.Context) (time.Time, error) {
 
 // Limits returns the limits the server announced at the last login.
 func (c *Client) Limits() Limits {
-	c.mu.Lock()
-	l := c.limits
-	c.mu.Unlock()
+	l := c.announced()
 	return Limits{
 		MaxFrameBytes:       int(l.GetMaxFrameBytes()),
 		MaxTextBytes:        int(l.GetMaxTextBytes()),

@@ -431,6 +431,9 @@ func (s *session) roundTrip(ctx context.Context, f *pb.ClientFrame) (resp *pb.Se
 	if err != nil {
 		return nil, errorf(CodeInvalidArgument, "encode: %v", err), true
 	}
+	if err := s.c.checkFrame(b); err != nil {
+		return nil, err, true
+	}
 	select {
 	case <-s.done:
 		return nil, nil, false

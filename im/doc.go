@@ -23,14 +23,28 @@
 //
 // Dial connects over WebSocket (path /v1/ws, binary protobuf frames, or JSON
 // text frames with WithJSON), logs in and then syncs: every message stored
-// for the user that this Client has not reported yet is passed to
-// OnRecvNewMessage, in order per conversation, before any live message. A
+// for the user that this device has not acknowledged is passed to
+// OnRecvNewMessage, in order per conversation, before any live message. The
+// Client acknowledges a message to the server once OnRecvNewMessage has
+// returned for it (batched, at most every 300 ms, and on Close); the server
+// keeps what each device acknowledged, so set WithDeviceID to a stable value
+// per installation to resume exactly after a restart. A
 // lost connection is re-established with exponential backoff (WithReconnect,
 // WithBackoff), followed by the same sync; each stored message is reported at
 // most once per Client. Requests in flight when the connection drops fail
 // with CodeUnavailable; requests made while disconnected wait for the
 // reconnection until their context ends. A rejected token (CodeUnauthenticated)
 // is never retried. docs/protocol.md describes the wire protocol.
+//
+// # Limits
+//
+// The server announces its limits at login (Client.Limits). The Client
+// checks requests against them before sending, so that a request over a
+// limit fails alone and the connection and other requests are unaffected:
+// more messages per receipt call, or a page count, over MaxBatch (or user
+// IDs over MaxMembersPerCall) fail with CodeTooMany; text or custom data
+// over its limit with CodeMessageTooLarge; any other request that encodes
+// to more than MaxFrameBytes with CodeInvalidArgument.
 //
 // # Listeners
 //

@@ -36,11 +36,12 @@ type fakeServer struct {
 }
 
 type fakeSess struct {
-	fs   *fakeServer
-	conn *websocket.Conn
-	json bool
-	user string
-	wmu  sync.Mutex
+	fs     *fakeServer
+	conn   *websocket.Conn
+	json   bool
+	user   string
+	device string // login's device_id
+	wmu    sync.Mutex
 }
 
 func newFake(t *testing.T) *fakeServer {
@@ -116,7 +117,7 @@ func (fs *fakeServer) serve(w http.ResponseWriter, r *http.Request) {
 		conn.Close(websocket.StatusPolicyViolation, "unauthenticated")
 		return
 	}
-	s.user = lr.GetUserId()
+	s.user, s.device = lr.GetUserId(), lr.GetDeviceId()
 	fs.mu.Lock()
 	fs.sessions[s] = true
 	fs.mu.Unlock()

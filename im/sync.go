@@ -25,6 +25,19 @@ func (c *Client) sync(s *session) {
 			cursors = append(cursors, &pb.SyncCursor{Conversation: k.pb(), Seq: seq})
 		}
 		c.dmu.Unlock()
+		if len(cursors) > maxCursorsPerFrame {
+			// Too many for one frame: acknowledge them first; the sync then
+			// starts from the device's cursors, which they moved.
+			if err := s.ack(s.ctx, cursors); err != nil {
+				var ie *Error
+				if !errors.As(err, &ie) || ie.Code == CodeUnavailable {
+					return // the session ended; the next one syncs again
+				}
+				// Refused: sync anyway; repeats are dropped here.
+				c.log.Warn("im: acknowledgement before sync failed", "err", err)
+			}
+			cursors = nil
+		}
 		resp, err, sent := s.roundTrip(s.ctx, &pb.ClientFrame{Body: &pb.ClientFrame_Sync{
 			Sync: &pb.SyncRequest{Cursors: cursors, Limit: syncPageSize},
 		}})

@@ -11,4 +11,6 @@ if [ -n "$(git status --porcelain -- src/gen)" ]; then
   echo "sdk/js/src/gen is stale: run npm run generate in sdk/js and commit"; exit 1
 fi
 npm run build
+# The package resolves by its name to the build (package.json "exports").
+node --input-type=module -e "const m = await import('@readmark/sdk'); if (typeof m.Client?.dial !== 'function') process.exit(1)"
 npm test

@@ -38,6 +38,12 @@ func From(err error) *Error {
 	return &Error{Code: pb.CodeInternal, Desc: "internal error"}
 }
 
+// Is reports whether err is (or wraps) an *Error with code.
+func Is(err error, code int32) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Code == code
+}
+
 // WriteHTTP answers an HTTP request with err as a JSON body
 // {"code": N, "name": "...", "desc": "..."} and the code's HTTP status from
 // errors.json.

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -93,7 +94,9 @@ func New(cfg Config) *Gateway {
 		cfg.Logger = slog.Default()
 	}
 	g := &Gateway{cfg: cfg, sessions: make(map[*session]struct{})}
-	g.nextID.Store(uint64(time.Now().UnixNano()) &^ 0xffffffff)
+	// Session IDs must not repeat across nodes either: a request forwarded
+	// to another node names its session, which pushes then skip.
+	g.nextID.Store(rand.Uint64() &^ 0xffffffff)
 	return g
 }
 

@@ -4,10 +4,12 @@
 // message's seq and its membership watermark are taken atomically with
 // respect to membership changes.
 //
-// Every group is held in memory (loaded at start) and written through the
-// storage.Committer. Lock order: Service.mu, then group.mu; no other lock is
-// taken while holding either, and callbacks run with group.mu held must not
-// call back into the Service.
+// A group is loaded on first use by the node owning its partition (see
+// package cluster) and written through the storage.Committer; each
+// membership change also maintains the stored index of a user's groups
+// (ug/<user>/<group>), which sync reads on any node. Lock order: group.mu,
+// then part.mu (a leaf); no other lock is taken while holding either, and
+// callbacks run with group.mu held must not call back into the Service.
 package groups
 
 import (
@@ -15,6 +17,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"iter"
 	"sync"
@@ -24,6 +27,7 @@ import (
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
 	"github.com/readmark/readmark/internal/apierr"
+	"github.com/readmark/readmark/internal/cluster"
 	"github.com/readmark/readmark/internal/conv"
 	"github.com/readmark/readmark/internal/receipts"
 	"github.com/readmark/readmark/internal/storage"
@@ -42,16 +46,22 @@ type Pusher interface {
 	PushEach(users iter.Seq[string], frame *pb.ServerFrame)
 }
 
-// Service manages all groups.
+// Service manages groups. A group's state (metadata, roster, head seq) is
+// loaded on first use and kept in its partition's map until the partition
+// is dropped (DropPartition, when this node stops owning it).
 type Service struct {
 	store  storage.Store
 	commit *storage.Committer
 	push   Pusher
 	now    func() time.Time
 
+	parts [cluster.Partitions]part
+}
+
+// part holds the loaded groups of one partition.
+type part struct {
 	mu     sync.RWMutex
 	groups map[string]*group
-	byUser map[string]map[string]struct{} // user → IDs of groups it is in
 }
 
 type group struct {
@@ -60,6 +70,9 @@ type group struct {
 	name    string
 	owner   string
 	created int64
+
+	ready   chan struct{} // closed once loaded (or failed)
+	loadErr error         // set before ready is closed
 
 	mu         sync.Mutex
 	nextOrd    uint32
@@ -82,51 +95,90 @@ type Membership struct {
 	JoinedSeq uint64 // messages with seq > JoinedSeq are visible to the member
 }
 
-// New loads every group from the store.
+// New returns a Service on store. It loads no group (they load on first
+// use) but builds the stored user → groups index once if an older data
+// directory lacks it.
 func New(ctx context.Context, store storage.Store, commit *storage.Committer, push Pusher) (*Service, error) {
-	s := &Service{
-		store:  store,
-		commit: commit,
-		push:   push,
-		now:    time.Now,
-		groups: make(map[string]*group),
-		byUser: make(map[string]map[string]struct{}),
+	s := &Service{store: store, commit: commit, push: push, now: time.Now}
+	for i := range s.parts {
+		s.parts[i].groups = make(map[string]*group)
 	}
-	if err := s.load(ctx); err != nil {
-		return nil, fmt.Errorf("groups: load: %w", err)
+	if err := migrateUserIndex(ctx, store); err != nil {
+		return nil, fmt.Errorf("groups: building the user index: %w", err)
 	}
 	return s, nil
 }
 
-func (s *Service) load(ctx context.Context) error {
-	p := []byte("g/")
-	var scanErr error
-	err := s.store.Scan(ctx, p, storage.PrefixEnd(p), false, func(k, v []byte) bool {
-		g, err := decodeMeta(string(k[len(p):]), v)
-		if err != nil {
-			scanErr = err
-			return false
+// DropPartition forgets the loaded groups of partition p, so that they are
+// reloaded from storage if p is owned here again. Call it once no
+// operation on p is in flight.
+func (s *Service) DropPartition(p uint32) {
+	pt := &s.parts[p]
+	pt.mu.Lock()
+	pt.groups = make(map[string]*group)
+	pt.mu.Unlock()
+}
+
+func (s *Service) partOf(groupID string) *part { return &s.parts[cluster.Of(conv.Group(groupID))] }
+
+// get returns a group, loading it on first use (one load per group however
+// many callers wait for it).
+func (s *Service) get(ctx context.Context, groupID string) (*group, error) {
+	pt := s.partOf(groupID)
+	pt.mu.RLock()
+	g := pt.groups[groupID]
+	pt.mu.RUnlock()
+	if g == nil {
+		pt.mu.Lock()
+		if g = pt.groups[groupID]; g == nil {
+			g = &group{id: groupID, ready: make(chan struct{})}
+			pt.groups[groupID] = g
+			pt.mu.Unlock()
+			g.loadErr = s.load(ctx, g)
+			if g.loadErr != nil {
+				pt.mu.Lock()
+				if pt.groups[groupID] == g {
+					delete(pt.groups, groupID)
+				}
+				pt.mu.Unlock()
+			}
+			close(g.ready)
+		} else {
+			pt.mu.Unlock()
 		}
-		s.groups[g.id] = g
-		return true
-	})
+	}
+	select {
+	case <-g.ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if g.loadErr != nil {
+		return nil, g.loadErr
+	}
+	return g, nil
+}
+
+// load reads a group's metadata, roster and head seq. g is not yet
+// published (its ready channel is open), so no lock is needed.
+func (s *Service) load(ctx context.Context, g *group) error {
+	v, err := s.store.Get(ctx, storage.Key("g", g.id))
+	if errors.Is(err, storage.ErrNotFound) {
+		return apierr.NotFound("group %q not found", g.id)
+	}
 	if err != nil {
 		return err
 	}
-	if scanErr != nil {
-		return scanErr
+	meta, err := decodeMeta(g.id, v)
+	if err != nil {
+		return err
 	}
-	for _, g := range s.groups {
-		if err := s.loadMembers(ctx, g); err != nil {
-			return err
-		}
-		head, err := conv.HeadSeq(ctx, s.store, conv.Group(g.id))
-		if err != nil {
-			return err
-		}
-		g.headSeq = head
+	g.typ, g.name, g.owner, g.created = meta.typ, meta.name, meta.owner, meta.created
+	g.members = make(map[string]*member)
+	if err := s.loadMembers(ctx, g); err != nil {
+		return err
 	}
-	return nil
+	g.headSeq, err = conv.HeadSeq(ctx, s.store, conv.Group(g.id))
+	return err
 }
 
 func (s *Service) loadMembers(ctx context.Context, g *group) error {
@@ -151,7 +203,6 @@ func (s *Service) loadMembers(ctx context.Context, g *group) error {
 		}
 		g.members[user] = m
 		present.Add(ord)
-		s.indexUser(user, g.id)
 		return true
 	})
 	if err != nil {
@@ -168,34 +219,6 @@ func (s *Service) loadMembers(ctx context.Context, g *group) error {
 	return nil
 }
 
-func (s *Service) indexUser(user, groupID string) {
-	set := s.byUser[user]
-	if set == nil {
-		set = make(map[string]struct{})
-		s.byUser[user] = set
-	}
-	set[groupID] = struct{}{}
-}
-
-func (s *Service) unindexUser(user, groupID string) {
-	if set := s.byUser[user]; set != nil {
-		delete(set, groupID)
-		if len(set) == 0 {
-			delete(s.byUser, user)
-		}
-	}
-}
-
-func (s *Service) get(groupID string) (*group, error) {
-	s.mu.RLock()
-	g := s.groups[groupID]
-	s.mu.RUnlock()
-	if g == nil {
-		return nil, apierr.NotFound("group %q not found", groupID)
-	}
-	return g, nil
-}
-
 // Create creates a group owned by owner with the given members, and returns
 // its ID (server-chosen when groupID is "").
 func (s *Service) Create(ctx context.Context, owner string, typ pb.GroupType, groupID, name string, memberIDs []string) (string, error) {
@@ -203,7 +226,7 @@ func (s *Service) Create(ctx context.Context, owner string, typ pb.GroupType, gr
 		return "", apierr.InvalidArgument("unknown group type %d", typ)
 	}
 	if groupID == "" {
-		groupID = newGroupID()
+		groupID = NewGroupID()
 	} else if err := conv.CheckID("group ID", groupID); err != nil {
 		return "", err
 	}
@@ -219,46 +242,82 @@ func (s *Service) Create(ctx context.Context, owner string, typ pb.GroupType, gr
 		id: groupID, typ: typ, name: name, owner: owner, created: now,
 		members: make(map[string]*member),
 		present: roaring.New(),
+		ready:   make(chan struct{}),
 	}
+	close(g.ready)
 	g.mu.Lock()
 	g.addLocked(append([]string{owner}, users...), now)
-	g.mu.Unlock()
-
 	writes := []storage.Op{{Key: storage.Key("g", g.id), Value: encodeMeta(g)}}
 	for _, u := range g.users {
-		writes = append(writes, g.memberOp(u, g.members[u], false))
+		writes = append(writes, g.memberOps(u, g.members[u], false)...)
 	}
 	// Queue the group's records before anyone can see it, so that no message
 	// or membership change of the group commits ahead of them.
-	g.mu.Lock()
-	s.mu.Lock()
-	if s.groups[groupID] != nil {
-		s.mu.Unlock()
+	if err := s.publish(ctx, g); err != nil {
 		g.mu.Unlock()
-		return "", apierr.New(pb.CodeAlreadyExists, "group %q already exists", groupID)
-	}
-	s.groups[groupID] = g
-	s.mu.Unlock()
-	err = s.commitUnlock(ctx, g, writes)
-	if err != nil {
-		s.mu.Lock()
-		delete(s.groups, groupID)
-		s.mu.Unlock()
 		return "", err
 	}
-	s.mu.Lock()
-	for u := range g.members {
-		s.indexUser(u, groupID)
+	if err := s.commitUnlock(ctx, g, writes); err != nil {
+		pt := s.partOf(groupID)
+		pt.mu.Lock()
+		if pt.groups[groupID] == g {
+			delete(pt.groups, groupID)
+		}
+		pt.mu.Unlock()
+		return "", err
 	}
-	s.mu.Unlock()
-	s.pushEvent(g, pb.GroupEventKind_GROUP_EVENT_CREATED, owner, g.users, "", nil)
+	s.pushEvent(ctx, g, pb.GroupEventKind_GROUP_EVENT_CREATED, owner, g.users, "", nil)
 	return groupID, nil
+}
+
+// publish makes a new group visible in its partition's map unless a group
+// of that ID exists (loaded, or in storage).
+func (s *Service) publish(ctx context.Context, g *group) error {
+	pt := s.partOf(g.id)
+	for {
+		pt.mu.Lock()
+		old := pt.groups[g.id]
+		if old == nil {
+			// Not loaded: it may still be stored. A load in progress
+			// publishes a placeholder first, so checking storage outside
+			// the lock and retrying on a placeholder is race-free.
+			pt.mu.Unlock()
+			_, err := s.store.Get(ctx, storage.Key("g", g.id))
+			if err == nil {
+				return apierr.New(pb.CodeAlreadyExists, "group %q already exists", g.id)
+			}
+			if !errors.Is(err, storage.ErrNotFound) {
+				return err
+			}
+			pt.mu.Lock()
+			if pt.groups[g.id] == nil {
+				pt.groups[g.id] = g
+				pt.mu.Unlock()
+				return nil
+			}
+			pt.mu.Unlock()
+			continue
+		}
+		pt.mu.Unlock()
+		select {
+		case <-old.ready:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if old.loadErr == nil {
+			return apierr.New(pb.CodeAlreadyExists, "group %q already exists", g.id)
+		}
+		if !apierr.Is(old.loadErr, pb.CodeNotFound) {
+			return old.loadErr
+		}
+		// The failed load removed its placeholder: look again.
+	}
 }
 
 // Invite adds users to a group. In a Work group any member may invite; in
 // the other types only the owner.
 func (s *Service) Invite(ctx context.Context, op, groupID string, userIDs []string) error {
-	g, err := s.get(groupID)
+	g, err := s.get(ctx, groupID)
 	if err != nil {
 		return err
 	}
@@ -285,7 +344,7 @@ func (s *Service) Invite(ctx context.Context, op, groupID string, userIDs []stri
 // Join adds user to a group that admits members without invitation (all
 // types but Work).
 func (s *Service) Join(ctx context.Context, user, groupID string) error {
-	g, err := s.get(groupID)
+	g, err := s.get(ctx, groupID)
 	if err != nil {
 		return err
 	}
@@ -315,23 +374,18 @@ func (s *Service) add(ctx context.Context, g *group, op string, users []string) 
 	g.addLocked(added, now)
 	writes := make([]storage.Op, 0, len(added))
 	for _, u := range added {
-		writes = append(writes, g.memberOp(u, g.members[u], false))
+		writes = append(writes, g.memberOps(u, g.members[u], false)...)
 	}
 	if err := s.commitUnlock(ctx, g, writes); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	for _, u := range added {
-		s.indexUser(u, g.id)
-	}
-	s.mu.Unlock()
-	s.pushEvent(g, pb.GroupEventKind_GROUP_EVENT_JOINED, op, added, "", nil)
+	s.pushEvent(ctx, g, pb.GroupEventKind_GROUP_EVENT_JOINED, op, added, "", nil)
 	return nil
 }
 
 // Quit removes user from a group. The owner cannot quit.
 func (s *Service) Quit(ctx context.Context, user, groupID string) error {
-	g, err := s.get(groupID)
+	g, err := s.get(ctx, groupID)
 	if err != nil {
 		return err
 	}
@@ -343,7 +397,7 @@ func (s *Service) Quit(ctx context.Context, user, groupID string) error {
 
 // Kick removes members from a group; only the owner may.
 func (s *Service) Kick(ctx context.Context, op, groupID string, userIDs []string, reason string) error {
-	g, err := s.get(groupID)
+	g, err := s.get(ctx, groupID)
 	if err != nil {
 		return err
 	}
@@ -386,17 +440,12 @@ func (s *Service) remove(ctx context.Context, g *group, op string, users []strin
 	g.departures++
 	writes := make([]storage.Op, 0, len(gone))
 	for _, u := range gone {
-		writes = append(writes, g.memberOp(u, gm[u], true))
+		writes = append(writes, g.memberOps(u, gm[u], true)...)
 	}
 	if err := s.commitUnlock(ctx, g, writes); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	for _, u := range gone {
-		s.unindexUser(u, g.id)
-	}
-	s.mu.Unlock()
-	s.pushEvent(g, kind, op, gone, reason, gone)
+	s.pushEvent(ctx, g, kind, op, gone, reason, gone)
 	return nil
 }
 
@@ -404,7 +453,7 @@ func (s *Service) remove(ctx context.Context, g *group, op string, users []strin
 // submissions in order, so this keeps the group's changes in the order they
 // were made — then unlocks g.mu and waits until the ops are durable.
 func (s *Service) commitUnlock(ctx context.Context, g *group, ops []storage.Op) error {
-	wait, err := s.commit.Enqueue(ctx, setAll(ops))
+	wait, err := s.commit.Enqueue(ctx, g.setAll(ops))
 	g.mu.Unlock()
 	if err != nil {
 		return err
@@ -426,24 +475,36 @@ func (g *group) addLocked(users []string, now int64) {
 	g.present = present
 }
 
-// memberOp is the write of u's membership record. The record is kept after a
-// departure (left=true) so that ordinals are never reused.
-func (g *group) memberOp(u string, m *member, left bool) storage.Op {
-	return storage.Op{Key: storage.AppendUint32(storage.Key("gm", g.id), m.ord), Value: encodeMember(u, m, left)}
+// memberOps are the writes of u's membership: its record, kept after a
+// departure (left=true) so that ordinals are never reused, and its entry in
+// the user's index of groups (ug/), removed on departure.
+func (g *group) memberOps(u string, m *member, left bool) []storage.Op {
+	rec := storage.Op{Key: storage.AppendUint32(storage.Key("gm", g.id), m.ord), Value: encodeMember(u, m, left)}
+	if left {
+		return []storage.Op{rec, {Key: userIndexKey(u, g.id), Delete: true}}
+	}
+	return []storage.Op{rec, {Key: userIndexKey(u, g.id), Value: encodeUserIndex(m)}}
 }
 
 // setAll returns a Committer prepare function that writes ops, encoded
-// beforehand so that the commit goroutine takes no group lock.
-func setAll(ops []storage.Op) func(*storage.Batch) {
-	return func(b *storage.Batch) { b.Ops = append(b.Ops, ops...) }
+// beforehand so that the commit goroutine takes no group lock, fenced by
+// the group's partition.
+func (g *group) setAll(ops []storage.Op) func(*storage.Batch) {
+	part := cluster.Of(conv.Group(g.id))
+	return func(b *storage.Batch) {
+		b.Fence(part)
+		b.Ops = append(b.Ops, ops...)
+	}
 }
 
-func (s *Service) pushEvent(g *group, kind pb.GroupEventKind, op string, users []string, reason string, alsoTo []string) {
+func (s *Service) pushEvent(ctx context.Context, g *group, kind pb.GroupEventKind, op string, users []string, reason string, alsoTo []string) {
 	frame := &pb.ServerFrame{Body: &pb.ServerFrame_GroupEvent{GroupEvent: &pb.GroupEvent{
 		GroupId: g.id, Kind: kind, UserIds: users, OpUserId: op,
 		GroupType: g.typ, Reason: reason, TimeMs: s.now().UnixMilli(),
 	}}}
-	snap, _ := s.Snapshot(g.id)
+	g.mu.Lock()
+	snap := g.snapshotLocked()
+	g.mu.Unlock()
 	s.push.PushEach(func(yield func(string) bool) {
 		for u := range memberIDs(snap) {
 			if !yield(u) {
@@ -479,8 +540,8 @@ func memberIDs(snap receipts.RosterSnapshot) iter.Seq[string] {
 // membership, while membership cannot change. fn runs with the group's lock
 // held: it must only queue work (e.g. Committer.Submit, which keeps seq
 // order), not call the Service.
-func (s *Service) Sequence(groupID, sender string, fn func(seq uint64, watermark uint32, members receipts.RosterSnapshot) error) error {
-	g, err := s.get(groupID)
+func (s *Service) Sequence(ctx context.Context, groupID, sender string, fn func(seq uint64, watermark uint32, members receipts.RosterSnapshot) error) error {
+	g, err := s.get(ctx, groupID)
 	if err != nil {
 		return err
 	}
@@ -496,30 +557,31 @@ func (s *Service) Sequence(groupID, sender string, fn func(seq uint64, watermark
 	return nil
 }
 
-// Member returns user's membership of a group.
-func (s *Service) Member(groupID, user string) (Membership, bool) {
-	g, err := s.get(groupID)
+// Member returns user's membership of a group: ok=false if not a member,
+// an apierr NotFound error if the group does not exist.
+func (s *Service) Member(ctx context.Context, groupID, user string) (m Membership, ok bool, err error) {
+	g, err := s.get(ctx, groupID)
 	if err != nil {
-		return Membership{}, false
+		return Membership{}, false, err
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	m := g.members[user]
-	if m == nil {
-		return Membership{}, false
+	gm := g.members[user]
+	if gm == nil {
+		return Membership{}, false, nil
 	}
-	return Membership{Ordinal: m.ord, JoinedSeq: m.joinedSeq}, true
+	return Membership{Ordinal: gm.ord, JoinedSeq: gm.joinedSeq}, true, nil
 }
 
 // Ordinal implements receipts.Roster.
-func (s *Service) Ordinal(groupID, user string) (uint32, bool) {
-	m, ok := s.Member(groupID, user)
+func (s *Service) Ordinal(ctx context.Context, groupID, user string) (uint32, bool) {
+	m, ok, _ := s.Member(ctx, groupID, user)
 	return m.Ordinal, ok
 }
 
 // Snapshot implements receipts.Roster.
-func (s *Service) Snapshot(groupID string) (receipts.RosterSnapshot, bool) {
-	g, err := s.get(groupID)
+func (s *Service) Snapshot(ctx context.Context, groupID string) (receipts.RosterSnapshot, bool) {
+	g, err := s.get(ctx, groupID)
 	if err != nil {
 		return receipts.RosterSnapshot{}, false
 	}
@@ -544,54 +606,13 @@ func (g *group) snapshotLocked() receipts.RosterSnapshot {
 	}
 }
 
-// Head returns the highest seq assigned in a group.
-func (s *Service) Head(groupID string) (uint64, bool) {
-	g, err := s.get(groupID)
+// Type returns a group's type, or an apierr NotFound error.
+func (s *Service) Type(ctx context.Context, groupID string) (pb.GroupType, error) {
+	g, err := s.get(ctx, groupID)
 	if err != nil {
-		return 0, false
+		return 0, err
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.headSeq, true
-}
-
-// Type returns a group's type.
-func (s *Service) Type(groupID string) (pb.GroupType, bool) {
-	g, err := s.get(groupID)
-	if err != nil {
-		return 0, false
-	}
-	return g.typ, true
-}
-
-// GroupHead is one of a user's groups, for sync.
-type GroupHead struct {
-	GroupID   string
-	JoinedSeq uint64
-	HeadSeq   uint64
-}
-
-// UserGroups lists the groups user is a member of, with their head seqs.
-func (s *Service) UserGroups(user string) []GroupHead {
-	s.mu.RLock()
-	ids := make([]string, 0, len(s.byUser[user]))
-	for id := range s.byUser[user] {
-		ids = append(ids, id)
-	}
-	s.mu.RUnlock()
-	out := make([]GroupHead, 0, len(ids))
-	for _, id := range ids {
-		g, err := s.get(id)
-		if err != nil {
-			continue
-		}
-		g.mu.Lock()
-		if m := g.members[user]; m != nil {
-			out = append(out, GroupHead{GroupID: id, JoinedSeq: m.joinedSeq, HeadSeq: g.headSeq})
-		}
-		g.mu.Unlock()
-	}
-	return out
+	return g.typ, nil
 }
 
 func checkUsers(ids []string, exclude string) ([]string, error) {
@@ -629,7 +650,8 @@ func typeName(t pb.GroupType) string {
 	return t.String()
 }
 
-func newGroupID() string {
+// NewGroupID returns a fresh server-chosen group ID.
+func NewGroupID() string {
 	var b [8]byte
 	rand.Read(b[:])
 	return "@RM#" + hex.EncodeToString(b[:])
@@ -749,15 +771,27 @@ type Info struct {
 	Members   int
 }
 
-// Info returns a group's description.
-func (s *Service) Info(groupID string) (Info, error) {
-	g, err := s.get(groupID)
+// Info returns a group's description. It reads storage (the member count
+// is a scan of the membership records), so any node answers without
+// loading the group.
+func (s *Service) Info(ctx context.Context, groupID string) (Info, error) {
+	v, err := s.store.Get(ctx, storage.Key("g", groupID))
+	if errors.Is(err, storage.ErrNotFound) {
+		return Info{}, apierr.NotFound("group %q not found", groupID)
+	}
 	if err != nil {
 		return Info{}, err
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return Info{GroupID: g.id, Type: g.typ, Name: g.name, Owner: g.owner, CreatedMs: g.created, Members: len(g.members)}, nil
+	g, err := decodeMeta(groupID, v)
+	if err != nil {
+		return Info{}, err
+	}
+	info := Info{GroupID: g.id, Type: g.typ, Name: g.name, Owner: g.owner, CreatedMs: g.created}
+	err = s.scanMembers(ctx, groupID, 0, func(MemberInfo, uint32) bool {
+		info.Members++
+		return true
+	})
+	return info, err
 }
 
 // MemberInfo is one member of a group in a page of Members.
@@ -768,25 +802,37 @@ type MemberInfo struct {
 
 // Members pages a group's current members by ordinal (join order): up to
 // count members with ordinal >= from. next is the ordinal to continue
-// from; finished reports that no member follows.
-func (s *Service) Members(groupID string, from uint32, count int) (page []MemberInfo, next uint32, finished bool, err error) {
-	g, err := s.get(groupID)
-	if err != nil {
-		return nil, 0, false, err
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	it := g.present.Iterator()
-	it.AdvanceIfNeeded(from)
-	next = from
-	for it.HasNext() {
+// from; finished reports that no member follows. Like Info it reads
+// storage.
+func (s *Service) Members(ctx context.Context, groupID string, from uint32, count int) (page []MemberInfo, next uint32, finished bool, err error) {
+	next, finished = from, true
+	err = s.scanMembers(ctx, groupID, from, func(m MemberInfo, ord uint32) bool {
 		if len(page) == count {
-			return page, next, false, nil
+			finished = false
+			return false
 		}
-		o := it.Next()
-		u := g.users[o]
-		page = append(page, MemberInfo{UserID: u, JoinedMs: g.members[u].joinedAt})
-		next = o + 1
+		page = append(page, m)
+		next = ord + 1
+		return true
+	})
+	return page, next, finished, err
+}
+
+// scanMembers calls fn with the stored present members of a group from
+// ordinal from on, in ordinal order, while it returns true.
+func (s *Service) scanMembers(ctx context.Context, groupID string, from uint32, fn func(m MemberInfo, ord uint32) bool) error {
+	p := append(storage.Key("gm", groupID), '/')
+	var decErr error
+	err := s.store.Scan(ctx, storage.AppendUint32(storage.Key("gm", groupID), from), storage.PrefixEnd(p), false, func(k, v []byte) bool {
+		u, m, left, err := decodeMember(v)
+		if err != nil {
+			decErr = err
+			return false
+		}
+		return left || fn(MemberInfo{UserID: u, JoinedMs: m.joinedAt}, storage.Uint32Suffix(k))
+	})
+	if err == nil {
+		err = decErr
 	}
-	return page, next, true, nil
+	return err
 }

@@ -54,3 +54,15 @@ func (c *msgCache) put(m receipts.Msg) {
 		delete(c.items, msgKey{old.Conv, old.Seq})
 	}
 }
+
+// drop removes the messages of the conversations for which in is true.
+func (c *msgCache) drop(in func(conv string) bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, e := range c.items {
+		if in(k.conv) {
+			c.ll.Remove(e)
+			delete(c.items, k)
+		}
+	}
+}

@@ -29,6 +29,7 @@ import (
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
 	"github.com/readmark/readmark/internal/apierr"
+	"github.com/readmark/readmark/internal/cluster"
 	"github.com/readmark/readmark/internal/conv"
 	"github.com/readmark/readmark/internal/groups"
 	"github.com/readmark/readmark/internal/page"
@@ -53,7 +54,11 @@ type Pusher interface {
 
 // ReceiptState tells which received messages a user already acknowledged.
 type ReceiptState interface {
+	// ReceiptSent answers on the node owning the messages' conversations.
 	ReceiptSent(ctx context.Context, user string, msgs []receipts.Msg) ([]bool, error)
+	// StoredReceiptSent answers from storage alone, on any node; ordinals
+	// holds user's ordinal in each of its groups.
+	StoredReceiptSent(ctx context.Context, user string, msgs []receipts.Msg, ordinals map[string]uint32) ([]bool, error)
 }
 
 // Caller is who makes a request: the user, the session it came from (0 for
@@ -108,6 +113,7 @@ type Service struct {
 
 	cursors cursors
 	recent  *msgCache
+	sent    *dedup
 
 	deliveries chan delivery
 	stop       chan struct{}
@@ -146,6 +152,7 @@ func New(cfg Config) *Service {
 		c2c:        make(map[string]*c2cConv),
 		cursors:    newCursors(),
 		recent:     newMsgCache(cfg.CacheMessages),
+		sent:       newDedup(),
 		deliveries: make(chan delivery, 1<<14),
 		stop:       make(chan struct{}),
 	}
@@ -153,6 +160,23 @@ func New(cfg Config) *Service {
 	go s.deliverLoop()
 	go s.flushLoop()
 	return s
+}
+
+// DropPartition forgets the in-memory state of partition p's
+// conversations (C2C head seqs, cached messages, recent client_msg_ids), so
+// that it is reloaded from storage if p is owned here again. Call it once
+// no operation on p is in flight.
+func (s *Service) DropPartition(p uint32) {
+	inPart := func(key string) bool { return cluster.Of(key) == p }
+	s.c2cMu.Lock()
+	for k := range s.c2c {
+		if inPart(k) {
+			delete(s.c2c, k)
+		}
+	}
+	s.c2cMu.Unlock()
+	s.recent.drop(inPart)
+	s.sent.drop(inPart)
 }
 
 // SetReceipts connects the receipt engine, which fills receipt_sent in
@@ -195,10 +219,28 @@ func (s *Service) Send(ctx context.Context, caller Caller, req *pb.SendMessageRe
 		Priority:        req.Priority,
 		OnlineUserOnly:  req.OnlineUserOnly,
 	}
-	if req.GroupId != "" {
-		return s.sendGroup(ctx, caller, msg)
+	if req.ClientMsgId == "" || req.OnlineUserOnly {
+		return s.send(ctx, caller, msg, "")
 	}
-	return s.sendC2C(ctx, caller, msg)
+	if err := conv.CheckID("client_msg_id", req.ClientMsgId); err != nil {
+		return nil, err
+	}
+	key := conv.Group(req.GroupId)
+	if req.GroupId == "" {
+		key = conv.C2C(caller.UserID, req.Receiver)
+	}
+	return s.sendOnce(ctx, dedupKey{conv: key, sender: caller.UserID, id: req.ClientMsgId}, func() (*pb.Message, error) {
+		return s.send(ctx, caller, msg, req.ClientMsgId)
+	})
+}
+
+// send sequences, stores and delivers msg; clientMsgID ("" = none) is
+// recorded with it.
+func (s *Service) send(ctx context.Context, caller Caller, msg *pb.Message, clientMsgID string) (*pb.Message, error) {
+	if msg.GroupId != "" {
+		return s.sendGroup(ctx, caller, msg, clientMsgID)
+	}
+	return s.sendC2C(ctx, caller, msg, clientMsgID)
 }
 
 func checkBody(req *pb.SendMessageRequest) error {
@@ -223,16 +265,16 @@ func checkBody(req *pb.SendMessageRequest) error {
 	return nil
 }
 
-func (s *Service) sendGroup(ctx context.Context, caller Caller, msg *pb.Message) (*pb.Message, error) {
-	typ, ok := s.cfg.Groups.Type(msg.GroupId)
-	if !ok {
-		return nil, apierr.NotFound("group %q not found", msg.GroupId)
+func (s *Service) sendGroup(ctx context.Context, caller Caller, msg *pb.Message, clientMsgID string) (*pb.Message, error) {
+	typ, err := s.cfg.Groups.Type(ctx, msg.GroupId)
+	if err != nil {
+		return nil, err
 	}
 	if msg.NeedReadReceipt && !s.cfg.ReceiptGroupTypes(typ) {
 		return nil, apierr.New(pb.CodeGroupTypeNoReceipt, "read receipts are not enabled for %s groups", groupTypeName(typ))
 	}
 	var wait func() error
-	err := s.cfg.Groups.Sequence(msg.GroupId, caller.UserID, func(seq uint64, watermark uint32, members receipts.RosterSnapshot) error {
+	err = s.cfg.Groups.Sequence(ctx, msg.GroupId, caller.UserID, func(seq uint64, watermark uint32, members receipts.RosterSnapshot) error {
 		d := delivery{msg: msg, watermark: watermark, members: members, session: caller.SessionID}
 		if msg.OnlineUserOnly {
 			s.deliveries <- d
@@ -240,7 +282,7 @@ func (s *Service) sendGroup(ctx context.Context, caller Caller, msg *pb.Message)
 		}
 		msg.Seq = seq
 		var err error
-		wait, err = s.enqueue(ctx, conv.Group(msg.GroupId), d)
+		wait, err = s.enqueue(ctx, conv.Group(msg.GroupId), d, clientMsgID)
 		return err
 	})
 	if err != nil {
@@ -254,7 +296,7 @@ func (s *Service) sendGroup(ctx context.Context, caller Caller, msg *pb.Message)
 	return msg, nil
 }
 
-func (s *Service) sendC2C(ctx context.Context, caller Caller, msg *pb.Message) (*pb.Message, error) {
+func (s *Service) sendC2C(ctx context.Context, caller Caller, msg *pb.Message, clientMsgID string) (*pb.Message, error) {
 	if err := conv.CheckID("receiver", msg.Receiver); err != nil {
 		return nil, err
 	}
@@ -272,7 +314,7 @@ func (s *Service) sendC2C(ctx context.Context, caller Caller, msg *pb.Message) (
 	}
 	c.mu.Lock()
 	msg.Seq = c.head + 1
-	wait, err := s.enqueue(ctx, key, delivery{msg: msg, session: caller.SessionID})
+	wait, err := s.enqueue(ctx, key, delivery{msg: msg, session: caller.SessionID}, clientMsgID)
 	if err == nil {
 		c.head++
 	}
@@ -308,8 +350,9 @@ func (s *Service) c2cConv(ctx context.Context, key string) (*c2cConv, error) {
 	return c, nil
 }
 
-// enqueue queues the message's write; once durable it goes to delivery.
-func (s *Service) enqueue(ctx context.Context, key string, d delivery) (func() error, error) {
+// enqueue queues the message's write (with its client_msg_id record, if
+// any); once durable it goes to delivery.
+func (s *Service) enqueue(ctx context.Context, key string, d delivery, clientMsgID string) (func() error, error) {
 	msg := d.msg
 	val, err := encodeStored(msg, d.watermark)
 	if err != nil {
@@ -322,8 +365,15 @@ func (s *Service) enqueue(ctx context.Context, key string, d delivery) (func() e
 			storage.Op{Key: conv.PeerKey(msg.Sender, msg.Receiver), Value: []byte{}},
 			storage.Op{Key: conv.PeerKey(msg.Receiver, msg.Sender), Value: []byte{}})
 	}
+	if clientMsgID != "" {
+		ops = append(ops, storage.Op{Key: clientMsgKey(key, msg.Sender, clientMsgID), Value: binary.AppendUvarint(nil, msg.Seq)})
+	}
 	ch := make(chan error, 1)
-	err = s.cfg.Committer.Submit(ctx, func(b *storage.Batch) { b.Ops = append(b.Ops, ops...) }, func(err error) {
+	part := cluster.Of(key)
+	err = s.cfg.Committer.Submit(ctx, func(b *storage.Batch) {
+		b.Fence(part)
+		b.Ops = append(b.Ops, ops...)
+	}, func(err error) {
 		if err == nil {
 			s.recent.put(toReceiptMsg(key, msg, d.watermark))
 			s.deliveries <- d
@@ -394,7 +444,7 @@ func (s *Service) History(ctx context.Context, caller Caller, req *pb.HistoryReq
 	if req.Count > MaxHistoryCount {
 		return nil, apierr.TooMany("count %d is over the limit of %d", req.Count, MaxHistoryCount)
 	}
-	key, floor, err := s.visible(caller.UserID, req.Conversation)
+	key, floor, err := s.visible(ctx, caller.UserID, req.Conversation)
 	if err != nil {
 		return nil, err
 	}
@@ -418,7 +468,12 @@ func (s *Service) History(ctx context.Context, caller Caller, req *pb.HistoryReq
 	if err != nil {
 		return nil, err
 	}
-	return out, s.markReceiptSent(ctx, caller.UserID, out, wms)
+	if s.receipts == nil {
+		return out, nil
+	}
+	return out, markReceiptSent(caller.UserID, out, wms, func(rms []receipts.Msg) ([]bool, error) {
+		return s.receipts.ReceiptSent(ctx, caller.UserID, rms)
+	})
 }
 
 // scanMessages calls fn with the stored messages in [start, end) while it
@@ -442,7 +497,7 @@ func (s *Service) scanMessages(ctx context.Context, start, end []byte, reverse b
 // visible returns the conversation key of c for user and the seq at and
 // below which its messages are hidden from user (a group's messages before
 // the user joined).
-func (s *Service) visible(user string, c *pb.Conversation) (key string, floor uint64, err error) {
+func (s *Service) visible(ctx context.Context, user string, c *pb.Conversation) (key string, floor uint64, err error) {
 	switch {
 	case c == nil || (c.PeerId == "") == (c.GroupId == ""):
 		return "", 0, apierr.InvalidArgument("exactly one of peer_id and group_id must be set")
@@ -455,11 +510,11 @@ func (s *Service) visible(user string, c *pb.Conversation) (key string, floor ui
 		}
 		return conv.C2C(user, c.PeerId), 0, nil
 	}
-	m, ok := s.cfg.Groups.Member(c.GroupId, user)
+	m, ok, err := s.cfg.Groups.Member(ctx, c.GroupId, user)
+	if err != nil {
+		return "", 0, err
+	}
 	if !ok {
-		if _, exists := s.cfg.Groups.Type(c.GroupId); !exists {
-			return "", 0, apierr.NotFound("group %q not found", c.GroupId)
-		}
 		return "", 0, apierr.PermissionDenied("not a member of group %q", c.GroupId)
 	}
 	return conv.Group(c.GroupId), m.JoinedSeq, nil
@@ -469,7 +524,7 @@ func (s *Service) visible(user string, c *pb.Conversation) (key string, floor ui
 func (s *Service) Resolve(ctx context.Context, user string, refs []*pb.MessageRef) ([]receipts.Msg, error) {
 	out := make([]receipts.Msg, 0, len(refs))
 	for _, ref := range refs {
-		key, floor, err := s.visible(user, ref.GetConversation())
+		key, floor, err := s.visible(ctx, user, ref.GetConversation())
 		if err != nil {
 			return nil, err
 		}
@@ -523,11 +578,8 @@ func toReceiptMsg(key string, m *pb.Message, watermark uint32) receipts.Msg {
 
 // markReceiptSent sets receipt_sent on the messages user received with a
 // read receipt requested and already acknowledged; wms are the messages'
-// membership watermarks.
-func (s *Service) markReceiptSent(ctx context.Context, user string, msgs []*pb.Message, wms []uint32) error {
-	if s.receipts == nil {
-		return nil
-	}
+// membership watermarks, and sent answers for the candidates.
+func markReceiptSent(user string, msgs []*pb.Message, wms []uint32, sent func([]receipts.Msg) ([]bool, error)) error {
 	var idx []int
 	var rms []receipts.Msg
 	for i, m := range msgs {
@@ -543,12 +595,12 @@ func (s *Service) markReceiptSent(ctx context.Context, user string, msgs []*pb.M
 	if len(rms) == 0 {
 		return nil
 	}
-	sent, err := s.receipts.ReceiptSent(ctx, user, rms)
+	ok, err := sent(rms)
 	if err != nil {
 		return err
 	}
 	for j, i := range idx {
-		msgs[i].ReceiptSent = sent[j]
+		msgs[i].ReceiptSent = ok[j]
 	}
 	return nil
 }
@@ -559,6 +611,10 @@ func (s *Service) markReceiptSent(ctx context.Context, user string, msgs []*pb.M
 // holds these): they move the device's cursors, and sync starts after them;
 // a conversation the client does not list starts after the device's cursor
 // (docs/protocol.md, section 7). Building the page moves no cursor.
+//
+// Sync runs on the user's node and reads only storage (the user's group
+// and C2C indexes, the stored heads and messages, durable read state),
+// never the in-memory state of conversations, which lives on their owners.
 func (s *Service) Sync(ctx context.Context, caller Caller, req *pb.SyncRequest) (*pb.SyncResponse, error) {
 	limit := int(req.Limit)
 	if limit == 0 {
@@ -571,43 +627,51 @@ func (s *Service) Sync(ctx context.Context, caller Caller, req *pb.SyncRequest) 
 	if err := s.cursors.load(ctx, s.cfg.Store, user, device); err != nil {
 		return nil, err
 	}
+	mine, err := s.cfg.Groups.UserGroups(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	peers, err := s.peers(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	// A cursor for a conversation the user is not in (any more) is ignored.
 	given := make(map[string]uint64, len(req.Cursors))
 	for _, c := range req.Cursors {
-		key, _, err := s.visible(user, c.GetConversation())
-		if err != nil {
-			// A conversation the user has left is simply not synced.
-			continue
+		if key, ok := syncKey(user, c.GetConversation()); ok {
+			given[key] = c.Seq
 		}
-		given[key] = c.Seq
 	}
 	type span struct {
 		key      string
 		c        *pb.Conversation
 		from, to uint64
 	}
-	var spans []span
-	add := func(key string, c *pb.Conversation, floor, head uint64) {
+	spans := make([]span, 0, len(mine)+len(peers))
+	add := func(key string, c *pb.Conversation, floor uint64) error {
+		head, err := conv.HeadSeq(ctx, s.cfg.Store, key)
+		if err != nil {
+			return err
+		}
 		from := s.cursors.get(user, device, key)
 		if seq, ok := given[key]; ok {
 			s.cursors.ack(user, device, key, min(seq, head))
 			from = seq
 		}
 		spans = append(spans, span{key, c, max(from, floor), head})
+		return nil
 	}
-	for _, g := range s.cfg.Groups.UserGroups(user) {
-		add(conv.Group(g.GroupID), &pb.Conversation{GroupId: g.GroupID}, g.JoinedSeq, g.HeadSeq)
-	}
-	peers, err := s.peers(ctx, user)
-	if err != nil {
-		return nil, err
-	}
-	for _, p := range peers {
-		key := conv.C2C(user, p)
-		head, err := s.c2cHead(ctx, key)
-		if err != nil {
+	ordinals := make(map[string]uint32, len(mine))
+	for _, g := range mine {
+		ordinals[g.GroupID] = g.Ordinal
+		if err := add(conv.Group(g.GroupID), &pb.Conversation{GroupId: g.GroupID}, g.JoinedSeq); err != nil {
 			return nil, err
 		}
-		add(key, &pb.Conversation{PeerId: p}, 0, head)
+	}
+	for _, p := range peers {
+		if err := add(conv.C2C(user, p), &pb.Conversation{PeerId: p}, 0); err != nil {
+			return nil, err
+		}
 	}
 	sort.Slice(spans, func(i, j int) bool { return spans[i].key < spans[j].key })
 	resp := &pb.SyncResponse{}
@@ -646,43 +710,58 @@ func (s *Service) Sync(ctx context.Context, caller Caller, req *pb.SyncRequest) 
 			resp.More = true
 			break
 		}
-		// Otherwise the scan ended below sp.to only because the newest
-		// messages are not committed yet; they are pushed to the user's
-		// sessions (registered before this sync) once they are.
 	}
-	return resp, s.markReceiptSent(ctx, user, resp.Messages, wms)
+	if s.receipts == nil {
+		return resp, nil
+	}
+	return resp, markReceiptSent(user, resp.Messages, wms, func(rms []receipts.Msg) ([]bool, error) {
+		return s.receipts.StoredReceiptSent(ctx, user, rms, ordinals)
+	})
+}
+
+// syncKey is the key of a conversation named in a sync or ack cursor, if
+// it names exactly one.
+func syncKey(user string, c *pb.Conversation) (string, bool) {
+	switch g, p := c.GetGroupId(), c.GetPeerId(); {
+	case g != "" && p == "":
+		return conv.Group(g), true
+	case p != "" && g == "" && p != user:
+		return conv.C2C(user, p), true
+	}
+	return "", false
 }
 
 // Ack moves the caller's device cursors forward to the seqs it says it
-// holds (AckRequest), never past a conversation's last message.
+// holds (AckRequest), never past a conversation's last stored message. Like
+// Sync it reads only storage, on the user's node.
 func (s *Service) Ack(ctx context.Context, caller Caller, req *pb.AckRequest) error {
 	user, device := caller.UserID, caller.device()
 	if err := s.cursors.load(ctx, s.cfg.Store, user, device); err != nil {
 		return err
 	}
 	for _, c := range req.Cursors {
-		key, _, err := s.visible(user, c.GetConversation())
-		if err != nil {
-			if apierr.From(err).Code == pb.CodeInvalidArgument {
-				return err
-			}
-			continue // e.g. a group the user has just left
+		key, ok := syncKey(user, c.GetConversation())
+		if !ok {
+			return apierr.InvalidArgument("an ack cursor must name one conversation: exactly one of peer_id and group_id, not yourself")
 		}
-		var head uint64
+		// Only conversations the user is in: no state for made-up ones
+		// (nor for a group the user has just left).
+		var in bool
+		var err error
 		if g := c.GetConversation().GetGroupId(); g != "" {
-			head, _ = s.cfg.Groups.Head(g)
+			_, in, err = s.cfg.Groups.UserGroup(ctx, user, g)
 		} else {
-			// Only conversations that exist: no state for made-up peers.
-			exists, err := conv.C2CExists(ctx, s.cfg.Store, user, c.GetConversation().GetPeerId())
-			if err != nil {
-				return err
-			}
-			if !exists {
-				continue
-			}
-			if head, err = s.c2cHead(ctx, key); err != nil {
-				return err
-			}
+			in, err = conv.C2CExists(ctx, s.cfg.Store, user, c.GetConversation().GetPeerId())
+		}
+		if err != nil {
+			return err
+		}
+		if !in {
+			continue
+		}
+		head, err := conv.HeadSeq(ctx, s.cfg.Store, key)
+		if err != nil {
+			return err
 		}
 		s.cursors.ack(user, device, key, min(c.Seq, head))
 	}
@@ -694,17 +773,6 @@ func (s *Service) SessionEnded(caller Caller) {
 	if caller.DeviceID == "" {
 		s.cursors.forget(caller.UserID, caller.device())
 	}
-}
-
-// c2cHead returns the highest seq assigned in a C2C conversation.
-func (s *Service) c2cHead(ctx context.Context, key string) (uint64, error) {
-	c, err := s.c2cConv(ctx, key)
-	if err != nil {
-		return 0, err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.head, nil
 }
 
 // peers lists the users user has a C2C conversation with.

@@ -34,12 +34,14 @@ type Messages interface {
 	Resolve(ctx context.Context, user string, refs []*pb.MessageRef) ([]Msg, error)
 }
 
-// Roster is the engine's view of group membership.
+// Roster is the engine's view of group membership. It may load a group
+// from storage on first use; the groups of a message the engine works on
+// are already loaded (resolving the message loaded them).
 type Roster interface {
 	// Ordinal returns user's membership ordinal in the group, if a member now.
-	Ordinal(groupID, user string) (uint32, bool)
+	Ordinal(ctx context.Context, groupID, user string) (uint32, bool)
 	// Snapshot returns the group's current membership, if the group exists.
-	Snapshot(groupID string) (RosterSnapshot, bool)
+	Snapshot(ctx context.Context, groupID string) (RosterSnapshot, bool)
 }
 
 // RosterSnapshot is an immutable view of a group's membership.

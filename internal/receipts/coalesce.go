@@ -170,3 +170,25 @@ func (c *coalescer) close() {
 	close(c.stop)
 	<-c.done
 }
+
+// drop pushes the pending receipts of the conversations for which in is
+// true at once and forgets them: their partition moves to another node,
+// whose coalescer takes over.
+func (c *coalescer) drop(in func(conv string) bool) {
+	var out map[string][]*pb.MessageReceipt
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, e := range c.entries {
+		if !in(k.conv) {
+			continue
+		}
+		if e.pending != nil {
+			if out == nil {
+				out = make(map[string][]*pb.MessageReceipt)
+			}
+			out[e.sender] = append(out[e.sender], e.pending)
+		}
+		delete(c.entries, k)
+	}
+	c.pushLocked(out)
+}

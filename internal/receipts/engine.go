@@ -11,6 +11,7 @@ import (
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
 	"github.com/readmark/readmark/internal/apierr"
+	"github.com/readmark/readmark/internal/cluster"
 	"github.com/readmark/readmark/internal/storage"
 )
 
@@ -130,6 +131,7 @@ type sendReq struct {
 	reader string
 	group  string // "" for C2C
 	ord    uint32 // reader's ordinal (group)
+	part   uint32 // partition of the conversation (fences the writes)
 	msgs   []Msg
 	refs   []*pb.MessageRef
 	states []*readState
@@ -180,7 +182,7 @@ func (e *Engine) SendFrom(ctx context.Context, reader string, session uint64, re
 	if len(msgs) != len(refs) {
 		return fmt.Errorf("receipts: resolve returned %d messages for %d refs", len(msgs), len(refs))
 	}
-	req := &sendReq{reader: reader, msgs: msgs, refs: refs, done: make(chan error, 1)}
+	req := &sendReq{reader: reader, msgs: msgs, refs: refs, part: cluster.Of(msgs[0].Conv), done: make(chan error, 1)}
 	for _, m := range msgs {
 		if m.Sender == reader {
 			return apierr.New(pb.CodeReceiptOwnMessage, "message %s is your own", m.ID)
@@ -193,7 +195,7 @@ func (e *Engine) SendFrom(ctx context.Context, reader string, session uint64, re
 		}
 	}
 	if g := msgs[0].GroupID; g != "" {
-		ord, ok := e.cfg.Roster.Ordinal(g, reader)
+		ord, ok := e.cfg.Roster.Ordinal(ctx, g, reader)
 		if !ok {
 			return apierr.PermissionDenied("not a member of group %s", g)
 		}
@@ -287,13 +289,16 @@ func (e *Engine) prepare(sub *submission, b *storage.Batch) {
 	}
 	sub.mark = make(map[*readState]struct{})
 	t := e.nowMs()
+	// The requests' groups are loaded (resolving their messages loaded
+	// them), so the roster is not read from storage on this goroutine.
+	ctx := context.Background()
 	var dirty []*readState
 	var seqs []uint64
 	for _, req := range sub.reqs {
 		var snap RosterSnapshot
 		var snapOK bool
 		if req.group != "" {
-			snap, snapOK = e.cfg.Roster.Snapshot(req.group)
+			snap, snapOK = e.cfg.Roster.Snapshot(ctx, req.group)
 		}
 		seqs = seqs[:0]
 		for i, st := range req.states {
@@ -326,6 +331,9 @@ func (e *Engine) prepare(sub *submission, b *storage.Batch) {
 				sub.mark[st] = struct{}{}
 				sub.touched = append(sub.touched, st)
 			}
+		}
+		if len(seqs) > 0 {
+			b.Fence(req.part)
 		}
 		if req.group != "" && len(seqs) > 0 {
 			sortSeqs(seqs)
@@ -384,6 +392,7 @@ func (e *Engine) rollback(sub *submission) {
 
 // receiptsFor builds the current receipt of each state, for its sender.
 func (e *Engine) receiptsFor(states []*readState) []noteItem {
+	ctx := context.Background() // the groups are loaded, as in prepare
 	items := make([]noteItem, 0, len(states))
 	type gsnap struct {
 		snap RosterSnapshot
@@ -399,13 +408,13 @@ func (e *Engine) receiptsFor(states []*readState) []noteItem {
 		} else {
 			g, ok := snaps[m.GroupID]
 			if !ok {
-				g.snap, g.ok = e.cfg.Roster.Snapshot(m.GroupID)
+				g.snap, g.ok = e.cfg.Roster.Snapshot(ctx, m.GroupID)
 				snaps[m.GroupID] = g
 			}
 			if !g.ok {
 				continue // group gone
 			}
-			so, sok := e.cfg.Roster.Ordinal(m.GroupID, m.Sender)
+			so, sok := e.cfg.Roster.Ordinal(ctx, m.GroupID, m.Sender)
 			r.GroupId = m.GroupID
 			r.ReadCount, r.UnreadCount = st.counts(g.snap, so, sok)
 		}

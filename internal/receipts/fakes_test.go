@@ -77,7 +77,7 @@ func (r *fakeRoster) watermark(group string) uint32 {
 	return uint32(len(r.groups[group].users))
 }
 
-func (r *fakeRoster) Ordinal(group, user string) (uint32, bool) {
+func (r *fakeRoster) Ordinal(_ context.Context, group, user string) (uint32, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	g := r.groups[group]
@@ -88,7 +88,7 @@ func (r *fakeRoster) Ordinal(group, user string) (uint32, bool) {
 	return o, ok
 }
 
-func (r *fakeRoster) Snapshot(group string) (RosterSnapshot, bool) {
+func (r *fakeRoster) Snapshot(_ context.Context, group string) (RosterSnapshot, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	g := r.groups[group]

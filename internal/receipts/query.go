@@ -10,6 +10,7 @@ import (
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
 	"github.com/readmark/readmark/internal/apierr"
+	"github.com/readmark/readmark/internal/cluster"
 	"github.com/readmark/readmark/internal/conv"
 	"github.com/readmark/readmark/internal/storage"
 )
@@ -67,13 +68,13 @@ func (e *Engine) Get(ctx context.Context, user string, refs []*pb.MessageRef) ([
 		} else {
 			snap, ok := snaps[m.GroupID]
 			if !ok {
-				if snap, ok = e.cfg.Roster.Snapshot(m.GroupID); !ok {
+				if snap, ok = e.cfg.Roster.Snapshot(ctx, m.GroupID); !ok {
 					e.cache.release(st)
 					return nil, apierr.NotFound("group %s does not exist", m.GroupID)
 				}
 				snaps[m.GroupID] = snap
 			}
-			so, sok := e.cfg.Roster.Ordinal(m.GroupID, user)
+			so, sok := e.cfg.Roster.Ordinal(ctx, m.GroupID, user)
 			r.GroupId = m.GroupID
 			r.ReadCount, r.UnreadCount = st.counts(snap, so, sok)
 		}
@@ -118,7 +119,7 @@ func (e *Engine) ReadMembers(ctx context.Context, user string, req *pb.ReadMembe
 	if !m.NeedReadReceipt {
 		return nil, apierr.New(pb.CodeMessageNoReceipt, "message %s was sent without a read receipt request", m.ID)
 	}
-	snap, ok := e.cfg.Roster.Snapshot(m.GroupID)
+	snap, ok := e.cfg.Roster.Snapshot(ctx, m.GroupID)
 	if !ok {
 		return nil, apierr.NotFound("group %s does not exist", m.GroupID)
 	}
@@ -150,7 +151,7 @@ func (e *Engine) ReadMembers(ctx context.Context, user string, req *pb.ReadMembe
 			ords = append(ords, o)
 		}
 	} else {
-		so, sok := e.cfg.Roster.Ordinal(m.GroupID, m.Sender)
+		so, sok := e.cfg.Roster.Ordinal(ctx, m.GroupID, m.Sender)
 		it := snap.Present.Iterator()
 		it.AdvanceIfNeeded(cursor)
 		for it.HasNext() {
@@ -256,7 +257,11 @@ func (e *Engine) MarkC2CRead(ctx context.Context, reader, peer string) error {
 	cur, err := e.mark(ctx, reader, peer)
 	if err == nil && t > cur {
 		v := binary.AppendUvarint(nil, uint64(t))
-		err = e.cfg.Committer.Commit(ctx, func(b *storage.Batch) { b.Set(markKey(reader, peer), v) })
+		part := cluster.Of(conv.C2C(reader, peer))
+		err = e.cfg.Committer.Commit(ctx, func(b *storage.Batch) {
+			b.Fence(part)
+			b.Set(markKey(reader, peer), v)
+		})
 	} else {
 		t = max(t, cur)
 	}
@@ -291,8 +296,29 @@ func (e *Engine) mark(ctx context.Context, reader, peer string) (int64, error) {
 
 // ReceiptSent reports, for messages user received, whether user already sent
 // a receipt (or marked the C2C conversation read at or after the message).
-// Messages user sent, or without NeedReadReceipt, report false.
+// Messages user sent, or without NeedReadReceipt, report false. It reads
+// the in-memory state: call it on the node owning the conversations.
 func (e *Engine) ReceiptSent(ctx context.Context, user string, msgs []Msg) ([]bool, error) {
+	ordinal := func(groupID string) (uint32, bool) { return e.cfg.Roster.Ordinal(ctx, groupID, user) }
+	return e.receiptSent(ctx, user, msgs, ordinal, e.cachedRead)
+}
+
+// StoredReceiptSent is ReceiptSent from durable state alone, for any node:
+// ordinals holds user's ordinal in each of its groups (from the stored user
+// index).
+func (e *Engine) StoredReceiptSent(ctx context.Context, user string, msgs []Msg, ordinals map[string]uint32) ([]bool, error) {
+	ordinal := func(groupID string) (uint32, bool) {
+		o, ok := ordinals[groupID]
+		return o, ok
+	}
+	return e.receiptSent(ctx, user, msgs, ordinal, e.storedRead)
+}
+
+// readCheck reports whether the reader of ordinal ord (group messages) has
+// a receipt recorded on m.
+type readCheck func(ctx context.Context, m Msg, ord uint32) (bool, error)
+
+func (e *Engine) receiptSent(ctx context.Context, user string, msgs []Msg, ordinal func(groupID string) (uint32, bool), hasRead readCheck) ([]bool, error) {
 	if err := e.begin(); err != nil {
 		return nil, err
 	}
@@ -306,7 +332,7 @@ func (e *Engine) ReceiptSent(ctx context.Context, user string, msgs []Msg) ([]bo
 		var ord uint32
 		if m.GroupID != "" {
 			var ok bool
-			if ord, ok = e.cfg.Roster.Ordinal(m.GroupID, user); !ok || ord >= m.Watermark {
+			if ord, ok = ordinal(m.GroupID); !ok || ord >= m.Watermark {
 				continue
 			}
 		} else {
@@ -326,18 +352,59 @@ func (e *Engine) ReceiptSent(ctx context.Context, user string, msgs []Msg) ([]bo
 				continue
 			}
 		}
-		st, err := e.cache.acquire(ctx, m)
+		read, err := hasRead(ctx, m, ord)
 		if err != nil {
 			return nil, storeErr(err)
 		}
-		st.mu.RLock()
-		if m.GroupID != "" {
-			out[i] = st.read.Contains(ord)
-		} else {
-			out[i] = st.readAt != 0
-		}
-		st.mu.RUnlock()
-		e.cache.release(st)
+		out[i] = read
 	}
 	return out, nil
+}
+
+// cachedRead is a readCheck on the in-memory state (loaded on a miss).
+func (e *Engine) cachedRead(ctx context.Context, m Msg, ord uint32) (bool, error) {
+	st, err := e.cache.acquire(ctx, m)
+	if err != nil {
+		return false, err
+	}
+	defer e.cache.release(st)
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	if m.GroupID != "" {
+		return st.read.Contains(ord), nil
+	}
+	return st.readAt != 0, nil
+}
+
+// storedRead is a readCheck on storage, bypassing the cache.
+func (e *Engine) storedRead(ctx context.Context, m Msg, ord uint32) (bool, error) {
+	if m.GroupID == "" {
+		_, err := e.cfg.Store.Get(ctx, c2cReadKey(m.Conv, m.Seq))
+		if errors.Is(err, storage.ErrNotFound) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	v, err := e.cfg.Store.Get(ctx, readSetKey(m.Conv, m.Seq))
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	rb, err := decodeReadSet(v)
+	if err != nil {
+		return false, err
+	}
+	return rb.Contains(ord), nil
+}
+
+// DropPartition forgets the read states of the conversations of partition
+// p (pushing their pending coalesced receipts first), so that they are
+// reloaded from storage if p is owned here again. Call it once no
+// operation on p is in flight.
+func (e *Engine) DropPartition(p uint32) {
+	in := func(conv string) bool { return cluster.Of(conv) == p }
+	e.cache.drop(in)
+	e.co.drop(in)
 }

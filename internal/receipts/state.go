@@ -214,3 +214,20 @@ func (c *stateCache) load(ctx context.Context, st *readState) error {
 	st.readAt = max(int64(t), 1)
 	return nil
 }
+
+// drop forgets the states of the conversations for which in is true. No
+// operation on them may be in flight (their states would be unpinned
+// later, harmlessly, but could be served stale afterwards).
+func (c *stateCache) drop(in func(conv string) bool) {
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		for k, st := range sh.m {
+			if in(k.conv) {
+				sh.lru.Remove(st.elem)
+				delete(sh.m, k)
+			}
+		}
+		sh.mu.Unlock()
+	}
+}

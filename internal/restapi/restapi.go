@@ -40,9 +40,9 @@ type Messages interface {
 
 // Groups describes groups and their members.
 type Groups interface {
-	Info(groupID string) (groups.Info, error)
-	Members(groupID string, from uint32, count int) ([]groups.MemberInfo, uint32, bool, error)
-	UserGroups(user string) []groups.GroupHead
+	Info(ctx context.Context, groupID string) (groups.Info, error)
+	Members(ctx context.Context, groupID string, from uint32, count int) ([]groups.MemberInfo, uint32, bool, error)
+	UserGroups(ctx context.Context, user string) ([]groups.UserGroup, error)
 }
 
 // Config wires the API.
@@ -420,7 +420,7 @@ func (a *api) group(r *http.Request) (groups.Info, error) {
 	if err := conv.CheckID("group_id", id); err != nil {
 		return groups.Info{}, err
 	}
-	return a.Groups.Info(id)
+	return a.Groups.Info(r.Context(), id)
 }
 
 func (a *api) groupInfo(r *http.Request) (any, error) {
@@ -457,7 +457,7 @@ func (a *api) groupMembers(r *http.Request) (any, error) {
 	if next > uint64(^uint32(0)) {
 		return MembersResponse{Members: []Member{}, NextSeq: next, IsFinished: true}, nil
 	}
-	ms, n, done, err := a.Groups.Members(g.GroupID, uint32(next), int(count))
+	ms, n, done, err := a.Groups.Members(r.Context(), g.GroupID, uint32(next), int(count))
 	if err != nil {
 		return nil, err
 	}
@@ -532,10 +532,13 @@ func (a *api) userGroups(r *http.Request) (any, error) {
 	if err := conv.CheckID("user_id", user); err != nil {
 		return nil, err
 	}
-	heads := a.Groups.UserGroups(user)
+	heads, err := a.Groups.UserGroups(r.Context(), user)
+	if err != nil {
+		return nil, err
+	}
 	out := UserGroupsResponse{Groups: make([]UserGroup, 0, len(heads))}
 	for _, h := range heads {
-		g, err := a.Groups.Info(h.GroupID)
+		g, err := a.Groups.Info(r.Context(), h.GroupID)
 		if err != nil {
 			continue // removed meanwhile
 		}

@@ -193,7 +193,7 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 	authenticate := func(token string) (string, error) { return usersig.Verify(s.secret, token, time.Now()) }
 	dispatcher := dispatch.New(dispatch.Services{
 		Groups: s.groups, Messages: s.messages, Receipts: s.receipts, Users: profiles,
-	})
+	}, s.own, cfg.Logger)
 	s.gateway = gateway.New(gateway.Config{
 		Authenticate:   authenticate,
 		Hub:            hub,

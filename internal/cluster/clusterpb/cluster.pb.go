@@ -40,6 +40,8 @@ type Forward struct {
 	Frame []byte `protobuf:"bytes,4,opt,name=frame,proto3" json:"frame,omitempty"`
 	// partition the sender routed the request by; the receiver checks it owns it.
 	Partition uint32 `protobuf:"varint,5,opt,name=partition,proto3" json:"partition,omitempty"`
+	// json: the session speaks the JSON encoding, so pages are measured in it.
+	Json bool `protobuf:"varint,6,opt,name=json,proto3" json:"json,omitempty"`
 	// timeout_ms is how long the sender still waits for the reply (set by
 	// the sending node): the receiver stops working on it after that.
 	TimeoutMs     uint32 `protobuf:"varint,15,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
@@ -112,6 +114,13 @@ func (x *Forward) GetPartition() uint32 {
 	return 0
 }
 
+func (x *Forward) GetJson() bool {
+	if x != nil {
+		return x.Json
+	}
+	return false
+}
+
 func (x *Forward) GetTimeoutMs() uint32 {
 	if x != nil {
 		return x.TimeoutMs
@@ -181,14 +190,15 @@ var File_cluster_proto protoreflect.FileDescriptor
 
 const file_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\rcluster.proto\x12\x13readmark.cluster.v1\"\xb1\x01\n" +
+	"\rcluster.proto\x12\x13readmark.cluster.v1\"\xc5\x01\n" +
 	"\aForward\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x02 \x01(\x04R\tsessionId\x12\x1b\n" +
 	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\x12\x14\n" +
 	"\x05frame\x18\x04 \x01(\fR\x05frame\x12\x1c\n" +
-	"\tpartition\x18\x05 \x01(\rR\tpartition\x12\x1d\n" +
+	"\tpartition\x18\x05 \x01(\rR\tpartition\x12\x12\n" +
+	"\x04json\x18\x06 \x01(\bR\x04json\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x0f \x01(\rR\ttimeoutMs\"A\n" +
 	"\fForwardReply\x12\x14\n" +

@@ -127,9 +127,15 @@ export class Session {
         reject(err);
       };
       const timer = setTimeout(() => fail(unavailable(`login to ${p.url} timed out`)), p.timeoutMs);
-      ws.onerror = () => {}; // onclose follows with the details available
+      // onclose follows an error; keep what the error says (with ws in Node,
+      // e.g. "Unexpected server response: 503" for a server at its
+      // connection limit; browsers do not tell).
+      let cause = "";
+      ws.onerror = (ev: { message?: string; error?: { message?: string } }) => {
+        cause = ev?.message ?? ev?.error?.message ?? "";
+      };
       ws.onclose = (ev: { code?: number; reason?: string }) =>
-        fail(unavailable(`dial ${p.url}: connection closed (${ev?.code ?? "?"} ${ev?.reason ?? ""})`.trim()));
+        fail(unavailable(`dial ${p.url}: connection closed (${ev?.code ?? "?"}${ev?.reason ? " " + ev.reason : ""})${cause ? ": " + cause : ""}`));
       ws.onopen = () => {
         if (ws.protocol !== sp) {
           fail(new ReadmarkError(CodeProtocol, `server did not accept subprotocol ${sp}`));

@@ -1,30 +1,22 @@
 // Cross-language: a Go SDK client (test/crosslang, built by `npm test`) and
 // TypeScript clients in one group, both directions, with exact counts.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { Server, waitFor, id } from "./harness.js";
-import { type Client, GroupWork, type Message, type MessageReceipt } from "../src/index.js";
+import { useServer, waitFor, id } from "./harness.js";
+import { GroupWork, type Message, type MessageReceipt } from "../src/index.js";
 
 const crosslang = process.env.READMARK_CROSSLANG ?? fileURLToPath(new URL("../../build-test/crosslang", import.meta.url));
 
-let srv: Server;
-const clients: Client[] = [];
-before(async () => {
-  srv = await Server.start();
-});
-after(async () => {
-  await Promise.all(clients.map((c) => c.close()));
-  await srv.close();
-});
+const fx = useServer();
 
 type Event = Record<string, unknown> & { event: string };
 
 /** goClient runs the Go half; events collects its JSON lines, done settles when it exits. */
 function goClient(user: string, args: string[]) {
-  const p = spawn(crosslang, ["--url", srv.url, "--user", user, "--token", srv.token(user), ...args], {
+  const p = spawn(crosslang, ["--url", fx.srv.url, "--user", user, "--token", fx.srv.token(user), ...args], {
     stdio: ["ignore", "pipe", "inherit"],
   });
   const events: Event[] = [];
@@ -37,8 +29,7 @@ function goClient(user: string, args: string[]) {
 
 async function tsUser(prefix: string) {
   const name = id(prefix);
-  const c = await srv.dial(name);
-  clients.push(c);
+  const c = await fx.dial(name);
   const msgs: Message[] = [];
   const receipts: MessageReceipt[] = [];
   c.addAdvancedMsgListener({ onRecvNewMessage: (m) => msgs.push(m), onRecvMessageReadReceipts: (rs) => receipts.push(...rs) });

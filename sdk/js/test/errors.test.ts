@@ -1,7 +1,11 @@
 // Every error code a TypeScript SDK user can meet, provoked through the SDK
 // against a real readmarkd. Not reachable from the SDK, so not here:
 // CodeProtocol (the SDK never sends a malformed frame; the Go integration
-// tests drive it over a raw WebSocket) and CodeInternal (a storage fault).
+// tests drive it over a raw WebSocket), CodeInternal (a storage fault) and
+// CodeConnectionLimit (the server refuses the WebSocket upgrade with HTTP
+// 503, which the WebSocket API does not expose as a code: the dial fails
+// with CodeUnavailable and the client retries, on another address if it has
+// several).
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { Server, WS, id } from "./harness.js";
@@ -15,6 +19,7 @@ import {
   CodeNotFound,
   CodePermissionDenied,
   CodeRateLimited,
+  CodeSessionLimit,
   CodeReceiptOwnMessage,
   CodeTooMany,
   CodeUnauthenticated,
@@ -162,5 +167,36 @@ test("CodeRateLimited: a session over --rate-limit", async () => {
     }
   } finally {
     await slow.close();
+  }
+});
+
+test("CodeSessionLimit: one login over --max-sessions-per-user", async () => {
+  const small = await Server.start(["--max-sessions-per-user", "1"]);
+  try {
+    const name = id("busy");
+    const first = await small.dial(name);
+    try {
+      await rejectsWith(small.dial(name, { reconnect: false }), CodeSessionLimit);
+      await first.ping(); // the first session is unaffected
+    } finally {
+      await first.close();
+    }
+  } finally {
+    await small.close();
+  }
+});
+
+test("a refused WebSocket upgrade fails the dial with CodeUnavailable, saying why", async () => {
+  const full = await Server.start(["--max-connections", "1"]);
+  try {
+    const first = await full.dial(id("first"));
+    try {
+      const err = await rejectsWith(full.dial(id("second")), CodeUnavailable);
+      assert.match(err.desc, /503/);
+    } finally {
+      await first.close();
+    }
+  } finally {
+    await full.close();
   }
 });

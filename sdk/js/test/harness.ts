@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { after, before } from "node:test";
 import WebSocket from "ws";
 import { Client, type ClientOptions, type WebSocketConstructor } from "../src/index.js";
 
@@ -122,4 +123,30 @@ let uniq = 0;
 /** id returns a unique ID with prefix, so tests sharing a server do not collide. */
 export function id(prefix: string): string {
   return `${prefix}${process.pid}x${++uniq}`;
+}
+
+/**
+ * useServer starts one server for the test file (before its tests) and
+ * closes it, and every client dialed through the fixture, after them.
+ */
+export function useServer(): { readonly srv: Server; dial(userID: string, options?: ClientOptions): Promise<Client> } {
+  let srv: Server | undefined;
+  const clients: Client[] = [];
+  before(async () => {
+    srv = await Server.start();
+  });
+  after(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    await srv?.close();
+  });
+  return {
+    get srv() {
+      return srv!;
+    },
+    async dial(userID, options) {
+      const c = await srv!.dial(userID, options);
+      clients.push(c);
+      return c;
+    },
+  };
 }

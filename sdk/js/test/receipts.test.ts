@@ -1,9 +1,8 @@
 // The seed's flows (docs: /work/shared/seed, README) through the TypeScript SDK against a real readmarkd.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Server, waitFor, id } from "./harness.js";
+import { useServer, waitFor, id } from "./harness.js";
 import {
-  type Client,
   CodeGroupTypeNoReceipt,
   GroupEventCreated,
   GroupEventJoined,
@@ -19,21 +18,12 @@ import {
   ReadmarkError,
 } from "../src/index.js";
 
-let srv: Server;
-const clients: Client[] = [];
-before(async () => {
-  srv = await Server.start();
-});
-after(async () => {
-  await Promise.all(clients.map((c) => c.close()));
-  await srv.close();
-});
+const fx = useServer();
 
 /** user dials a new client for a fresh user and records what its listeners get. */
 async function user(prefix: string) {
   const name = id(prefix);
-  const c = await srv.dial(name);
-  clients.push(c);
+  const c = await fx.dial(name);
   const rec = { name, c, msgs: [] as Message[], receipts: [] as MessageReceipt[], c2c: [] as MessageReceipt[], self: [] as Message[], events: [] as GroupEvent[] };
   c.addAdvancedMsgListener({
     onRecvNewMessage: (m) => rec.msgs.push(m),
@@ -150,7 +140,7 @@ test("group type not enabled for receipts: CodeGroupTypeNoReceipt until the admi
   const bob = await user("bob");
   const gid = await alice.c.createGroup(GroupWork, "", "work", [bob.name]);
   assert.notEqual(gid, "", "the server picks an ID");
-  await srv.setReceiptGroupTypes(["Public"]);
+  await fx.srv.setReceiptGroupTypes(["Public"]);
   try {
     const m = alice.c.createTextMessage("needs receipt");
     m.needReadReceipt = true;
@@ -158,7 +148,7 @@ test("group type not enabled for receipts: CodeGroupTypeNoReceipt until the admi
     // Without a receipt request it still goes through.
     await alice.c.sendMessage(alice.c.createTextMessage("plain"), { groupID: gid });
   } finally {
-    await srv.setReceiptGroupTypes(["Work", "Public", "Meeting", "Community"]);
+    await fx.srv.setReceiptGroupTypes(["Work", "Public", "Meeting", "Community"]);
   }
   const m = alice.c.createTextMessage("needs receipt again");
   m.needReadReceipt = true;
@@ -169,8 +159,7 @@ test("group type not enabled for receipts: CodeGroupTypeNoReceipt until the admi
 test("self receipts reach the user's other device", async () => {
   const alice = await user("alice");
   const bob = await user("bob");
-  const bob2 = await srv.dial(bob.name);
-  clients.push(bob2);
+  const bob2 = await fx.dial(bob.name);
   const self: Message[] = [];
   bob2.addAdvancedMsgListener({ onRecvSelfReadReceipts: (ms) => self.push(...ms) });
   const m = alice.c.createTextMessage("read me");
@@ -216,10 +205,9 @@ test("sync: messages sent while offline are delivered once, in order, after logi
   const alice = await user("alice");
   const bobName = id("bob");
   // bob has logged in once (the user exists), then is offline.
-  await (await srv.dial(bobName)).close();
+  await (await fx.srv.dial(bobName)).close();
   for (let i = 1; i <= 3; i++) await alice.c.sendMessage(alice.c.createTextMessage(`offline ${i}`), { receiver: bobName });
-  const bob = await srv.dial(bobName);
-  clients.push(bob);
+  const bob = await fx.dial(bobName);
   const got: Message[] = [];
   bob.addAdvancedMsgListener({ onRecvNewMessage: (m) => got.push(m) });
   await waitFor("the three offline messages", () => got.length === 3);
@@ -231,8 +219,7 @@ test("sync: messages sent while offline are delivered once, in order, after logi
 test("own sends are not reported as new messages; other devices of the sender get them", async () => {
   const alice = await user("alice");
   const bob = await user("bob");
-  const alice2 = await srv.dial(alice.name);
-  clients.push(alice2);
+  const alice2 = await fx.dial(alice.name);
   const other: Message[] = [];
   alice2.addAdvancedMsgListener({ onRecvNewMessage: (m) => other.push(m) });
   await alice.c.sendMessage(alice.c.createTextMessage("x"), { receiver: bob.name });
@@ -249,15 +236,14 @@ test("device ID: a client resumes where the same device acknowledged, without re
   const bobName = id("bob");
   const device = id("dev");
   const first: Message[] = [];
-  const b1 = await srv.dial(bobName, { deviceID: device, listeners: [{ onRecvNewMessage: (m) => first.push(m) }] });
+  const b1 = await fx.srv.dial(bobName, { deviceID: device, listeners: [{ onRecvNewMessage: (m) => first.push(m) }] });
   for (let i = 1; i <= 2; i++) await alice.c.sendMessage(alice.c.createTextMessage(`seen ${i}`), { receiver: bobName });
   await waitFor("bob's first client sees two", () => first.length === 2);
   await b1.close(); // acknowledges what its listeners saw
   for (let i = 1; i <= 2; i++) await alice.c.sendMessage(alice.c.createTextMessage(`new ${i}`), { receiver: bobName });
 
   const again: Message[] = [];
-  const b2 = await srv.dial(bobName, { deviceID: device, listeners: [{ onRecvNewMessage: (m) => again.push(m) }] });
-  clients.push(b2);
+  const b2 = await fx.dial(bobName, { deviceID: device, listeners: [{ onRecvNewMessage: (m) => again.push(m) }] });
   await waitFor("the two new ones", () => again.length >= 2);
   await b2.ping();
   assert.deepEqual(again.map((m) => m.text), ["new 1", "new 2"]);

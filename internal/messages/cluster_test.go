@@ -1,0 +1,110 @@
+package messages
+
+import (
+	"context"
+	"iter"
+	"sync"
+	"testing"
+
+	pb "github.com/readmark/readmark/api/readmarkv1"
+	"github.com/readmark/readmark/internal/cluster"
+	"github.com/readmark/readmark/internal/conv"
+	"github.com/readmark/readmark/internal/groups"
+	"github.com/readmark/readmark/internal/storage"
+)
+
+type nopPusher struct{}
+
+func (nopPusher) Push(string, *pb.ServerFrame)                             {}
+func (nopPusher) PushEach(iter.Seq[string], *pb.ServerFrame)               {}
+func (nopPusher) PushEachExcept(iter.Seq[string], uint64, *pb.ServerFrame) {}
+
+// newNode is a messages service with its own Committer on a shared store,
+// as one cluster node sees it.
+func newNode(t *testing.T, st storage.Store) *Service {
+	t.Helper()
+	c := storage.NewCommitter(st, 0)
+	g, err := groups.New(context.Background(), st, c, nopPusher{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(Config{
+		Store: st, Committer: c, Groups: g, Pusher: nopPusher{},
+		ReceiptGroupTypes: func(pb.GroupType) bool { return true },
+		Online:            func(string) bool { return false },
+	})
+	t.Cleanup(func() {
+		s.Close()
+		c.Close()
+	})
+	return s
+}
+
+func sendC2C(t *testing.T, s *Service, from, to, clientMsgID string) *pb.Message {
+	t.Helper()
+	m, err := s.Send(context.Background(), Caller{UserID: from}, &pb.SendMessageRequest{
+		Receiver: to, Text: "hi", ClientMsgId: clientMsgID,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestSendOnce: a send repeated with its client_msg_id — at once, racing,
+// or on another node after the conversation moved — returns the first
+// send's message and stores nothing more.
+func TestSendOnce(t *testing.T) {
+	st := openStore(t)
+	a := newNode(t, st)
+	first := sendC2C(t, a, "alice", "bob", "k1")
+	if again := sendC2C(t, a, "alice", "bob", "k1"); again.MsgId != first.MsgId || again.Seq != first.Seq {
+		t.Fatalf("repeat got %s/%d, want %s/%d", again.MsgId, again.Seq, first.MsgId, first.Seq)
+	}
+	// Racing repeats of a new key: one message.
+	var wg sync.WaitGroup
+	got := make([]*pb.Message, 8)
+	for i := range got {
+		wg.Go(func() { got[i] = sendC2C(t, a, "alice", "bob", "k2") })
+	}
+	wg.Wait()
+	for _, m := range got {
+		if m.MsgId != got[0].MsgId || m.Seq != 2 {
+			t.Fatalf("racing repeats: %s/%d and %s/%d", m.MsgId, m.Seq, got[0].MsgId, got[0].Seq)
+		}
+	}
+	// The same key from the other party, or in another conversation, is
+	// another message.
+	if m := sendC2C(t, a, "bob", "alice", "k1"); m.Seq != 3 {
+		t.Fatalf("bob's k1: seq %d, want 3", m.Seq)
+	}
+	if m := sendC2C(t, a, "alice", "carol", "k1"); m.Seq != 1 || m.MsgId == first.MsgId {
+		t.Fatalf("alice→carol k1: %s/%d", m.MsgId, m.Seq)
+	}
+	// Another node (no memory of the send) finds it in storage.
+	b := newNode(t, st)
+	if again := sendC2C(t, b, "alice", "bob", "k1"); again.MsgId != first.MsgId || again.Seq != 1 || again.Text != "hi" {
+		t.Fatalf("repeat on another node: %s/%d %q", again.MsgId, again.Seq, again.Text)
+	}
+	if m := sendC2C(t, b, "alice", "bob", ""); m.Seq != 4 {
+		t.Fatalf("next send on the other node: seq %d, want 4", m.Seq)
+	}
+}
+
+// TestDropPartitionReloadsHead: a node that gets a C2C conversation back
+// after another node sent in it continues from the stored head, never
+// handing out a seq twice.
+func TestDropPartitionReloadsHead(t *testing.T) {
+	st := openStore(t)
+	a, b := newNode(t, st), newNode(t, st)
+	sendC2C(t, a, "alice", "bob", "")
+	sendC2C(t, a, "alice", "bob", "")
+	// The partition moves to b, which sends, then back to a.
+	if m := sendC2C(t, b, "bob", "alice", ""); m.Seq != 3 {
+		t.Fatalf("b: seq %d, want 3", m.Seq)
+	}
+	a.DropPartition(cluster.Of(conv.C2C("alice", "bob")))
+	if m := sendC2C(t, a, "alice", "bob", ""); m.Seq != 4 {
+		t.Fatalf("a after the move back: seq %d, want 4", m.Seq)
+	}
+}

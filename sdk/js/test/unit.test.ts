@@ -1,0 +1,187 @@
+// Unit tests of the delivery rules, the event queue, and of connection
+// behaviour driven by a fake server (heartbeat, retries after a lost connection).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { create } from "@bufbuild/protobuf";
+import * as pb from "../src/gen/readmark_pb.js";
+import { Delivery } from "../src/sync.js";
+import { EventQueue } from "../src/listeners.js";
+import { Client, CodeUnavailable, ReadmarkError } from "../src/index.js";
+import { FakeServer } from "./fake.js";
+import { waitFor } from "./harness.js";
+
+function msg(seq: number, sender: string, group = "", text = `${sender}${group}${seq}`): pb.Message {
+  return create(pb.MessageSchema, { seq: BigInt(seq), sender, receiver: group ? "" : "me", groupId: group, text });
+}
+
+function delivery() {
+  const out: string[] = [];
+  const own: string[] = [];
+  const d = new Delivery("me", {
+    emit: (m) => out.push(m.text),
+    own: (k, seq) => own.push(`${k}#${seq}`),
+  });
+  return { d, out, own };
+}
+
+test("Delivery: sync pages, then buffered pushes; each stored message once", () => {
+  const cases: Array<{ name: string; pages: pb.Message[][]; pushes: pb.Message[]; live: pb.Message[]; want: string[] }> = [
+    {
+      name: "pushes during the sync come after it, repeats dropped",
+      pages: [[msg(1, "a"), msg(2, "a")], [msg(3, "a")]],
+      pushes: [msg(3, "a"), msg(4, "a")],
+      live: [msg(4, "a"), msg(5, "a")],
+      want: ["a1", "a2", "a3", "a4", "a5"],
+    },
+    {
+      name: "conversations are independent; online-only messages (seq 0) always delivered",
+      pages: [[msg(1, "a"), msg(7, "x", "g")]],
+      pushes: [msg(0, "a", "", "live-only"), msg(7, "x", "g"), msg(8, "x", "g")],
+      live: [msg(0, "a", "", "live-only"), msg(2, "a")],
+      want: ["a1", "xg7", "live-only", "xg8", "live-only", "a2"],
+    },
+    {
+      name: "a C2C message I sent from another device is keyed by its receiver",
+      pages: [],
+      pushes: [create(pb.MessageSchema, { seq: 1n, sender: "me", receiver: "b", text: "mine1" })],
+      live: [msg(1, "b"), msg(2, "b")],
+      want: ["mine1", "b2"],
+    },
+  ];
+  for (const c of cases) {
+    const { d, out } = delivery();
+    d.startSync();
+    for (const p of c.pages.slice(0, 1)) d.syncPage(p);
+    for (const m of c.pushes) d.push(m);
+    for (const p of c.pages.slice(1)) d.syncPage(p);
+    d.finishSync();
+    for (const m of c.live) d.push(m);
+    assert.deepEqual(out, c.want, c.name);
+  }
+});
+
+test("Delivery: own sends are not reported, in or out of order; cursors and acknowledgements", () => {
+  const { d, out, own } = delivery();
+  d.push(msg(1, "b"));
+  d.sentOwn(create(pb.MessageSchema, { seq: 2n, sender: "me", receiver: "b" }));
+  d.sentOwn(create(pb.MessageSchema, { seq: 4n, sender: "me", receiver: "b" })); // 3 not seen yet
+  d.push(create(pb.MessageSchema, { seq: 2n, sender: "me", receiver: "b", text: "echo2" }));
+  d.push(msg(3, "b"));
+  d.push(create(pb.MessageSchema, { seq: 4n, sender: "me", receiver: "b", text: "echo4" }));
+  d.push(msg(5, "b"));
+  assert.deepEqual(out, ["b1", "b3", "b5"]);
+  assert.deepEqual(own, ["p:b#2", "p:b#4"]);
+  assert.deepEqual(d.cursors().map((c) => [c.conversation?.peerId, c.seq]), [["b", 5n]]);
+
+  assert.deepEqual(d.toAck(), []);
+  d.handed("p:b", 3);
+  d.handed("g:g", 9);
+  d.handed("p:b", 2); // never backwards
+  const acks = d.toAck();
+  assert.deepEqual(acks.map((c) => [c.conversation?.peerId, c.conversation?.groupId, c.seq]), [["b", "", 3n], ["", "g", 9n]]);
+  d.acked(acks);
+  assert.deepEqual(d.toAck(), []);
+  d.handed("p:b", 5);
+  assert.deepEqual(d.toAck().map((c) => c.seq), [5n]);
+});
+
+test("EventQueue: held until the first listener, in order, a throwing callback does not stop the others", () => {
+  const errs: unknown[] = [];
+  const q = new EventQueue((e) => errs.push(e));
+  const seen: string[] = [];
+  q.push(() => seen.push("early"));
+  assert.equal(seen.length, 0);
+  const l = { onConnected: () => {} };
+  q.add(q.conn, l);
+  assert.deepEqual(seen, ["early"]);
+  q.push(() => {
+    q.push(() => seen.push("nested")); // runs after the current one
+    seen.push("outer");
+    throw new Error("boom");
+  });
+  q.push(() => seen.push("after"));
+  assert.deepEqual(seen, ["early", "outer", "nested", "after"]);
+  assert.equal((errs[0] as Error).message, "boom");
+  q.add(q.conn, l);
+  assert.equal(q.conn.length, 1, "adding twice has no effect");
+  q.remove(q.conn, l);
+  assert.equal(q.conn.length, 0);
+  q.close();
+  q.push(() => seen.push("closed"));
+  assert.equal(seen.at(-1), "after");
+});
+
+test("heartbeat: a ping after half the interval of silence; no answer drops the connection and reconnects", async () => {
+  const srv = new FakeServer();
+  srv.heartbeatSeconds = 1;
+  srv.answerPings = false;
+  const events: string[] = [];
+  const c = await Client.dial("ws://fake", "me", "t", {
+    WebSocket: srv.WebSocket,
+    backoffMin: 10,
+    backoffMax: 20,
+    listeners: [{ onDisconnected: (e) => events.push(`disconnected: ${e.message}`), onConnected: () => events.push("connected") }],
+  });
+  try {
+    await waitFor("a reconnection after the heartbeat timeout", () => srv.conns.length >= 2, 10000);
+    assert.ok(srv.requests("ping").length >= 1);
+    assert.match(events.find((e) => e.startsWith("disconnected"))!, /heartbeat timeout/);
+    srv.answerPings = true;
+    await waitFor("connected again", () => events.filter((e) => e === "connected").length >= 2);
+  } finally {
+    await c.close();
+  }
+});
+
+test("a lost connection: idempotent calls are sent again after the reconnection, others fail with CodeUnavailable", async () => {
+  const srv = new FakeServer();
+  let cutHistory = true;
+  let cutSend = true;
+  srv.onRequest = (conn, f) => {
+    const b = f.body;
+    if (b.case === "history" && cutHistory) {
+      cutHistory = false;
+      conn.drop();
+      return true;
+    }
+    if (b.case === "sendMessage" && cutSend) {
+      cutSend = false;
+      conn.drop();
+      return true;
+    }
+    if (b.case === "joinGroup") {
+      conn.drop();
+      return true;
+    }
+    if (b.case === "sendMessage") {
+      const v = b.value;
+      conn.reply({ id: f.id, body: { case: "sendMessage", value: { message: { msgId: "m1", seq: 1n, sender: "me", receiver: v.receiver, timeMs: 5n } } } });
+      return true;
+    }
+    if (b.case === "history") {
+      conn.reply({ id: f.id, body: { case: "history", value: { messages: [msg(1, "peer")] } } });
+      return true;
+    }
+    return false;
+  };
+  const c = await Client.dial("ws://fake", "me", "t", { WebSocket: srv.WebSocket, backoffMin: 10, backoffMax: 20 });
+  try {
+    const h = await c.getC2CHistoryMessageList("peer", 10);
+    assert.equal(h.length, 1);
+    assert.equal(srv.requests("history").length, 2, "sent twice");
+
+    const m = c.createTextMessage("once");
+    const sent = await c.sendMessage(m, { receiver: "peer" });
+    assert.equal(sent.msgID, "m1");
+    const sends = srv.requests("sendMessage");
+    assert.equal(sends.length, 2);
+    const keys = sends.map((f) => (f.body.case === "sendMessage" ? f.body.value.clientMsgId : ""));
+    assert.equal(keys[0], keys[1], "the retry carries the same client_msg_id");
+    assert.match(keys[0], /^[0-9a-f]{32}$/);
+
+    await assert.rejects(c.joinGroup("g"), (e: unknown) => e instanceof ReadmarkError && e.code === CodeUnavailable);
+    assert.equal(srv.requests("joinGroup").length, 1, "not repeated");
+  } finally {
+    await c.close();
+  }
+});
