@@ -284,19 +284,7 @@ func (c *testCluster) token(user string) string {
 	return tok
 }
 
-// urls is every node's URL, comma-separated, the first being nd's.
-func (c *testCluster) urls(first *node) string {
-	us := []string{first.url()}
-	for _, nd := range c.nodes {
-		if nd != first {
-			us = append(us, nd.url())
-		}
-	}
-	return strings.Join(us, ",")
-}
-
-// dial logs user in on nd (falling back to the other nodes), with a
-// recorder.
+// dial logs user in on nd, with a recorder.
 func (c *testCluster) dial(nd *node, user string) (*im.Client, *recorder) {
 	c.t.Helper()
 	rec := newRecorder()

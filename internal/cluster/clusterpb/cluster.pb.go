@@ -44,7 +44,7 @@ type Forward struct {
 	Json bool `protobuf:"varint,6,opt,name=json,proto3" json:"json,omitempty"`
 	// timeout_ms is how long the sender still waits for the reply (set by
 	// the sending node): the receiver stops working on it after that.
-	TimeoutMs     uint32 `protobuf:"varint,15,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	TimeoutMs     uint32 `protobuf:"varint,7,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -200,7 +200,7 @@ const file_cluster_proto_rawDesc = "" +
 	"\tpartition\x18\x05 \x01(\rR\tpartition\x12\x12\n" +
 	"\x04json\x18\x06 \x01(\bR\x04json\x12\x1d\n" +
 	"\n" +
-	"timeout_ms\x18\x0f \x01(\rR\ttimeoutMs\"A\n" +
+	"timeout_ms\x18\a \x01(\rR\ttimeoutMs\"A\n" +
 	"\fForwardReply\x12\x14\n" +
 	"\x05frame\x18\x01 \x01(\fR\x05frame\x12\x1b\n" +
 	"\tnot_owner\x18\x02 \x01(\bR\bnotOwnerB9Z7github.com/readmark/readmark/internal/cluster/clusterpbb\x06proto3"
