@@ -1,0 +1,101 @@
+package gateway
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+)
+
+func testSession(maxQueue int) *session {
+	s := newSession(context.Background(), New(Config{MaxQueueBytes: maxQueue, MaxInFlight: 4}), nil, false)
+	s.stuck = time.AfterFunc(time.Hour, func() {})
+	s.stuck.Stop()
+	return s
+}
+
+// take hands the writer at most writeBatchBytes at a time (at least one
+// frame), in order, until the queue is empty.
+func TestTakeBatches(t *testing.T) {
+	const k = writeBatchBytes
+	tests := []struct {
+		name    string
+		sizes   []int
+		batches [][]int
+	}{
+		{"empty", nil, nil},
+		{"small frames in one batch", []int{10, 20, 30}, [][]int{{10, 20, 30}}},
+		{"cut at the batch bound", []int{k / 2, k / 2, 1}, [][]int{{k / 2, k / 2}, {1}}},
+		{"a frame over the bound goes alone", []int{1, 2 * k, 1}, [][]int{{1}, {2 * k}, {1}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := testSession(1 << 30)
+			for _, n := range tt.sizes {
+				s.enqueue(outFrame{data: make([]byte, n), size: n})
+			}
+			var got [][]int
+			var buf []outFrame
+			for {
+				buf, _ = s.take(buf)
+				if len(buf) == 0 {
+					break
+				}
+				var sizes []int
+				for _, f := range buf {
+					sizes = append(sizes, f.size)
+				}
+				got = append(got, sizes)
+				s.written(buf)
+			}
+			if !slices.EqualFunc(got, tt.batches, slices.Equal) {
+				t.Fatalf("batches %v, want %v", got, tt.batches)
+			}
+			if s.queued != 0 {
+				t.Fatalf("%d bytes still accounted after everything was written", s.queued)
+			}
+		})
+	}
+}
+
+// A push over the byte bound makes the session a slow consumer once: the
+// queue is dropped, the slots its responses held are given back, and later
+// frames are dropped.
+func TestSlowConsumerOnce(t *testing.T) {
+	s := testSession(100)
+	s.slots <- struct{}{} // a request in flight
+	s.enqueue(outFrame{data: make([]byte, 60), size: 60, slot: true})
+	p := &push{bin: make([]byte, 30)}
+	s.push(p) // 90 bytes queued: under the bound
+	if s.slow {
+		t.Fatal("slow under the bound")
+	}
+	s.push(p) // 120 > 100
+	if !s.slow || len(s.out) != 0 || len(s.slots) != 0 {
+		t.Fatalf("over the bound: slow %v, %d frames queued, %d slots held", s.slow, len(s.out), len(s.slots))
+	}
+	s.push(p)
+	if len(s.out) != 0 {
+		t.Fatal("a push to a closing session was queued")
+	}
+	if batch, last := s.take(nil); len(batch) != 0 || !last {
+		t.Fatalf("writer of a slow consumer got %d frames, last %v", len(batch), last)
+	}
+}
+
+// A queue that never empties (the writer always one frame behind) does
+// not grow.
+func TestQueueCompacts(t *testing.T) {
+	s := testSession(1 << 30)
+	big := outFrame{data: make([]byte, writeBatchBytes), size: writeBatchBytes}
+	s.enqueue(big)
+	var buf []outFrame
+	for range 1000 {
+		s.enqueue(big)
+		buf, _ = s.take(buf)
+		s.written(buf)
+	}
+	if len(s.out) > 4 {
+		t.Fatalf("queue slice holds %d entries for 1 frame waiting", len(s.out))
+	}
+}
