@@ -2,6 +2,7 @@ package im
 
 import (
 	"context"
+	"crypto/rand"
 	"math"
 	"time"
 
@@ -108,6 +109,9 @@ func (c *Client) SendMessage(ctx context.Context, msg *Message, receiver, groupI
 		NeedReadReceipt: msg.NeedReadReceipt,
 		Priority:        pb.Priority(priority),
 		OnlineUserOnly:  onlineUserOnly,
+		// An idempotency key, so that a send cut off by a lost connection
+		// is retried without storing the message twice.
+		ClientMsgId: newClientMsgID(),
 	}}})
 	if err != nil {
 		return nil, err
@@ -309,3 +313,6 @@ func (c *Client) SetSelfInfo(ctx context.Context, nickName, faceURL string) erro
 	}}})
 	return err
 }
+
+// newClientMsgID returns a random idempotency key for a send.
+func newClientMsgID() string { return rand.Text() }

@@ -44,7 +44,8 @@ const (
 type Client struct {
 	userID string
 	token  string
-	url    string
+	urls   []string      // WebSocket endpoints, one per server address
+	next   atomic.Uint32 // index into urls of the next connection attempt
 	opts   options
 	log    *slog.Logger
 
@@ -84,9 +85,13 @@ func Dial(ctx context.Context, serverURL, userID, token string, opts ...Option) 
 	for _, opt := range opts {
 		opt(&o)
 	}
-	u, err := endpoint(serverURL)
-	if err != nil {
-		return nil, err
+	var urls []string
+	for _, a := range strings.Split(serverURL, ",") {
+		u, err := endpoint(strings.TrimSpace(a))
+		if err != nil {
+			return nil, err
+		}
+		urls = append(urls, u)
 	}
 	log := o.logger
 	if log == nil {
@@ -95,7 +100,7 @@ func Dial(ctx context.Context, serverURL, userID, token string, opts ...Option) 
 	c := &Client{
 		userID:       userID,
 		token:        token,
-		url:          u,
+		urls:         urls,
 		opts:         o,
 		log:          log.With("user", userID),
 		ready:        make(chan struct{}),
@@ -115,7 +120,16 @@ func Dial(ctx context.Context, serverURL, userID, token string, opts ...Option) 
 		c.dispatch()
 	}()
 
-	s, err := c.connect(ctx)
+	// Start at a random address, so that clients spread over the nodes,
+	// and try each once.
+	c.next.Store(rand.Uint32N(uint32(len(urls))))
+	var s *session
+	var err error
+	for range urls {
+		if s, err = c.connect(ctx); err == nil || ctx.Err() != nil || isCode(err, CodeUnauthenticated) {
+			break
+		}
+	}
 	if err != nil {
 		c.cancel()
 		c.q.close()
@@ -197,21 +211,23 @@ type session struct {
 	endOnce   sync.Once
 }
 
-// connect dials, logs in and starts the session's goroutines. It does not
-// publish the session.
+// connect dials the next server address, logs in and starts the session's
+// goroutines. It does not publish the session. Each call moves on to the
+// next address, so a reconnection goes to another node of a cluster.
 func (c *Client) connect(ctx context.Context) (*session, error) {
 	ctx, cancel := context.WithTimeout(ctx, loginTimeout)
 	defer cancel()
+	url := c.urls[(c.next.Add(1)-1)%uint32(len(c.urls))]
 	sp := subprotocolProto
 	if c.opts.json {
 		sp = subprotocolJSON
 	}
-	conn, _, err := websocket.Dial(ctx, c.url, &websocket.DialOptions{
+	conn, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{
 		Subprotocols: []string{sp},
 		HTTPClient:   c.opts.httpClient,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("im: dial %s: %w", c.url, err)
+		return nil, fmt.Errorf("im: dial %s: %w", url, err)
 	}
 	if conn.Subprotocol() != sp {
 		conn.Close(websocket.StatusProtocolError, "subprotocol required")
@@ -406,11 +422,15 @@ func (c *Client) session(ctx context.Context) (*session, error) {
 
 // call sends a request and waits for its response. A server error is
 // returned as *Error; a lost connection after sending as CodeUnavailable.
+// An idempotent request (see retryable) cut off by a lost connection, or
+// answered CodeUnavailable (a node shutting down), is sent again on the
+// next connection, at most maxRetries times and while ctx lasts.
 func (c *Client) call(ctx context.Context, f *pb.ClientFrame) (*pb.ServerFrame, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	for {
+	retry := c.opts.reconnect && retryable(f)
+	for attempt := 0; ; {
 		s, err := c.session(ctx)
 		if err != nil {
 			return nil, err
@@ -419,8 +439,42 @@ func (c *Client) call(ctx context.Context, f *pb.ClientFrame) (*pb.ServerFrame, 
 		if !sent && err == nil {
 			continue // the session ended before the request left: wait for the next one
 		}
-		return resp, err
+		if err == nil || !retry || attempt == maxRetries || ctx.Err() != nil || !isCode(err, CodeUnavailable) {
+			return resp, err
+		}
+		attempt++
+		c.log.Info("im: retrying", "request", f.ProtoReflect().WhichOneof(f.ProtoReflect().Descriptor().Oneofs().ByName("body")).Name(), "err", err)
+		select {
+		case <-s.done: // the next session is what we wait for
+		default:
+			// Answered Unavailable on a live connection: give the cluster
+			// a moment (the partition is moving, the node is draining).
+			t := time.NewTimer(jitter(c.opts.backoffMin * time.Duration(attempt)))
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return nil, err
+			}
+		}
 	}
+}
+
+// maxRetries bounds how often call sends one request again.
+const maxRetries = 5
+
+// retryable reports whether sending f twice has the effect of sending it
+// once: everything but membership changes and sends without a
+// client_msg_id (SendMessage always sets one).
+func retryable(f *pb.ClientFrame) bool {
+	switch b := f.Body.(type) {
+	case *pb.ClientFrame_SendMessage:
+		return b.SendMessage.GetClientMsgId() != ""
+	case *pb.ClientFrame_CreateGroup, *pb.ClientFrame_Invite, *pb.ClientFrame_Kick,
+		*pb.ClientFrame_QuitGroup, *pb.ClientFrame_JoinGroup:
+		return false
+	}
+	return true
 }
 
 // roundTrip sends f on s. sent is false (with a nil error) if s ended before

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"sync"
 	"testing"
@@ -504,7 +506,7 @@ func TestReconnect(t *testing.T) {
 		case f.GetSync() != nil:
 			syncs <- f.GetSync()
 			fs.defaultHandle(s, f)
-		case f.GetHistory() != nil:
+		case f.GetQuitGroup() != nil:
 			close(stall) // never answered
 		default:
 			fs.defaultHandle(s, f)
@@ -521,12 +523,10 @@ func TestReconnect(t *testing.T) {
 	r.waitTexts(t, []string{"a5", "g9"})
 
 	errc := make(chan error, 1)
-	go func() {
-		_, err := c.GetC2CHistoryMessageList(ctxT(t), "alice", 10, nil)
-		errc <- err
-	}()
+	go func() { errc <- c.QuitGroup(ctxT(t), "g") }()
 	<-stall
 	fs.dropAll()
+	// Quitting twice is not quitting once: not retried.
 	wantCode(t, <-errc, CodeUnavailable)
 
 	fs.waitSession(t)
@@ -737,4 +737,82 @@ func TestOwnEchoNotReported(t *testing.T) {
 		s.push(newMsgFrame(pbMsg(i, "bob", "alice", "", fmt.Sprint(i))))
 	}
 	r.waitTexts(t, []string{"1", "2", "3", "4", "5", "6", "8"})
+}
+
+// TestRetryCutOffCalls: an idempotent call, and a send (thanks to its
+// client_msg_id), cut off by a lost connection or answered Unavailable are
+// sent again on the next connection; the caller sees only the answer.
+func TestRetryCutOffCalls(t *testing.T) {
+	fs := newFake(t)
+	var mu sync.Mutex
+	seen := map[string][]string{} // request → client_msg_ids (or "" per attempt)
+	fs.setHandler(func(s *fakeSess, f *pb.ClientFrame) {
+		name := string(f.ProtoReflect().WhichOneof(f.ProtoReflect().Descriptor().Oneofs().ByName("body")).Name())
+		mu.Lock()
+		seen[name] = append(seen[name], f.GetSendMessage().GetClientMsgId())
+		n := len(seen[name])
+		mu.Unlock()
+		switch {
+		case name == "send_message" && n == 1:
+			go fs.dropAll() // cut off after sending
+		case name == "mark_c2c_read" && n == 1:
+			s.fail(f.GetId(), pb.CodeUnavailable, "node draining")
+		default:
+			fs.defaultHandle(s, f)
+		}
+	})
+	c := dial(t, fs, "bob")
+	fs.waitSession(t)
+	m, err := c.SendMessage(ctxT(t), c.CreateTextMessage("hi"), "alice", "", PriorityDefault, false)
+	if err != nil || m.Seq != 7 {
+		t.Fatalf("send across a lost connection: %+v %v", m, err)
+	}
+	if err := c.MarkC2CMessageAsRead(ctxT(t), "alice"); err != nil {
+		t.Fatalf("mark after Unavailable: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	ids := seen["send_message"]
+	if len(ids) != 2 || ids[0] == "" || ids[0] != ids[1] {
+		t.Fatalf("send attempts with client_msg_ids %q, want two with one key", ids)
+	}
+	if len(seen["mark_c2c_read"]) != 2 {
+		t.Fatalf("mark attempts: %d", len(seen["mark_c2c_read"]))
+	}
+}
+
+// TestSeveralServerAddresses: serverURL lists several addresses; Dial
+// skips one that does not answer, and a lost connection reconnects to
+// another.
+func TestSeveralServerAddresses(t *testing.T) {
+	a, b := newFake(t), newFake(t)
+	down := httptest.NewServer(http.NotFoundHandler())
+	down.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, down.URL+", "+a.url()+","+b.url(), "bob", "tok-bob", WithBackoff(time.Millisecond, 20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	used := map[*fakeServer]bool{}
+	for range 4 {
+		var fs *fakeServer
+		select {
+		case <-a.ready:
+			fs = a
+		case <-b.ready:
+			fs = b
+		case <-ctx.Done():
+			t.Fatal("no session")
+		}
+		used[fs] = true
+		if _, err := c.Ping(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+		fs.dropAll()
+	}
+	if !used[a] || !used[b] {
+		t.Fatalf("reconnections stayed on one server")
+	}
 }

@@ -31,10 +31,24 @@
 // per installation to resume exactly after a restart. A
 // lost connection is re-established with exponential backoff (WithReconnect,
 // WithBackoff), followed by the same sync; each stored message is reported at
-// most once per Client. Requests in flight when the connection drops fail
-// with CodeUnavailable; requests made while disconnected wait for the
-// reconnection until their context ends. A rejected token (CodeUnauthenticated)
-// is never retried. docs/protocol.md describes the wire protocol.
+// most once per Client. Requests made while disconnected wait for the
+// reconnection until their context ends. A request in flight when the
+// connection drops, or answered CodeUnavailable (a node shutting down), is
+// sent again on the next connection (up to 5 times, while its context
+// lasts) if repeating it is harmless: every call but CreateGroup,
+// InviteUserToGroup, JoinGroup, QuitGroup and KickGroupMember, which then
+// fail with CodeUnavailable (their outcome is unknown). SendMessage is
+// repeatable because it gives each send a random client_msg_id, by which
+// the server stores it once. A rejected token (CodeUnauthenticated) is
+// never retried. docs/protocol.md describes the wire protocol.
+//
+// # Several servers
+//
+// serverURL may list the addresses of several nodes of a cluster separated
+// by commas ("ws://a:7700,ws://b:7700"). Dial starts at a random one (so
+// clients spread over the nodes) and tries the others if it does not
+// answer; each reconnection goes to the next address in the list, so a
+// client whose node went away lands on another.
 //
 // # Limits
 //

@@ -1,6 +1,7 @@
 package im
 
 import (
+	"errors"
 	"fmt"
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
@@ -39,3 +40,9 @@ func fromPB(e *pb.Error) *Error {
 
 // errUnavailable returns the error of a request cut off by a lost connection.
 func errUnavailable(desc string) *Error { return &Error{Code: CodeUnavailable, Desc: desc} }
+
+// isCode reports whether err is (or wraps) an *Error with code.
+func isCode(err error, code int) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Code == code
+}

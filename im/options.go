@@ -81,7 +81,8 @@ func WithSDKName(name string) Option { return func(o *options) { o.sdk = name } 
 // stopped: what was handed to the listeners before is not reported again,
 // and nothing is skipped. The default, a random ID per Client, makes each
 // Client a new device, which starts at the highest seq any device of the
-// user acknowledged. "" makes a device of its own for each connection,
+// user acknowledged (and leaves a device record on the server, which keeps
+// it: long-running apps should set a stable ID). "" makes a device of its own for each connection,
 // remembered by the server for that connection only.
 func WithDeviceID(id string) Option { return func(o *options) { o.deviceID = id } }
 

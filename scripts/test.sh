@@ -17,3 +17,4 @@ fi
 go vet ./... ./_examples/receipts  # "..." patterns skip _examples
 go test -race -count=1 -timeout 20m ./...
 ./scripts/test-js.sh
+./scripts/test-web.sh

@@ -227,6 +227,22 @@ func TestAdminOverview(t *testing.T) {
 	}
 }
 
+func TestPagesServed(t *testing.T) {
+	ts := startServer(t)
+	for _, p := range []string{"/console/", "/demo/"} {
+		code, body := ts.adminDo("GET", p, "", "-")
+		if code != 200 || !strings.Contains(body, `<script type="module"`) {
+			t.Fatalf("GET %s: %d %.300s", p, code, body)
+		}
+	}
+	if code, _ := ts.adminDo("GET", "/v1/dev/token", "", "-"); code != 404 && code != 405 {
+		t.Fatalf("dev token endpoint without --dev-tokens: %d", code)
+	}
+	if code, _ := ts.adminDo("POST", "/v1/dev/token", `{"user_id":"alice"}`, "-"); code != 404 && code != 405 {
+		t.Fatalf("dev token endpoint without --dev-tokens: %d", code)
+	}
+}
+
 func TestDevTokens(t *testing.T) {
 	ts := &testServer{t: t, dir: t.TempDir(), addr: "127.0.0.1:0", devTokens: true}
 	ts.start()

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coder/websocket"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -179,7 +180,16 @@ func TestHugeBacklogToJSONClient(t *testing.T) {
 		want = append(want, m.Text)
 	}
 	bob, rb := ts.dial("bob", im.WithJSON())
-	waitForMsg(t, "the whole backlog", rb, func() bool { return len(rb.messages()) >= 200 })
+	// 17 MB of JSON, encoded twice on the server (measured, then sent) and
+	// decoded once: slow under the race detector on a loaded machine, so
+	// this wait is longer than waitFor's.
+	deadline := time.Now().Add(2 * time.Minute)
+	for len(rb.messages()) < 200 {
+		if time.Now().After(deadline) {
+			t.Fatalf("received %d of 200 messages", len(rb.messages()))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if got := rb.texts(); !slices.Equal(got, want) {
 		t.Fatalf("got %d messages, not the 200 sent in order", len(got))
 	}

@@ -135,22 +135,32 @@ func TestSlowJSONConsumerClosedOnce(t *testing.T) {
 	r.login(ts, "slow")
 	// slow reads nothing more. alice sends until the server gives up on it.
 	text := strings.Repeat("y", 8<<10)
-	sendOnline := func() {
-		t.Helper()
-		if _, err := alice.SendMessage(ctxT(t), alice.CreateTextMessage(text), "slow", "", im.PriorityNormal, true); err != nil {
-			t.Fatal(err)
-		}
+	sendOnline := func() error {
+		_, err := alice.SendMessage(ctxT(t), alice.CreateTextMessage(text), "slow", "", im.PriorityNormal, true)
+		return err
 	}
 	for i := 0; i%50 != 0 || ts.metric("readmark_slow_consumer_closes_total") == 0; i++ {
 		if i == 20_000 { // 160 MiB: far more than socket buffers and the queue hold
 			t.Fatal("the session that never reads was never closed")
 		}
-		sendOnline()
+		if err := sendOnline(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	// Pushes to a session already closing are dropped silently.
-	for range 50 {
-		sendOnline()
+	// Pushes to a session already closing are dropped silently, however
+	// many arrive at once.
+	var wg sync.WaitGroup
+	for range 5 {
+		wg.Go(func() {
+			for range 10 {
+				if err := sendOnline(); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
 	}
+	wg.Wait()
 	waitFor(t, "the slow session to end", func() bool { return ts.metric("readmark_sessions") == 1 })
 	if n := ts.metric("readmark_slow_consumer_closes_total"); n != 1 {
 		t.Fatalf("slow consumer closes = %v, want exactly 1", n)

@@ -1,18 +1,22 @@
 // Package gateway owns client sessions: the WebSocket endpoint, the login
 // handshake, frame decoding in both encodings (protobuf binary and protojson
-// text), handing requests to package dispatch, per-session rate limits,
-// heartbeats and idle timeouts, and the Hub that maps users to their online
-// sessions and feeds them pushes from the bus.
+// text), handing requests to package dispatch, heartbeats and idle timeouts,
+// the per-client limits (connections, sessions and request rate per user,
+// requests in flight and queued output bytes per session; docs/security.md),
+// and the Hub that maps users to their online sessions and feeds them pushes
+// from the bus.
 //
 // It holds no business rules: every request goes to groups, messages or
 // receipts, and their *apierr.Error comes back to the client as Error.
 //
 // Lock order: Hub.mu, then session.mu; Gateway.mu (the set of all sessions,
-// for shutdown) is a leaf. Bus handlers take Hub.mu only to find sessions,
-// then enqueue without blocking.
+// for shutdown) is a leaf. Bus handlers hold Hub.mu (read) while they queue
+// a push to each of the user's sessions, which never blocks: a session over
+// its byte bound is marked a slow consumer and cut by a timer.
 //
 // Goroutines: each session owns its reader (the ServeHTTP goroutine), its
 // writer, and one goroutine per request in flight; all end before ServeHTTP
-// returns. Timers, not per-frame deadline contexts, bound idle reads and
-// stuck writes.
+// returns. A request's slot is given back by the writer once its response
+// is written, so a client that does not read stops being read. Timers, not
+// per-frame deadline contexts, bound idle reads and stuck writes.
 package gateway

@@ -1,11 +1,12 @@
-// Package webui serves what the browser pages need from the server besides
-// the client and admin APIs: when enabled, the development token endpoint
-// the demo chat signs in with.
+// Package webui serves the browser pages embedded in package web — the admin
+// console at /console/ and the demo chat at /demo/ — and, when enabled, the
+// development token endpoint the demo signs in with.
 package webui
 
 import (
 	"encoding/json"
 	"io"
+	"io/fs"
 	"net/http"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/readmark/readmark/internal/apierr"
 	"github.com/readmark/readmark/internal/conv"
 	"github.com/readmark/readmark/usersig"
+	"github.com/readmark/readmark/web"
 )
 
 // DevTokenPath mints tokens for any user when dev tokens are enabled.
@@ -31,6 +33,17 @@ type Config struct {
 
 // Routes registers the pages (and the dev token endpoint if enabled).
 func Routes(mux *http.ServeMux, cfg Config) {
+	dist, err := fs.Sub(web.Dist, "dist")
+	if err != nil {
+		panic(err) // the embedded tree always has dist/
+	}
+	files := http.FileServerFS(dist)
+	for _, p := range []string{"/console/", "/demo/", "/assets/"} {
+		mux.Handle("GET "+p, files)
+	}
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/demo/", http.StatusFound)
+	})
 	mux.HandleFunc("GET /v1/dev/config", func(w http.ResponseWriter, r *http.Request) {
 		admin.WriteJSON(w, http.StatusOK, map[string]bool{"dev_tokens": cfg.DevTokenSecret != nil})
 	})

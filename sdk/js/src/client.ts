@@ -96,6 +96,8 @@ const endpointPath = "/v1/ws";
 const syncPageSize = 200;
 const closeWait = 2000;
 const closeAckTimeout = 1000;
+/** maxCursorsPerFrame keeps a request's cursors well within the 64 KiB frame limit in either encoding. */
+const maxCursorsPerFrame = 256;
 
 /**
  * Client is a connection to a Readmark server on behalf of one user. It
@@ -354,9 +356,17 @@ export class Client {
    */
   private async sync(s: Session): Promise<void> {
     for (;;) {
+      let cursors = this.delivery.cursors();
+      if (cursors.length > maxCursorsPerFrame) {
+        // Too many for one frame: acknowledge them first; the sync then
+        // starts from the device's cursors, which they moved.
+        const a = await ack(s, cursors, undefined);
+        if (a === "lost") return; // the session ended; the next one syncs again
+        cursors = []; // refused: sync anyway; repeats are dropped by seq
+      }
       let r;
       try {
-        r = await s.roundTrip({ case: "sync", value: { cursors: this.delivery.cursors(), limit: syncPageSize } });
+        r = await s.roundTrip({ case: "sync", value: { cursors, limit: syncPageSize } });
       } catch {
         break; // cannot be encoded (over the frame limit): go live without the backlog
       }
@@ -395,13 +405,7 @@ export class Client {
     const s = this.sess;
     if (!s || s.ended) return;
     const cursors = this.delivery.toAck();
-    if (cursors.length === 0) return;
-    try {
-      const r = await s.roundTrip({ case: "ack", value: { cursors } }, signal);
-      if (r.kind === "ok" && !r.frame.error) this.delivery.acked(cursors);
-    } catch {
-      // aborted or over the frame limit: the next login's sync acknowledges
-    }
+    if (cursors.length > 0 && (await ack(s, cursors, signal)) === "ok") this.delivery.acked(cursors);
   }
 
   private push(f: pb.ServerFrame): void {
@@ -763,6 +767,25 @@ export class Client {
     if (l.onGroupEvent) this.addGroupListener(l);
     if (l.onConnected || l.onDisconnected || l.onReconnecting) this.addConnListener(l);
   }
+}
+
+/**
+ * ack sends cursors on s in AckRequests of at most maxCursorsPerFrame:
+ * "ok", "lost" (the session ended or signal aborted) or "refused" (the
+ * server answered with an error).
+ */
+async function ack(s: Session, cursors: pb.SyncCursor[], signal: AbortSignal | undefined): Promise<"ok" | "lost" | "refused"> {
+  for (let i = 0; i < cursors.length; i += maxCursorsPerFrame) {
+    let r;
+    try {
+      r = await s.roundTrip({ case: "ack", value: { cursors: cursors.slice(i, i + maxCursorsPerFrame) } }, signal);
+    } catch {
+      return "lost"; // aborted
+    }
+    if (r.kind !== "ok") return "lost";
+    if (r.frame.error) return "refused";
+  }
+  return "ok";
 }
 
 /** endpoint turns a server's base address into the WebSocket URL. */

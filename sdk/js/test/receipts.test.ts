@@ -248,3 +248,19 @@ test("device ID: a client resumes where the same device acknowledged, without re
   await b2.ping();
   assert.deepEqual(again.map((m) => m.text), ["new 1", "new 2"]);
 });
+
+test("the JSON subprotocol (readmark.v1.json) works the same", async () => {
+  const aliceName = id("alice");
+  const bob = await user("bob");
+  const alice = await fx.dial(aliceName, { json: true });
+  const receipts: MessageReceipt[] = [];
+  alice.addAdvancedMsgListener({ onRecvMessageReadReceipts: (rs) => receipts.push(...rs) });
+  const m = alice.createTextMessage("über JSON");
+  m.needReadReceipt = true;
+  const sent = await alice.sendMessage(m, { receiver: bob.name });
+  await waitFor("bob gets it", () => bob.msgs.length === 1);
+  assert.equal(bob.msgs[0].text, "über JSON");
+  await bob.c.sendMessageReadReceipts(bob.msgs);
+  await waitFor("alice gets the receipt over JSON", () => receipts.length === 1);
+  assert.deepEqual([receipts[0].msgID, receipts[0].isPeerRead], [sent.msgID, true]);
+});

@@ -3,6 +3,9 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:net";
+import { fromBinary } from "@bufbuild/protobuf";
+import WebSocket, { WebSocketServer } from "ws";
+import * as pb from "../src/gen/readmark_pb.js";
 import { join } from "node:path";
 import { Server, WS, waitFor, id } from "./harness.js";
 import { Client, CodeUnavailable, type Message, ReadmarkError } from "../src/index.js";
@@ -93,5 +96,79 @@ test("several server addresses: a dead one is skipped, and a lost connection mov
   } finally {
     await a.close();
     await b.close();
+  }
+});
+
+/**
+ * cuttingProxy relays WebSocket connections to srv; when cut is set, it
+ * swallows the response to the next send_message and then drops the client's
+ * connection: the send reached the server and was stored, but the client
+ * never learns it.
+ */
+async function cuttingProxy(srv: Server) {
+  const wss = new WebSocketServer({ host: "127.0.0.1", port: 0, handleProtocols: (ps) => [...ps][0] ?? false });
+  await new Promise((r) => wss.once("listening", r));
+  const state = { cut: false, cuts: 0 };
+  wss.on("connection", (client) => {
+    const up = new WebSocket(`${srv.url}/v1/ws`, client.protocol);
+    const queue: WebSocket.RawData[] = [];
+    let swallow = 0n;
+    up.on("open", () => queue.splice(0).forEach((d) => up.send(d)));
+    client.on("message", (d) => {
+      const f = fromBinary(pb.ClientFrameSchema, new Uint8Array(d as Buffer));
+      if (state.cut && f.body.case === "sendMessage") {
+        state.cut = false;
+        swallow = f.id;
+      }
+      if (up.readyState === WebSocket.OPEN) up.send(d);
+      else queue.push(d);
+    });
+    up.on("message", (d) => {
+      const f = fromBinary(pb.ServerFrameSchema, new Uint8Array(d as Buffer));
+      if (swallow !== 0n && f.id === swallow) {
+        state.cuts++;
+        client.terminate();
+        up.terminate();
+        return;
+      }
+      client.send(d);
+    });
+    client.on("close", () => up.terminate());
+    up.on("close", () => client.terminate());
+    up.on("error", () => client.terminate());
+  });
+  return {
+    url: `ws://127.0.0.1:${(wss.address() as { port: number }).port}`,
+    state,
+    close: () => {
+      for (const c of wss.clients) c.terminate();
+      return new Promise((r) => wss.close(r));
+    },
+  };
+}
+
+test("a send whose response is lost is sent again after the reconnection and stored once", async () => {
+  const proxy = await cuttingProxy(srv);
+  const [aliceName, bobName] = [id("alice"), id("bob")];
+  const bob = await srv.dial(bobName);
+  const got: Message[] = [];
+  bob.addAdvancedMsgListener({ onRecvNewMessage: (m) => got.push(m) });
+  const alice = await Client.dial(proxy.url, aliceName, srv.token(aliceName), { WebSocket: WS, backoffMin: 20, backoffMax: 100 });
+  try {
+    await alice.sendMessage(alice.createTextMessage("first"), { receiver: bobName });
+    proxy.state.cut = true;
+    const sent = await alice.sendMessage(alice.createTextMessage("cut off"), { receiver: bobName });
+    assert.equal(proxy.state.cuts, 1, "the first attempt's response was swallowed");
+    assert.equal(sent.seq, 2);
+    await alice.sendMessage(alice.createTextMessage("after"), { receiver: bobName });
+    await waitFor("bob gets three", () => got.length >= 3);
+    await bob.ping();
+    assert.deepEqual(got.map((m) => [m.text, m.seq]), [["first", 1], ["cut off", 2], ["after", 3]]);
+    const hist = await bob.getC2CHistoryMessageList(aliceName, 10);
+    assert.deepEqual(hist.map((m) => m.text), ["after", "cut off", "first"], "stored once");
+  } finally {
+    await alice.close();
+    await bob.close();
+    await proxy.close();
   }
 });

@@ -6,7 +6,7 @@ import { create } from "@bufbuild/protobuf";
 import * as pb from "../src/gen/readmark_pb.js";
 import { Delivery } from "../src/sync.js";
 import { EventQueue } from "../src/listeners.js";
-import { Client, CodeUnavailable, ReadmarkError } from "../src/index.js";
+import { Client, CodeUnauthenticated, CodeUnavailable, ReadmarkError } from "../src/index.js";
 import { FakeServer } from "./fake.js";
 import { waitFor } from "./harness.js";
 
@@ -184,4 +184,55 @@ test("a lost connection: idempotent calls are sent again after the reconnection,
   } finally {
     await c.close();
   }
+});
+
+test("sync after a reconnection with more cursors than fit in a frame: acknowledged in chunks first", async () => {
+  const srv = new FakeServer();
+  const c = await Client.dial("ws://fake", "me", "t", { WebSocket: srv.WebSocket, backoffMin: 10, backoffMax: 20 });
+  try {
+    const first = srv.conns[0];
+    for (let i = 0; i < 300; i++) first.reply({ id: 0n, body: { case: "newMessage", value: msg(1, `peer${i}`) } });
+    await c.ping(); // after the pushes
+    first.drop();
+    await waitFor("the sync on the second connection", () => srv.conns.length === 2 && srv.conns[1].received.some((f) => f.body.case === "sync"));
+    const second = srv.conns[1].received;
+    const acks = second.filter((f) => f.body.case === "ack").map((f) => (f.body.case === "ack" ? f.body.value.cursors.length : 0));
+    assert.deepEqual(acks, [256, 44]);
+    const sync = second.find((f) => f.body.case === "sync")!;
+    assert.equal(sync.body.case === "sync" && sync.body.value.cursors.length, 0);
+    assert.ok(second.findIndex((f) => f.body.case === "sync") > second.findIndex((f) => f.body.case === "ack"), "acks before the sync");
+  } finally {
+    await c.close();
+  }
+});
+
+test("a kickoff with CodeUnauthenticated stops the client: no reconnection, calls fail with it", async () => {
+  const srv = new FakeServer();
+  const events: string[] = [];
+  const c = await Client.dial("ws://fake", "me", "t", {
+    WebSocket: srv.WebSocket,
+    backoffMin: 10,
+    backoffMax: 20,
+    listeners: [{ onDisconnected: (e) => events.push(`disconnected ${(e as ReadmarkError).code}`) }],
+  });
+  try {
+    srv.conns[0].reply({ id: 0n, body: { case: "kickoff", value: { reason: { code: CodeUnauthenticated, desc: "token revoked" } } } });
+    await waitFor("disconnected", () => events.length === 1);
+    assert.deepEqual(events, [`disconnected ${CodeUnauthenticated}`]);
+    await assert.rejects(c.ping(), (e: unknown) => e instanceof ReadmarkError && e.code === CodeUnauthenticated);
+    assert.equal(srv.conns.length, 1, "no reconnection");
+  } finally {
+    await c.close();
+  }
+});
+
+test("close from a listener callback", async () => {
+  const srv = new FakeServer();
+  let closed: Promise<void> | undefined;
+  const c = await Client.dial("ws://fake", "me", "t", { WebSocket: srv.WebSocket });
+  c.addAdvancedMsgListener({ onRecvNewMessage: () => (closed = c.close()) });
+  srv.conns[0].reply({ id: 0n, body: { case: "newMessage", value: msg(1, "peer") } });
+  await waitFor("the listener closed the client", () => closed !== undefined);
+  await closed;
+  await assert.rejects(c.ping(), (e: unknown) => e instanceof ReadmarkError && e.code === CodeUnavailable);
 });
