@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/readmark/readmark/im"
+	"github.com/readmark/readmark/internal/server"
+	"github.com/readmark/readmark/internal/webhooks/webhooktest"
+	"github.com/readmark/readmark/webhook"
 )
 
 // latencyListener records, per received message, the time from its send to
@@ -98,4 +101,93 @@ func BenchmarkGroupFanout100(b *testing.B) {
 	b.ReportMetric(p(0.5), "p50-ms")
 	b.ReportMetric(p(0.99), "p99-ms")
 	mu.Unlock()
+}
+
+// BenchmarkReceiptsWebhook measures what webhooks cost the receipt path:
+// 50 members, each on its own WebSocket connection in this process, send
+// b.N read receipts (one message per call, 50 calls in flight) for group
+// messages that asked for them; the rate is receipts acknowledged per
+// second (each acknowledged receipt is durable). "webhook" attaches an
+// endpoint (an in-process receiver answering 204 at once) that wants every
+// event type, so each commit also writes outbox events and the delivery
+// loops POST them concurrently; after the timer stops it waits until every
+// receipt has reached the receiver. Server, clients and receiver share the
+// machine's cores.
+func BenchmarkReceiptsWebhook(b *testing.B) {
+	for _, hook := range []bool{false, true} {
+		name := "none"
+		if hook {
+			name = "webhook"
+		}
+		b.Run(name, func(b *testing.B) { benchReceipts(b, hook) })
+	}
+}
+
+func benchReceipts(b *testing.B, hook bool) {
+	const readers = 50
+	ts := startWebhookServer(b, server.WebhookConfig{})
+	var rcv *webhooktest.Receiver
+	if hook {
+		rcv = webhooktest.New("bench", 1, webhooktest.Behaviour{})
+		defer rcv.Close()
+		ts.setWebhooks(b, obj{"url": rcv.URL(), "events": webhook.Types, "secret": "bench"})
+	}
+	ctx := context.Background()
+	sender, _ := ts.dial("sender")
+	ids := users("br", readers)
+	gid, err := sender.CreateGroup(ctx, im.GroupWork, "", "bench", ids...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	clients := make([]*im.Client, readers)
+	for i, u := range ids {
+		clients[i], _ = ts.dial(u)
+	}
+	perReader := (b.N + readers - 1) / readers
+	msgs := make([]*im.Message, perReader)
+	for i := range msgs {
+		m := sender.CreateTextMessage("bench")
+		m.NeedReadReceipt = true
+		if msgs[i], err = sender.SendMessage(ctx, m, "", gid, im.PriorityNormal, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	start := time.Now()
+	var done atomic.Int64
+	var wg sync.WaitGroup
+	for i, c := range clients {
+		wg.Go(func() {
+			for j, m := range msgs {
+				if j*readers+i >= b.N {
+					return
+				}
+				if err := c.SendMessageReadReceipts(ctx, []*im.Message{m}); err != nil {
+					b.Error(err)
+					return
+				}
+				done.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(done.Load())/elapsed.Seconds(), "receipts/s")
+	if hook {
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			n := 0
+			for _, e := range rcv.Events() {
+				n += len(e.Readers)
+			}
+			if n >= int(done.Load()) {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("webhooks delivered %d of %d receipts", n, done.Load())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 }

@@ -34,6 +34,7 @@ type testServer struct {
 	heartbeat time.Duration
 	rateLimit float64 // requests/s per user, with an equal burst (0 = server default)
 	adminRate float64 // requests/s per admin token, with an equal burst (0 = server default)
+	webhooks  server.WebhookConfig
 	// openStore and openBus, if set, replace the embedded backends.
 	openStore func(context.Context) (storage.Store, error)
 	openBus   func(context.Context) (bus.Bus, error)
@@ -73,7 +74,7 @@ func (ts *testServer) start() {
 		Listen: ts.addr, DataDir: ts.dir, Heartbeat: ts.heartbeat,
 		OpenStore: ts.openStore, OpenBus: ts.openBus,
 		RateLimit: ts.rateLimit, RateBurst: int(ts.rateLimit), DevTokens: ts.devTokens,
-		AdminRateLimit: ts.adminRate, AdminRateBurst: int(ts.adminRate),
+		AdminRateLimit: ts.adminRate, AdminRateBurst: int(ts.adminRate), Webhooks: ts.webhooks,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	if ts.tweak != nil {

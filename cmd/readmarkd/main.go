@@ -75,6 +75,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 	maxSessions := fs.Int("max-sessions-per-user", 16, "sessions one user may have on this node (one more login: CodeSessionLimit)")
 	maxQueue := fs.Int("max-session-queue-bytes", gateway.DefaultMaxQueueBytes, "bytes of output a session may have waiting to be written; over it the session is closed as a slow consumer")
 	maxConns := fs.Int("max-connections", 0, "client WebSocket connections on this node (one more: HTTP 503 CodeConnectionLimit; 0 = the descriptor limit minus a reserve)")
+	var wh server.WebhookConfig
+	fs.DurationVar(&wh.Timeout, "webhook-timeout", 5*time.Second, "how long one webhook POST may take")
+	fs.IntVar(&wh.MaxAttempts, "webhook-max-attempts", 8, "attempts of a webhook POST before its events are parked")
+	fs.DurationVar(&wh.MaxAge, "webhook-max-age", time.Hour, "age after which undelivered webhook events are parked")
+	fs.DurationVar(&wh.BackoffBase, "webhook-backoff", time.Second, "first retry delay of a webhook POST (doubles per attempt, jittered)")
+	fs.DurationVar(&wh.BackoffMax, "webhook-backoff-max", 5*time.Minute, "longest retry delay of a webhook POST")
+	fs.IntVar(&wh.MaxOutbox, "webhook-outbox-max", 100_000, "webhook events the outbox holds; when full, new events are dropped (counted in readmark_webhook_dropped_total)")
 	adminRateLimit := fs.Float64("admin-rate-limit", 500, "requests per second each admin token may send to the admin and server REST API (over it: 429 RateLimited with Retry-After)")
 	adminRateBurst := fs.Int("admin-rate-burst", 1000, "requests an admin token may send at once above --admin-rate-limit")
 	postgres := fs.String("postgres", "", "store data in PostgreSQL at this DSN instead of the embedded store (cluster path; see docs/architecture.md)")
@@ -97,7 +104,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	cfg := server.Config{
 		Listen: *listen, DataDir: c.data, SecretFile: c.secretPath(), AdminUser: *adminUser, Logger: logger,
 		RateLimit: *rateLimit, RateBurst: *rateBurst, DevTokens: *devTokens,
-		AdminRateLimit: *adminRateLimit, AdminRateBurst: *adminRateBurst,
+		AdminRateLimit: *adminRateLimit, AdminRateBurst: *adminRateBurst, Webhooks: wh,
 		MaxSessionsPerUser: *maxSessions, MaxSessionQueueBytes: *maxQueue, MaxConnections: *maxConns,
 	}
 	if *postgres != "" {

@@ -98,3 +98,33 @@ func TestTokenCommand(t *testing.T) {
 		t.Fatal("token without --user succeeded")
 	}
 }
+
+func TestDevTokensFlag(t *testing.T) {
+	// Refused, with a clear message, unless the listener is loopback.
+	cmd := child(t, "--dev-tokens --listen 0.0.0.0:0 --data "+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "loopback") {
+		t.Fatalf("--dev-tokens on 0.0.0.0: err %v, output %s", err, out)
+	}
+
+	// On loopback it starts and warns in the log.
+	cmd = child(t, "--dev-tokens --listen 127.0.0.1:0 --data "+t.TempDir())
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(stdout)
+	started := lines.Scan() && strings.HasPrefix(lines.Text(), "listening on 127.0.0.1:")
+	cmd.Process.Signal(syscall.SIGTERM)
+	for lines.Scan() {
+	}
+	cmd.Wait()
+	if !started || !strings.Contains(stderr.String(), "level=WARN") || !strings.Contains(stderr.String(), "DEV TOKENS ENABLED") {
+		t.Fatalf("--dev-tokens on loopback: started %v, stderr %s", started, stderr.String())
+	}
+}

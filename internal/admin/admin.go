@@ -31,6 +31,7 @@ import (
 	"github.com/readmark/readmark/internal/apierr"
 	"github.com/readmark/readmark/internal/dispatch"
 	"github.com/readmark/readmark/internal/storage"
+	"github.com/readmark/readmark/internal/webhooks"
 )
 
 // GroupTypes maps the API's group type names to the wire enum.
@@ -47,6 +48,11 @@ type Settings struct {
 	// ReadReceiptGroupTypes lists the group types whose messages may ask
 	// for read receipts. C2C read receipts need no setting.
 	ReadReceiptGroupTypes []string `json:"read_receipt_group_types"`
+	// Webhooks are the webhook endpoints (docs/server-api.md). Secrets are
+	// write-only: Get leaves them out. In a PUT, absent (null) keeps the
+	// current list, and an endpoint without a secret keeps the secret of the
+	// current endpoint with its URL.
+	Webhooks []webhooks.Endpoint `json:"webhooks"`
 }
 
 // DefaultSettings are the settings of a new server.
@@ -59,9 +65,11 @@ var settingsKey = storage.Key("s", "settings")
 // SettingsStore holds the current settings, persisted in the Store.
 type SettingsStore struct {
 	store   storage.Store
+	putMu   sync.Mutex // serializes Put (validation reads the current webhooks)
 	mu      sync.RWMutex
 	cur     Settings
 	enabled map[pb.GroupType]bool
+	watch   func([]webhooks.Endpoint) // called under mu
 }
 
 // LoadSettings reads the settings, or the defaults if none were saved.
@@ -88,7 +96,16 @@ func LoadSettings(ctx context.Context, s storage.Store) (*SettingsStore, error) 
 func (ss *SettingsStore) Get() Settings {
 	ss.mu.RLock()
 	defer ss.mu.RUnlock()
-	return Settings{ReadReceiptGroupTypes: slices.Clone(ss.cur.ReadReceiptGroupTypes)}
+	return Settings{ReadReceiptGroupTypes: slices.Clone(ss.cur.ReadReceiptGroupTypes), Webhooks: webhooks.Redacted(ss.cur.Webhooks)}
+}
+
+// WatchWebhooks calls fn with the webhook endpoints (secrets included) now
+// and after every change.
+func (ss *SettingsStore) WatchWebhooks(fn func([]webhooks.Endpoint)) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.watch = fn
+	fn(ss.cur.Webhooks)
 }
 
 // Put validates, durably stores and applies new settings.
@@ -101,6 +118,16 @@ func (ss *SettingsStore) Put(ctx context.Context, s Settings) error {
 		return err
 	}
 	s.ReadReceiptGroupTypes = types
+	ss.putMu.Lock()
+	defer ss.putMu.Unlock()
+	ss.mu.RLock()
+	cur := ss.cur.Webhooks
+	ss.mu.RUnlock()
+	if s.Webhooks == nil {
+		s.Webhooks = cur
+	} else if s.Webhooks, err = webhooks.Validate(s.Webhooks, cur); err != nil {
+		return err
+	}
 	raw, err := json.Marshal(s)
 	if err != nil {
 		return err
@@ -123,9 +150,12 @@ func (ss *SettingsStore) set(s Settings) error {
 		enabled[GroupTypes[t]] = true
 	}
 	ss.mu.Lock()
-	ss.cur = Settings{ReadReceiptGroupTypes: types}
+	defer ss.mu.Unlock()
+	ss.cur = Settings{ReadReceiptGroupTypes: types, Webhooks: s.Webhooks}
 	ss.enabled = enabled
-	ss.mu.Unlock()
+	if ss.watch != nil {
+		ss.watch(s.Webhooks)
+	}
 	return nil
 }
 

@@ -35,6 +35,8 @@ import (
 	"github.com/readmark/readmark/internal/page"
 	"github.com/readmark/readmark/internal/receipts"
 	"github.com/readmark/readmark/internal/storage"
+	"github.com/readmark/readmark/internal/webhooks"
+	"github.com/readmark/readmark/webhook"
 )
 
 // Limits.
@@ -101,6 +103,9 @@ type Config struct {
 	CacheMessages int
 	Logger        *slog.Logger
 	Now           func() time.Time
+	// Webhooks, if set, records a message.sent event in the batch of each
+	// stored message.
+	Webhooks webhooks.Recorder
 }
 
 // Service sends, stores, delivers and serves messages.
@@ -370,10 +375,20 @@ func (s *Service) enqueue(ctx context.Context, key string, d delivery, clientMsg
 	}
 	ch := make(chan error, 1)
 	part := cluster.Of(key)
-	err = s.cfg.Committer.Submit(ctx, func(b *storage.Batch) {
+	prepare := func(b *storage.Batch) {
 		b.Fence(part)
 		b.Ops = append(b.Ops, ops...)
-	}, func(err error) {
+	}
+	if wh := s.cfg.Webhooks; wh != nil && wh.Wants(webhook.MessageSent) {
+		prepare = func(b *storage.Batch) {
+			b.Fence(part)
+			b.Ops = append(b.Ops, ops...)
+			wh.Add(b, key, &webhook.Event{Type: webhook.MessageSent, TimeMs: msg.TimeMs, MsgID: msg.MsgId, Seq: msg.Seq,
+				Sender: msg.Sender, Receiver: msg.Receiver, GroupID: msg.GroupId, NeedReadReceipt: msg.NeedReadReceipt,
+				Text: msg.Text, CustomData: msg.CustomData})
+		}
+	}
+	err = s.cfg.Committer.Submit(ctx, prepare, func(err error) {
 		if err == nil {
 			s.recent.put(toReceiptMsg(key, msg, d.watermark))
 			s.deliveries <- d

@@ -13,6 +13,8 @@ import (
 	"github.com/readmark/readmark/internal/apierr"
 	"github.com/readmark/readmark/internal/cluster"
 	"github.com/readmark/readmark/internal/storage"
+	"github.com/readmark/readmark/internal/webhooks"
+	"github.com/readmark/readmark/webhook"
 )
 
 // MaxBatch is the most messages one Send or Get call may name, and the
@@ -36,6 +38,10 @@ type Config struct {
 	// from Store.
 	CacheMessages int
 	Logger        *slog.Logger
+	// Webhooks, if set, records group.read_receipt and c2c.read_receipt
+	// events in the batch of the receipts they report, and c2c.mark_read
+	// events with the mark.
+	Webhooks webhooks.Recorder
 }
 
 // Engine records and serves read receipts. All methods are safe for
@@ -292,6 +298,11 @@ func (e *Engine) prepare(sub *submission, b *storage.Batch) {
 	// The requests' groups are loaded (resolving their messages loaded
 	// them), so the roster is not read from storage on this goroutine.
 	ctx := context.Background()
+	// New readers per message, for webhook events (nil: nobody wants them).
+	var readers map[*readState][]string
+	if wh := e.cfg.Webhooks; wh != nil && (wh.Wants(webhook.GroupReadReceipt) || wh.Wants(webhook.C2CReadReceipt)) {
+		readers = make(map[*readState][]string)
+	}
 	var dirty []*readState
 	var seqs []uint64
 	for _, req := range sub.reqs {
@@ -327,6 +338,9 @@ func (e *Engine) prepare(sub *submission, b *storage.Batch) {
 			}
 			req.fresh = append(req.fresh, i)
 			seqs = append(seqs, req.msgs[i].Seq)
+			if readers != nil {
+				readers[st] = append(readers[st], req.reader)
+			}
 			if _, ok := sub.mark[st]; !ok {
 				sub.mark[st] = struct{}{}
 				sub.touched = append(sub.touched, st)
@@ -353,6 +367,36 @@ func (e *Engine) prepare(sub *submission, b *storage.Batch) {
 		st.dirty = false
 		st.mu.Unlock()
 		b.Set(k, v)
+	}
+	if readers != nil {
+		e.recordEvents(ctx, b, sub.touched, readers, t)
+	}
+}
+
+// recordEvents adds one webhook event per message with new receipts in
+// this commit (all of its new readers, the counts after them) to b.
+func (e *Engine) recordEvents(ctx context.Context, b *storage.Batch, touched []*readState, readers map[*readState][]string, t int64) {
+	wh := e.cfg.Webhooks
+	for _, st := range touched {
+		m := &st.msg
+		if !st.isGroup() {
+			if wh.Wants(webhook.C2CReadReceipt) {
+				wh.Add(b, m.Conv, &webhook.Event{Type: webhook.C2CReadReceipt, TimeMs: t, Seq: m.Seq, MsgID: m.ID,
+					Sender: m.Sender, Receiver: m.Receiver, ReadTimeMs: t})
+			}
+			continue
+		}
+		if !wh.Wants(webhook.GroupReadReceipt) {
+			continue
+		}
+		snap, ok := e.cfg.Roster.Snapshot(ctx, m.GroupID)
+		if !ok {
+			continue // group gone
+		}
+		so, sok := e.cfg.Roster.Ordinal(ctx, m.GroupID, m.Sender)
+		read, unread := st.counts(snap, so, sok)
+		wh.Add(b, m.Conv, &webhook.Event{Type: webhook.GroupReadReceipt, TimeMs: t, GroupID: m.GroupID, Seq: m.Seq, MsgID: m.ID,
+			Sender: m.Sender, Readers: readers[st], ReadCount: &read, UnreadCount: &unread})
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/readmark/readmark/internal/cluster"
 	"github.com/readmark/readmark/internal/conv"
 	"github.com/readmark/readmark/internal/storage"
+	"github.com/readmark/readmark/webhook"
 )
 
 // Get returns the receipts of the caller's own messages
@@ -261,6 +262,9 @@ func (e *Engine) MarkC2CRead(ctx context.Context, reader, peer string) error {
 		err = e.cfg.Committer.Commit(ctx, func(b *storage.Batch) {
 			b.Fence(part)
 			b.Set(markKey(reader, peer), v)
+			if wh := e.cfg.Webhooks; wh != nil && wh.Wants(webhook.C2CMarkRead) {
+				wh.Add(b, conv.C2C(reader, peer), &webhook.Event{Type: webhook.C2CMarkRead, TimeMs: t, UserID: reader, PeerID: peer, ReadTimeMs: t})
+			}
 		})
 	} else {
 		t = max(t, cur)

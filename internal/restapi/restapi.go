@@ -25,6 +25,7 @@ import (
 	"github.com/readmark/readmark/internal/dispatch"
 	"github.com/readmark/readmark/internal/groups"
 	"github.com/readmark/readmark/internal/receipts"
+	"github.com/readmark/readmark/internal/webhooks"
 )
 
 // Dispatcher runs a request on a user's behalf (dispatch.Dispatcher).
@@ -45,12 +46,20 @@ type Groups interface {
 	UserGroups(ctx context.Context, user string) ([]groups.UserGroup, error)
 }
 
+// Webhooks is the webhook delivery state (webhooks.Outbox).
+type Webhooks interface {
+	Status() webhooks.Status
+	Parked(ctx context.Context, after uint64, limit int) ([]webhooks.ParkedEvent, error)
+	Replay(ctx context.Context, limit int) (int, error)
+}
+
 // Config wires the API.
 type Config struct {
 	Admin      *admin.API // authentication, rate limit, JSON helpers
 	Dispatcher Dispatcher
 	Messages   Messages
 	Groups     Groups
+	Webhooks   Webhooks
 }
 
 // MaxPage is the most items one call names or one page holds (the SDK's).
@@ -81,6 +90,9 @@ func Routes(mux *http.ServeMux, cfg Config) {
 	handle("POST /v1/admin/groups/{group_id}/members", a.addMembers)
 	handle("POST /v1/admin/groups/{group_id}/members/remove", a.removeMembers)
 	handle("GET /v1/admin/users/{user_id}/groups", a.userGroups)
+	handle("GET /v1/admin/webhooks/status", func(*http.Request) (any, error) { return cfg.Webhooks.Status(), nil })
+	handle("GET /v1/admin/webhooks/parked", a.parked)
+	handle("POST /v1/admin/webhooks/parked/replay", a.replay)
 }
 
 func (a *api) do(ctx context.Context, user string, f *pb.ClientFrame) (*pb.ServerFrame, error) {
@@ -546,4 +558,60 @@ func (a *api) userGroups(r *http.Request) (any, error) {
 	}
 	slices.SortFunc(out.Groups, func(x, y UserGroup) int { return strings.Compare(x.GroupID, y.GroupID) })
 	return out, nil
+}
+
+// ParkedResponse answers GET /v1/admin/webhooks/parked: parked events
+// oldest first; pass next as after for the next page (0 = none left).
+type ParkedResponse struct {
+	Parked []webhooks.ParkedEvent `json:"parked"`
+	Next   uint64                 `json:"next"`
+}
+
+func (a *api) parked(r *http.Request) (any, error) {
+	after, err := query(r, "after", 0)
+	if err != nil {
+		return nil, err
+	}
+	limit, err := query(r, "limit", MaxPage)
+	if err != nil {
+		return nil, err
+	}
+	if limit < 1 || limit > MaxPage {
+		return nil, apierr.TooMany("limit %d, must be 1..%d", limit, MaxPage)
+	}
+	ps, err := a.Webhooks.Parked(r.Context(), after, int(limit))
+	if err != nil {
+		return nil, err
+	}
+	out := ParkedResponse{Parked: ps}
+	if len(ps) == int(limit) {
+		out.Next = ps[len(ps)-1].ID
+	}
+	return out, nil
+}
+
+// ReplayRequest is the body of POST /v1/admin/webhooks/parked/replay.
+type ReplayRequest struct {
+	Limit int `json:"limit,omitempty"` // 1..1000 (0 = 100)
+}
+
+// MaxReplay bounds the events one replay call moves.
+const MaxReplay = 1000
+
+func (a *api) replay(r *http.Request) (any, error) {
+	var req ReplayRequest
+	if err := admin.Decode(r, &req); err != nil {
+		return nil, err
+	}
+	if req.Limit == 0 {
+		req.Limit = MaxPage
+	}
+	if req.Limit < 1 || req.Limit > MaxReplay {
+		return nil, apierr.TooMany("limit %d, must be 1..%d", req.Limit, MaxReplay)
+	}
+	n, err := a.Webhooks.Replay(r.Context(), req.Limit)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]int{"replayed": n}, nil
 }

@@ -36,6 +36,7 @@ import (
 	"github.com/readmark/readmark/internal/storage"
 	"github.com/readmark/readmark/internal/storage/pebblestore"
 	"github.com/readmark/readmark/internal/users"
+	"github.com/readmark/readmark/internal/webhooks"
 	"github.com/readmark/readmark/internal/webui"
 	"github.com/readmark/readmark/usersig"
 )
@@ -77,9 +78,18 @@ type Config struct {
 	// open pgstore and OpenBus natsbus (prefixed with Cluster.Name). nil:
 	// this server owns every partition (the embedded default).
 	Cluster *ClusterConfig
+	// Webhooks tunes webhook delivery (zero values: the defaults of
+	// webhooks.Config).
+	Webhooks WebhookConfig
 	// DevTokens lets anyone mint a token for any user (for the demo page).
 	// Start refuses it unless the listener is on loopback.
 	DevTokens bool
+}
+
+// WebhookConfig is the tunable part of webhooks.Config.
+type WebhookConfig struct {
+	Timeout, Window, MaxAge, BackoffBase, BackoffMax time.Duration
+	MaxAttempts, MaxOutbox                           int
 }
 
 // Server is a running Readmark server.
@@ -93,6 +103,7 @@ type Server struct {
 	messages *messages.Service
 	receipts *receipts.Engine
 	settings *admin.SettingsStore
+	webhooks *webhooks.Outbox
 	gateway  *gateway.Gateway
 	http     *http.Server
 	ln       net.Listener
@@ -159,7 +170,12 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 		Buckets: prometheus.ExponentialBuckets(1, 4, 10),
 	})
 	s.Registry.MustRegister(commits)
-	s.commit.OnCommit = func(ops, _ int) { commits.Observe(float64(ops)) }
+	s.commit.OnCommit = func(ops, _ int) {
+		commits.Observe(float64(ops))
+		if s.webhooks != nil {
+			s.webhooks.Committed()
+		}
+	}
 	if err := s.joinCluster(ctx); err != nil {
 		return nil, err
 	}
@@ -172,6 +188,18 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 	if s.settings, err = admin.LoadSettings(ctx, s.store); err != nil {
 		return nil, err
 	}
+	wh, err := webhooks.New(ctx, webhooks.Config{
+		Store: s.store, Committer: s.commit, Owner: s.own.Enter, Registry: s.Registry, Logger: cfg.Logger,
+		Timeout: cfg.Webhooks.Timeout, Window: cfg.Webhooks.Window, MaxAttempts: cfg.Webhooks.MaxAttempts,
+		MaxAge: cfg.Webhooks.MaxAge, BackoffBase: cfg.Webhooks.BackoffBase, BackoffMax: cfg.Webhooks.BackoffMax,
+		MaxOutbox: cfg.Webhooks.MaxOutbox,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.webhooks = wh
+	s.own.OnRelease(wh.Release)
+	s.settings.WatchWebhooks(wh.SetEndpoints)
 	if s.groups, err = groups.New(ctx, s.store, s.commit, pusher); err != nil {
 		return nil, err
 	}
@@ -180,11 +208,12 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 		ReceiptGroupTypes: s.settings.ReceiptsEnabled,
 		Online:            hub.Online,
 		Logger:            cfg.Logger,
+		Webhooks:          wh,
 	})
 	profiles := users.New(s.store, s.commit)
 	s.receipts, err = receipts.New(receipts.Config{
 		Store: s.store, Committer: s.commit, Messages: s.messages, Roster: s.groups,
-		Pusher: pusher, Profiles: profiles, Logger: cfg.Logger,
+		Pusher: pusher, Profiles: profiles, Logger: cfg.Logger, Webhooks: wh,
 	})
 	if err != nil {
 		return nil, err
@@ -220,7 +249,7 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 		Role: s.role,
 	})
 	adminAPI.Routes(mux)
-	restapi.Routes(mux, restapi.Config{Admin: adminAPI, Dispatcher: dispatcher, Messages: s.messages, Groups: s.groups})
+	restapi.Routes(mux, restapi.Config{Admin: adminAPI, Dispatcher: dispatcher, Messages: s.messages, Groups: s.groups, Webhooks: wh})
 	pages := webui.Config{}
 	if cfg.DevTokens {
 		if ip := s.ln.Addr().(*net.TCPAddr).IP; !ip.IsLoopback() {
@@ -279,6 +308,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 func (s *Server) closeBackends() {
+	if s.webhooks != nil {
+		// Delivery stops first; undelivered events stay in the outbox.
+		s.webhooks.Close()
+	}
 	if s.messages != nil {
 		s.messages.Close()
 	}

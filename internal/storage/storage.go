@@ -17,6 +17,8 @@
 //	r/...                read receipts                   (receipts)
 //	s/<name>             server settings                 (admin)
 //	u/<user>             user profile                    (users)
+//	wo/<part>/<seq>      webhook outbox                  (webhooks)
+//	wp/<seq>             parked webhook events           (webhooks)
 package storage
 
 import (

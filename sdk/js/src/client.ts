@@ -234,6 +234,7 @@ export class Client {
         json: this.opts.json,
         timeoutMs: this.opts.loginTimeout,
         WebSocket: this.opts.WebSocket,
+        signal: this.stopCtl.signal,
       },
       {
         nextID: () => this.nextID(),

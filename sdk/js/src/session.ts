@@ -65,6 +65,8 @@ export interface LoginParams {
   json: boolean;
   timeoutMs: number;
   WebSocket: WebSocketConstructor;
+  /** Aborting it (Client.close) fails the dial at once. */
+  signal: AbortSignal;
 }
 
 /**
@@ -118,15 +120,22 @@ export class Session {
       const early: pb.ServerFrame[] = [];
       const loginID = hooks.nextID();
       let settled = false;
+      const onAbort = (): void => fail(unavailable("client closed"));
       const fail = (err: Error): void => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
+        p.signal.removeEventListener("abort", onAbort);
         ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
         forceClose(ws);
         reject(err);
       };
       const timer = setTimeout(() => fail(unavailable(`login to ${p.url} timed out`)), p.timeoutMs);
+      if (p.signal.aborted) {
+        onAbort();
+        return;
+      }
+      p.signal.addEventListener("abort", onAbort, { once: true });
       // onclose follows an error; keep what the error says (with ws in Node,
       // e.g. "Unexpected server response: 503" for a server at its
       // connection limit; browsers do not tell).
@@ -172,6 +181,7 @@ export class Session {
         }
         settled = true;
         clearTimeout(timer);
+        p.signal.removeEventListener("abort", onAbort);
         const s = new Session(ws, p.json, f.body.value, hooks);
         s.start();
         resolve(s);

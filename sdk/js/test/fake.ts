@@ -23,6 +23,7 @@ export class FakeConn implements WebSocketLike {
     protocols: string[],
   ) {
     setTimeout(() => {
+      if (srv.silent) return; // a server that never answers the handshake
       this.protocol = protocols[0];
       this.readyState = 1;
       this.onopen?.({});
@@ -62,6 +63,8 @@ export class FakeConn implements WebSocketLike {
 export class FakeServer {
   readonly conns: FakeConn[] = [];
   heartbeatSeconds = 30;
+  /** New connections never open. */
+  silent = false;
   answerPings = true;
   onRequest: (conn: FakeConn, f: pb.ClientFrame) => boolean = () => false;
 

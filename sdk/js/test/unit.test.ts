@@ -236,3 +236,14 @@ test("close from a listener callback", async () => {
   await closed;
   await assert.rejects(c.ping(), (e: unknown) => e instanceof ReadmarkError && e.code === CodeUnavailable);
 });
+
+test("close during a reconnection attempt to a silent server returns at once", async () => {
+  const srv = new FakeServer();
+  const c = await Client.dial("ws://fake", "me", "t", { WebSocket: srv.WebSocket, backoffMin: 10, backoffMax: 20, loginTimeout: 60000 });
+  srv.silent = true;
+  srv.conns[0].drop();
+  await waitFor("a reconnection attempt", () => srv.conns.length === 2);
+  const start = Date.now();
+  await c.close();
+  assert.ok(Date.now() - start < 5000, `close took ${Date.now() - start} ms`);
+});
