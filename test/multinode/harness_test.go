@@ -284,13 +284,26 @@ func (c *testCluster) token(user string) string {
 	return tok
 }
 
-// dial logs user in on nd, with a recorder.
+// urls is every node's URL, comma-separated, nd's first: the SDK connects
+// there and fails over to the others.
+func (c *testCluster) urls(nd *node) string {
+	us := []string{nd.url()}
+	for _, o := range c.nodes {
+		if o != nd {
+			us = append(us, o.url())
+		}
+	}
+	return strings.Join(us, ",")
+}
+
+// dial logs user in on nd (failing over to the other nodes), with a
+// recorder.
 func (c *testCluster) dial(nd *node, user string) (*im.Client, *recorder) {
 	c.t.Helper()
 	rec := newRecorder()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cl, err := im.Dial(ctx, nd.url(), user, c.token(user), im.WithListener(rec),
+	cl, err := im.Dial(ctx, c.urls(nd), user, c.token(user), im.WithListener(rec),
 		im.WithBackoff(20*time.Millisecond, 500*time.Millisecond))
 	if err != nil {
 		c.t.Fatalf("dial %s on %s: %v", user, nd.id, err)
