@@ -111,7 +111,7 @@ export class Server {
 }
 
 /** waitFor polls cond until it holds or the deadline passes (no fixed sleeps: the machine is shared). */
-export async function waitFor(what: string, cond: () => boolean, timeoutMs = 10000): Promise<void> {
+export async function waitFor(what: string, cond: () => boolean, timeoutMs = 20000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!cond()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
