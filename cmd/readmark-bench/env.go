@@ -24,7 +24,9 @@ import (
 
 // target is the server under test: embedded in this process or remote.
 type target struct {
-	url    string
+	url    string   // as given (comma-separated with several nodes)
+	urls   []string // each node's, users spread round-robin over them
+	next   atomic.Uint64
 	secret []byte
 	srv    *server.Server // nil when remote
 	dir    string         // embedded data dir, removed by close
@@ -45,6 +47,11 @@ func startTarget(ctx context.Context, cfg *config, logw io.Writer) (*target, err
 			return nil, fmt.Errorf("secret file %s is empty", cfg.secretFile)
 		}
 		t.url, t.pid = cfg.url, cfg.serverPID
+		for u := range strings.SplitSeq(cfg.url, ",") {
+			if u = strings.TrimSpace(u); u != "" {
+				t.urls = append(t.urls, u)
+			}
+		}
 		return t, nil
 	}
 	dir, err := os.MkdirTemp("", "readmark-bench-")
@@ -58,6 +65,7 @@ func startTarget(ctx context.Context, cfg *config, logw io.Writer) (*target, err
 		return nil, fmt.Errorf("starting embedded server: %w", err)
 	}
 	t.srv, t.dir, t.url, t.secret, t.pid = srv, dir, srv.URL(), srv.Secret(), os.Getpid()
+	t.urls = []string{t.url}
 	return t, nil
 }
 
@@ -97,9 +105,10 @@ func (t *target) dial(ctx context.Context, user string, opts ...im.Option) (*im.
 	}
 	opts = append([]im.Option{im.WithReconnect(false), im.WithSDKName("readmark-bench")}, opts...)
 	var c *im.Client
+	url := t.urls[(t.next.Add(1)-1)%uint64(len(t.urls))]
 	err = t.do(ctx, func() error {
 		var err error
-		c, err = im.Dial(ctx, t.url, user, tok, opts...)
+		c, err = im.Dial(ctx, url, user, tok, opts...)
 		return err
 	})
 	return c, err

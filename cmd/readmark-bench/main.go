@@ -6,7 +6,10 @@
 // By default it starts an embedded server in this process (temporary data
 // directory, removed afterwards); --url ws://HOST:PORT with --secret-file
 // FILE targets a running readmarkd instead (loopback addresses only are
-// intended; add --server-pid PID to measure its RSS and CPU).
+// intended; add --server-pid PID to measure its RSS and CPU). With several
+// comma-separated URLs (the nodes of a cluster) the simulated users are
+// spread over the nodes round-robin, so senders, readers and the pushes
+// between them cross nodes; --server-pid then measures one node.
 //
 // Usage:
 //
@@ -90,7 +93,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&cfg.duration, "duration", 20*time.Second, "steady, baseline: how long to offer load")
 	fs.Float64Var(&cfg.rate, "rate", 10000, "steady: offered receipts/s")
 	fs.DurationVar(&cfg.readSpread, "read-spread", time.Second, "steady: each member reads a message a random (fixed per member) delay in [0, read-spread) after it was sent")
-	fs.StringVar(&cfg.url, "url", "", "target a running server (ws://HOST:PORT) instead of an embedded one")
+	fs.StringVar(&cfg.url, "url", "", "target a running server (ws://HOST:PORT) instead of an embedded one; several comma-separated URLs (cluster nodes): users are spread over them round-robin")
 	fs.StringVar(&cfg.secretFile, "secret-file", "", "with --url: the server's secret file")
 	fs.IntVar(&cfg.serverPID, "server-pid", 0, "with --url: read RSS and CPU of this process")
 	fs.BoolVar(&cfg.jsonOut, "json", false, "print the result as JSON instead of a table")

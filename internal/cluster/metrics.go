@@ -11,6 +11,7 @@ type Metrics struct {
 	notOwner  prometheus.Counter
 	served    prometheus.Counter
 	busRTT    prometheus.Gauge
+	fenced    prometheus.Counter
 }
 
 func newMetrics(nodeID string) *Metrics {
@@ -36,6 +37,10 @@ func newMetrics(nodeID string) *Metrics {
 			Name: "readmark_cluster_forwarded_served_total", ConstLabels: node,
 			Help: "Requests forwarded to this node by others and run here.",
 		}),
+		fenced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "readmark_cluster_fenced_commits_total", ConstLabels: node,
+			Help: "Group commits refused because they relied on a partition lease no longer held (storage.ErrFenced).",
+		}),
 		busRTT: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "readmark_cluster_bus_rtt_seconds", ConstLabels: node,
 			Help: "Round trip to the NATS server, measured every renew period.",
@@ -45,5 +50,8 @@ func newMetrics(nodeID string) *Metrics {
 
 // Collectors are the collectors to register.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.owned, m.moves, m.forwarded, m.notOwner, m.served, m.busRTT}
+	return []prometheus.Collector{m.owned, m.moves, m.forwarded, m.notOwner, m.served, m.busRTT, m.fenced}
 }
+
+// Fenced counts a commit refused by fencing.
+func (m *Metrics) Fenced() { m.fenced.Inc() }

@@ -55,12 +55,17 @@ type Config struct {
 // fair share ceil(Partitions / live nodes): below it, it takes free or
 // expired partitions; above it, it hands partitions back one at a time
 // (stop admitting, wait for admitted operations, run the OnRelease
-// callbacks, Flush, then release the lease). A lease is valid locally until
+// callbacks, Flush, then release the lease), on a goroutine of its own so
+// that renewals never wait for a slow operation. A lease is valid locally until
 // a deadline measured on the monotonic clock from before the renew request
 // was sent: past it, Enter and Fences refuse at once (self-fencing), even
 // if the loop is stuck, and every partition is dropped. Writes are fenced in
 // PostgreSQL by epoch (see storage.Batch), so a node that does not know yet
 // that it lost a lease cannot write over the new owner.
+//
+// Goroutines: the loop; one handoff at a time and the release of lost
+// partitions (bg); one per forwarded request being served (serving). Close
+// ends and waits for all of them.
 //
 // Lock order: Node.mu before part.mu. Neither is held across I/O.
 type Node struct {
@@ -87,8 +92,10 @@ type Node struct {
 	refreshed time.Time  // under refreshMu
 
 	draining atomic.Bool
-	kick     chan struct{} // wakes the loop early
-	drained  chan struct{} // closed by the loop once draining left nothing owned
+	handing  atomic.Bool    // a handoff is running (one at a time)
+	bg       sync.WaitGroup // handoffs and releases, off the loop
+	kick     chan struct{}  // wakes the loop early
+	drained  chan struct{}  // closed by the loop once draining left nothing owned
 	stop     chan struct{}
 	done     chan struct{}
 	started  bool
@@ -102,6 +109,7 @@ type Node struct {
 type part struct {
 	mu        sync.Mutex
 	epoch     int64 // lease epoch held; 0 = not held
+	releasing bool  // no longer held, OnRelease not done yet: not to be taken
 	admitting bool
 	inflight  int
 	idle      chan struct{} // closed when inflight drops to 0, if waited for
@@ -370,7 +378,9 @@ func (n *Node) Close() error {
 		n.servingMu.Unlock()
 		n.serving.Wait()
 	}
+	n.bg.Wait()
 	n.dropAll()
+	n.bg.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_, err := n.pool.Exec(ctx, "DELETE FROM "+n.nodes+" WHERE node_id = $1", n.cfg.NodeID)
@@ -549,13 +559,17 @@ func (n *Node) rebalance(ctx context.Context) {
 	switch {
 	case len(owned) < target:
 		n.take(ctx, target-len(owned))
-	case len(owned) > target:
-		// One at a time, each handed over completely before the next.
-		for _, p := range owned[:len(owned)-target] {
-			n.handOff(uint32(p))
-		}
+	case len(owned) > target && n.handing.CompareAndSwap(false, true):
+		// One at a time, each handed over completely before the next, off
+		// the loop so that renewals go on meanwhile.
+		p := uint32(owned[len(owned)-1])
+		n.bg.Go(func() {
+			n.handOff(p)
+			n.handing.Store(false)
+			n.wake()
+		})
 	}
-	if n.draining.Load() && len(n.Owned()) == 0 {
+	if n.draining.Load() && len(n.Owned()) == 0 && !n.handing.Load() {
 		select {
 		case <-n.drained:
 		default:
@@ -570,7 +584,7 @@ func (n *Node) take(ctx context.Context, want int) {
 	rt := n.routes.Load()
 	var mine, free []int32
 	for i, r := range rt {
-		if n.holds(uint32(i)) {
+		if n.busy(uint32(i)) {
 			continue
 		}
 		switch {
@@ -642,11 +656,12 @@ func (n *Node) take(ctx context.Context, want int) {
 	}
 }
 
-func (n *Node) holds(p uint32) bool {
+// busy reports whether p is held, or still being released.
+func (n *Node) busy(p uint32) bool {
 	pt := &n.parts[p]
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
-	return pt.epoch != 0
+	return pt.epoch != 0 || pt.releasing
 }
 
 // handoffWait bounds how long a handoff waits for admitted operations
@@ -685,31 +700,33 @@ func (n *Node) handOff(p uint32) {
 	n.m.owned.Set(float64(len(n.Owned())))
 }
 
-// drop forgets lost partitions at once: no admission, no fence; then,
-// once their admitted operations are done, their state.
+// drop forgets lost partitions at once: no admission, no fence; then, off
+// the loop, once their admitted operations are done, their state (until
+// then they are not taken again).
 func (n *Node) drop(ps ...uint32) {
-	var lost []uint32
-	var idle []<-chan struct{}
 	for _, p := range ps {
 		pt := &n.parts[p]
-		c := pt.close()
+		idle := pt.close()
 		pt.mu.Lock()
 		had := pt.epoch != 0
 		pt.epoch = 0
+		pt.releasing = pt.releasing || had
 		pt.mu.Unlock()
-		if had {
-			lost = append(lost, p)
-			idle = append(idle, c)
+		if !had {
+			continue
 		}
-	}
-	timeout := time.After(handoffWait)
-	for i, p := range lost {
-		select {
-		case <-idle[i]:
-		case <-timeout:
-		}
-		n.released(p)
 		n.m.moves.WithLabelValues("lost").Inc()
+		n.bg.Go(func() {
+			select {
+			case <-idle:
+			case <-time.After(handoffWait):
+				n.cfg.Logger.Warn("cluster: dropping a lost partition with operations still running", "partition", p)
+			}
+			n.released(p)
+			pt.mu.Lock()
+			pt.releasing = false
+			pt.mu.Unlock()
+		})
 	}
 	n.m.owned.Set(float64(len(n.Owned())))
 }

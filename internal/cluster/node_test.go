@@ -37,14 +37,14 @@ func TestLocalOwnsEverything(t *testing.T) {
 
 // testCluster is nodes of one cluster on a fresh table, with short leases.
 type testCluster struct {
-	t     *testing.T
+	t     testing.TB
 	table string
 	name  string
 	nc    *nats.Conn
 	ttl   time.Duration
 }
 
-func newTestCluster(t *testing.T) *testCluster {
+func newTestCluster(t testing.TB) *testCluster {
 	testenv.NeedPostgres(t)
 	testenv.NeedNATS(t)
 	nc, err := nats.Connect(testenv.NATSURL())
@@ -84,7 +84,7 @@ func (c *testCluster) node(id string, onRelease func(p uint32)) *Node {
 }
 
 // waitFor polls cond until it holds or 20 s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {
@@ -202,6 +202,57 @@ func TestForward(t *testing.T) {
 	case err := <-errs:
 		t.Fatalf("forward during the move: %v", err)
 	default:
+	}
+}
+
+// TestForwardOwnerChanges: a forward waits for a slow owner, but gives up
+// once the partition changes owner while it waits: a request that may have
+// run fails with Unavailable (not idempotent), without waiting for its
+// deadline.
+func TestForwardOwnerChanges(t *testing.T) {
+	c := newTestCluster(t)
+	a := c.node("a", nil)
+	waitFor(t, "a to own everything", func() bool { return partitioned(a) })
+	b := c.node("b", nil)
+	waitFor(t, "a and b to share", func() bool { return partitioned(a, b) })
+	running, unblock := make(chan struct{}), make(chan struct{})
+	a.Serve(func(ctx context.Context, req *clusterpb.Forward) *clusterpb.ForwardReply {
+		close(running)
+		<-unblock
+		return &clusterpb.ForwardReply{}
+	})
+	defer close(unblock)
+	p := a.Owned()[0]
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.Forward(ctx, p, &clusterpb.Forward{}, false)
+		done <- err
+	}()
+	<-running
+	select {
+	case err := <-done:
+		t.Fatalf("Forward returned while the owner works: %v", err)
+	case <-time.After(3 * c.ttl): // longer than a few route refreshes
+	}
+	conn, err := pgx.Connect(t.Context(), testenv.PostgresDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(t.Context(), "UPDATE "+pgstore.LeasesTable(c.table)+
+		" SET owner = 'thief', epoch = epoch + 1 WHERE part = $1", int32(p)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		var ae *apierr.Error
+		if !errors.As(err, &ae) || ae.Code != pb.CodeUnavailable {
+			t.Fatalf("Forward after the owner changed: %v, want Unavailable", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Forward still waiting for the old owner at its deadline")
 	}
 }
 
@@ -348,4 +399,39 @@ func TestTakeoverWaitsForFencedCommit(t *testing.T) {
 func ExampleNode() {
 	fmt.Println(forwardSubject("readmark", "host:7700"))
 	// Output: readmark.fwd.686f73743a37373030
+}
+
+// BenchmarkForward is what forwarding adds to a request: from one node to
+// the owner of the partition over NATS request-reply, to a handler that only
+// echoes (envelope encoding, route lookup, the round trip, the owner's
+// gate). Parallel, as sessions are.
+func BenchmarkForward(b *testing.B) {
+	c := newTestCluster(b)
+	a := c.node("a", nil)
+	waitFor(b, "a to own everything", func() bool { return partitioned(a) })
+	other := c.node("b", nil)
+	waitFor(b, "a and b to share", func() bool { return partitioned(a, other) })
+	p := a.Owned()[0]
+	req := &clusterpb.Forward{UserId: "bench", Frame: make([]byte, 100)}
+	// serial: the latency one forward adds; parallel: the throughput of
+	// one node forwarding for many sessions at once.
+	b.Run("serial", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := other.Forward(context.Background(), p, req, true); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.SetParallelism(16)
+		b.RunParallel(func(pb *testing.PB) {
+			r := proto.Clone(req).(*clusterpb.Forward)
+			for pb.Next() {
+				if _, err := other.Forward(context.Background(), p, r, true); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
 }

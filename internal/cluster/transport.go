@@ -18,10 +18,9 @@ import (
 const (
 	// forwardDeadline bounds a forward whose context has no deadline.
 	forwardDeadline = 15 * time.Second
-	// attemptTimeout bounds one attempt: past it the outcome is unknown.
-	attemptTimeout = 5 * time.Second
-	// serveTimeout bounds running a forwarded request on the owner.
-	serveTimeout = 10 * time.Second
+	// serveTimeout bounds running a forwarded request on the owner when the
+	// sender did not say how long it waits.
+	serveTimeout = forwardDeadline
 	// Retries of "not executed" attempts back off from backoffMin, doubling
 	// up to backoffMax, with jitter.
 	backoffMin = 10 * time.Millisecond
@@ -45,7 +44,11 @@ func (n *Node) receive(m *nats.Msg) {
 			n.cfg.Logger.Warn("cluster: undecodable forwarded request", "err", err)
 			return // the sender times out: a peer of another version
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), serveTimeout)
+		timeout := serveTimeout
+		if req.TimeoutMs > 0 {
+			timeout = time.Duration(req.TimeoutMs) * time.Millisecond
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		reply := n.runLocal(ctx, &req)
 		data, err := proto.Marshal(reply)
@@ -99,10 +102,6 @@ func (n *Node) forward(ctx context.Context, p uint32, req *clusterpb.Forward, id
 		return nil, apierr.New(pb.CodeInternal, "partition %d out of range", p)
 	}
 	req.Partition = p
-	data, err := proto.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
 	backoff := backoffMin
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
@@ -129,7 +128,7 @@ func (n *Node) forward(ctx context.Context, p uint32, req *clusterpb.Forward, id
 		if r.owner == "" || !r.live || r.subject == "" {
 			continue // being moved or taken over
 		}
-		reply, err := n.request(ctx, r.subject, data)
+		reply, err := n.request(ctx, p, r, req)
 		switch {
 		case err == nil && reply.NotOwner:
 			continue
@@ -139,12 +138,12 @@ func (n *Node) forward(ctx context.Context, p uint32, req *clusterpb.Forward, id
 			continue // the owner is gone: nothing ran
 		case ctx.Err() != nil:
 			return nil, unavailable(ctx, p)
-		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
+		case errors.Is(err, errOwnerChanged):
 			if idempotent {
 				continue
 			}
 			return nil, apierr.New(pb.CodeUnavailable,
-				"partition %d's owner did not answer in time; the request may or may not have run", p)
+				"partition %d's owner changed before answering; the request may or may not have run", p)
 		default:
 			// Connection trouble: the request was not sent or not answered.
 			if idempotent {
@@ -155,12 +154,47 @@ func (n *Node) forward(ctx context.Context, p uint32, req *clusterpb.Forward, id
 	}
 }
 
-// request is one attempt.
-func (n *Node) request(ctx context.Context, subject string, data []byte) (*clusterpb.ForwardReply, error) {
-	actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-	defer cancel()
-	m, err := n.cfg.Conn.RequestWithContext(actx, subject, data)
+// errOwnerChanged ends an attempt whose partition moved (or whose owner's
+// lease lapsed) while the reply was awaited: the old owner may or may not
+// have run the request.
+var errOwnerChanged = errors.New("cluster: partition owner changed during the request")
+
+// request is one attempt: it waits for the reply until ctx ends, or until
+// the routing table (refreshed by the node's loop) no longer names the
+// owner it was sent to. A slow owner is thus waited for (no duplicate
+// runs), a dead one is given up once its lease is gone.
+func (n *Node) request(ctx context.Context, p uint32, to route, req *clusterpb.Forward) (*clusterpb.ForwardReply, error) {
+	if d, ok := ctx.Deadline(); ok {
+		req.TimeoutMs = uint32(max(time.Until(d).Milliseconds(), 1))
+	}
+	data, err := proto.Marshal(req)
 	if err != nil {
+		return nil, err
+	}
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	watching := make(chan struct{})
+	defer close(watching)
+	go func() {
+		t := time.NewTicker(n.cfg.Renew / 4)
+		defer t.Stop()
+		for {
+			select {
+			case <-watching:
+				return
+			case <-t.C:
+				if r := n.routes.Load()[p]; r.owner != to.owner || !r.live {
+					cancel(errOwnerChanged)
+					return
+				}
+			}
+		}
+	}()
+	m, err := n.cfg.Conn.RequestWithContext(actx, to.subject, data)
+	if err != nil {
+		if cause := context.Cause(actx); errors.Is(cause, errOwnerChanged) {
+			return nil, cause
+		}
 		return nil, err
 	}
 	var reply clusterpb.ForwardReply

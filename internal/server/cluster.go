@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -61,6 +62,12 @@ func (s *Server) joinCluster(ctx context.Context) error {
 	}
 	s.node, s.own = node, node
 	s.commit.Fences = node.Fences
+	s.commit.OnFail = func(err error) {
+		if errors.Is(err, storage.ErrFenced) {
+			node.Metrics().Fenced()
+			s.cfg.Logger.Warn("commit refused: partition lease lost", "err", err)
+		}
+	}
 	s.Registry.MustRegister(node.Metrics().Collectors()...)
 	return nil
 }

@@ -27,6 +27,8 @@ type Committer struct {
 	// an error (partition not owned) fails the whole gathering unapplied.
 	// nil (embedded default): batches carry no fences.
 	Fences func(parts []uint32) ([]Fence, error)
+	// OnFail, if set before use, observes each failed gathering's error.
+	OnFail func(err error)
 }
 
 type commitReq struct {
@@ -151,6 +153,9 @@ func (c *Committer) finish(b *Batch, reqs []*commitReq) {
 	}
 	if c.OnCommit != nil {
 		c.OnCommit(b.Len(), len(reqs))
+	}
+	if err != nil && c.OnFail != nil {
+		c.OnFail(err)
 	}
 	for _, r := range reqs {
 		if r.done != nil {

@@ -153,6 +153,8 @@ func TestCommitterApplyError(t *testing.T) {
 	boom := errors.New("boom")
 	f := &fakeStore{failNext: 1, failWith: boom}
 	g, _ := newGated(t, f, 0)
+	var failed []error // written on the commit goroutine, read after Close
+	g.c.OnFail = func(err error) { failed = append(failed, err) }
 	errs := make([]error, 5)
 	var wg sync.WaitGroup
 	for i := range errs {
@@ -180,6 +182,9 @@ func TestCommitterApplyError(t *testing.T) {
 		t.Errorf("Commit: %v, want %v", err, boom)
 	}
 	g.c.Close()
+	if len(failed) != 2 || !errors.Is(failed[0], boom) || !errors.Is(failed[1], boom) {
+		t.Errorf("OnFail saw %v, want the two failed gatherings", failed)
+	}
 }
 
 // TestCommitterFences: the partitions a gathering records (each once) go

@@ -41,7 +41,10 @@ type Forward struct {
 	// partition the sender routed the request by; the receiver checks it owns it.
 	Partition uint32 `protobuf:"varint,5,opt,name=partition,proto3" json:"partition,omitempty"`
 	// json: the session speaks the JSON encoding, so pages are measured in it.
-	Json          bool `protobuf:"varint,6,opt,name=json,proto3" json:"json,omitempty"`
+	Json bool `protobuf:"varint,6,opt,name=json,proto3" json:"json,omitempty"`
+	// timeout_ms is how long the sender still waits for the reply (set by
+	// the sending node): the receiver stops working on it after that.
+	TimeoutMs     uint32 `protobuf:"varint,7,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -118,6 +121,13 @@ func (x *Forward) GetJson() bool {
 	return false
 }
 
+func (x *Forward) GetTimeoutMs() uint32 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
 // ForwardReply is the owner's answer.
 type ForwardReply struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -180,7 +190,7 @@ var File_cluster_proto protoreflect.FileDescriptor
 
 const file_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\rcluster.proto\x12\x13readmark.cluster.v1\"\xa6\x01\n" +
+	"\rcluster.proto\x12\x13readmark.cluster.v1\"\xc5\x01\n" +
 	"\aForward\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1d\n" +
 	"\n" +
@@ -188,7 +198,9 @@ const file_cluster_proto_rawDesc = "" +
 	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\x12\x14\n" +
 	"\x05frame\x18\x04 \x01(\fR\x05frame\x12\x1c\n" +
 	"\tpartition\x18\x05 \x01(\rR\tpartition\x12\x12\n" +
-	"\x04json\x18\x06 \x01(\bR\x04json\"A\n" +
+	"\x04json\x18\x06 \x01(\bR\x04json\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\a \x01(\rR\ttimeoutMs\"A\n" +
 	"\fForwardReply\x12\x14\n" +
 	"\x05frame\x18\x01 \x01(\fR\x05frame\x12\x1b\n" +
 	"\tnot_owner\x18\x02 \x01(\bR\bnotOwnerB9Z7github.com/readmark/readmark/internal/cluster/clusterpbb\x06proto3"
