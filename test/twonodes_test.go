@@ -3,8 +3,10 @@ package test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -162,11 +164,31 @@ func TestTwoNodes(t *testing.T) {
 		t.Fatalf("read list of the moved group: %v", r)
 	}
 
+	// Shared caches follow a change made on the other node: the settings,
+	// and a profile node b has cached (listing readers of the moved group,
+	// owned by node b, names ra).
+	if r := walkMembers(t, owner2, first[moved+"/2"], im.ReadMembersFilterRead, 10); r[0].NickName != "" {
+		t.Fatalf("ra has a nickname already: %+v", r[0])
+	}
+	if err := ra.SetSelfInfo(ctx, "Ann", ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "ra's new nickname in a list served by node b", func() bool {
+		return walkMembers(t, owner2, first[moved+"/2"], im.ReadMembersFilterRead, 10)[0].NickName == "Ann"
+	})
+	if code, body := a.adminDo(http.MethodPut, "/v1/admin/settings", `{"read_receipt_group_types":["Public"]}`, ""); code != http.StatusOK {
+		t.Fatalf("PUT settings on node a: %d %s", code, body)
+	}
+	waitFor(t, "the settings on node b", func() bool {
+		code, body := b.adminDo(http.MethodGet, "/v1/admin/settings", "", "")
+		return code == http.StatusOK && strings.Contains(body, `["Public"]`)
+	})
+
 	// Node b leaves: its partitions go back to node a, which had the moved
 	// group loaded before and must now continue from storage.
 	b.stop()
 	waitFor(t, "node a owns every partition again", ownedBy(t, table, "node-a", cluster.Partitions))
-	m := send(t, owner2, "third", "", moved, true)
+	m := send(t, owner2, "third", "", moved, false)
 	if m.Seq != 3 {
 		t.Fatalf("after the partition came back: seq %d, want 3", m.Seq)
 	}

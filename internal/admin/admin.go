@@ -64,6 +64,11 @@ var settingsKey = storage.Key("s", "settings")
 
 // SettingsStore holds the current settings, persisted in the Store.
 type SettingsStore struct {
+	// Changed, if set before use, gets the stored form of the settings
+	// after each Put: the server broadcasts it so that the other nodes of a
+	// cluster apply it too (Apply).
+	Changed func(raw []byte)
+
 	store   storage.Store
 	putMu   sync.Mutex // serializes Put (validation reads the current webhooks)
 	mu      sync.RWMutex
@@ -136,6 +141,22 @@ func (ss *SettingsStore) Put(ctx context.Context, s Settings) error {
 	b.Set(settingsKey, raw)
 	if err := ss.store.Apply(ctx, b, true); err != nil {
 		return err
+	}
+	if err := ss.set(s); err != nil {
+		return err
+	}
+	if ss.Changed != nil {
+		ss.Changed(raw)
+	}
+	return nil
+}
+
+// Apply sets the settings from their stored form, as another node of the
+// cluster saved them.
+func (ss *SettingsStore) Apply(raw []byte) error {
+	var s Settings
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return fmt.Errorf("admin: settings: %w", err)
 	}
 	return ss.set(s)
 }

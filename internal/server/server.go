@@ -211,6 +211,9 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 		Webhooks:          wh,
 	})
 	profiles := users.New(s.store, s.commit)
+	if err := s.shareCaches(profiles); err != nil {
+		return nil, err
+	}
 	s.receipts, err = receipts.New(receipts.Config{
 		Store: s.store, Committer: s.commit, Messages: s.messages, Roster: s.groups,
 		Pusher: pusher, Profiles: profiles, Logger: cfg.Logger, Webhooks: wh,

@@ -28,11 +28,17 @@ type Profile struct {
 
 // Service stores and serves profiles.
 type Service struct {
+	// Changed, if set before use, is told the user whose profile Set
+	// changed: the server broadcasts it so that the other nodes of a
+	// cluster drop their cached copy (Forget).
+	Changed func(user string)
+
 	store  storage.Store
 	commit *storage.Committer
 
 	mu    sync.RWMutex
 	cache map[string]Profile
+	gen   uint64 // counts Forget calls: a read that spans one is not cached
 }
 
 // New returns a Service on store.
@@ -60,7 +66,19 @@ func (s *Service) Set(ctx context.Context, user string, p Profile) error {
 	s.mu.Lock()
 	s.cache[user] = p
 	s.mu.Unlock()
+	if s.Changed != nil {
+		s.Changed(user)
+	}
 	return nil
+}
+
+// Forget drops user's cached profile (another node changed it); the next
+// Get reads storage.
+func (s *Service) Forget(user string) {
+	s.mu.Lock()
+	delete(s.cache, user)
+	s.gen++
+	s.mu.Unlock()
 }
 
 // Get returns user's profile (zero if it never set one). A storage error
@@ -68,6 +86,7 @@ func (s *Service) Set(ctx context.Context, user string, p Profile) error {
 func (s *Service) Get(ctx context.Context, user string) Profile {
 	s.mu.RLock()
 	p, ok := s.cache[user]
+	gen := s.gen
 	s.mu.RUnlock()
 	if ok {
 		return p
@@ -83,7 +102,8 @@ func (s *Service) Get(ctx context.Context, user string) Profile {
 		}
 	}
 	s.mu.Lock()
-	if _, ok := s.cache[user]; !ok { // a concurrent Set wins over this read
+	// A concurrent Set, or a Forget since the read began, wins over it.
+	if _, ok := s.cache[user]; !ok && s.gen == gen {
 		s.cache[user] = p
 	}
 	s.mu.Unlock()
