@@ -136,7 +136,9 @@ test("group read receipts: live counts and member lists", async () => {
   await expectText(count, /^1 read · 1 unread$/);
   await bob.screenshot({ path: join(shots, "demo-phone.png") });
 
-  await count.click();
+  // Keyboard: the count is a button; Enter opens the lists, Escape closes them.
+  await count.focus();
+  await alice.keyboard.press("Enter");
   const dialog = alice.getByRole("dialog");
   const readList = dialog.getByRole("region", { name: /^Read/ });
   const unreadList = dialog.getByRole("region", { name: /^Unread/ });
@@ -145,7 +147,9 @@ test("group read receipts: live counts and member lists", async () => {
   assert.equal(await readList.locator("li.member").count(), 1);
   assert.equal(await unreadList.locator("li.member").count(), 1);
   await alice.screenshot({ path: join(shots, "demo-readers.png") });
-  await dialog.getByRole("button", { name: "Close" }).click();
+  await alice.keyboard.press("Escape");
+  await dialog.waitFor({ state: "detached" });
+  assert.equal(await count.evaluate((el) => el === document.activeElement), true, "focus returns to the count");
 
   await openConv(carol, "# team");
   await expectText(count, /^2 read · 0 unread$/);
