@@ -13,6 +13,7 @@
 //	ug/<user>/<group>    a user's groups                 (groups)
 //	m/<conv>/<seq>       stored message                  (messages)
 //	uc/<user>/<peer>     a user's C2C conversations      (messages)
+//	mi/<conv>/<sender>/<client_msg_id>  seq of an idempotent send (messages)
 //	cur/<user>/<conv>    seq delivered to the user       (messages)
 //	r/...                read receipts                   (receipts)
 //	s/<name>             server settings                 (admin)
