@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -134,23 +132,8 @@ func (ts *testServer) dial(user string, opts ...im.Option) (*im.Client, *recorde
 // adminDo calls the admin API with the admin user's token (or tok if set).
 func (ts *testServer) adminDo(method, path, body, tok string) (int, string) {
 	ts.t.Helper()
-	req, err := http.NewRequest(method, "http://"+ts.addr+path, strings.NewReader(body))
-	if err != nil {
-		ts.t.Fatal(err)
-	}
-	if tok == "" {
-		tok = ts.token("administrator")
-	}
-	if tok != "-" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		ts.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(out)
+	status, out, _ := ts.restRaw(ts.t, method, path, []byte(body), tok)
+	return status, string(out)
 }
 
 func ctxT(t testing.TB) context.Context {

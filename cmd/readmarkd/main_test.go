@@ -32,24 +32,34 @@ func child(t *testing.T, args string, env ...string) *exec.Cmd {
 	return cmd
 }
 
-func TestServeAndShutDownOnSIGTERM(t *testing.T) {
-	dir := t.TempDir()
-	// The listen address comes from the environment, the data dir from a flag.
-	cmd := child(t, "--data "+dir, "READMARK_LISTEN=127.0.0.1:0")
+// startChild starts a child readmarkd and reads its first line, which must
+// be "listening on 127.0.0.1:PORT"; it returns the address and the rest of
+// the output.
+func startChild(t *testing.T, args string, env ...string) (cmd *exec.Cmd, addr string, lines *bufio.Scanner, stderr *bytes.Buffer) {
+	t.Helper()
+	cmd = child(t, args, env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr = &bytes.Buffer{}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	lines := bufio.NewScanner(out)
+	lines = bufio.NewScanner(out)
 	if !lines.Scan() || !strings.HasPrefix(lines.Text(), "listening on 127.0.0.1:") {
 		cmd.Process.Kill()
+		cmd.Wait()
 		t.Fatalf("first line %q, stderr %s", lines.Text(), stderr.String())
 	}
+	return cmd, strings.TrimPrefix(lines.Text(), "listening on "), lines, stderr
+}
+
+func TestServeAndShutDownOnSIGTERM(t *testing.T) {
+	dir := t.TempDir()
+	// The listen address comes from the environment, the data dir from a flag.
+	cmd, _, lines, stderr := startChild(t, "--data "+dir, "READMARK_LISTEN=127.0.0.1:0")
 	if _, err := os.Stat(filepath.Join(dir, "secret")); err != nil {
 		t.Errorf("secret file not created: %v", err)
 	}

@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -30,25 +27,12 @@ type proc struct {
 
 func startProc(t *testing.T, dir string) *proc {
 	t.Helper()
-	cmd := child(t, "--data "+dir+" --listen 127.0.0.1:0 --log-level error --webhook-timeout 300ms"+
+	cmd, addr, lines, _ := startChild(t, "--data "+dir+" --listen 127.0.0.1:0 --log-level error --webhook-timeout 300ms"+
 		" --webhook-backoff 10ms --webhook-backoff-max 100ms --webhook-max-attempts 100000")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := bufio.NewScanner(out)
-	if !lines.Scan() || !strings.HasPrefix(lines.Text(), "listening on ") {
-		cmd.Process.Kill()
-		t.Fatalf("first line %q, stderr %s", lines.Text(), stderr.String())
-	}
-	p := &proc{cmd: cmd, addr: strings.TrimPrefix(lines.Text(), "listening on "), done: make(chan struct{})}
+	p := &proc{cmd: cmd, addr: addr, done: make(chan struct{})}
 	go func() {
-		io.Copy(io.Discard, out)
+		for lines.Scan() {
+		}
 		cmd.Wait()
 		close(p.done)
 	}()

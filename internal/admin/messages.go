@@ -147,7 +147,7 @@ func (cfg Config) lookup(r *http.Request) (*LookupResult, error) {
 		return res, nil
 	}
 	f, err := cfg.Dispatcher.Do(r.Context(), dispatch.Caller{UserID: m.Sender}, &pb.ClientFrame{
-		Body: &pb.ClientFrame_GetReceipts{GetReceipts: &pb.GetReceiptsRequest{Messages: []*pb.MessageRef{senderRef(m)}}},
+		Body: &pb.ClientFrame_GetReceipts{GetReceipts: &pb.GetReceiptsRequest{Messages: []*pb.MessageRef{SenderRef(m)}}},
 	})
 	if err != nil {
 		return nil, err
@@ -161,8 +161,9 @@ func (cfg Config) lookup(r *http.Request) (*LookupResult, error) {
 	return res, nil
 }
 
-// senderRef is the reference to m as its sender names it.
-func senderRef(m *pb.Message) *pb.MessageRef {
+// SenderRef is the reference to m as its sender names it (the server API
+// asks about a message on its sender's behalf).
+func SenderRef(m *pb.Message) *pb.MessageRef {
 	c := &pb.Conversation{GroupId: m.GroupId}
 	if m.GroupId == "" {
 		c = &pb.Conversation{PeerId: m.Receiver}
@@ -206,7 +207,7 @@ func (cfg Config) readMembers(r *http.Request) (*ReadMembers, error) {
 	}
 	f, err := cfg.Dispatcher.Do(r.Context(), dispatch.Caller{UserID: m.Sender}, &pb.ClientFrame{
 		Body: &pb.ClientFrame_ReadMembers{ReadMembers: &pb.ReadMembersRequest{
-			Message: senderRef(m), Filter: filter, NextSeq: next, Count: uint32(min(count, 1<<31)),
+			Message: SenderRef(m), Filter: filter, NextSeq: next, Count: uint32(min(count, 1<<31)),
 		}},
 	})
 	if err != nil {

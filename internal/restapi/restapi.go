@@ -230,15 +230,6 @@ func (a *api) lookup(ctx context.Context, key string, seqs []uint64) ([]*pb.Mess
 	return msgs, nil
 }
 
-// senderRef names m as its sender does.
-func senderRef(m *pb.Message) *pb.MessageRef {
-	c := &pb.Conversation{GroupId: m.GroupId}
-	if m.GroupId == "" {
-		c = &pb.Conversation{PeerId: m.Receiver}
-	}
-	return &pb.MessageRef{Conversation: c, Seq: m.Seq, MsgId: m.MsgId}
-}
-
 func (a *api) queryReceipts(r *http.Request) (any, error) {
 	var req QueryReceiptsRequest
 	if err := admin.Decode(r, &req); err != nil {
@@ -269,7 +260,7 @@ func (a *api) queryReceipts(r *http.Request) (any, error) {
 		idx := bySender[sender]
 		refs := make([]*pb.MessageRef, len(idx))
 		for j, i := range idx {
-			refs[j] = senderRef(msgs[i])
+			refs[j] = admin.SenderRef(msgs[i])
 		}
 		f, err := a.do(r.Context(), sender, &pb.ClientFrame{Body: &pb.ClientFrame_GetReceipts{GetReceipts: &pb.GetReceiptsRequest{Messages: refs}}})
 		if err != nil {
