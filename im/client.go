@@ -429,7 +429,7 @@ func (c *Client) call(ctx context.Context, f *pb.ClientFrame) (*pb.ServerFrame, 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	retry := c.opts.reconnect && retryable(f)
+	retry := c.opts.reconnect && pb.Idempotent(f)
 	for attempt := 0; ; {
 		s, err := c.session(ctx)
 		if err != nil {
@@ -462,20 +462,6 @@ func (c *Client) call(ctx context.Context, f *pb.ClientFrame) (*pb.ServerFrame, 
 
 // maxRetries bounds how often call sends one request again.
 const maxRetries = 5
-
-// retryable reports whether sending f twice has the effect of sending it
-// once: everything but membership changes and sends without a
-// client_msg_id (SendMessage always sets one).
-func retryable(f *pb.ClientFrame) bool {
-	switch b := f.Body.(type) {
-	case *pb.ClientFrame_SendMessage:
-		return b.SendMessage.GetClientMsgId() != ""
-	case *pb.ClientFrame_CreateGroup, *pb.ClientFrame_Invite, *pb.ClientFrame_Kick,
-		*pb.ClientFrame_QuitGroup, *pb.ClientFrame_JoinGroup:
-		return false
-	}
-	return true
-}
 
 // roundTrip sends f on s. sent is false (with a nil error) if s ended before
 // f could be handed to the writer.

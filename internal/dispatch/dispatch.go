@@ -120,7 +120,7 @@ func (d *Dispatcher) forward(ctx context.Context, caller Caller, f *pb.ClientFra
 	reply, err := d.own.Forward(ctx, p, &clusterpb.Forward{
 		UserId: caller.UserID, SessionId: caller.SessionID, DeviceId: caller.DeviceID, Json: caller.JSON,
 		Frame: raw, Partition: p,
-	}, idempotent(f))
+	}, pb.Idempotent(f))
 	if err != nil {
 		return nil, err
 	}
@@ -160,19 +160,6 @@ func (d *Dispatcher) serve(ctx context.Context, req *clusterpb.Forward) *cluster
 		raw, _ = proto.Marshal(&pb.ServerFrame{Error: &pb.Error{Code: pb.CodeInternal, Desc: "internal error"}})
 	}
 	return &clusterpb.ForwardReply{Frame: raw}
-}
-
-// idempotent reports whether running f twice is the same as once, so that
-// a forward whose outcome is unknown may be repeated.
-func idempotent(f *pb.ClientFrame) bool {
-	switch b := f.Body.(type) {
-	case *pb.ClientFrame_SendMessage:
-		return b.SendMessage.GetClientMsgId() != ""
-	case *pb.ClientFrame_CreateGroup, *pb.ClientFrame_Invite, *pb.ClientFrame_Kick,
-		*pb.ClientFrame_QuitGroup, *pb.ClientFrame_JoinGroup:
-		return false
-	}
-	return true
 }
 
 // convKey returns the conversation a partitioned request is about; ok is
