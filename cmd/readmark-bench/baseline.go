@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 const (
@@ -27,37 +30,12 @@ func runBaseline(ctx context.Context, cfg *config, res *Result, prog *progress) 
 	res.param("frame_bytes", baselineFrame)
 	res.param("window_per_conn", baselineWindow)
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	echo, err := startEcho("127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	var handlers sync.WaitGroup
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		handlers.Add(1)
-		defer handlers.Done()
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
-		for {
-			typ, b, err := c.Read(r.Context())
-			if err != nil {
-				return
-			}
-			if err := c.Write(r.Context(), typ, b); err != nil {
-				return
-			}
-		}
-	})}
-	go srv.Serve(ln)
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(sctx)
-		handlers.Wait()
-	}()
-	url := "ws://" + ln.Addr().String()
+	defer echo.close()
+	url := echo.url
 
 	prog.set("connect", int64(cfg.conns), "connections", nil)
 	conns := make([]*websocket.Conn, cfg.conns)
@@ -87,6 +65,7 @@ func runBaseline(ctx context.Context, cfg *config, res *Result, prog *progress) 
 	)
 	prog.set("echo", 0, "frames", nil)
 	start := time.Now()
+	cpu := startCPU(ctx, nil)
 	runCtx, cancel := context.WithTimeout(ctx, cfg.duration)
 	defer cancel()
 	errs := make(chan error, 2*len(conns))
@@ -134,6 +113,7 @@ func runBaseline(ctx context.Context, cfg *config, res *Result, prog *progress) 
 	}
 	<-runCtx.Done()
 	elapsed := time.Since(start)
+	spent := cpu.snapshot(ctx)
 	// A canceled Read or Write closes the connection (coder/websocket), so
 	// both goroutines of each connection end.
 	wg.Wait()
@@ -149,6 +129,7 @@ func runBaseline(ctx context.Context, cfg *config, res *Result, prog *progress) 
 	fps := perSec(float64(frames.Load()), elapsed)
 	res.metric("frames_per_s", fps, "1/s", "echoed frames (client->server->client round trips) per second")
 	res.metric("frames", float64(frames.Load()), "", "round trips completed")
+	spent.perOp(res, "frame", frames.Load(), "echoed frame (client write, server read and write, client read)")
 	res.latency("round_trip", "write of a frame -> its echo read, pipelined", &rtt)
 	res.note("in-process github.com/coder/websocket echo server on 127.0.0.1:0, client in the same process sharing the cores; "+
 		"each connection keeps %d frames of %d bytes in flight. Pass --baseline-fps %.0f to other scenarios.", baselineWindow, baselineFrame, fps)
@@ -156,4 +137,67 @@ func runBaseline(ctx context.Context, cfg *config, res *Result, prog *progress) 
 		return fmt.Errorf("echo: %w", first)
 	}
 	return nil
+}
+
+// echoServer is a bare github.com/coder/websocket echo server: each
+// connection's frames are written back as they come. It serves the
+// process's CPU time on /metrics (process_cpu_seconds_total), as readmarkd
+// does, so the load tool can measure it from another process.
+type echoServer struct {
+	url      string
+	srv      *http.Server
+	handlers sync.WaitGroup
+	conns    atomic.Int64 // WebSocket connections accepted
+	served   chan error
+	cancel   context.CancelFunc // ends the handlers' request contexts
+}
+
+func startEcho(addr string) (*echoServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	e := &echoServer{url: "ws://" + ln.Addr().String(), served: make(chan error, 1)}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/", e.echo)
+	base, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
+	e.srv = &http.Server{Handler: mux, BaseContext: func(net.Listener) context.Context { return base }}
+	go func() { e.served <- e.srv.Serve(ln) }()
+	return e, nil
+}
+
+func (e *echoServer) echo(w http.ResponseWriter, r *http.Request) {
+	e.handlers.Add(1)
+	defer e.handlers.Done()
+	c, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return
+	}
+	e.conns.Add(1)
+	defer c.CloseNow()
+	for {
+		typ, b, err := c.Read(r.Context())
+		if err != nil {
+			return
+		}
+		if err := c.Write(r.Context(), typ, b); err != nil {
+			return
+		}
+	}
+}
+
+// close stops the server and waits for its handlers. Shutdown does not
+// wait for hijacked (WebSocket) connections; canceling their request
+// context ends their reads, which closes them.
+func (e *echoServer) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	e.srv.Shutdown(ctx)
+	e.cancel()
+	<-e.served
+	e.handlers.Wait()
 }

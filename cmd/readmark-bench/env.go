@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/readmark/readmark/im"
@@ -33,11 +32,22 @@ type target struct {
 	pid    int            // process to read /proc of (0: none)
 	prefix string         // makes this run's user IDs unique
 	retry  atomic.Int64   // retried dials and calls
+	echo   bool           // a bare echo server (churn with --url and no --secret-file)
 }
 
 func startTarget(ctx context.Context, cfg *config, logw io.Writer) (*target, error) {
 	t := &target{prefix: "rb" + randHex(3) + "-"}
 	if cfg.url != "" {
+		t.url, t.pid = cfg.url, cfg.serverPID
+		for u := range strings.SplitSeq(cfg.url, ",") {
+			if u = strings.TrimSpace(u); u != "" {
+				t.urls = append(t.urls, u)
+			}
+		}
+		if cfg.secretFile == "" { // only churn gets here (parseFlags)
+			t.echo = true
+			return t, nil
+		}
 		raw, err := os.ReadFile(cfg.secretFile)
 		if err != nil {
 			return nil, fmt.Errorf("--url needs --secret-file: %w", err)
@@ -45,12 +55,6 @@ func startTarget(ctx context.Context, cfg *config, logw io.Writer) (*target, err
 		t.secret = []byte(strings.TrimSpace(string(raw)))
 		if len(t.secret) == 0 {
 			return nil, fmt.Errorf("secret file %s is empty", cfg.secretFile)
-		}
-		t.url, t.pid = cfg.url, cfg.serverPID
-		for u := range strings.SplitSeq(cfg.url, ",") {
-			if u = strings.TrimSpace(u); u != "" {
-				t.urls = append(t.urls, u)
-			}
 		}
 		return t, nil
 	}
@@ -234,37 +238,6 @@ func procStatusKB(pid int, field string) (uint64, bool) {
 	return 0, false
 }
 
-// cpuTime is the user+system CPU time used by pid so far.
-func cpuTime(pid int) (time.Duration, bool) {
-	if pid == os.Getpid() {
-		var ru syscall.Rusage
-		if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-			return 0, false
-		}
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), true
-	}
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, false
-	}
-	s := string(raw)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := strings.Fields(s[i+1:]) // f[0] is field 3 (state); utime, stime are fields 14, 15
-	if len(f) < 13 {
-		return 0, false
-	}
-	u, err1 := strconv.ParseUint(f[11], 10, 64)
-	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, false
-	}
-	const userHZ = 100 // USER_HZ, fixed at 100 on Linux
-	return time.Duration(u+st) * time.Second / userHZ, true
-}
-
 // reportMemory adds the server's peak and current RSS.
 func reportMemory(r *Result, t *target) {
 	if t.pid == 0 {
@@ -280,34 +253,6 @@ func reportMemory(r *Result, t *target) {
 	if t.srv != nil {
 		r.note("embedded mode: RSS and CPU are of the whole process, i.e. server AND all simulated clients; run readmarkd separately with --url/--secret-file/--server-pid for server-only numbers")
 	}
-}
-
-// cpuMeter measures a process's CPU use over an interval.
-type cpuMeter struct {
-	pid   int
-	cpu0  time.Duration
-	wall0 time.Time
-	ok    bool
-}
-
-func startCPU(pid int) *cpuMeter {
-	m := &cpuMeter{pid: pid, wall0: time.Now()}
-	if pid != 0 {
-		m.cpu0, m.ok = cpuTime(pid)
-	}
-	return m
-}
-
-// cores returns the CPU time used since start divided by wall time.
-func (m *cpuMeter) cores() (float64, bool) {
-	if !m.ok {
-		return 0, false
-	}
-	c, ok := cpuTime(m.pid)
-	if !ok {
-		return 0, false
-	}
-	return float64(c-m.cpu0) / float64(time.Since(m.wall0)), true
 }
 
 func perSec(n float64, d time.Duration) float64 {

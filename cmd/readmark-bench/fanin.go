@@ -45,7 +45,7 @@ func runFanin(ctx context.Context, cfg *config, t *target, res *Result, prog *pr
 	var (
 		dialLat, callLat, sessLat samples
 		firstCall                 atomic.Int64
-		acked, calls              atomic.Int64
+		acked, calls, finished    atomic.Int64
 	)
 	firstCall.Store(-1)
 	total := int64(n) * int64(cfg.messages)
@@ -53,7 +53,7 @@ func runFanin(ctx context.Context, cfg *config, t *target, res *Result, prog *pr
 		left, _ := watcher.pending()
 		return fmt.Sprintf("acked %d/%d receipts, %d messages not yet final at the sender", acked.Load(), total, left)
 	})
-	cpu := startCPU(t.pid)
+	cpu := startCPU(ctx, t)
 	err = forEach(ctx, n, cfg.conns, func(ctx context.Context, i int) error {
 		s0 := time.Now()
 		c, err := t.dial(ctx, ids[i])
@@ -75,11 +75,11 @@ func runFanin(ctx context.Context, cfg *config, t *target, res *Result, prog *pr
 			calls.Add(1)
 		}
 		sessLat.add(time.Since(s0))
+		finished.Add(1)
 		prog.add(1)
 		return nil
 	})
-	phaseWall := time.Since(tr.start) - time.Duration(max(0, firstCall.Load()))
-	cores, cpuOK := cpu.cores()
+	spent := cpu.snapshot(ctx)
 	lastAck := tr.lastAck()
 	first := time.Duration(firstCall.Load())
 	span := lastAck - first
@@ -92,9 +92,9 @@ func runFanin(ctx context.Context, cfg *config, t *target, res *Result, prog *pr
 	res.metric("receipt_calls_per_s", perSec(float64(calls.Load()), span), "1/s", "calls acknowledged / receipt phase")
 	res.metric("members_per_s", perSec(float64(n), span), "1/s", "members that logged in, read everything and left, per second")
 	relative(cfg, res, "receipt_calls_per_s", perSec(float64(calls.Load()), span), "receipt calls/s")
-	if cpuOK {
-		res.metric("cpu_cores", cores, "cores", fmt.Sprintf("process CPU time / wall time over the receipt phase (%.1fs)", phaseWall.Seconds()))
-	}
+	spent.cores(res, fmt.Sprintf("the receipt phase (%.1fs)", spent.wall.Seconds()))
+	spent.perOp(res, "member", finished.Load(), "member session (connect, upgrade, login, sync, its receipt calls, close)")
+	spent.perOp(res, "receipt", acked.Load(), "receipt acknowledged")
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,8 @@
 //	go run ./cmd/readmark-bench --scenario steady --groups 10 --members 1000 --rate 10000 --duration 20s
 //	go run ./cmd/readmark-bench --scenario query --members 100000
 //	go run ./cmd/readmark-bench --scenario baseline --conns 64 --duration 10s
+//	go run ./cmd/readmark-bench --scenario echo-server --listen 127.0.0.1:7799 &
+//	go run ./cmd/readmark-bench --scenario churn --members 20000 --url ws://127.0.0.1:7799
 //
 // Scenarios:
 //
@@ -38,6 +40,21 @@
 //	          over --conns connections): the frames/s ceiling of this machine. Pass
 //	          the number as --baseline-fps to the other scenarios to see their
 //	          throughput as a fraction of it.
+//	churn     --members bare WebSocket connections (at most --conns at once),
+//	          each: connect, upgrade, one request and its answer, close. The
+//	          request is a login against Readmark, a 64-byte frame against an
+//	          echo server (--url without --secret-file): members/s and CPU
+//	          per member are the floor under fanin's member sessions.
+//	echo-server  serves a bare echo server on --listen until interrupted, with
+//	          its CPU time on /metrics, so churn can run against it from
+//	          another process and measure the echo server's CPU alone.
+//
+// Every scenario reports CPU per operation in µs. Embedded, the server and
+// the simulated clients share this process, and the metric says so
+// (server_and_clients_cpu_us_per_*); against a separate server
+// server_cpu_us_per_* is the server's alone (the delta of
+// process_cpu_seconds_total on its /metrics, summed over the nodes; or
+// /proc of --server-pid) and load_tool_cpu_us_per_* is this process's.
 //
 // Progress goes to stderr every second; the result is a table on stdout, or
 // JSON with --json. --timeout stops a run (partial results are printed, exit
@@ -78,13 +95,14 @@ type config struct {
 	timeout     time.Duration
 	baselineFPS float64
 	quiet       bool
+	listen      string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	cfg := &config{}
 	fs := flag.NewFlagSet("readmark-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.scenario, "scenario", "fanin", "fanin, steady, query or baseline")
+	fs.StringVar(&cfg.scenario, "scenario", "fanin", "fanin, steady, query, baseline, churn or echo-server")
 	fs.IntVar(&cfg.members, "members", 0, "group members besides the sender (default: fanin 1000, steady 1000, query 100000)")
 	fs.IntVar(&cfg.messages, "messages", 20, "fanin: messages the sender sends")
 	fs.IntVar(&cfg.conns, "conns", 0, "max concurrent client connections (steady: concurrent logins; baseline: connections) (default 2000; baseline 64)")
@@ -102,6 +120,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "hard stop")
 	fs.Float64Var(&cfg.baselineFPS, "baseline-fps", 0, "frames/s measured by the baseline scenario, to report throughput relative to it")
 	fs.BoolVar(&cfg.quiet, "quiet", false, "no progress on stderr")
+	fs.StringVar(&cfg.listen, "listen", "127.0.0.1:7799", "echo-server: address to serve on")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -127,8 +146,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, errors.New("--batch must be in 1..100")
 	case cfg.rate <= 0 || cfg.duration <= 0 || cfg.timeout <= 0:
 		return nil, errors.New("--rate, --duration and --timeout must be positive")
-	case cfg.url != "" && cfg.secretFile == "":
-		return nil, errors.New("--url needs --secret-file")
+	case cfg.url != "" && cfg.secretFile == "" && cfg.scenario != "churn":
+		return nil, errors.New("--url needs --secret-file (only churn runs against an echo server without one)")
 	}
 	return cfg, nil
 }
@@ -203,10 +222,13 @@ func execute(ctx context.Context, cfg *config, logw io.Writer) *Result {
 	prog := newProgress(logw)
 	defer prog.close()
 	var err error
-	if cfg.scenario == "baseline" {
+	switch cfg.scenario {
+	case "baseline":
 		res.Target = "in-process echo server"
 		err = runBaseline(ctx, cfg, res, prog)
-	} else {
+	case "echo-server":
+		err = runEchoServer(ctx, cfg, res, logw)
+	default:
 		var t *target
 		t, err = startTarget(ctx, cfg, logw)
 		if err == nil {
@@ -218,6 +240,8 @@ func execute(ctx context.Context, cfg *config, logw io.Writer) *Result {
 				err = runSteady(ctx, cfg, t, res, prog)
 			case "query":
 				err = runQuery(ctx, cfg, t, res, prog)
+			case "churn":
+				err = runChurn(ctx, cfg, t, res, prog)
 			default:
 				err = fmt.Errorf("unknown scenario %q", cfg.scenario)
 			}

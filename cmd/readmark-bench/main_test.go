@@ -3,9 +3,14 @@ package main
 import (
 	"context"
 	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/readmark/readmark/internal/server"
 )
 
 // TestFaninExact runs the fanin scenario against an embedded server and
@@ -30,6 +35,9 @@ func TestFaninExact(t *testing.T) {
 				"receipts_acked": 500 * 5,
 				"verified_exact": 1,
 			}
+			if res.Values["server_and_clients_cpu_us_per_member"] <= 0 {
+				t.Errorf("no CPU per member reported")
+			}
 			for name, v := range want {
 				if got := res.Values[name]; got != v {
 					t.Errorf("%s = %v, want %v\n%s", name, got, v, out.String())
@@ -40,4 +48,90 @@ func TestFaninExact(t *testing.T) {
 			}
 		})
 	}
+}
+
+// runBench runs the scenario of args and fails the test if it fails.
+func runBench(t *testing.T, args ...string) *Result {
+	t.Helper()
+	cfg, err := parseFlags(append(args, "--quiet"), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res := execute(ctx, cfg, io.Discard)
+	if !res.OK {
+		var out strings.Builder
+		res.writeTable(&out)
+		t.Fatalf("run failed: %s\n%s", res.Error, out.String())
+	}
+	return res
+}
+
+// wantMetrics checks that every metric of want is reported, and that the
+// ones with a positive wanted value have exactly it.
+func wantMetrics(t *testing.T, res *Result, want map[string]float64) {
+	t.Helper()
+	var out strings.Builder
+	res.writeTable(&out)
+	for name, v := range want {
+		got, ok := res.Values[name]
+		if !ok || (v > 0 && got != v) {
+			t.Errorf("%s = %v (reported: %v), want %v\n%s", name, got, ok, v, out.String())
+		}
+	}
+}
+
+// TestChurnEmbedded: churn logs every member in against the embedded server
+// and reports the process's CPU per member under a name saying it includes
+// the clients.
+func TestChurnEmbedded(t *testing.T) {
+	res := runBench(t, "--scenario", "churn", "--members", "50", "--conns", "10")
+	wantMetrics(t, res, map[string]float64{"members_done": 50, "server_and_clients_cpu_us_per_member": 0})
+	if res.Values["server_and_clients_cpu_us_per_member"] <= 0 {
+		t.Errorf("no CPU measured: %v", res.Values)
+	}
+	if _, ok := res.Values["server_cpu_us_per_member"]; ok {
+		t.Error("embedded run claims a server-only CPU figure")
+	}
+}
+
+// TestChurnEcho: churn against an echo server (as --scenario echo-server
+// serves it) reads the server's CPU from its /metrics and reports the load
+// tool's apart.
+func TestChurnEcho(t *testing.T) {
+	e, err := startEcho("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.close()
+	res := runBench(t, "--scenario", "churn", "--members", "50", "--conns", "10", "--url", e.url)
+	wantMetrics(t, res, map[string]float64{
+		"members_done": 50, "server_cpu_us_per_member": 0, "load_tool_cpu_us_per_member": 0, "cpu_cores": 0,
+	})
+	if n := e.conns.Load(); n != 50 {
+		t.Errorf("echo server accepted %d connections, want 50", n)
+	}
+}
+
+// TestRemoteServerCPU: against a separate Readmark server (here started in
+// the test, reached only by --url), the per-operation CPU is the server's,
+// read from its /metrics.
+func TestRemoteServerCPU(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv, err := server.Start(ctx, server.Config{Listen: "127.0.0.1:0", DataDir: dir, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(context.Background())
+	secret := filepath.Join(dir, "secret-copy")
+	if err := os.WriteFile(secret, srv.Secret(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res := runBench(t, "--scenario", "churn", "--members", "50", "--conns", "10", "--url", srv.URL(), "--secret-file", secret)
+	wantMetrics(t, res, map[string]float64{"members_done": 50, "server_cpu_us_per_member": 0, "load_tool_cpu_us_per_member": 0})
+	res = runBench(t, "--scenario", "fanin", "--members", "20", "--messages", "2", "--url", srv.URL(), "--secret-file", secret)
+	wantMetrics(t, res, map[string]float64{"verified_exact": 1, "server_cpu_us_per_member": 0, "server_cpu_us_per_receipt": 0})
 }

@@ -43,6 +43,7 @@ func runQuery(ctx context.Context, cfg *config, t *target, res *Result, prog *pr
 	readers := rand.Perm(n)[:half]
 	prog.set("setup receipts", int64(half), "members done", nil)
 	setup := time.Now()
+	setupCPU := startCPU(ctx, t)
 	if err := forEach(ctx, half, cfg.conns, func(ctx context.Context, i int) error {
 		c, err := t.dial(ctx, ids[readers[i]])
 		if err != nil {
@@ -58,11 +59,14 @@ func runQuery(ctx context.Context, cfg *config, t *target, res *Result, prog *pr
 		return err
 	}
 	el := time.Since(setup)
+	setupCPU.snapshot(ctx).perOp(res, "setup_member", int64(half), fmt.Sprintf("member of the setup (connect, upgrade, login, sync, one call of %d receipts, close)", queryMessages))
 	res.metric("setup_receipts_s", el.Seconds(), "s", fmt.Sprintf("%d members x %d receipts (one call each), %.0f receipts/s",
 		half, queryMessages, perSec(float64(half*queryMessages), el)))
 
 	target := msgs[0]
 	before := serverHists(t)
+	listCPU := startCPU(ctx, t)
+	pageN := int64(0)
 	var pages [2]samples
 	counts := [2]int{}
 	for f, filter := range []im.GroupMessageReadMembersFilter{im.ReadMembersFilterRead, im.ReadMembersFilterUnread} {
@@ -82,6 +86,7 @@ func runQuery(ctx context.Context, cfg *config, t *target, res *Result, prog *pr
 					return fmt.Errorf("%s list: %w", name, err)
 				}
 				pages[f].add(time.Since(c0))
+				pageN++
 				prog.add(1)
 				total += len(page.Members)
 				if page.IsFinished {
@@ -95,7 +100,9 @@ func runQuery(ctx context.Context, cfg *config, t *target, res *Result, prog *pr
 			counts[f] = total
 		}
 	}
+	listCPU.snapshot(ctx).perOp(res, "page", pageN, fmt.Sprintf("GetGroupMessageReadMemberList page of %d", queryPage))
 	mid := serverHists(t)
+	getCPU := startCPU(ctx, t)
 	var get samples
 	prog.set("get receipts", queryCalls, "calls", nil)
 	var last []*im.MessageReceipt
@@ -111,6 +118,7 @@ func runQuery(ctx context.Context, cfg *config, t *target, res *Result, prog *pr
 		get.add(time.Since(c0))
 		prog.add(1)
 	}
+	getCPU.snapshot(ctx).perOp(res, "get_receipts_call", queryCalls, fmt.Sprintf("GetMessageReadReceipts call for %d messages", queryMessages))
 	after := serverHists(t)
 
 	res.latency("read_members_read_page", fmt.Sprintf("GetGroupMessageReadMemberList read, %d per page, client-side over loopback", queryPage), &pages[0])

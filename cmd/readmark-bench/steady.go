@@ -234,7 +234,7 @@ func runSteady(ctx context.Context, cfg *config, t *target, res *Result, prog *p
 	})
 	start := st.tr.start    // every time below is relative to it
 	t0 := time.Since(start) // the load starts now
-	cpu := startCPU(t.pid)
+	cpu := startCPU(ctx, t)
 	ackBase := st.ackN.Load()
 	go func() { // progress counter
 		for {
@@ -275,7 +275,7 @@ func runSteady(ctx context.Context, cfg *config, t *target, res *Result, prog *p
 	}
 	sendWG.Wait()
 	window := time.Since(start) - t0
-	cores, cpuOK := cpu.cores()
+	loadCPU := cpu.snapshot(ctx)
 
 	// Drain: wait until every receipt offered is acknowledged and pushed.
 	nSent := 0
@@ -294,6 +294,7 @@ func runSteady(ctx context.Context, cfg *config, t *target, res *Result, prog *p
 		time.Sleep(10 * time.Millisecond)
 	}
 	drained := time.Since(drain0)
+	allCPU := cpu.snapshot(ctx)
 	acked := st.ackN.Load() - ackBase
 
 	st.mu.Lock()
@@ -336,9 +337,11 @@ func runSteady(ctx context.Context, cfg *config, t *target, res *Result, prog *p
 	res.metric("receipts_acked_late", float64(lateN), "", "acknowledged more than 1s after their intended read time")
 	res.metric("receipts_acked_total", float64(acked), "", fmt.Sprintf("of %d offered", expected))
 	res.metric("drain_s", drained.Seconds(), "s", "end of load -> all receipts acked and final counts pushed")
-	if cpuOK {
-		res.metric("cpu_cores", cores, "cores", "CPU time / wall time of the server process (embedded: whole process, clients included) over the load window")
-	}
+	loadCPU.cores(res, "the load window")
+	// Every acknowledged receipt is one delivery and one receipt; the CPU is
+	// taken over load and drain, so that work queued in the window counts.
+	allCPU.perOp(res, "pair", acked, "(message delivery + receipt) pair, over load and drain")
+	allCPU.perOp(res, "receipt_call", st.callN.Load(), "receipt call, over load and drain (all work included)")
 	left, _ := watcher.pending()
 	res.metric("messages_not_final", float64(left), "", fmt.Sprintf("messages whose pushed ReadCount never reached %d", S))
 	frames := watcher.frames.Load()

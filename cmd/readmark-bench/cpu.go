@@ -1,0 +1,218 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// cpuWindow measures the CPU spent over a phase of a run. Embedded, the
+// server and the simulated clients share this process, so only their sum
+// can be measured and the metric names say so; against a separate server
+// its CPU comes from the process_cpu_seconds_total of its /metrics (summed
+// over the nodes of a cluster), or from /proc with --server-pid, and this
+// process's CPU is reported apart as the load tool's.
+type cpuWindow struct {
+	embedded bool
+	server   func(context.Context) (time.Duration, bool) // nil when embedded
+	from     string                                      // where the server figure comes from
+	wall0    time.Time
+	self0    time.Duration
+	srv0     time.Duration
+	srvOK    bool
+}
+
+// cpuSpan is the CPU spent between the start of a window and a snapshot.
+type cpuSpan struct {
+	w        *cpuWindow
+	wall     time.Duration
+	self     time.Duration // this process
+	server   time.Duration // the server process(es); valid if serverOK
+	serverOK bool
+}
+
+// startCPU opens a window over t's CPU (t nil: an in-process echo server).
+func startCPU(ctx context.Context, t *target) *cpuWindow {
+	w := &cpuWindow{embedded: t == nil || t.srv != nil}
+	if !w.embedded {
+		w.server, w.from = t.serverCPU()
+	}
+	w.wall0 = time.Now()
+	w.self0 = selfCPU()
+	if w.server != nil {
+		w.srv0, w.srvOK = w.server(ctx)
+	}
+	return w
+}
+
+// snapshot returns the CPU spent since the window started.
+func (w *cpuWindow) snapshot(ctx context.Context) cpuSpan {
+	s := cpuSpan{w: w, wall: time.Since(w.wall0), self: selfCPU() - w.self0}
+	if w.srvOK {
+		var now time.Duration
+		if now, s.serverOK = w.server(ctx); s.serverOK {
+			s.server = now - w.srv0
+		}
+	}
+	return s
+}
+
+// perOp reports the CPU per operation: µs of CPU over the window / n, op
+// naming the metric (e.g. "member") and what describing one operation.
+func (s cpuSpan) perOp(res *Result, op string, n int64, what string) {
+	if n <= 0 {
+		return
+	}
+	us := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(n) }
+	if s.w.embedded {
+		res.metric("server_and_clients_cpu_us_per_"+op, us(s.self), "µs",
+			"CPU of this process (server AND simulated clients) per "+what)
+		return
+	}
+	if !s.serverOK {
+		res.noteOnce("server CPU not measured: its /metrics did not answer and no --server-pid was given")
+	} else {
+		res.metric("server_cpu_us_per_"+op, us(s.server), "µs", "server CPU ("+s.w.from+") per "+what)
+	}
+	res.metric("load_tool_cpu_us_per_"+op, us(s.self), "µs", "this load tool's own CPU per "+what)
+}
+
+// cores reports the CPU used over the window / its wall time.
+func (s cpuSpan) cores(res *Result, over string) {
+	if s.wall <= 0 {
+		return
+	}
+	if s.w.embedded {
+		res.metric("cpu_cores", float64(s.self)/float64(s.wall), "cores", "CPU time / wall time of this process (server AND clients) over "+over)
+		return
+	}
+	if s.serverOK {
+		res.metric("cpu_cores", float64(s.server)/float64(s.wall), "cores", "server CPU time ("+s.w.from+") / wall time over "+over)
+	}
+	res.metric("load_tool_cpu_cores", float64(s.self)/float64(s.wall), "cores", "this load tool's CPU time / wall time over "+over)
+}
+
+// serverCPU returns how to read a remote server's CPU time: the sum of
+// process_cpu_seconds_total over the /metrics of every node, if they
+// answer, else /proc of --server-pid, else nil.
+func (t *target) serverCPU() (func(context.Context) (time.Duration, bool), string) {
+	var metrics []string
+	for _, u := range t.urls {
+		if m, err := metricsURL(u); err == nil {
+			metrics = append(metrics, m)
+		}
+	}
+	fromMetrics := func(ctx context.Context) (time.Duration, bool) {
+		var sum float64
+		for _, m := range metrics {
+			v, err := scrapeCPU(ctx, m)
+			if err != nil {
+				return 0, false
+			}
+			sum += v
+		}
+		return time.Duration(sum * float64(time.Second)), len(metrics) > 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, ok := fromMetrics(ctx); ok {
+		from := "process_cpu_seconds_total of its /metrics"
+		if len(metrics) > 1 {
+			from = fmt.Sprintf("process_cpu_seconds_total summed over the /metrics of %d nodes", len(metrics))
+		}
+		return fromMetrics, from
+	}
+	if t.pid != 0 {
+		pid := t.pid
+		return func(context.Context) (time.Duration, bool) { return cpuTime(pid) }, "/proc of --server-pid"
+	}
+	return nil, ""
+}
+
+// metricsURL maps a ws:// or wss:// server URL to its /metrics.
+func metricsURL(ws string) (string, error) {
+	u, err := url.Parse(ws)
+	if err != nil {
+		return "", err
+	}
+	switch u.Scheme {
+	case "ws":
+		u.Scheme = "http"
+	case "wss":
+		u.Scheme = "https"
+	default:
+		return "", fmt.Errorf("not a ws:// URL: %s", ws)
+	}
+	u.Path, u.RawQuery = "/metrics", ""
+	return u.String(), nil
+}
+
+// scrapeCPU reads process_cpu_seconds_total from a Prometheus text page.
+func scrapeCPU(ctx context.Context, metrics string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metrics, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%s: %s", metrics, resp.Status)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "process_cpu_seconds_total "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, fmt.Errorf("%s has no process_cpu_seconds_total", metrics)
+}
+
+// selfCPU is the user+system CPU time of this process so far.
+func selfCPU() time.Duration {
+	d, _ := cpuTime(os.Getpid())
+	return d
+}
+
+// cpuTime is the user+system CPU time used by pid so far.
+func cpuTime(pid int) (time.Duration, bool) {
+	if pid == os.Getpid() {
+		var ru syscall.Rusage
+		if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+			return 0, false
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), true
+	}
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	s := string(raw)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(s[i+1:]) // f[0] is field 3 (state); utime, stime are fields 14, 15
+	if len(f) < 13 {
+		return 0, false
+	}
+	u, err1 := strconv.ParseUint(f[11], 10, 64)
+	st, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	const userHZ = 100 // USER_HZ, fixed at 100 on Linux
+	return time.Duration(u+st) * time.Second / userHZ, true
+}
