@@ -41,7 +41,10 @@ func (l latencyListener) OnRecvNewMessage(m *im.Message) {
 // WebSocket connection in this process. It waits until every member has
 // received every message and reports messages/s sent and delivered, and the
 // p50/p99 latency from the start of the SendMessage call to each member's
-// OnRecvNewMessage. Sender, members and server share the machine's 2 cores.
+// OnRecvNewMessage, and the server's write calls on client connections per
+// push queued (readmark_socket_writes_total over readmark_pushes_total,
+// responses' writes included). Sender, members and server share the
+// machine's 2 cores.
 func BenchmarkGroupFanout100(b *testing.B) {
 	const members = 100
 	ts := startServer(b)
@@ -61,6 +64,7 @@ func BenchmarkGroupFanout100(b *testing.B) {
 	for _, u := range ids {
 		ts.dial(u, im.WithListener(latencyListener{sent: &sent, mu: &mu, samples: &samples, received: &received}))
 	}
+	writes0, pushes0 := ts.metric("readmark_socket_writes_total"), ts.metric("readmark_pushes_total")
 	b.ResetTimer()
 	start := time.Now()
 	var next atomic.Int64
@@ -101,6 +105,8 @@ func BenchmarkGroupFanout100(b *testing.B) {
 	b.ReportMetric(p(0.5), "p50-ms")
 	b.ReportMetric(p(0.99), "p99-ms")
 	mu.Unlock()
+	writes, pushes := ts.metric("readmark_socket_writes_total")-writes0, ts.metric("readmark_pushes_total")-pushes0
+	b.ReportMetric(writes/pushes, "writes/push")
 }
 
 // BenchmarkReceiptsWebhook measures what webhooks cost the receipt path:

@@ -113,25 +113,37 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer g.conns.Add(-1)
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	s := g.accept(w, r)
+	if s == nil {
+		return
+	}
+	g.wg.Add(1)
+	defer g.wg.Done()
+	g.track(s)
+	defer g.untrack(s)
+	s.run()
+}
+
+// accept upgrades the connection and returns its session, not yet running;
+// nil when the upgrade failed or no subprotocol was agreed.
+func (g *Gateway) accept(w http.ResponseWriter, r *http.Request) *session {
+	cw := &corkingWriter{ResponseWriter: w, m: g.cfg.Metrics}
+	conn, err := websocket.Accept(cw, r, &websocket.AcceptOptions{
 		Subprotocols:       []string{SubprotocolProto, SubprotocolJSON},
 		InsecureSkipVerify: true, // clients are apps, not browsers of this origin; auth is the token
 	})
 	if err != nil {
-		return
+		return nil
 	}
 	proto := conn.Subprotocol()
 	if proto == "" {
 		conn.Close(websocket.StatusPolicyViolation, "subprotocol "+SubprotocolProto+" or "+SubprotocolJSON+" required")
-		return
+		return nil
 	}
 	conn.SetReadLimit(MaxFrameBytes)
-	g.wg.Add(1)
-	defer g.wg.Done()
 	s := newSession(r.Context(), g, conn, proto == SubprotocolJSON)
-	g.track(s)
-	defer g.untrack(s)
-	s.run()
+	s.cork = cw.conn
+	return s
 }
 
 // Shutdown stops accepting sessions, tells every session the server is

@@ -18,6 +18,7 @@ type Metrics struct {
 	pushes        prometheus.Counter
 	slowConsumers prometheus.Counter
 	jsonPushes    prometheus.Counter
+	socketWrites  prometheus.Counter
 }
 
 // NewMetrics registers the gateway's metrics with reg.
@@ -42,8 +43,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		jsonPushes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "readmark_push_json_encodings_total", Help: "Pushes encoded to JSON: once per push, however many JSON sessions get it.",
 		}),
+		socketWrites: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "readmark_socket_writes_total", Help: "Write calls on client connections: one per batch of queued frames, not one per frame.",
+		}),
 	}
-	reg.MustRegister(m.sessions, m.requests, m.latency, m.pushes, m.slowConsumers, m.jsonPushes)
+	reg.MustRegister(m.sessions, m.requests, m.latency, m.pushes, m.slowConsumers, m.jsonPushes, m.socketWrites)
 	return m
 }
 
@@ -91,5 +95,11 @@ func (m *Metrics) slowConsumer() {
 func (m *Metrics) jsonEncoded() {
 	if m != nil {
 		m.jsonPushes.Inc()
+	}
+}
+
+func (m *Metrics) socketWrite() {
+	if m != nil {
+		m.socketWrites.Inc()
 	}
 }

@@ -25,6 +25,7 @@ import (
 type session struct {
 	g      *Gateway
 	conn   *websocket.Conn
+	cork   *corkConn // conn's connection, to batch the writer's frames
 	json   bool
 	id     uint64
 	user   string
@@ -413,6 +414,7 @@ func (s *session) writer() {
 	}
 	defer func() {
 		s.stuck.Stop()
+		s.cork.uncork() // after a failed write: a close frame must not stay corked
 		s.mu.Lock()
 		draining := s.draining
 		s.mu.Unlock()
@@ -440,6 +442,9 @@ func (s *session) writer() {
 			continue
 		}
 		s.stuck.Reset(writeTimeout)
+		if len(batch) > 1 {
+			s.cork.cork()
+		}
 		for _, f := range batch {
 			data := f.data
 			if f.push != nil {
@@ -452,6 +457,9 @@ func (s *session) writer() {
 			if err := s.conn.Write(context.Background(), typ, data); err != nil {
 				return
 			}
+		}
+		if err := s.cork.uncork(); err != nil {
+			return
 		}
 		s.stuck.Stop()
 		s.written(batch)

@@ -1,0 +1,95 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Frames queued before the writer runs are written as batches: they reach
+// the client intact and in order, and a batch of small frames costs one
+// write call on the connection.
+func TestBatchedFramesIntactInOrder(t *testing.T) {
+	tests := []struct {
+		name       string
+		size       func(i int) int
+		frames     int
+		wantWrites func(got float64) bool
+	}{
+		{"small frames, one write", func(i int) int { return 1 + 37*i }, 50, func(n float64) bool { return n == 1 }},
+		// Frames past the library's 4 KiB buffer, batches past corkMax and
+		// past writeBatchBytes: about one write per corkMax bytes.
+		{"larger frames", func(i int) int { return 100 + 211*i }, 60, func(n float64) bool { return n > 1 && n <= 10 }},
+		// One write each, not two: the library's buffer of the frame's start
+		// goes with the rest of the frame.
+		{"frames past corkMax", func(i int) int { return corkMax + i }, 3, func(n float64) bool { return n == 3 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			m := NewMetrics(reg)
+			g := New(Config{Metrics: m, MaxQueueBytes: 1 << 30})
+			want := make([][]byte, tt.frames)
+			for i := range want {
+				want[i] = bytes.Repeat([]byte{byte(i)}, tt.size(i))
+			}
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				s := g.accept(w, r)
+				if s == nil {
+					t.Error("upgrade failed")
+					return
+				}
+				s.stuck = time.AfterFunc(time.Hour, func() { s.conn.CloseNow() })
+				s.stuck.Stop()
+				for _, data := range want {
+					s.enqueue(outFrame{data: data, size: len(data)})
+				}
+				s.closeOut()
+				s.writer()
+			}))
+			defer srv.Close()
+			ctx := context.Background()
+			c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), &websocket.DialOptions{Subprotocols: []string{SubprotocolProto}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.CloseNow()
+			c.SetReadLimit(1 << 20)
+			for i, w := range want {
+				typ, got, err := c.Read(ctx)
+				if err != nil {
+					t.Fatalf("frame %d: %v", i, err)
+				}
+				if typ != websocket.MessageBinary || !bytes.Equal(got, w) {
+					t.Fatalf("frame %d: %v of %d bytes, want binary of %d bytes of %d", i, typ, len(got), len(w), i)
+				}
+			}
+			if n := counter(t, reg, "readmark_socket_writes_total"); !tt.wantWrites(n) {
+				t.Fatalf("%d frames took %v write calls", tt.frames, n)
+			}
+		})
+	}
+}
+
+// counter returns the value of the counter name in reg.
+func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name {
+			return f.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
