@@ -61,7 +61,7 @@ func (s *Server) joinCluster(ctx context.Context) error {
 		return err
 	}
 	s.node, s.own = node, node
-	s.commit.Fences = node.Fences
+	s.commit.Fences = holdCommits(node.Fences, s.cfg.Logger)
 	s.commit.OnFail = func(err error) {
 		if errors.Is(err, storage.ErrFenced) {
 			node.Metrics().Fenced()

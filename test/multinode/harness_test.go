@@ -17,12 +17,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
 	"github.com/readmark/readmark/im"
@@ -65,6 +67,9 @@ type testCluster struct {
 	secret []byte
 	dir    string
 	nodes  []*node
+	// hold: every node gets a file of its own for the commit hold of
+	// TestPausedNodeIsFenced (holdCommit).
+	hold bool
 }
 
 // node is one readmarkd process (restartable on the same port and ID).
@@ -79,13 +84,16 @@ type node struct {
 }
 
 // newCluster starts n nodes and waits until they share the partitions.
-func newCluster(t *testing.T, n int) *testCluster {
+func newCluster(t *testing.T, n int, opts ...func(*testCluster)) *testCluster {
 	t.Helper()
 	testenv.NeedPostgres(t)
 	testenv.NeedNATS(t)
 	table := testenv.TempTable(t)
 	c := &testCluster{t: t, name: "mn" + table[len("rmtest_"):], table: table,
 		secret: []byte("multinode-test-secret"), dir: t.TempDir()}
+	for _, o := range opts {
+		o(c)
+	}
 	if err := os.WriteFile(filepath.Join(c.dir, "secret"), c.secret, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -117,6 +125,9 @@ func (nd *node) start() {
 		"--postgres", testenv.PostgresDSN(), "--postgres-table", nd.c.table,
 		"--nats", testenv.NATSURL(), "--cluster", nd.c.name, "--node-id", nd.id,
 		"--log-level", "info", "--shutdown-timeout", "30s")
+	if nd.c.hold {
+		cmd.Env = append(os.Environ(), "READMARK_TEST_HOLD_COMMIT="+nd.holdFile())
+	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -191,6 +202,31 @@ func (nd *node) signal(sig syscall.Signal) {
 
 func (nd *node) url() string { return "ws://" + nd.addr }
 
+// holdCommits makes the nodes hold commits on request (holdCommit).
+func holdCommits(c *testCluster) { c.hold = true }
+
+func (nd *node) holdFile() string { return filepath.Join(nd.c.dir, nd.id+".hold") }
+
+// holdCommit makes nd hold its next commit that writes partition p, after
+// reading its lease epochs and before applying it (READMARK_TEST_HOLD_COMMIT,
+// see internal/server), until release is called. The cluster needs the
+// holdCommits option.
+func (nd *node) holdCommit(p uint32) (release func()) {
+	t := nd.c.t
+	t.Helper()
+	if err := os.WriteFile(nd.holdFile(), []byte(strconv.FormatUint(uint64(p), 10)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if err := os.Remove(nd.holdFile()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// logged reports whether nd's log has a line containing s.
+func (nd *node) logged(s string) bool { return nd.out.contains(s) }
+
 // health is a node's /healthz body.
 type health struct {
 	Status          string `json:"status"`
@@ -239,6 +275,29 @@ func (nd *node) metric(name string) float64 {
 	return sum
 }
 
+// owner is the node whose lease on partition p is current.
+func (c *testCluster) owner(p uint32) *node {
+	c.t.Helper()
+	ctx := ctxT(c.t)
+	conn, err := pgx.Connect(ctx, testenv.PostgresDSN())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var id string
+	if err := conn.QueryRow(ctx, "SELECT owner FROM "+pgx.Identifier{c.table + "_leases"}.Sanitize()+
+		" WHERE part = $1 AND expires > now()", int32(p)).Scan(&id); err != nil {
+		c.t.Fatalf("owner of partition %d: %v", p, err)
+	}
+	for _, nd := range c.nodes {
+		if nd.id == id {
+			return nd
+		}
+	}
+	c.t.Fatalf("partition %d owned by unknown node %q", p, id)
+	return nil
+}
+
 // live are the nodes running.
 func (c *testCluster) live() []*node {
 	var ns []*node
@@ -284,8 +343,8 @@ func (c *testCluster) token(user string) string {
 	return tok
 }
 
-// urls is every node's URL, comma-separated, nd's first: the SDK connects
-// there and fails over to the others.
+// urls is every node's URL, comma-separated, nd's first: the SDK starts at
+// a random one and fails over to the others.
 func (c *testCluster) urls(nd *node) string {
 	us := []string{nd.url()}
 	for _, o := range c.nodes {
@@ -296,17 +355,29 @@ func (c *testCluster) urls(nd *node) string {
 	return strings.Join(us, ",")
 }
 
-// dial logs user in on nd (failing over to the other nodes), with a
-// recorder.
+// dial logs user in on the cluster (any node, failing over to the others),
+// with a recorder.
 func (c *testCluster) dial(nd *node, user string) (*im.Client, *recorder) {
+	c.t.Helper()
+	return c.dialURLs(c.urls(nd), user)
+}
+
+// dialOnly logs user in on nd alone: the client reconnects only there.
+func (c *testCluster) dialOnly(nd *node, user string) *im.Client {
+	c.t.Helper()
+	cl, _ := c.dialURLs(nd.url(), user)
+	return cl
+}
+
+func (c *testCluster) dialURLs(urls, user string) (*im.Client, *recorder) {
 	c.t.Helper()
 	rec := newRecorder()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cl, err := im.Dial(ctx, c.urls(nd), user, c.token(user), im.WithListener(rec),
+	cl, err := im.Dial(ctx, urls, user, c.token(user), im.WithListener(rec),
 		im.WithBackoff(20*time.Millisecond, 500*time.Millisecond))
 	if err != nil {
-		c.t.Fatalf("dial %s on %s: %v", user, nd.id, err)
+		c.t.Fatalf("dial %s at %s: %v", user, urls, err)
 	}
 	c.t.Cleanup(func() { cl.Close() })
 	return cl, rec
@@ -340,6 +411,12 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
+}
+
+func (s *syncBuffer) contains(sub string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return bytes.Contains(s.b.Bytes(), []byte(sub))
 }
 
 func (s *syncBuffer) tail(n int) string {
