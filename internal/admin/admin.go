@@ -3,7 +3,7 @@
 // endpoint: /healthz and /metrics, and behind a token of the admin user
 // (rate limited per token) /v1/admin/settings, the server overview, the
 // message read path (/v1/admin/messages/lookup and a group message's read
-// members) and /debug/pprof/. The server REST API (package restapi) uses
+// members) and Go's profiles under /debug/pprof/. The server REST API (package restapi) uses
 // its authentication and JSON helpers.
 package admin
 
@@ -16,7 +16,6 @@ import (
 	"maps"
 	"math"
 	"net/http"
-	"net/http/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -261,9 +260,7 @@ func (a *API) Routes(mux *http.ServeMux) {
 		WriteJSON(w, http.StatusOK, body)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
-	// Profiles for operators, behind the admin token like the settings.
-	mux.HandleFunc("GET /debug/pprof/", a.Authed(pprof.Index))
-	mux.HandleFunc("GET /debug/pprof/profile", a.Authed(pprof.Profile))
+	a.profileRoutes(mux)
 	mux.HandleFunc("GET /v1/admin/settings", a.Authed(func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusOK, cfg.Settings.Get())
 	}))
