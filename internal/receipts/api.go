@@ -65,6 +65,8 @@ type Pusher interface {
 
 // Profiles names members in read-member lists.
 type Profiles interface {
-	// Profile returns user's nickname and avatar URL ("" if none).
-	Profile(ctx context.Context, user string) (nickName, faceURL string)
+	// Profiles returns the nickname and avatar URL ("" if none) of each of
+	// users, in order: a page's worth in one call, so that an
+	// implementation reads its store once for the lot.
+	Profiles(ctx context.Context, users []string) (nickNames, faceURLs []string)
 }

@@ -98,6 +98,15 @@ func c2cReadKey(conv string, seq uint64) []byte {
 	return storage.AppendUint64(storage.Key("r", "c", conv), seq)
 }
 
+// stateKey is where m's read state is stored: its read set (group
+// messages) or its receiver's receipt (C2C).
+func stateKey(m Msg) []byte {
+	if m.GroupID != "" {
+		return readSetKey(m.Conv, m.Seq)
+	}
+	return c2cReadKey(m.Conv, m.Seq)
+}
+
 func markKey(reader, peer string) []byte { return storage.Key("r", "k", reader, peer) }
 
 // logMemberKey is r/t/<group>/<ord>; entries are logMemberKey + '/' + first seq.

@@ -173,19 +173,26 @@ func (e *Engine) ReadMembers(ctx context.Context, user string, req *pb.ReadMembe
 	st.mu.RUnlock()
 	e.cache.release(st)
 
-	resp.Members = make([]*pb.GroupMember, 0, len(ords))
-	for _, o := range ords {
-		u, _ := snap.User(o)
-		gm := &pb.GroupMember{UserId: u}
-		if e.cfg.Profiles != nil {
-			gm.NickName, gm.FaceUrl = e.cfg.Profiles.Profile(ctx, u)
+	resp.Members = make([]*pb.GroupMember, len(ords))
+	users := make([]string, len(ords))
+	for i, o := range ords {
+		users[i], _ = snap.User(o)
+		resp.Members[i] = &pb.GroupMember{UserId: users[i]}
+	}
+	if e.cfg.Profiles != nil {
+		nicks, faces := e.cfg.Profiles.Profiles(ctx, users)
+		for i, gm := range resp.Members {
+			gm.NickName, gm.FaceUrl = nicks[i], faces[i]
 		}
-		if filter == pb.ReadMembersFilter_READ_MEMBERS_FILTER_READ {
-			if gm.ReadTimeMs, err = e.readTime(ctx, m.GroupID, o, m.Seq); err != nil {
-				return nil, storeErr(err)
-			}
+	}
+	if filter == pb.ReadMembersFilter_READ_MEMBERS_FILTER_READ {
+		times, err := e.readTimes(ctx, m.GroupID, ords, m.Seq)
+		if err != nil {
+			return nil, storeErr(err)
 		}
-		resp.Members = append(resp.Members, gm)
+		for i, gm := range resp.Members {
+			gm.ReadTimeMs = times[i]
+		}
 	}
 	if len(ords) > 0 {
 		resp.NextSeq = uint64(ords[len(ords)-1]) + 1
@@ -194,19 +201,36 @@ func (e *Engine) ReadMembers(ctx context.Context, user string, req *pb.ReadMembe
 	return resp, nil
 }
 
-// readTime finds when member ord read seq: the newest receipt-log entry of
-// the member with first seq <= seq that lists seq.
-func (e *Engine) readTime(ctx context.Context, group string, ord uint32, seq uint64) (int64, error) {
-	// Most calls name one message, so the entry usually starts at seq: a
-	// point lookup is much cheaper than opening an iterator.
-	v, err := e.cfg.Store.Get(ctx, logKey(group, ord, seq))
-	if err == nil {
-		if t, ok := logContains(seq, v, seq); ok {
-			return t, nil
-		}
-	} else if !errors.Is(err, storage.ErrNotFound) {
-		return 0, err
+// readTimes finds when each member of ords read seq: the newest
+// receipt-log entry of the member with first seq <= seq that lists seq.
+func (e *Engine) readTimes(ctx context.Context, group string, ords []uint32, seq uint64) ([]int64, error) {
+	// Most receipt calls name one message, so a member's entry usually
+	// starts at seq: one batched point lookup for the whole page, and a
+	// scan only for the members whose entry starts earlier.
+	keys := make([][]byte, len(ords))
+	for i, o := range ords {
+		keys[i] = logKey(group, o, seq)
 	}
+	vs, err := e.cfg.Store.GetMany(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int64, len(ords))
+	for i, v := range vs {
+		if t, ok := logContains(seq, v, seq); ok {
+			out[i] = t
+			continue
+		}
+		if out[i], err = e.scanReadTime(ctx, group, ords[i], seq); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// scanReadTime is readTimes for one member whose entry does not start at
+// seq: a reverse scan of its log from seq.
+func (e *Engine) scanReadTime(ctx context.Context, group string, ord uint32, seq uint64) (int64, error) {
 	mk := logMemberKey(group, ord)
 	start := append(mk, '/')
 	var end []byte
@@ -216,7 +240,7 @@ func (e *Engine) readTime(ctx context.Context, group string, ord uint32, seq uin
 		end = storage.AppendUint64(logMemberKey(group, ord), seq+1)
 	}
 	var t int64
-	err = e.cfg.Store.Scan(ctx, start, end, true, func(k, v []byte) bool {
+	err := e.cfg.Store.Scan(ctx, start, end, true, func(k, v []byte) bool {
 		if len(k) != len(start)+8 {
 			return true
 		}
@@ -291,6 +315,14 @@ func (e *Engine) mark(ctx context.Context, reader, peer string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	return decodeMark(v)
+}
+
+// decodeMark parses a stored C2C mark; nil (none stored) is 0.
+func decodeMark(v []byte) (int64, error) {
+	if v == nil {
+		return 0, nil
+	}
 	t, n := binary.Uvarint(v)
 	if n <= 0 {
 		return 0, fmt.Errorf("receipts: malformed c2c mark")
@@ -304,7 +336,7 @@ func (e *Engine) mark(ctx context.Context, reader, peer string) (int64, error) {
 // the in-memory state: call it on the node owning the conversations.
 func (e *Engine) ReceiptSent(ctx context.Context, user string, msgs []Msg) ([]bool, error) {
 	ordinal := func(groupID string) (uint32, bool) { return e.cfg.Roster.Ordinal(ctx, groupID, user) }
-	return e.receiptSent(ctx, user, msgs, ordinal, e.cachedRead)
+	return e.receiptSent(ctx, user, msgs, ordinal, false)
 }
 
 // StoredReceiptSent is ReceiptSent from durable state alone, for any node:
@@ -315,57 +347,96 @@ func (e *Engine) StoredReceiptSent(ctx context.Context, user string, msgs []Msg,
 		o, ok := ordinals[groupID]
 		return o, ok
 	}
-	return e.receiptSent(ctx, user, msgs, ordinal, e.storedRead)
+	return e.receiptSent(ctx, user, msgs, ordinal, true)
 }
 
-// readCheck reports whether the reader of ordinal ord (group messages) has
-// a receipt recorded on m.
-type readCheck func(ctx context.Context, m Msg, ord uint32) (bool, error)
-
-func (e *Engine) receiptSent(ctx context.Context, user string, msgs []Msg, ordinal func(groupID string) (uint32, bool), hasRead readCheck) ([]bool, error) {
+// receiptSent answers ReceiptSent from the in-memory state, or with stored
+// from storage alone. Whatever the number of messages, it reads the store
+// once (the C2C marks, and with stored the read states), plus the cache's
+// loads of states it misses.
+func (e *Engine) receiptSent(ctx context.Context, user string, msgs []Msg, ordinal func(groupID string) (uint32, bool), stored bool) ([]bool, error) {
 	if err := e.begin(); err != nil {
 		return nil, err
 	}
 	defer e.ops.Done()
-	out := make([]bool, len(msgs))
-	marks := make(map[string]int64)
+	// A message to answer: its reader's ordinal (group messages), and the
+	// indexes in keys of its C2C mark and (stored) its read state, or -1.
+	type ask struct {
+		i          int
+		ord        uint32
+		mark, read int
+	}
+	var (
+		asks  []ask
+		keys  [][]byte
+		marks = make(map[string]int) // C2C sender -> index of its mark in keys
+	)
 	for i, m := range msgs {
 		if !m.NeedReadReceipt || m.Sender == user {
 			continue
 		}
-		var ord uint32
+		a := ask{i: i, mark: -1, read: -1}
 		if m.GroupID != "" {
 			var ok bool
-			if ord, ok = ordinal(m.GroupID); !ok || ord >= m.Watermark {
+			if a.ord, ok = ordinal(m.GroupID); !ok || a.ord >= m.Watermark {
 				continue
 			}
 		} else {
 			if m.Receiver != user {
 				continue
 			}
-			mark, ok := marks[m.Sender]
+			j, ok := marks[m.Sender]
 			if !ok {
-				var err error
-				if mark, err = e.mark(ctx, user, m.Sender); err != nil {
-					return nil, storeErr(err)
-				}
-				marks[m.Sender] = mark
+				j = len(keys)
+				keys = append(keys, markKey(user, m.Sender))
+				marks[m.Sender] = j
+			}
+			a.mark = j
+		}
+		if stored {
+			a.read = len(keys)
+			keys = append(keys, stateKey(m))
+		}
+		asks = append(asks, a)
+	}
+	out := make([]bool, len(msgs))
+	if len(asks) == 0 {
+		return out, nil
+	}
+	var vals [][]byte
+	if len(keys) > 0 {
+		var err error
+		if vals, err = e.cfg.Store.GetMany(ctx, keys); err != nil {
+			return nil, storeErr(err)
+		}
+	}
+	for _, a := range asks {
+		m := msgs[a.i]
+		if a.mark >= 0 {
+			mark, err := decodeMark(vals[a.mark])
+			if err != nil {
+				return nil, storeErr(err)
 			}
 			if mark > 0 && mark >= m.Time.UnixMilli() {
-				out[i] = true
+				out[a.i] = true
 				continue
 			}
 		}
-		read, err := hasRead(ctx, m, ord)
+		var err error
+		if stored {
+			out[a.i], err = storedRead(m, a.ord, vals[a.read])
+		} else {
+			out[a.i], err = e.cachedRead(ctx, m, a.ord)
+		}
 		if err != nil {
 			return nil, storeErr(err)
 		}
-		out[i] = read
 	}
 	return out, nil
 }
 
-// cachedRead is a readCheck on the in-memory state (loaded on a miss).
+// cachedRead reports from the in-memory state (loaded on a miss) whether m
+// was read by its C2C receiver, or by the group member of ordinal ord.
 func (e *Engine) cachedRead(ctx context.Context, m Msg, ord uint32) (bool, error) {
 	st, err := e.cache.acquire(ctx, m)
 	if err != nil {
@@ -380,21 +451,11 @@ func (e *Engine) cachedRead(ctx context.Context, m Msg, ord uint32) (bool, error
 	return st.readAt != 0, nil
 }
 
-// storedRead is a readCheck on storage, bypassing the cache.
-func (e *Engine) storedRead(ctx context.Context, m Msg, ord uint32) (bool, error) {
-	if m.GroupID == "" {
-		_, err := e.cfg.Store.Get(ctx, c2cReadKey(m.Conv, m.Seq))
-		if errors.Is(err, storage.ErrNotFound) {
-			return false, nil
-		}
-		return err == nil, err
-	}
-	v, err := e.cfg.Store.Get(ctx, readSetKey(m.Conv, m.Seq))
-	if errors.Is(err, storage.ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
+// storedRead is cachedRead on m's stored state v (at stateKey(m); nil if
+// none).
+func storedRead(m Msg, ord uint32, v []byte) (bool, error) {
+	if m.GroupID == "" || v == nil {
+		return v != nil, nil
 	}
 	rb, err := decodeReadSet(v)
 	if err != nil {

@@ -35,6 +35,9 @@ type applyCall struct {
 }
 
 func (f *fakeStore) Get(context.Context, []byte) ([]byte, error) { return nil, storage.ErrNotFound }
+func (f *fakeStore) GetMany(_ context.Context, keys [][]byte) ([][]byte, error) {
+	return make([][]byte, len(keys)), nil
+}
 func (f *fakeStore) Scan(context.Context, []byte, []byte, bool, func(k, v []byte) bool) error {
 	return nil
 }

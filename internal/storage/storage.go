@@ -44,6 +44,12 @@ var ErrFenced = errors.New("storage: fenced: partition not owned by this node")
 type Store interface {
 	// Get returns a copy of the value stored at key, or ErrNotFound.
 	Get(ctx context.Context, key []byte) ([]byte, error)
+	// GetMany returns copies of the values stored at keys, in the order of
+	// keys: nil for a missing key, a non-nil (possibly empty) slice for a
+	// present one. It reads one consistent snapshot, and on a networked
+	// store costs one round trip whatever the number of keys: use it
+	// instead of Gets in a loop.
+	GetMany(ctx context.Context, keys [][]byte) ([][]byte, error)
 	// Scan calls fn for every key in [start, end) in ascending order (descending
 	// if reverse) until fn returns false. A nil end means no upper bound. The
 	// slices passed to fn are valid only during the call. Scan sees a

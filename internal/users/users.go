@@ -7,7 +7,6 @@ package users
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"sync"
 
 	"github.com/readmark/readmark/internal/apierr"
@@ -84,34 +83,57 @@ func (s *Service) Forget(user string) {
 // Get returns user's profile (zero if it never set one). A storage error
 // yields the zero profile: names are decoration, not worth failing a list.
 func (s *Service) Get(ctx context.Context, user string) Profile {
-	s.mu.RLock()
-	p, ok := s.cache[user]
-	gen := s.gen
-	s.mu.RUnlock()
-	if ok {
-		return p
-	}
-	raw, err := s.store.Get(ctx, key(user))
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-	case err != nil:
-		return Profile{}
-	default:
-		if json.Unmarshal(raw, &p) != nil {
-			return Profile{}
-		}
-	}
-	s.mu.Lock()
-	// A concurrent Set, or a Forget since the read began, wins over it.
-	if _, ok := s.cache[user]; !ok && s.gen == gen {
-		s.cache[user] = p
-	}
-	s.mu.Unlock()
-	return p
+	return s.GetMany(ctx, []string{user})[0]
 }
 
-// Profile implements receipts.Profiles.
-func (s *Service) Profile(ctx context.Context, user string) (nickName, faceURL string) {
-	p := s.Get(ctx, user)
-	return p.NickName, p.FaceURL
+// GetMany is Get for each of users, in order, reading the store once for
+// all those not cached.
+func (s *Service) GetMany(ctx context.Context, users []string) []Profile {
+	out := make([]Profile, len(users))
+	var miss []int // indexes of users not cached
+	s.mu.RLock()
+	gen := s.gen
+	for i, u := range users {
+		p, ok := s.cache[u]
+		if !ok {
+			miss = append(miss, i)
+		}
+		out[i] = p
+	}
+	s.mu.RUnlock()
+	if len(miss) == 0 {
+		return out
+	}
+	keys := make([][]byte, len(miss))
+	for j, i := range miss {
+		keys[j] = key(users[i])
+	}
+	raws, err := s.store.GetMany(ctx, keys)
+	if err != nil {
+		return out
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for j, i := range miss {
+		var p Profile
+		if raws[j] != nil && json.Unmarshal(raws[j], &p) != nil {
+			continue
+		}
+		out[i] = p
+		// A concurrent Set, or a Forget since the read began, wins over it.
+		if _, ok := s.cache[users[i]]; !ok && s.gen == gen {
+			s.cache[users[i]] = p
+		}
+	}
+	return out
+}
+
+// Profiles implements receipts.Profiles.
+func (s *Service) Profiles(ctx context.Context, users []string) (nickNames, faceURLs []string) {
+	ps := s.GetMany(ctx, users)
+	nickNames, faceURLs = make([]string, len(ps)), make([]string, len(ps))
+	for i, p := range ps {
+		nickNames[i], faceURLs[i] = p.NickName, p.FaceURL
+	}
+	return nickNames, faceURLs
 }

@@ -69,6 +69,30 @@ func (s *Store) Get(_ context.Context, key []byte) ([]byte, error) {
 	return out, closer.Close()
 }
 
+// GetMany implements storage.Store, on one snapshot.
+func (s *Store) GetMany(_ context.Context, keys [][]byte) ([][]byte, error) {
+	if s.closed.Load() {
+		return nil, storage.ErrClosed
+	}
+	snap := s.db.NewSnapshot()
+	defer snap.Close()
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		v, closer, err := snap.Get(k)
+		if errors.Is(err, pebble.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[i] = append([]byte{}, v...)
+		if err := closer.Close(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 // Scan implements storage.Store.
 func (s *Store) Scan(ctx context.Context, start, end []byte, reverse bool, fn func(k, v []byte) bool) error {
 	if s.closed.Load() {

@@ -7,7 +7,8 @@
 // if missing. bytea compares bytewise, the order storage.Store requires; it
 // carries no collation.
 //
-//   - Get is one SELECT.
+//   - Get is one SELECT; GetMany one SELECT ... WHERE k = ANY($1) for all
+//     its keys (one statement: one snapshot).
 //   - Scan reads in pages of pageSize rows (keyset pagination on k, ORDER BY
 //     k ASC or DESC), so a huge range is never loaded at once, all inside one
 //     REPEATABLE READ READ ONLY transaction: the scan sees one snapshot.
@@ -77,7 +78,7 @@ type Store struct {
 	pageSize int
 	closed   atomic.Bool
 
-	qGet, qUpsert, qDelete, qLock, qFence string
+	qGet, qGetMany, qUpsert, qDelete, qLock, qFence string
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -120,6 +121,7 @@ func Open(ctx context.Context, dsn string, table string) (*Store, error) {
 		name:     table,
 		pageSize: defaultPageSize,
 		qGet:     "SELECT v FROM " + t + " WHERE k = $1",
+		qGetMany: "SELECT k, v FROM " + t + " WHERE k = ANY($1::bytea[])",
 		qUpsert: "INSERT INTO " + t + " (k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[]) " +
 			"ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
 		qDelete: "DELETE FROM " + t + " WHERE k = ANY($1::bytea[])",
@@ -199,6 +201,57 @@ func (s *Store) Get(ctx context.Context, key []byte) ([]byte, error) {
 		v = []byte{}
 	}
 	return v, nil
+}
+
+// GetMany implements storage.Store.
+func (s *Store) GetMany(ctx context.Context, keys [][]byte) ([][]byte, error) {
+	if s.closed.Load() {
+		return nil, storage.ErrClosed
+	}
+	out := make([][]byte, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	arg := make([][]byte, len(keys))
+	for i, k := range keys {
+		arg[i] = nonNil(k)
+	}
+	c, err := s.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Release()
+	rows, err := c.Query(ctx, s.qGetMany, arg)
+	if err != nil {
+		return nil, err
+	}
+	found := make(map[string][]byte, len(keys))
+	for rows.Next() {
+		var k pgtype.DriverBytes
+		var v []byte // scanning into []byte copies
+		if err := rows.Scan(&k, &v); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		found[string(k)] = nonNil(v)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	given := make(map[string]bool, len(found))
+	for i, k := range keys {
+		v, ok := found[string(k)]
+		if !ok {
+			continue
+		}
+		if given[string(k)] {
+			v = bytes.Clone(v) // a key asked twice: a copy of its own, as from two Gets
+		}
+		given[string(k)] = true
+		out[i] = v
+	}
+	return out, nil
 }
 
 // Scan implements storage.Store.

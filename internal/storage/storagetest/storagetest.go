@@ -77,6 +77,9 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store, opts ...Option) {
 		{"GetMissing", testGetMissing},
 		{"SetGet", testSetGet},
 		{"EmptyAndNilValue", testEmptyValue},
+		{"GetMany", testGetMany},
+		{"GetManyLarge", testGetManyLarge},
+		{"GetManyAtomic", testGetManyAtomic},
 		{"Overwrite", testOverwrite},
 		{"Delete", testDelete},
 		{"SetAndDeleteInOneBatch", testSetDeleteOneBatch},
@@ -269,6 +272,97 @@ func testEmptyValue(t *testing.T, h *harness) {
 	if got := keysOf(scan(t, s, nil, nil, false)); !slices.Equal(got, []string{"empty", "nil"}) {
 		t.Errorf("Scan = %q", got)
 	}
+}
+
+// getMany calls GetMany and checks the length of its result.
+func getMany(t *testing.T, s storage.Store, keys ...[]byte) [][]byte {
+	t.Helper()
+	vs, err := s.GetMany(t.Context(), keys)
+	if err != nil {
+		t.Fatalf("GetMany: %v", err)
+	}
+	if len(vs) != len(keys) {
+		t.Fatalf("GetMany of %d keys returned %d values", len(keys), len(vs))
+	}
+	return vs
+}
+
+// testGetMany: values in the order of the keys, nil for a missing key and a
+// non-nil empty slice for an empty value; each a copy of its own, even for
+// a key asked twice.
+func testGetMany(t *testing.T, h *harness) {
+	s, _ := h.store(t)
+	if vs := getMany(t, s); len(vs) != 0 {
+		t.Fatalf("GetMany() = %q", vs)
+	}
+	apply(t, s, true, set("a", "1"), set("b\x00\xff", "2"), set("e", ""), set("c", "3"))
+	keys := []string{"c", "x", "a", "e", "", "b\x00\xff", "a", "b"}
+	bs := make([][]byte, len(keys))
+	for i, k := range keys {
+		bs[i] = []byte(k)
+	}
+	bs[4] = nil // a nil key is the empty key
+	vs := getMany(t, s, bs...)
+	want := []any{"3", nil, "1", "", nil, "2", "1", nil}
+	for i, w := range want {
+		switch {
+		case w == nil && vs[i] != nil:
+			t.Errorf("GetMany: key %q = %q, want missing (nil)", keys[i], vs[i])
+		case w != nil && (vs[i] == nil || string(vs[i]) != w):
+			t.Errorf("GetMany: key %q = %q (nil %v), want %q", keys[i], vs[i], vs[i] == nil, w)
+		}
+	}
+	vs[2][0] = 'X'
+	if string(vs[6]) != "1" {
+		t.Errorf("a key asked twice shares memory: %q", vs[6])
+	}
+	if again := getMany(t, s, []byte("a")); string(again[0]) != "1" {
+		t.Errorf("GetMany after changing a returned value: %q", again[0])
+	}
+}
+
+// testGetManyLarge: thousands of keys in one call, half of them missing.
+func testGetManyLarge(t *testing.T, h *harness) {
+	s, _ := h.store(t)
+	const n = 3000
+	key := func(i int) []byte { return storage.AppendUint64([]byte("many/"), uint64(i)) }
+	b := &storage.Batch{}
+	for i := 0; i < n; i += 2 {
+		b.Set(key(i), fmt.Appendf(nil, "v%d", i))
+	}
+	if err := s.Apply(t.Context(), b, false); err != nil {
+		t.Fatal(err)
+	}
+	keys := make([][]byte, n)
+	for i := range keys {
+		keys[i] = key(n - 1 - i) // descending: order follows the keys, not the store
+	}
+	for i, v := range getMany(t, s, keys...) {
+		k := n - 1 - i
+		if k%2 == 1 && v != nil || k%2 == 0 && string(v) != fmt.Sprintf("v%d", k) {
+			t.Fatalf("key %d = %q", k, v)
+		}
+	}
+}
+
+// testGetManyAtomic: GetMany sees a batch applied during it wholly or not at
+// all.
+func testGetManyAtomic(t *testing.T, h *harness) {
+	s, _ := h.store(t)
+	keys := make([][]byte, atomKeys)
+	for i := range keys {
+		keys[i] = atomKey(i)
+	}
+	writeGenerations(t, s, func(reads int) bool {
+		vs := getMany(t, s, keys...)
+		for _, v := range vs[1:] {
+			if (v == nil) != (vs[0] == nil) || !bytes.Equal(v, vs[0]) {
+				t.Errorf("read %d saw a torn batch: %q and %q", reads, vs[0], v)
+				return false
+			}
+		}
+		return true
+	})
 }
 
 func testOverwrite(t *testing.T, h *harness) {
@@ -663,40 +757,15 @@ func testScanCanceled(t *testing.T, h *harness) {
 // one value, or none.
 func testAtomicScan(t *testing.T, h *harness) {
 	s, _ := h.store(t)
-	const keys, batches = 100, 60
-	key := func(i int) []byte { return fmt.Appendf(nil, "atom/%03d", i) }
-
-	var done atomic.Bool
-	var wg sync.WaitGroup
-	errc := make(chan error, 1)
-	wg.Go(func() {
-		defer done.Store(true)
-		for n := 1; n <= batches; n++ {
-			b := &storage.Batch{}
-			for i := range keys {
-				if n%3 == 0 {
-					b.Delete(key(i))
-				} else {
-					b.Set(key(i), fmt.Appendf(nil, "gen%d", n))
-				}
-			}
-			if err := s.Apply(context.Background(), b, n%2 == 0); err != nil {
-				errc <- err
-				return
-			}
-		}
-	})
-	scans := 0
-	for !done.Load() || scans < 3 {
+	writeGenerations(t, s, func(reads int) bool {
 		for _, reverse := range []bool{false, true} {
-			scans++
 			var first string
 			count := 0
 			err := s.Scan(t.Context(), []byte("atom/"), []byte("atom0"), reverse, func(_, v []byte) bool {
 				if count == 0 {
 					first = string(v)
 				} else if string(v) != first {
-					t.Errorf("scan %d saw a torn batch: %q and %q", scans, first, v)
+					t.Errorf("scan %d saw a torn batch: %q and %q", reads, first, v)
 					return false
 				}
 				count++
@@ -705,11 +774,48 @@ func testAtomicScan(t *testing.T, h *harness) {
 			if err != nil {
 				t.Fatalf("Scan: %v", err)
 			}
-			if count != 0 && count != keys {
-				t.Fatalf("scan %d saw %d keys, want 0 or %d", scans, count, keys)
+			if count != 0 && count != atomKeys {
+				t.Fatalf("scan %d saw %d keys, want 0 or %d", reads, count, atomKeys)
 			}
 		}
-		if t.Failed() {
+		return !t.Failed()
+	})
+}
+
+// atomKeys keys atomKey(i) are written together by writeGenerations.
+const atomKeys = 100
+
+func atomKey(i int) []byte { return fmt.Appendf(nil, "atom/%03d", i) }
+
+// writeGenerations applies batches that each set every atomKey to the
+// batch's generation (every third deletes them all), while calling read
+// until the writer is done and read has run at least 3 times, or read
+// returns false.
+func writeGenerations(t *testing.T, s storage.Store, read func(reads int) bool) {
+	t.Helper()
+	const batches = 60
+	var done atomic.Bool
+	var wg sync.WaitGroup
+	errc := make(chan error, 1)
+	wg.Go(func() {
+		defer done.Store(true)
+		for n := 1; n <= batches; n++ {
+			b := &storage.Batch{}
+			for i := range atomKeys {
+				if n%3 == 0 {
+					b.Delete(atomKey(i))
+				} else {
+					b.Set(atomKey(i), fmt.Appendf(nil, "gen%d", n))
+				}
+			}
+			if err := s.Apply(context.Background(), b, n%2 == 0); err != nil {
+				errc <- err
+				return
+			}
+		}
+	})
+	for reads := 1; !done.Load() || reads <= 3; reads++ {
+		if !read(reads) {
 			break
 		}
 	}
@@ -816,6 +922,9 @@ func testErrClosed(t *testing.T, h *harness) {
 	ctx := t.Context()
 	if _, err := s.Get(ctx, []byte("a")); !errors.Is(err, storage.ErrClosed) {
 		t.Errorf("Get after Close: %v, want ErrClosed", err)
+	}
+	if _, err := s.GetMany(ctx, [][]byte{[]byte("a")}); !errors.Is(err, storage.ErrClosed) {
+		t.Errorf("GetMany after Close: %v, want ErrClosed", err)
 	}
 	called := false
 	if err := s.Scan(ctx, nil, nil, false, func(_, _ []byte) bool { called = true; return true }); !errors.Is(err, storage.ErrClosed) {
