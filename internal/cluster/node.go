@@ -321,6 +321,26 @@ func (n *Node) Fences(parts []uint32) ([]storage.Fence, error) {
 	return fs, nil
 }
 
+// Epochs reads the current lease epoch of every partition, whoever holds
+// it, in partition order (Fence.Part is the index): fences for a write that
+// derives from data read after the call and must be refused if any of those
+// partitions changed hands since (the groups' one-time index build, run
+// before this node owns anything).
+func (n *Node) Epochs(ctx context.Context) ([]storage.Fence, error) {
+	rows, err := n.pool.Query(ctx, "SELECT part, epoch FROM "+n.leases+" WHERE part < $1 ORDER BY part", Partitions)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: reading lease epochs: %w", err)
+	}
+	fs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[storage.Fence])
+	if err == nil && len(fs) != Partitions {
+		err = fmt.Errorf("%d lease rows, want %d", len(fs), Partitions)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cluster: reading lease epochs: %w", err)
+	}
+	return fs, nil
+}
+
 // Owned lists the partitions this node holds.
 func (n *Node) Owned() []uint32 {
 	var ps []uint32

@@ -1,10 +1,15 @@
 package groups
 
 import (
+	"bytes"
 	"context"
 	"iter"
 	"slices"
+	"sync"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
 	"github.com/readmark/readmark/internal/apierr"
@@ -13,6 +18,8 @@ import (
 	"github.com/readmark/readmark/internal/receipts"
 	"github.com/readmark/readmark/internal/storage"
 	"github.com/readmark/readmark/internal/storage/pebblestore"
+	"github.com/readmark/readmark/internal/storage/pgstore"
+	"github.com/readmark/readmark/internal/testenv"
 )
 
 type nopPusher struct{}
@@ -36,7 +43,7 @@ func newNode(t *testing.T, st storage.Store) *Service {
 	t.Helper()
 	c := storage.NewCommitter(st, 0)
 	t.Cleanup(c.Close)
-	s, err := New(context.Background(), st, c, nopPusher{})
+	s, err := New(context.Background(), st, c, nopPusher{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,22 +119,7 @@ func TestUserIndexMigration(t *testing.T) {
 	if err := old.Quit(ctx, "bob", "b"); err != nil {
 		t.Fatal(err)
 	}
-	// Back to the old layout: no index, no marker.
-	b := &storage.Batch{}
-	p := []byte("ug/")
-	if err := st.Scan(ctx, p, storage.PrefixEnd(p), false, func(k, _ []byte) bool {
-		b.Delete(append([]byte(nil), k...))
-		return true
-	}); err != nil {
-		t.Fatal(err)
-	}
-	b.Delete(userIndexMarker)
-	if err := st.Apply(ctx, b, true); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := old.UserGroups(ctx, "bob"); len(got) != 0 {
-		t.Fatalf("index not cleared: %v", got)
-	}
+	dropUserIndex(t, st, old)
 
 	s := newNode(t, st)
 	for user, want := range map[string][]string{"alice": {"a", "b", "c"}, "bob": {"a", "c"}, "owner": {"a", "b", "c"}} {
@@ -147,6 +139,113 @@ func TestUserIndexMigration(t *testing.T) {
 	if _, err := st.Get(ctx, userIndexMarker); err != nil {
 		t.Fatalf("marker: %v", err)
 	}
+}
+
+// dropUserIndex takes st back to the layout before the user index: no
+// index, no marker.
+func dropUserIndex(t *testing.T, st storage.Store, s *Service) {
+	t.Helper()
+	ctx := context.Background()
+	b := &storage.Batch{}
+	p := []byte("ug/")
+	if err := st.Scan(ctx, p, storage.PrefixEnd(p), false, func(k, _ []byte) bool {
+		b.Delete(append([]byte(nil), k...))
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	b.Delete(userIndexMarker)
+	if err := st.Apply(ctx, b, true); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.UserGroups(ctx, "bob"); len(got) != 0 {
+		t.Fatalf("index not cleared: %v", got)
+	}
+}
+
+// TestUserIndexBuildFenced: a node building the index from an old database
+// that reads a membership, then stalls while another node finishes the
+// build, takes the group's partition and records a quit, must not write
+// the membership's entry back (fenced by the lease epochs it read first).
+func TestUserIndexBuildFenced(t *testing.T) {
+	testenv.NeedPostgres(t)
+	testenv.NeedNATS(t)
+	ctx := t.Context()
+	table := testenv.TempTable(t)
+	st, err := pgstore.Open(ctx, testenv.PostgresDSN(), table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	nc, err := nats.Connect(testenv.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	node, err := cluster.Open(ctx, cluster.Config{
+		DSN: testenv.PostgresDSN(), Table: table, NodeID: "builder", Cluster: "t" + table, Conn: nc,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Close() })
+
+	old := newNode(t, st)
+	for _, id := range []string{"a", "b"} {
+		if _, err := old.Create(ctx, "owner", pb.GroupType_GROUP_TYPE_PUBLIC, id, "", []string{"bob"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dropUserIndex(t, st, old)
+
+	// The other node, between the builder's read of gm/ and its write: it
+	// builds the index (the marker), takes b's partition, and bob quits b.
+	other := func() {
+		if err := migrateUserIndex(ctx, st, node.Epochs); err != nil {
+			t.Fatal(err)
+		}
+		part := int32(cluster.Of(conv.Group("b")))
+		conn, err := pgx.Connect(ctx, testenv.PostgresDSN())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(context.Background())
+		if _, err := conn.Exec(ctx, "UPDATE "+pgstore.LeasesTable(table)+
+			" SET owner = 'other', epoch = epoch + 1, expires = now() + interval '1 minute' WHERE part = $1", part); err != nil {
+			t.Fatal(err)
+		}
+		if err := old.Quit(ctx, "bob", "b"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := storage.NewCommitter(st, 0)
+	t.Cleanup(c.Close)
+	s, err := New(ctx, &beforeIndexWrite{Store: st, fn: other}, c, nopPusher{}, node.Epochs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.UserGroups(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(groupIDs(got), []string{"a"}) {
+		t.Fatalf("bob's groups %v after the build, want [a]: a stale build wrote b back", groupIDs(got))
+	}
+}
+
+// beforeIndexWrite runs fn once, before the first batch that writes the
+// user index is applied.
+type beforeIndexWrite struct {
+	storage.Store
+	once sync.Once
+	fn   func()
+}
+
+func (s *beforeIndexWrite) Apply(ctx context.Context, b *storage.Batch, sync bool) error {
+	if b.Len() > 0 && bytes.HasPrefix(b.Ops[0].Key, []byte("ug/")) {
+		s.once.Do(s.fn)
+	}
+	return s.Store.Apply(ctx, b, sync)
 }
 
 // TestDropPartitionReloads: a node that stops owning a partition and gets

@@ -97,13 +97,14 @@ type Membership struct {
 
 // New returns a Service on store. It loads no group (they load on first
 // use) but builds the stored user → groups index once if an older data
-// directory lacks it.
-func New(ctx context.Context, store storage.Store, commit *storage.Committer, push Pusher) (*Service, error) {
+// directory lacks it, fenced by the lease epochs that epochs reads (nil on
+// a single node; see migrateUserIndex).
+func New(ctx context.Context, store storage.Store, commit *storage.Committer, push Pusher, epochs Epochs) (*Service, error) {
 	s := &Service{store: store, commit: commit, push: push, now: time.Now}
 	for i := range s.parts {
 		s.parts[i].groups = make(map[string]*group)
 	}
-	if err := migrateUserIndex(ctx, store); err != nil {
+	if err := migrateUserIndex(ctx, store, epochs); err != nil {
 		return nil, fmt.Errorf("groups: building the user index: %w", err)
 	}
 	return s, nil

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/readmark/readmark/internal/cluster"
+	"github.com/readmark/readmark/internal/conv"
 	"github.com/readmark/readmark/internal/storage"
 )
 
@@ -70,55 +72,97 @@ var userIndexMarker = storage.Key("s", "ug-built")
 // migrateBatch bounds the writes of one migration batch.
 const migrateBatch = 5000
 
-// migrateUserIndex builds ug/ from gm/ once per data directory. It rewrites
-// only what the membership records say, so running it twice (two nodes
-// starting on one old database) writes the same entries.
-func migrateUserIndex(ctx context.Context, store storage.Store) error {
-	if _, err := store.Get(ctx, userIndexMarker); err == nil {
-		return nil
-	} else if !errors.Is(err, storage.ErrNotFound) {
-		return err
-	}
+// Epochs reads the lease epoch of every partition, in partition order
+// (cluster.Node.Epochs); nil on a single node (no fences).
+type Epochs func(ctx context.Context) ([]storage.Fence, error)
+
+// migrateUserIndex builds ug/ from gm/ once per database. It rewrites only
+// what the membership records say, so two nodes starting on one old
+// database write the same entries.
+//
+// Fencing (cluster). A node takes partitions only once its own build is
+// done or found done (the marker), and only owners change memberships. So
+// each batch reads the lease epochs, then finds the marker still missing,
+// then reads gm/, and carries the epochs of its groups' partitions as
+// fences: if a node has taken one of them since (it passed the marker and
+// may have changed a membership the batch read before), the store refuses
+// the batch (a paused node's stale entry would otherwise resurrect a
+// membership), and the next round finds the marker.
+func migrateUserIndex(ctx context.Context, store storage.Store, epochs Epochs) error {
 	p := []byte("gm/")
 	for start := p; start != nil; {
-		b := &storage.Batch{}
-		var next []byte
-		var failed error
-		err := store.Scan(ctx, start, storage.PrefixEnd(p), false, func(k, v []byte) bool {
-			if b.Len() >= migrateBatch {
-				next = append([]byte(nil), k...)
-				return false
+		var fences []storage.Fence
+		if epochs != nil {
+			var err error
+			if fences, err = epochs(ctx); err != nil {
+				return err
 			}
-			// k = gm/<group>/<ord be32>
-			if len(k) < len(p)+5 {
-				failed = fmt.Errorf("membership key %q: too short", k)
-				return false
-			}
-			user, m, left, err := decodeMember(v)
-			if err != nil {
-				failed = err
-				return false
-			}
-			if !left {
-				m.ord = storage.Uint32Suffix(k)
-				b.Set(userIndexKey(user, string(k[len(p):len(k)-5])), encodeUserIndex(m))
-			}
-			return true
-		})
-		if err == nil {
-			err = failed
 		}
-		if err == nil && b.Len() > 0 {
-			err = store.Apply(ctx, b, false)
+		if _, err := store.Get(ctx, userIndexMarker); err == nil {
+			return nil
+		} else if !errors.Is(err, storage.ErrNotFound) {
+			return err
 		}
+		b, next, err := userIndexBatch(ctx, store, start, storage.PrefixEnd(p))
 		if err != nil {
 			return err
+		}
+		if b.Len() > 0 {
+			if fences != nil {
+				for _, part := range b.Parts() {
+					b.Fences = append(b.Fences, fences[part])
+				}
+			}
+			err = store.Apply(ctx, b, false)
+			if errors.Is(err, storage.ErrFenced) {
+				continue // a node took a partition: it built the index
+			}
+			if err != nil {
+				return err
+			}
 		}
 		start = next
 	}
 	b := &storage.Batch{}
 	b.Set(userIndexMarker, []byte{1})
 	return store.Apply(ctx, b, true)
+}
+
+// userIndexBatch reads up to migrateBatch membership records from start
+// (below end) and returns the index entries they make, each group's
+// partition recorded with Fence, and where the next batch starts (nil at
+// the end).
+func userIndexBatch(ctx context.Context, store storage.Store, start, end []byte) (b *storage.Batch, next []byte, err error) {
+	const prefix = len("gm/")
+	b = &storage.Batch{}
+	var failed error
+	err = store.Scan(ctx, start, end, false, func(k, v []byte) bool {
+		if b.Len() >= migrateBatch {
+			next = append([]byte(nil), k...)
+			return false
+		}
+		// k = gm/<group>/<ord be32>
+		if len(k) < prefix+5 {
+			failed = fmt.Errorf("membership key %q: too short", k)
+			return false
+		}
+		user, m, left, err := decodeMember(v)
+		if err != nil {
+			failed = err
+			return false
+		}
+		if !left {
+			group := string(k[prefix : len(k)-5])
+			m.ord = storage.Uint32Suffix(k)
+			b.Fence(cluster.Of(conv.Group(group)))
+			b.Set(userIndexKey(user, group), encodeUserIndex(m))
+		}
+		return true
+	})
+	if err == nil {
+		err = failed
+	}
+	return b, next, err
 }
 
 // UserGroup returns user's entry of the index for one group, from storage:

@@ -3,6 +3,7 @@ package messages
 import (
 	"context"
 	"iter"
+	"slices"
 	"sync"
 	"testing"
 
@@ -24,7 +25,7 @@ func (nopPusher) PushEachExcept(iter.Seq[string], uint64, *pb.ServerFrame) {}
 func newNode(t *testing.T, st storage.Store) *Service {
 	t.Helper()
 	c := storage.NewCommitter(st, 0)
-	g, err := groups.New(context.Background(), st, c, nopPusher{})
+	g, err := groups.New(context.Background(), st, c, nopPusher{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,5 +107,48 @@ func TestDropPartitionReloadsHead(t *testing.T) {
 	a.DropPartition(cluster.Of(conv.C2C("alice", "bob")))
 	if m := sendC2C(t, a, "alice", "bob", ""); m.Seq != 4 {
 		t.Fatalf("a after the move back: seq %d, want 4", m.Seq)
+	}
+}
+
+// TestStaleCursorWriteRepeats: delivery cursors are written without fences
+// by whichever node serves the device (cursors.go), so a late write from a
+// node the device left can move a cursor back. That makes sync deliver
+// messages again, never skip one: every stored cursor is a seq the device
+// (or, for the baseline, one of the user's devices) acknowledged.
+func TestStaleCursorWriteRepeats(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	a, b := newNode(t, st), newNode(t, st)
+	for range 6 {
+		sendC2C(t, a, "alice", "bob", "")
+	}
+	phone := Caller{UserID: "bob", SessionID: 1, DeviceID: "phone"}
+	ack := func(s *Service, seq uint64) {
+		t.Helper()
+		if err := s.Ack(ctx, phone, &pb.AckRequest{Cursors: []*pb.SyncCursor{
+			{Conversation: &pb.Conversation{PeerId: "alice"}, Seq: seq},
+		}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ack(a, 2) // on node a, not written yet
+	ack(b, 5) // the phone moved to node b, which writes first
+	b.flushCursors()
+	a.flushCursors() // a's late write moves the phone's cursor and the baseline back to 2
+
+	// On a third node: the phone, and a device never seen (baseline).
+	c := newNode(t, st)
+	for _, device := range []string{"phone", "laptop"} {
+		resp, err := c.Sync(ctx, Caller{UserID: "bob", SessionID: 2, DeviceID: device}, &pb.SyncRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var seqs []uint64
+		for _, m := range resp.Messages {
+			seqs = append(seqs, m.Seq)
+		}
+		if !slices.Equal(seqs, []uint64{3, 4, 5, 6}) {
+			t.Errorf("%s syncs seqs %v, want [3 4 5 6]: 3 to 5 again, nothing skipped", device, seqs)
+		}
 	}
 }

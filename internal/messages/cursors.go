@@ -23,7 +23,9 @@ import (
 // dev/<user>/<device> (the device is known). Kept in memory and written
 // every CursorFlush; a crash may lose the last interval, which makes sync
 // repeat (never skip) messages. A device registered in that interval starts
-// again from the baseline. After a flush, offline users' cursors leave
+// again from the baseline. Not fenced (users are not partitioned: the node
+// serving a device writes its cursors): a late write from a node the device
+// left moves a cursor back, again a repeat, never a skip. After a flush, offline users' cursors leave
 // memory (they reload from the store), so memory follows the online users.
 //
 // Ephemeral devices (a session without device_id) are kept in memory only,

@@ -200,7 +200,11 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 	s.webhooks = wh
 	s.own.OnRelease(wh.Release)
 	s.settings.WatchWebhooks(wh.SetEndpoints)
-	if s.groups, err = groups.New(ctx, s.store, s.commit, pusher); err != nil {
+	var epochs groups.Epochs // fences of the user index build: cluster only
+	if s.node != nil {
+		epochs = s.node.Epochs
+	}
+	if s.groups, err = groups.New(ctx, s.store, s.commit, pusher, epochs); err != nil {
 		return nil, err
 	}
 	s.messages = messages.New(messages.Config{
