@@ -47,10 +47,26 @@ type Subscription interface {
 // UserSubject is the subject of pushes to a user's sessions.
 func UserSubject(userID string) string { return "rm.u." + userID }
 
-// Pusher encodes push frames and publishes them to users' subjects. It is
-// what services use to reach sessions. A published payload is an envelope:
-// the uvarint ID of a session to skip (0 = none) followed by the encoded
-// pb.ServerFrame; OpenEnvelope takes it apart.
+// FanSubject is the subject of pushes to several users (a group's
+// members): every node with sessions subscribes to it and hands each such
+// push to its own sessions of the users it names (OpenFan), so that a node
+// gets one push per group message, encoded once for all its recipients,
+// not one per member.
+const FanSubject = "rm.fan"
+
+// maxFanUsers bounds the users one fan-out payload names, and so its size:
+// a larger group takes several payloads.
+const maxFanUsers = 1024
+
+// Pusher encodes push frames and publishes them. It is what services use
+// to reach sessions. A push to one user goes to the user's subject as an
+// envelope: the uvarint ID of a session to skip (0 = none) followed by the
+// encoded pb.ServerFrame (OpenEnvelope). A push to several users goes to
+// FanSubject as the same envelope with the frame's length before it and
+// the users after it, each a uvarint length and the ID (OpenFan). Either
+// way, one publisher's pushes to one user through one of these methods
+// arrive in order: single-user pushes (Push, PushExcept) on the user's
+// subject, multi-user ones (PushEach, PushEachExcept) on FanSubject.
 type Pusher struct {
 	Bus Bus
 	// OnError, if set, observes failed publishes (pushes are best effort).
@@ -62,7 +78,12 @@ func (p *Pusher) Push(userID string, frame *pb.ServerFrame) { p.PushExcept(userI
 
 // PushExcept sends frame to every session of userID but exceptSession.
 func (p *Pusher) PushExcept(userID string, exceptSession uint64, frame *pb.ServerFrame) {
-	p.PushEachExcept(func(yield func(string) bool) { yield(userID) }, exceptSession, frame)
+	data, err := proto.MarshalOptions{}.MarshalAppend(binary.AppendUvarint(nil, exceptSession), frame)
+	if err != nil {
+		p.fail(err)
+		return
+	}
+	p.publish(UserSubject(userID), data)
 }
 
 // PushEach sends frame to every session of each user users yields, encoding
@@ -71,17 +92,37 @@ func (p *Pusher) PushEach(users iter.Seq[string], frame *pb.ServerFrame) {
 	p.PushEachExcept(users, 0, frame)
 }
 
-// PushEachExcept is PushEach skipping the session exceptSession.
+// PushEachExcept is PushEach skipping the session exceptSession. It
+// publishes one payload per maxFanUsers users, which every node takes
+// apart for its own sessions.
 func (p *Pusher) PushEachExcept(users iter.Seq[string], exceptSession uint64, frame *pb.ServerFrame) {
-	data, err := proto.MarshalOptions{}.MarshalAppend(binary.AppendUvarint(nil, exceptSession), frame)
+	bin, err := proto.Marshal(frame)
 	if err != nil {
 		p.fail(err)
 		return
 	}
+	head := binary.AppendUvarint(nil, exceptSession)
+	head = binary.AppendUvarint(head, uint64(len(bin)))
+	head = append(head, bin...)
+	data, n := head, 0 // the first payload grows from head
 	for u := range users {
-		if err := p.Bus.Publish(context.Background(), UserSubject(u), data); err != nil {
-			p.fail(err)
+		if n == maxFanUsers {
+			p.publish(FanSubject, data)
+			// A fresh slice: the bus may keep what it was given.
+			data, n = append(make([]byte, 0, cap(data)), head...), 0
 		}
+		data = binary.AppendUvarint(data, uint64(len(u)))
+		data = append(data, u...)
+		n++
+	}
+	if n > 0 {
+		p.publish(FanSubject, data)
+	}
+}
+
+func (p *Pusher) publish(subject string, data []byte) {
+	if err := p.Bus.Publish(context.Background(), subject, data); err != nil {
+		p.fail(err)
 	}
 }
 
@@ -91,12 +132,52 @@ func (p *Pusher) fail(err error) {
 	}
 }
 
-// OpenEnvelope splits a published payload into the session to skip and the
-// encoded frame.
+var errEnvelope = errors.New("bus: malformed push envelope")
+
+// OpenEnvelope splits a payload published to a user's subject into the
+// session to skip and the encoded frame.
 func OpenEnvelope(data []byte) (exceptSession uint64, frame []byte, err error) {
 	v, n := binary.Uvarint(data)
 	if n <= 0 {
-		return 0, nil, errors.New("bus: malformed push envelope")
+		return 0, nil, errEnvelope
 	}
 	return v, data[n:], nil
+}
+
+// FanUsers is the list of users of a fan-out payload, checked by OpenFan.
+type FanUsers []byte
+
+// OpenFan splits a payload published to FanSubject into the session to
+// skip, the encoded frame and the users it is for.
+func OpenFan(data []byte) (exceptSession uint64, frame []byte, users FanUsers, err error) {
+	except, data, err := OpenEnvelope(data)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	size, n := binary.Uvarint(data)
+	if n <= 0 || size > uint64(len(data)-n) {
+		return 0, nil, nil, errEnvelope
+	}
+	frame, users = data[n:n+int(size)], data[n+int(size):]
+	for rest := users; len(rest) > 0; {
+		size, n := binary.Uvarint(rest)
+		if n <= 0 || size > uint64(len(rest)-n) {
+			return 0, nil, nil, errEnvelope
+		}
+		rest = rest[n+int(size):]
+	}
+	return except, frame, users, nil
+}
+
+// All yields each user ID, as a slice of the payload.
+func (l FanUsers) All() iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		for rest := l; len(rest) > 0; {
+			size, n := binary.Uvarint(rest)
+			if !yield(rest[n : n+int(size)]) {
+				return
+			}
+			rest = rest[n+int(size):]
+		}
+	}
 }

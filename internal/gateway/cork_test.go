@@ -79,7 +79,7 @@ func TestBatchedFramesIntactInOrder(t *testing.T) {
 }
 
 // counter returns the value of the counter name in reg.
-func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
+func counter(t testing.TB, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
 	families, err := reg.Gather()
 	if err != nil {

@@ -28,14 +28,17 @@ type HubConfig struct {
 }
 
 // Hub tracks which users have sessions on this node, subscribes to their
-// push subjects on the bus, hands pushes to their sessions, and holds the
-// per-user limits (sessions, request rate).
+// push subjects and to bus.FanSubject on the bus, hands pushes to their
+// sessions, and holds the per-user limits (sessions, request rate).
 type Hub struct {
 	bus bus.Bus
 	cfg HubConfig
 
 	mu    sync.RWMutex
 	users map[string]*userSessions
+	// fan is the subscription to bus.FanSubject, from the first session on
+	// (kept until the bus closes: one subscription, whatever the churn).
+	fan bus.Subscription
 }
 
 type userSessions struct {
@@ -73,6 +76,13 @@ func (h *Hub) Online(user string) bool {
 func (h *Hub) add(s *session) (*rate.Limiter, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.fan == nil {
+		sub, err := h.bus.Subscribe(bus.FanSubject, h.deliverFan)
+		if err != nil {
+			return nil, err
+		}
+		h.fan = sub
+	}
 	us := h.users[s.user]
 	if us == nil {
 		user := s.user
@@ -124,13 +134,38 @@ func (h *Hub) deliver(user string, data []byte) {
 		h.cfg.Logger.Warn("dropping push", "err", err)
 		return
 	}
-	p := &push{bin: frame}
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	us := h.users[user]
-	if us == nil {
+	if us := h.users[user]; us != nil {
+		us.push(&push{bin: frame}, except)
+	}
+}
+
+// deliverFan is deliver for a push to several users: one push, shared by
+// the sessions of all of them on this node.
+func (h *Hub) deliverFan(data []byte) {
+	except, frame, users, err := bus.OpenFan(data)
+	if err != nil {
+		h.cfg.Logger.Warn("dropping push", "err", err)
 		return
 	}
+	var p *push
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for u := range users.All() {
+		us := h.users[string(u)]
+		if us == nil {
+			continue
+		}
+		if p == nil {
+			p = &push{bin: frame}
+		}
+		us.push(p, except)
+	}
+}
+
+// push queues p to each session but except. Hub.mu must be held.
+func (us *userSessions) push(p *push, except uint64) {
 	for s := range us.sessions {
 		if s.id != except {
 			s.push(p)
