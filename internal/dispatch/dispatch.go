@@ -78,6 +78,7 @@ func (d *Dispatcher) Do(ctx context.Context, caller Caller, f *pb.ClientFrame) (
 	if err := checkIDs(f); err != nil {
 		return nil, err
 	}
+	ctx = requestContext(ctx, f)
 	switch b := f.Body.(type) {
 	case *pb.ClientFrame_CreateGroup:
 		if b.CreateGroup.GetGroupId() == "" {
@@ -142,7 +143,7 @@ func (d *Dispatcher) serve(ctx context.Context, req *clusterpb.Forward) *cluster
 	err := proto.Unmarshal(req.GetFrame(), f)
 	if err == nil {
 		caller := Caller{UserID: req.GetUserId(), SessionID: req.GetSessionId(), DeviceID: req.GetDeviceId(), JSON: req.GetJson()}
-		resp, err = d.run(ctx, caller, f)
+		resp, err = d.run(requestContext(ctx, f), caller, f)
 	}
 	if errors.Is(err, storage.ErrFenced) {
 		return &clusterpb.ForwardReply{NotOwner: true}
@@ -160,6 +161,18 @@ func (d *Dispatcher) serve(ctx context.Context, req *clusterpb.Forward) *cluster
 		raw, _ = proto.Marshal(&pb.ServerFrame{Error: &pb.Error{Code: pb.CodeInternal, Desc: "internal error"}})
 	}
 	return &clusterpb.ForwardReply{Frame: raw}
+}
+
+// requestContext is the context f runs in: ctx for a read-only request,
+// which its caller may abandon (a client gone), but never cancelled for one
+// that writes: its write may already be committed, and stopping it half-way
+// (say, after the commit but before the pushes) would leave its work
+// partly done.
+func requestContext(ctx context.Context, f *pb.ClientFrame) context.Context {
+	if pb.ReadOnly(f) {
+		return ctx
+	}
+	return context.WithoutCancel(ctx)
 }
 
 // convKey returns the conversation a partitioned request is about; ok is

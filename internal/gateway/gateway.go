@@ -48,7 +48,7 @@ type Config struct {
 	Authenticate func(token string) (userID string, err error)
 	// Hub holds the per-user limits (sessions per user, request rate).
 	Hub        *Hub
-	Dispatcher *dispatch.Dispatcher
+	Dispatcher Dispatcher
 	Metrics    *Metrics
 	Logger     *slog.Logger
 	// Heartbeat is what clients are told to keep to; a session silent for
@@ -65,6 +65,16 @@ type Config struct {
 	// one more is refused before the upgrade with HTTP 503 and
 	// CodeConnectionLimit (0 = no bound).
 	MaxConnections int
+}
+
+// Dispatcher runs sessions' requests: package dispatch's, in the server.
+type Dispatcher interface {
+	// Do runs request f for caller. ctx is cancelled once the session's
+	// connection is gone, for the read-only requests' sake
+	// (pb.ReadOnly): Do must run a request that writes to its end anyway.
+	Do(ctx context.Context, caller dispatch.Caller, f *pb.ClientFrame) (*pb.ServerFrame, error)
+	// SessionEnded is told of every logged-in session that ended.
+	SessionEnded(caller dispatch.Caller)
 }
 
 // Gateway serves the client WebSocket endpoint.

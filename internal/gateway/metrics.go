@@ -28,7 +28,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "readmark_sessions", Help: "Client sessions (WebSocket connections) logged in now.",
 		}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "readmark_requests_total", Help: "Client requests by type and result code (OK or an error code name).",
+			Name: "readmark_requests_total", Help: "Client requests by type and result code (OK, an error code name, or Cancelled: a read-only request stopped because its connection was gone).",
 		}, []string{"type", "code"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "readmark_request_seconds", Help: "Time from a request's decoding to its response being queued.",
@@ -77,6 +77,14 @@ func (m *Metrics) request(name string, code int32, d time.Duration) {
 	m.requests.WithLabelValues(name, c).Inc()
 	if d > 0 {
 		m.latency.WithLabelValues(name).Observe(d.Seconds())
+	}
+}
+
+// cancelled counts a read-only request stopped because its connection
+// was gone, under the code label "Cancelled" (no client ever sees it).
+func (m *Metrics) cancelled(name string) {
+	if m != nil {
+		m.requests.WithLabelValues(name, "Cancelled").Inc()
 	}
 }
 

@@ -111,6 +111,10 @@ func (s *session) run() {
 		frame, err := s.read(2 * s.g.cfg.Heartbeat)
 		var ae *apierr.Error
 		if err != nil && !errors.As(err, &ae) {
+			// The connection is gone: nobody will read the answers of the
+			// read-only requests still running, so stop them and give
+			// their storage connections back. Writes run to their end.
+			s.cancel()
 			return
 		}
 		// Every frame counts against the user's rate, undecodable ones
@@ -247,9 +251,11 @@ func (s *session) dispatch(frame *pb.ClientFrame) bool {
 		name := dispatch.RequestName(frame)
 		resp, err := s.g.cfg.Dispatcher.Do(s.ctx, s.caller(), frame)
 		var ae *apierr.Error
+		// Stopped because the connection is gone: not a fault.
+		cancelled := err != nil && s.ctx.Err() != nil && pb.ReadOnly(frame)
 		if err != nil {
 			ae = apierr.From(err)
-			if ae.Code == pb.CodeInternal {
+			if ae.Code == pb.CodeInternal && !cancelled {
 				s.g.cfg.Logger.Error("request failed", "user", s.user, "request", name, "err", err)
 			}
 		}
@@ -260,7 +266,11 @@ func (s *session) dispatch(frame *pb.ClientFrame) bool {
 		if ae != nil {
 			code = ae.Code
 		}
-		s.g.cfg.Metrics.request(name, code, time.Since(start))
+		if cancelled {
+			s.g.cfg.Metrics.cancelled(name)
+		} else {
+			s.g.cfg.Metrics.request(name, code, time.Since(start))
+		}
 		s.send(frame.Id, resp, ae, true)
 	}()
 	return true

@@ -1,0 +1,137 @@
+package gateway
+
+import (
+	"context"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/readmark/readmark/api/readmarkv1"
+	"github.com/readmark/readmark/internal/bus/membus"
+	"github.com/readmark/readmark/internal/dispatch"
+)
+
+// holdingDispatcher holds read-only requests until their context ends and
+// writes until released.
+type holdingDispatcher struct {
+	started   chan string // a request's name, once it runs
+	cancelled chan string // a read-only request's name, once its context ended
+	release   chan struct{}
+}
+
+func (d *holdingDispatcher) Do(ctx context.Context, _ dispatch.Caller, f *pb.ClientFrame) (*pb.ServerFrame, error) {
+	d.started <- dispatch.RequestName(f)
+	if pb.ReadOnly(f) {
+		<-ctx.Done()
+		d.cancelled <- dispatch.RequestName(f)
+		return nil, ctx.Err()
+	}
+	<-d.release
+	return &pb.ServerFrame{Body: &pb.ServerFrame_Ok{Ok: &pb.Empty{}}}, nil
+}
+
+func (d *holdingDispatcher) SessionEnded(dispatch.Caller) {}
+
+// TestReadOnlyCancelledWithConnection: when a client's connection is gone,
+// its read-only requests still running are cancelled (and counted as
+// Cancelled), while its writes run to their end.
+func TestReadOnlyCancelledWithConnection(t *testing.T) {
+	d := &holdingDispatcher{started: make(chan string, 2), cancelled: make(chan string, 1), release: make(chan struct{})}
+	reg := prometheus.NewRegistry()
+	g := New(Config{
+		Authenticate: func(string) (string, error) { return "u1", nil },
+		Hub:          NewHub(membus.New(), HubConfig{}),
+		Dispatcher:   d,
+		Metrics:      NewMetrics(reg),
+	})
+	srv := httptest.NewServer(g)
+	defer srv.Close()
+	// shutdown waits for the session's end (cutting it after 10 s).
+	shutdown := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return g.Shutdown(ctx)
+	}
+	released := false
+	defer func() {
+		if !released {
+			close(d.release)
+			_ = shutdown()
+		}
+	}()
+
+	ctx := t.Context()
+	conn, _, err := websocket.Dial(ctx, srv.URL, &websocket.DialOptions{Subprotocols: []string{SubprotocolProto}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(f *pb.ClientFrame) {
+		t.Helper()
+		data, err := proto.Marshal(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := conn.Write(ctx, websocket.MessageBinary, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(&pb.ClientFrame{Id: 1, Body: &pb.ClientFrame_Login{Login: &pb.LoginRequest{ProtocolVersion: 1, UserId: "u1", Token: "t"}}})
+	if _, data, err := conn.Read(ctx); err != nil {
+		t.Fatal(err)
+	} else if resp := (&pb.ServerFrame{}); proto.Unmarshal(data, resp) != nil || resp.GetLogin() == nil {
+		t.Fatalf("login answered %v", resp)
+	}
+	send(&pb.ClientFrame{Id: 2, Body: &pb.ClientFrame_Sync{Sync: &pb.SyncRequest{}}})
+	send(&pb.ClientFrame{Id: 3, Body: &pb.ClientFrame_Ack{Ack: &pb.AckRequest{}}})
+	<-d.started
+	<-d.started
+	conn.CloseNow()
+
+	select {
+	case name := <-d.cancelled:
+		if name != "sync" {
+			t.Fatalf("cancelled %s", name)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the read-only request of a closed connection was not cancelled")
+	}
+	released = true
+	close(d.release)
+	if err := shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	if n := requests(t, reg, "sync", "Cancelled"); n != 1 {
+		t.Errorf("sync counted Cancelled %v times, want 1", n)
+	}
+	if n := requests(t, reg, "ack", "OK"); n != 1 {
+		t.Errorf("ack counted OK %v times, want 1 (a write runs to its end)", n)
+	}
+}
+
+// requests reads readmark_requests_total{type, code}.
+func requests(t *testing.T, reg *prometheus.Registry, typ, code string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "readmark_requests_total" {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if (l.GetName() == "type" && l.GetValue() != typ) || (l.GetName() == "code" && l.GetValue() != code) {
+					continue metrics
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
+}
