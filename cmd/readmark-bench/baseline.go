@@ -159,7 +159,7 @@ func startEcho(addr string) (*echoServer, error) {
 	}
 	e := &echoServer{url: "ws://" + ln.Addr().String(), served: make(chan error, 1)}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", e.echo)

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime/metrics"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,12 +23,19 @@ import (
 // process's CPU is reported apart as the load tool's.
 type cpuWindow struct {
 	embedded bool
-	server   func(context.Context) (time.Duration, bool) // nil when embedded
-	from     string                                      // where the server figure comes from
+	server   func(context.Context) (usage, bool) // nil when embedded
+	from     string                              // where the server figure comes from
 	wall0    time.Time
-	self0    time.Duration
-	srv0     time.Duration
+	self0    usage
+	srv0     usage
 	srvOK    bool
+}
+
+// usage is a process's CPU time and completed GC cycles so far (gc < 0:
+// unknown).
+type usage struct {
+	cpu time.Duration
+	gc  int64
 }
 
 // cpuSpan is the CPU spent between the start of a window and a snapshot.
@@ -36,6 +45,7 @@ type cpuSpan struct {
 	self     time.Duration // this process
 	server   time.Duration // the server process(es); valid if serverOK
 	serverOK bool
+	gc       int64 // the server's GC cycles (embedded: this process's); < 0 unknown
 }
 
 // startCPU opens a window over t's CPU (t nil: an in-process echo server).
@@ -45,7 +55,7 @@ func startCPU(ctx context.Context, t *target) *cpuWindow {
 		w.server, w.from = t.serverCPU()
 	}
 	w.wall0 = time.Now()
-	w.self0 = selfCPU()
+	w.self0 = selfUsage()
 	if w.server != nil {
 		w.srv0, w.srvOK = w.server(ctx)
 	}
@@ -54,11 +64,18 @@ func startCPU(ctx context.Context, t *target) *cpuWindow {
 
 // snapshot returns the CPU spent since the window started.
 func (w *cpuWindow) snapshot(ctx context.Context) cpuSpan {
-	s := cpuSpan{w: w, wall: time.Since(w.wall0), self: selfCPU() - w.self0}
+	self := selfUsage()
+	s := cpuSpan{w: w, wall: time.Since(w.wall0), self: self.cpu - w.self0.cpu, gc: -1}
+	if w.embedded {
+		s.gc = self.gc - w.self0.gc
+	}
 	if w.srvOK {
-		var now time.Duration
+		var now usage
 		if now, s.serverOK = w.server(ctx); s.serverOK {
-			s.server = now - w.srv0
+			s.server = now.cpu - w.srv0.cpu
+			if now.gc >= 0 && w.srv0.gc >= 0 {
+				s.gc = now.gc - w.srv0.gc
+			}
 		}
 	}
 	return s
@@ -89,6 +106,9 @@ func (s cpuSpan) cores(res *Result, over string) {
 	if s.wall <= 0 {
 		return
 	}
+	if s.gc >= 0 {
+		res.metric("gc_cycles", float64(s.gc), "", "GC cycles of the server (embedded: of this process) over "+over)
+	}
 	if s.w.embedded {
 		res.metric("cpu_cores", float64(s.self)/float64(s.wall), "cores", "CPU time / wall time of this process (server AND clients) over "+over)
 		return
@@ -99,26 +119,28 @@ func (s cpuSpan) cores(res *Result, over string) {
 	res.metric("load_tool_cpu_cores", float64(s.self)/float64(s.wall), "cores", "this load tool's CPU time / wall time over "+over)
 }
 
-// serverCPU returns how to read a remote server's CPU time: the sum of
-// process_cpu_seconds_total over the /metrics of every node, if they
-// answer, else /proc of --server-pid, else nil.
-func (t *target) serverCPU() (func(context.Context) (time.Duration, bool), string) {
+// serverCPU returns how to read a remote server's usage: the sums of
+// process_cpu_seconds_total and go_gc_duration_seconds_count (completed GC
+// cycles) over the /metrics of every node, if they answer, else /proc of
+// --server-pid (CPU only), else nil.
+func (t *target) serverCPU() (func(context.Context) (usage, bool), string) {
 	var metrics []string
 	for _, u := range t.urls {
 		if m, err := metricsURL(u); err == nil {
 			metrics = append(metrics, m)
 		}
 	}
-	fromMetrics := func(ctx context.Context) (time.Duration, bool) {
-		var sum float64
+	fromMetrics := func(ctx context.Context) (usage, bool) {
+		var cpu, gc float64
 		for _, m := range metrics {
-			v, err := scrapeCPU(ctx, m)
+			v, err := scrape(ctx, m, "process_cpu_seconds_total", "go_gc_duration_seconds_count")
 			if err != nil {
-				return 0, false
+				return usage{}, false
 			}
-			sum += v
+			cpu += v[0]
+			gc += v[1]
 		}
-		return time.Duration(sum * float64(time.Second)), len(metrics) > 0
+		return usage{cpu: time.Duration(cpu * float64(time.Second)), gc: int64(gc)}, len(metrics) > 0
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -131,7 +153,10 @@ func (t *target) serverCPU() (func(context.Context) (time.Duration, bool), strin
 	}
 	if t.pid != 0 {
 		pid := t.pid
-		return func(context.Context) (time.Duration, bool) { return cpuTime(pid) }, "/proc of --server-pid"
+		return func(context.Context) (usage, bool) {
+			cpu, ok := cpuTime(pid)
+			return usage{cpu: cpu, gc: -1}, ok
+		}, "/proc of --server-pid"
 	}
 	return nil, ""
 }
@@ -154,36 +179,53 @@ func metricsURL(ws string) (string, error) {
 	return u.String(), nil
 }
 
-// scrapeCPU reads process_cpu_seconds_total from a Prometheus text page.
-func scrapeCPU(ctx context.Context, metrics string) (float64, error) {
+// scrape reads the values of unlabeled metrics from a Prometheus text
+// page, in the order of names.
+func scrape(ctx context.Context, metrics string, names ...string) ([]float64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metrics, nil)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("%s: %s", metrics, resp.Status)
+		return nil, fmt.Errorf("%s: %s", metrics, resp.Status)
 	}
+	out := make([]float64, len(names))
+	found := 0
 	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "process_cpu_seconds_total "); ok {
-			return strconv.ParseFloat(strings.TrimSpace(rest), 64)
+	for sc.Scan() && found < len(names) {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if i := slices.Index(names, name); ok && i >= 0 {
+			if out[i], err = strconv.ParseFloat(strings.TrimSpace(value), 64); err != nil {
+				return nil, fmt.Errorf("%s: %s: %w", metrics, name, err)
+			}
+			found++
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return 0, err
+		return nil, err
 	}
-	return 0, fmt.Errorf("%s has no process_cpu_seconds_total", metrics)
+	if found < len(names) {
+		return nil, fmt.Errorf("%s lacks some of %v", metrics, names)
+	}
+	return out, nil
 }
 
 // selfCPU is the user+system CPU time of this process so far.
 func selfCPU() time.Duration {
 	d, _ := cpuTime(os.Getpid())
 	return d
+}
+
+// selfUsage is this process's CPU time and completed GC cycles.
+func selfUsage() usage {
+	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(s)
+	return usage{cpu: selfCPU(), gc: int64(s[0].Value.Uint64())}
 }
 
 // cpuTime is the user+system CPU time used by pid so far.

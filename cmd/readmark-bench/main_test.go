@@ -107,7 +107,7 @@ func TestChurnEcho(t *testing.T) {
 	defer e.close()
 	res := runBench(t, "--scenario", "churn", "--members", "50", "--conns", "10", "--url", e.url)
 	wantMetrics(t, res, map[string]float64{
-		"members_done": 50, "server_cpu_us_per_member": 0, "load_tool_cpu_us_per_member": 0, "cpu_cores": 0,
+		"members_done": 50, "server_cpu_us_per_member": 0, "load_tool_cpu_us_per_member": 0, "cpu_cores": 0, "gc_cycles": 0,
 	})
 	if n := e.conns.Load(); n != 50 {
 		t.Errorf("echo server accepted %d connections, want 50", n)
@@ -131,7 +131,7 @@ func TestRemoteServerCPU(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := runBench(t, "--scenario", "churn", "--members", "50", "--conns", "10", "--url", srv.URL(), "--secret-file", secret)
-	wantMetrics(t, res, map[string]float64{"members_done": 50, "server_cpu_us_per_member": 0, "load_tool_cpu_us_per_member": 0})
+	wantMetrics(t, res, map[string]float64{"members_done": 50, "server_cpu_us_per_member": 0, "load_tool_cpu_us_per_member": 0, "gc_cycles": 0})
 	res = runBench(t, "--scenario", "fanin", "--members", "20", "--messages", "2", "--url", srv.URL(), "--secret-file", secret)
 	wantMetrics(t, res, map[string]float64{"verified_exact": 1, "server_cpu_us_per_member": 0, "server_cpu_us_per_receipt": 0})
 }
