@@ -1,6 +1,7 @@
 // Command readmarkd is the Readmark server.
 //
 //	readmarkd [--listen ADDR] [--data DIR] [--secret-file FILE] [--admin-user ID] [--dev-tokens]
+//	          [--memory-limit auto|off|SIZE] [--gogc auto|off|PERCENT]
 //	readmarkd token --user ID [--ttl DURATION]
 //
 // Cluster: readmarkd --postgres DSN --nats URL [--node-id ID] [--cluster NAME]
@@ -90,6 +91,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	nodeID := fs.String("node-id", "", "this node's ID in a cluster (--postgres and --nats), stable across restarts (default hostname:port)")
 	clusterName := fs.String("cluster", "readmark", "cluster name: prefixes every NATS subject, so clusters sharing a NATS server never cross")
 	devTokens := fs.Bool("dev-tokens", false, "let the demo page mint a token for any user (development only; refused unless --listen is loopback)")
+	memoryLimit := fs.String("memory-limit", "auto", "soft limit of the Go runtime's memory (debug.SetMemoryLimit): a size such as 4GiB, off, or auto: GOMEMLIMIT if set, else 75% of the cgroup limit, else 50% of physical memory")
+	gogc := fs.String("gogc", "auto", "GC target percentage: a number, off (collect only at the memory limit), or auto: GOGC if set, else 200 with a memory limit and 100 without")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -98,6 +101,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	mem, err := planMemory(*memoryLimit, *gogc, os.Getenv, cgroupMemoryLimit(), physicalMemory())
+	if err != nil {
+		return err
+	}
+	mem.apply()
+	logger.Info("memory", "settings", strings.Join(mem.why, ", "))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
