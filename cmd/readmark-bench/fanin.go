@@ -113,9 +113,10 @@ func runFanin(ctx context.Context, cfg *config, t *target, res *Result, prog *pr
 	} else {
 		res.note("%d messages never reached ReadCount %d in the sender's pushes within 30s after the last ack", left, n)
 	}
-	frames := watcher.frames.Load()
+	frames, framesSec := watcher.frameStats()
 	entries, maxSec := tr.pushStats()
 	res.metric("push_frames", float64(frames), "", "receipt push frames received by the sender")
+	res.metric("push_frames_max_per_s", float64(framesSec), "1/s", "most push frames the sender received within any one second")
 	res.metric("push_receipts", float64(entries), "", "receipt entries in those pushes (one per message per push)")
 	res.metric("push_max_per_msg_per_s", float64(maxSec), "1/s", "most pushes for one message within one second")
 	lat, clamped, missing := tr.catchUp()

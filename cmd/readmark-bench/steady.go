@@ -344,9 +344,10 @@ func runSteady(ctx context.Context, cfg *config, t *target, res *Result, prog *p
 	allCPU.perOp(res, "receipt_call", st.callN.Load(), "receipt call, over load and drain (all work included)")
 	left, _ := watcher.pending()
 	res.metric("messages_not_final", float64(left), "", fmt.Sprintf("messages whose pushed ReadCount never reached %d", S))
-	frames := watcher.frames.Load()
+	frames, framesSec := watcher.frameStats()
 	entries, maxSec := st.tr.pushStats()
 	res.metric("push_frames", float64(frames), "", "receipt push frames received by the senders")
+	res.metric("push_frames_max_per_s", float64(framesSec), "1/s", "most push frames received within any one second, all senders together")
 	res.metric("push_receipts", float64(entries), "", "receipt entries in those pushes")
 	res.metric("push_max_per_msg_per_s", float64(maxSec), "1/s", "most pushes for one message within one second")
 

@@ -1,8 +1,8 @@
 package main
 
 import (
+	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/readmark/readmark/im"
@@ -12,10 +12,10 @@ import (
 // tracker and notes when each watched message reaches its final ReadCount.
 type pushWatcher struct {
 	im.BaseAdvancedMsgListener
-	tr     *tracker
-	frames atomic.Int64 // OnRecvMessageReadReceipts calls (push frames)
+	tr *tracker
 
 	mu        sync.Mutex
+	frameAt   []time.Duration   // when each push frame (OnRecvMessageReadReceipts call) arrived
 	want      map[string]uint64 // watched message -> final ReadCount
 	remaining int
 	lastFinal time.Duration // when the last watched message reached its final count
@@ -43,7 +43,9 @@ func (w *pushWatcher) watch(msgID string, final uint64) {
 }
 
 func (w *pushWatcher) OnRecvMessageReadReceipts(rs []*im.MessageReceipt) {
-	w.frames.Add(1)
+	w.mu.Lock()
+	w.frameAt = append(w.frameAt, time.Since(w.tr.start))
+	w.mu.Unlock()
 	for _, r := range rs {
 		if r.GroupID == "" {
 			continue
@@ -67,4 +69,21 @@ func (w *pushWatcher) pending() (int, time.Duration) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.remaining, w.lastFinal
+}
+
+// frameStats returns the number of push frames received and the most of
+// them within any one second (a sliding window, both ends included).
+func (w *pushWatcher) frameStats() (n, maxPerSec int) {
+	w.mu.Lock()
+	at := slices.Clone(w.frameAt)
+	w.mu.Unlock()
+	slices.Sort(at)
+	lo := 0
+	for hi, t := range at {
+		for t-at[lo] > time.Second {
+			lo++
+		}
+		maxPerSec = max(maxPerSec, hi-lo+1)
+	}
+	return len(at), maxPerSec
 }

@@ -1,34 +1,63 @@
 package receipts
 
 import (
+	"container/heap"
+	"slices"
 	"sync"
 	"time"
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
 )
 
-// coalescer limits receipt pushes to one per message per window. The first
-// receipt of a quiet message is pushed at once; later ones within the window
-// replace each other and the newest is pushed when the window ends. Pushes of
-// one message happen in order under mu, so counts never go backwards.
+// Default push rate per receiver: a burst of 3 frames, then one every 1/17 s.
+// That is at most 3 + 17 = 20 frames in any one second, and a receipt held
+// back waits at most one interval (~59 ms).
+const (
+	defaultPushBurst    = 3
+	defaultPushInterval = time.Second / 17
+)
+
+// coalescer pushes receipts to their receivers (the senders of the
+// messages) through a token bucket per receiver. A receipt whose receiver
+// has a token is pushed at once, together with anything held for that
+// receiver; otherwise it is held, replacing an older held receipt of the same
+// message, and everything held goes out in one frame when the next token
+// comes. Pushes happen in order under mu, so counts never go backwards, and
+// the newest receipt of every message is always pushed: the last push
+// carries the exact final counts. Buckets are per engine: in a cluster each
+// node limits the pushes for the conversations it owns.
+//
+// The bucket is kept as a theoretical arrival time (GCRA): a frame may go
+// once now >= tat - tolerance, and moves tat to max(tat, now) + interval.
+// Receivers are ordered by when they next need the flush loop (their next
+// token if they hold receipts, else tat, when their bucket is full again
+// and they are forgotten), so the loop looks only at receivers that are due.
 type coalescer struct {
-	pusher Pusher
-	window time.Duration
+	pusher    Pusher
+	now       func() time.Time
+	interval  time.Duration // one token per interval
+	tolerance time.Duration // (burst-1) * interval
 
 	mu      sync.Mutex
-	entries map[msgKey]*coEntry
+	rcv     map[string]*receiver
+	queue   rcvQueue  // every receiver of rcv, by due
 	nextDue time.Time // when the loop will next wake (zero: idle)
+	epoch   uint64    // note calls, to find each receiver once per call
 
 	wake chan struct{}
 	stop chan struct{}
 	done chan struct{}
 }
 
-type coEntry struct {
-	sender  string
-	last    time.Time          // last push
-	pending *pb.MessageReceipt // newest receipt not yet pushed
-	due     time.Time          // when pending goes out
+// receiver is the bucket and the held receipts of one user.
+type receiver struct {
+	user  string
+	tat   time.Time
+	held  []noteItem     // newest receipt per message, in first-held order
+	at    map[msgKey]int // index in held
+	due   time.Time      // held: next token (tat - tolerance); else tat
+	index int            // in queue
+	noted uint64         // epoch of the last note call that touched it
 }
 
 // noteItem is one message's receipt to deliver to its sender.
@@ -38,70 +67,103 @@ type noteItem struct {
 	r      *pb.MessageReceipt
 }
 
-func newCoalescer(p Pusher, window time.Duration) *coalescer {
-	c := &coalescer{
-		pusher:  p,
-		window:  window,
-		entries: make(map[msgKey]*coEntry),
-		wake:    make(chan struct{}, 1),
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
+// newCoalescer returns a coalescer whose flush loop is not started yet (see
+// start). burst and interval are the bucket's size and refill period.
+func newCoalescer(p Pusher, now func() time.Time, burst int, interval time.Duration) *coalescer {
+	return &coalescer{
+		pusher:    p,
+		now:       now,
+		interval:  interval,
+		tolerance: time.Duration(burst-1) * interval,
+		rcv:       make(map[string]*receiver),
+		wake:      make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
 	}
-	go c.loop()
-	return c
 }
+
+// start runs the flush loop until close.
+func (c *coalescer) start() { go c.loop() }
 
 // note takes the receipts of one group commit, in commit order.
 func (c *coalescer) note(items []noteItem) {
 	if len(items) == 0 {
 		return
 	}
-	now := time.Now()
-	var out map[string][]*pb.MessageReceipt
-	signal := false
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	now := c.now()
+	c.epoch++
+	var touched []*receiver
 	for _, it := range items {
-		e := c.entries[it.key]
-		switch {
-		case e == nil:
-			c.entries[it.key] = &coEntry{sender: it.sender, last: now}
-		case e.pending != nil:
-			e.pending = it.r
-			continue
-		case now.Sub(e.last) >= c.window:
-			e.last = now
-		default:
-			e.pending = it.r
-			e.due = e.last.Add(c.window)
-			if c.nextDue.IsZero() || e.due.Before(c.nextDue) {
-				signal = true
-			}
-			continue
+		r := c.rcv[it.sender]
+		if r == nil {
+			r = &receiver{user: it.sender, index: -1}
+			c.rcv[it.sender] = r
 		}
-		if out == nil {
-			out = make(map[string][]*pb.MessageReceipt)
-		}
-		out[it.sender] = append(out[it.sender], it.r)
-		if c.nextDue.IsZero() {
-			signal = true // so the loop forgets the entry later
+		r.hold(it)
+		if r.noted != c.epoch {
+			r.noted = c.epoch
+			touched = append(touched, r)
 		}
 	}
-	c.pushLocked(out)
-	if signal {
-		select {
-		case c.wake <- struct{}{}:
-		default:
+	for _, r := range touched {
+		if next := r.tat.Add(-c.tolerance); next.After(now) {
+			c.schedule(r, next)
+		} else {
+			c.send(r, now)
 		}
 	}
 }
 
-// pushLocked sends one frame per sender. c.mu must be held.
-func (c *coalescer) pushLocked(out map[string][]*pb.MessageReceipt) {
-	for sender, rs := range out {
-		c.pusher.Push(sender, &pb.ServerFrame{Body: &pb.ServerFrame_Receipts_{
-			Receipts_: &pb.ReceiptsPush{Receipts: rs},
-		}})
+// hold keeps it as the newest receipt of its message.
+func (r *receiver) hold(it noteItem) {
+	if i, ok := r.at[it.key]; ok {
+		r.held[i] = it
+		return
+	}
+	if r.at == nil {
+		r.at = make(map[msgKey]int)
+	}
+	r.at[it.key] = len(r.held)
+	r.held = append(r.held, it)
+}
+
+// send pushes everything r holds in one frame and takes a token. c.mu must
+// be held.
+func (c *coalescer) send(r *receiver, now time.Time) {
+	rs := make([]*pb.MessageReceipt, len(r.held))
+	for i, it := range r.held {
+		rs[i] = it.r
+	}
+	c.pusher.Push(r.user, &pb.ServerFrame{Body: &pb.ServerFrame_Receipts_{
+		Receipts_: &pb.ReceiptsPush{Receipts: rs},
+	}})
+	clear(r.held)
+	r.held = r.held[:0]
+	clear(r.at)
+	if r.tat.Before(now) {
+		r.tat = now
+	}
+	r.tat = r.tat.Add(c.interval)
+	c.schedule(r, r.tat)
+}
+
+// schedule sets when r next needs the loop, and wakes the loop if that is
+// earlier than it planned. c.mu must be held.
+func (c *coalescer) schedule(r *receiver, due time.Time) {
+	r.due = due
+	if r.index < 0 {
+		heap.Push(&c.queue, r)
+	} else {
+		heap.Fix(&c.queue, r.index)
+	}
+	if c.nextDue.IsZero() || due.Before(c.nextDue) {
+		c.nextDue = due
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -110,10 +172,9 @@ func (c *coalescer) loop() {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {
-		next := c.flush(false)
 		var tc <-chan time.Time
-		if !next.IsZero() {
-			timer.Reset(time.Until(next))
+		if next := c.flush(); !next.IsZero() {
+			timer.Reset(next.Sub(c.now()))
 			tc = timer.C
 		}
 		select {
@@ -122,48 +183,54 @@ func (c *coalescer) loop() {
 			timer.Stop()
 		case <-c.stop:
 			timer.Stop()
-			c.flush(true)
+			c.flushAll()
 			return
 		}
 	}
 }
 
-// flush pushes due receipts (all, if final), forgets quiet entries and
-// returns when it should run next (zero: nothing to wait for).
-func (c *coalescer) flush(final bool) time.Time {
-	now := time.Now()
-	var out map[string][]*pb.MessageReceipt
-	var next time.Time
+// flush pushes the held receipts of receivers whose next token has come,
+// forgets receivers whose bucket is full again, and returns when it should
+// run next (zero: nothing to wait for).
+func (c *coalescer) flush() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for k, e := range c.entries {
-		if e.pending != nil {
-			if final || !e.due.After(now) {
-				if out == nil {
-					out = make(map[string][]*pb.MessageReceipt)
-				}
-				out[e.sender] = append(out[e.sender], e.pending)
-				e.pending = nil
-				e.last = now
-			} else {
-				if next.IsZero() || e.due.Before(next) {
-					next = e.due
-				}
-				continue
-			}
+	now := c.now()
+	for len(c.queue) > 0 {
+		r := c.queue[0]
+		if r.due.After(now) {
+			break
 		}
-		forget := e.last.Add(c.window)
-		if !forget.After(now) {
-			delete(c.entries, k)
+		if len(r.held) > 0 {
+			c.send(r, now) // moves r.due past now
 			continue
 		}
-		if next.IsZero() || forget.Before(next) {
-			next = forget
+		heap.Pop(&c.queue)
+		delete(c.rcv, r.user)
+	}
+	c.nextDue = time.Time{}
+	if len(c.queue) > 0 {
+		c.nextDue = c.queue[0].due
+	}
+	return c.nextDue
+}
+
+// flushAll pushes everything held, tokens or not (on close).
+func (c *coalescer) flushAll() {
+	c.sendIf(func(*receiver) bool { return true })
+}
+
+// sendIf pushes at once what every receiver for which f is true holds.
+// It looks at every receiver: it is for closing and partition handoff only.
+func (c *coalescer) sendIf(f func(*receiver) bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	for _, r := range c.rcv {
+		if len(r.held) > 0 && f(r) {
+			c.send(r, now)
 		}
 	}
-	c.pushLocked(out)
-	c.nextDue = next
-	return next
 }
 
 func (c *coalescer) close() {
@@ -171,24 +238,37 @@ func (c *coalescer) close() {
 	<-c.done
 }
 
-// drop pushes the pending receipts of the conversations for which in is
-// true at once and forgets them: their partition moves to another node,
-// whose coalescer takes over.
+// drop pushes at once what receivers hold for the conversations for which
+// in is true, beside anything else they hold: the partition moves to
+// another node, whose coalescer takes over, and a receipt held here must
+// not arrive after that node's newer counts.
 func (c *coalescer) drop(in func(conv string) bool) {
-	var out map[string][]*pb.MessageReceipt
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for k, e := range c.entries {
-		if !in(k.conv) {
-			continue
-		}
-		if e.pending != nil {
-			if out == nil {
-				out = make(map[string][]*pb.MessageReceipt)
-			}
-			out[e.sender] = append(out[e.sender], e.pending)
-		}
-		delete(c.entries, k)
-	}
-	c.pushLocked(out)
+	c.sendIf(func(r *receiver) bool {
+		return slices.ContainsFunc(r.held, func(it noteItem) bool { return in(it.key.conv) })
+	})
+}
+
+// rcvQueue is a min-heap of receivers by due.
+type rcvQueue []*receiver
+
+func (q rcvQueue) Len() int           { return len(q) }
+func (q rcvQueue) Less(i, j int) bool { return q[i].due.Before(q[j].due) }
+func (q rcvQueue) Swap(i, j int) {
+	q[i], q[j] = q[j], q[i]
+	q[i].index, q[j].index = i, j
+}
+
+func (q *rcvQueue) Push(x any) {
+	r := x.(*receiver)
+	r.index = len(*q)
+	*q = append(*q, r)
+}
+
+func (q *rcvQueue) Pop() any {
+	old := *q
+	r := old[len(old)-1]
+	old[len(old)-1] = nil
+	*q = old[:len(old)-1]
+	r.index = -1
+	return r
 }

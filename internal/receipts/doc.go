@@ -42,6 +42,15 @@
 // counts and hands them to the push coalescer, then releases the waiting
 // Send calls. If the Apply fails, done rolls the in-memory states back.
 //
+// # Pushes
+//
+// The coalescer limits receipt pushes per receiving user (the messages'
+// sender) with a token bucket: a receipt is pushed at once while a token is
+// left, else held until the next token, when one frame carries the newest
+// counts of every message of that user that changed meanwhile. So a reader
+// in a quiet group is seen at once, and a sender whose messages are being
+// read by thousands gets at most 20 frames a second.
+//
 // # Goroutines
 //
 // The engine owns one goroutine, the coalescer's flush loop; Close stops it

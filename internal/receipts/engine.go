@@ -32,8 +32,13 @@ type Config struct {
 	Profiles Profiles
 	// Now is the clock for read times and C2C marks (nil = time.Now).
 	Now func() time.Time
-	// CoalesceWindow: pushes for one message at most once per window (0 = 80ms: at most 12.5 pushes per message per second at the server, so that even bunched by network and scheduling delays the sender sees no more than 20 in any second).
-	CoalesceWindow time.Duration
+	// PushBurst and PushInterval bound the receipt push frames to each
+	// sender: PushBurst at once, then one per PushInterval; receipts that
+	// come faster are held and go out together, with their newest counts, in
+	// the next frame (0 = 3 and 1/17 s: at most 20 frames in any second, and
+	// a held receipt waits at most ~59 ms).
+	PushBurst    int
+	PushInterval time.Duration
 	// CacheMessages: read states kept in memory (0 = 20000); LRU; misses load
 	// from Store.
 	CacheMessages int
@@ -79,8 +84,11 @@ func New(cfg Config) (*Engine, error) {
 	case cfg.Pusher == nil:
 		return nil, errors.New("receipts: Config.Pusher is nil")
 	}
-	if cfg.CoalesceWindow <= 0 {
-		cfg.CoalesceWindow = 80 * time.Millisecond
+	if cfg.PushBurst <= 0 {
+		cfg.PushBurst = defaultPushBurst
+	}
+	if cfg.PushInterval <= 0 {
+		cfg.PushInterval = defaultPushInterval
 	}
 	if cfg.CacheMessages <= 0 {
 		cfg.CacheMessages = 20000
@@ -93,7 +101,8 @@ func New(cfg Config) (*Engine, error) {
 		e.log = slog.Default()
 	}
 	e.cache = newStateCache(cfg.Store, cfg.CacheMessages)
-	e.co = newCoalescer(cfg.Pusher, cfg.CoalesceWindow)
+	e.co = newCoalescer(cfg.Pusher, time.Now, cfg.PushBurst, cfg.PushInterval)
+	e.co.start()
 	return e, nil
 }
 

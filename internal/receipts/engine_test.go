@@ -470,6 +470,21 @@ func TestCoalescing(t *testing.T) {
 	}
 }
 
+// TestPushAtOnce: while the sender has tokens, each receipt is pushed by
+// the time its Send returns, also for a message pushed a moment ago.
+func TestPushAtOnce(t *testing.T) {
+	v, m := groupEnv(t, 4)
+	for i := 1; i < 4; i++ {
+		u := fmt.Sprintf("m%d", i)
+		if err := v.eng.Send(bg, u, []*pb.MessageRef{refFor(u, m)}); err != nil {
+			t.Fatal(err)
+		}
+		if p := v.push.receipts("m0", m.ID); len(p) != i || p[i-1].ReadCount != uint64(i) {
+			t.Fatalf("after receipt %d: pushes %v", i, p)
+		}
+	}
+}
+
 func TestRestart(t *testing.T) {
 	v, m := groupEnv(t, 50)
 	c := v.msgs.send("m0", "m1", "", true)

@@ -265,7 +265,7 @@ func (v *env) open() {
 	v.com = storage.NewCommitter(s, 0)
 	cfg := Config{
 		Store: s, Committer: v.com, Messages: v.msgs, Roster: v.roster, Pusher: v.push,
-		Now: v.now, CoalesceWindow: 20 * time.Millisecond,
+		Now: v.now,
 	}
 	if v.cfg != nil {
 		v.cfg(&cfg)
