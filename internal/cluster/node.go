@@ -463,10 +463,18 @@ func (n *Node) held() (parts []int32, epochs []int64) {
 	return parts, epochs
 }
 
-// renew extends every held lease in one statement. Rows are locked in
-// partition order, the order fenced batches lock them in, so that the two
-// queue rather than deadlock. A lease it cannot renew is lost: dropped at
-// once. If renewal fails until the local deadline, everything is dropped.
+// Lease row locks. A fenced batch locks its lease rows FOR KEY SHARE
+// (pgstore), which conflicts only with FOR UPDATE. Every change of epoch
+// (take, release) locks FOR UPDATE, so it waits for the batches relying on
+// the old epoch; a renewal changes only expires and locks FOR NO KEY
+// UPDATE, so it never waits for a batch (a plain UPDATE of a non-key
+// column takes that mode too: not enough for a change of epoch). All lock
+// in partition order, as batches do, so that they queue rather than
+// deadlock.
+
+// renew extends every held lease in one statement. A lease it cannot renew
+// is lost: dropped at once. If renewal fails until the local deadline,
+// everything is dropped.
 func (n *Node) renew() {
 	parts, epochs := n.held()
 	if len(parts) == 0 {
@@ -477,7 +485,7 @@ func (n *Node) renew() {
 	defer cancel()
 	rows, err := n.pool.Query(ctx, "WITH mine AS (SELECT l.part FROM "+n.leases+" l "+
 		"JOIN unnest($1::int[], $2::bigint[]) AS f(part, epoch) ON l.part = f.part AND l.epoch = f.epoch "+
-		"WHERE l.owner = $3 ORDER BY l.part FOR UPDATE OF l) "+
+		"WHERE l.owner = $3 ORDER BY l.part FOR NO KEY UPDATE OF l) "+
 		"UPDATE "+n.leases+" l SET expires = now() + $4::interval FROM mine WHERE l.part = mine.part RETURNING l.part",
 		parts, epochs, n.cfg.NodeID, n.cfg.LeaseTTL)
 	var renewed []int32
@@ -623,8 +631,9 @@ func (n *Node) take(ctx context.Context, want int) {
 	cand := append(mine, free...)
 	cand = cand[:min(want, len(cand))]
 	sent := time.Since(n.start)
-	// lock_timeout: a row share-locked by a fenced batch of a stopped
-	// process must not stall the loop; the next round tries again.
+	// lock_timeout: rows locked by fenced batches (of a stopped process,
+	// or a stream of them: FOR UPDATE does not stop new key-share lockers)
+	// must not stall the loop; the next round tries again.
 	tx, err := n.pool.Begin(ctx)
 	if err != nil {
 		n.cfg.Logger.Warn("cluster: taking partitions failed", "err", err)
@@ -709,9 +718,12 @@ func (n *Node) handOff(p uint32) {
 	pt.epoch = 0
 	pt.mu.Unlock()
 	// Bumping the epoch on release as well: a late batch of this tenure is
-	// fenced even if the next owner has not taken the row yet.
-	_, err := n.pool.Exec(ctx, "UPDATE "+n.leases+" SET owner = '', epoch = epoch + 1, expires = now() "+
-		"WHERE part = $1 AND owner = $2 AND epoch = $3", int32(p), n.cfg.NodeID, epoch)
+	// fenced even if the next owner has not taken the row yet. FOR UPDATE:
+	// a batch of this tenure still committing lands before the release.
+	_, err := n.pool.Exec(ctx, "WITH r AS (SELECT part FROM "+n.leases+" WHERE part = $1 AND owner = $2 "+
+		"AND epoch = $3 FOR UPDATE) "+
+		"UPDATE "+n.leases+" l SET owner = '', epoch = l.epoch + 1, expires = now() FROM r WHERE l.part = r.part",
+		int32(p), n.cfg.NodeID, epoch)
 	if err != nil {
 		// It expires by itself within the TTL.
 		n.cfg.Logger.Warn("cluster: releasing lease", "partition", p, "err", err)

@@ -300,12 +300,7 @@ func TestTakeoverAndFencing(t *testing.T) {
 	}
 	b := c.node("b", nil)
 	waitFor(t, "a and b to share", func() bool { return partitioned(a, b) })
-	// Simulate a crash: a's loop stops, its leases stay until they expire.
-	close(a.stop)
-	<-a.done
-	a.mu.Lock()
-	a.started = false // Close must not stop the loop again
-	a.mu.Unlock()
+	stopLoop(a)
 	start := time.Now()
 	waitFor(t, "b to take everything", func() bool { return partitioned(b) })
 	t.Logf("takeover after the last renewal: %v (TTL %v)", time.Since(start), c.ttl)
@@ -333,67 +328,192 @@ func TestTakeoverAndFencing(t *testing.T) {
 	}
 }
 
-// TestTakeoverWaitsForFencedCommit: a takeover's UPDATE of a lease row waits
-// for a batch that share-locked it, so the batch lands before the new tenure.
-func TestTakeoverWaitsForFencedCommit(t *testing.T) {
-	c := newTestCluster(t)
-	store, err := pgstore.Open(t.Context(), testenv.PostgresDSN(), c.table)
-	if err != nil {
-		t.Fatal(err)
+// stopLoop simulates a crash of n: its loop stops, its leases stay until
+// they expire.
+func stopLoop(n *Node) {
+	close(n.stop)
+	<-n.done
+	n.mu.Lock()
+	n.started = false // Close must not stop the loop again
+	n.mu.Unlock()
+}
+
+// Lease row locks (see renew): a fenced batch's lock lets renewals pass and
+// makes every change of epoch wait. Each case holds a real batch's
+// transaction open and watches with pg_blocking_pids who waits for it.
+func TestLeaseLocks(t *testing.T) {
+	const part = 9
+	// setup starts node a owning everything, with leases long enough that
+	// nothing expires unasked.
+	setup := func(t *testing.T) (*testCluster, *pgstore.Store, *Node, []storage.Fence) {
+		c := newTestCluster(t)
+		c.ttl = 10 * time.Second
+		store, err := pgstore.Open(t.Context(), testenv.PostgresDSN(), c.table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { store.Close() })
+		a := c.node("a", nil)
+		waitFor(t, "a to own everything", func() bool { return partitioned(a) })
+		fences, err := a.Fences([]uint32{part})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, store, a, fences
 	}
-	defer store.Close()
-	a := c.node("a", nil)
-	waitFor(t, "a to own everything", func() bool { return partitioned(a) })
-	fences, err := a.Fences([]uint32{9})
-	if err != nil {
-		t.Fatal(err)
+	write := func(t *testing.T, store *pgstore.Store, fences []storage.Fence) error {
+		b := &storage.Batch{Fences: fences}
+		b.Set([]byte("late"), []byte("v"))
+		return store.Apply(t.Context(), b, true)
 	}
+
+	t.Run("a renewal does not wait for a batch", func(t *testing.T) {
+		c, store, a, fences := setup(t)
+		db := connect(t)
+		_, finish := openBatch(t, db, store, c.table, fences)
+		before := expires(t, db, c.table, part)
+		a.renew()
+		if after := expires(t, db, c.table, part); !after.After(before) {
+			t.Errorf("lease not renewed while a batch held its lock (expires %v, before %v)", after, before)
+		}
+		if err := finish(); err != nil {
+			t.Fatalf("batch: %v", err)
+		}
+	})
+
+	t.Run("a takeover waits for a batch", func(t *testing.T) {
+		c, store, a, fences := setup(t)
+		db := connect(t)
+		stopLoop(a)
+		if _, err := db.Exec(t.Context(), "UPDATE "+pgstore.LeasesTable(c.table)+
+			" SET expires = now() - interval '1 second' WHERE part = $1", part); err != nil {
+			t.Fatal(err)
+		}
+		pid, finish := openBatch(t, db, store, c.table, fences)
+		b := c.node("b", nil) // takes the expired partition
+		waitFor(t, "b's takeover to wait for the batch (or to end)", func() bool {
+			return waitsFor(t, db, pid) || slices.Contains(b.Owned(), part)
+		})
+		if slices.Contains(b.Owned(), part) {
+			t.Fatal("b took the partition while a batch of the old epoch held its lock")
+		}
+		if err := finish(); err != nil {
+			t.Fatalf("batch before the takeover: %v", err)
+		}
+		waitFor(t, "b to take the partition", func() bool { return slices.Contains(b.Owned(), part) })
+		if err := write(t, store, fences); !errors.Is(err, storage.ErrFenced) {
+			t.Fatalf("batch of the old epoch after the takeover: %v, want ErrFenced", err)
+		}
+		// a finds out at its next renewal.
+		a.renew()
+		if _, ok := a.Enter(part); ok {
+			t.Error("a admits the partition after losing it")
+		}
+	})
+
+	t.Run("a release waits for a batch", func(t *testing.T) {
+		c, store, a, fences := setup(t)
+		db := connect(t)
+		pid, finish := openBatch(t, db, store, c.table, fences)
+		released := make(chan struct{})
+		go func() {
+			defer close(released)
+			a.handOff(part)
+		}()
+		isReleased := func() bool {
+			select {
+			case <-released:
+				return true
+			default:
+				return false
+			}
+		}
+		waitFor(t, "the release to wait for the batch (or to end)", func() bool {
+			return waitsFor(t, db, pid) || isReleased()
+		})
+		if isReleased() {
+			t.Fatal("the release did not wait for a batch of its epoch")
+		}
+		if err := finish(); err != nil {
+			t.Fatalf("batch before the release: %v", err)
+		}
+		<-released
+		if err := write(t, store, fences); !errors.Is(err, storage.ErrFenced) {
+			t.Fatalf("batch of the old epoch after the release: %v, want ErrFenced", err)
+		}
+	})
+}
+
+// connect is a connection for the test's own statements.
+func connect(t *testing.T) *pgx.Conn {
+	t.Helper()
 	conn, err := pgx.Connect(t.Context(), testenv.PostgresDSN())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(context.Background())
-	// Hold the share lock a fenced batch takes, as if its commit were slow.
-	tx, err := conn.Begin(t.Context())
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// openBatch applies a batch with fences through store and keeps its
+// transaction open after its fence statement ran (it holds the lease rows'
+// locks): a transaction of its own holds the row the batch writes, so the
+// batch waits for it. It returns the batch's backend and finish, which lets
+// the batch commit and returns Apply's result.
+func openBatch(t *testing.T, db *pgx.Conn, store *pgstore.Store, table string, fences []storage.Fence) (pid uint32, finish func() error) {
+	t.Helper()
+	key := []byte("held")
+	b := &storage.Batch{}
+	b.Set(key, []byte("0"))
+	if err := store.Apply(t.Context(), b, true); err != nil {
+		t.Fatal(err)
+	}
+	holder := connect(t)
+	tx, err := holder.Begin(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tx.Exec(t.Context(), "SELECT 1 FROM "+pgstore.LeasesTable(c.table)+" WHERE part = 9 FOR SHARE"); err != nil {
+	if _, err := tx.Exec(t.Context(), "SELECT 1 FROM "+pgx.Identifier{table}.Sanitize()+" WHERE k = $1 FOR UPDATE", key); err != nil {
 		t.Fatal(err)
 	}
-	took := make(chan error, 1)
+	done := make(chan error, 1)
 	go func() {
-		conn2, err := pgx.Connect(context.Background(), testenv.PostgresDSN())
-		if err != nil {
-			took <- err
-			return
-		}
-		defer conn2.Close(context.Background())
-		_, err = conn2.Exec(context.Background(), "UPDATE "+pgstore.LeasesTable(c.table)+
-			" SET owner = 'thief', epoch = epoch + 1 WHERE part = 9")
-		took <- err
+		b := &storage.Batch{Fences: fences}
+		b.Set(key, []byte("1"))
+		done <- store.Apply(context.Background(), b, true)
 	}()
-	select {
-	case err := <-took:
-		t.Fatalf("takeover did not wait for the share lock: %v", err)
-	case <-time.After(300 * time.Millisecond):
+	waitFor(t, "the batch to wait for the held row", func() bool {
+		err := db.QueryRow(t.Context(), "SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+			holder.PgConn().PID()).Scan(&pid)
+		return err == nil
+	})
+	return pid, func() error {
+		if err := tx.Commit(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		return <-done
 	}
-	if err := tx.Commit(t.Context()); err != nil {
+}
+
+// waitsFor reports whether a backend waits for a lock pid holds.
+func waitsFor(t *testing.T, db *pgx.Conn, pid uint32) bool {
+	t.Helper()
+	var waits bool
+	if err := db.QueryRow(t.Context(), "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)))",
+		pid).Scan(&waits); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-took; err != nil {
+	return waits
+}
+
+// expires is the expiry of part's lease.
+func expires(t *testing.T, db *pgx.Conn, table string, part int32) time.Time {
+	t.Helper()
+	var e time.Time
+	if err := db.QueryRow(t.Context(), "SELECT expires FROM "+pgstore.LeasesTable(table)+" WHERE part = $1", part).Scan(&e); err != nil {
 		t.Fatal(err)
 	}
-	b := &storage.Batch{Fences: fences}
-	b.Set([]byte("late"), []byte("v"))
-	if err := store.Apply(t.Context(), b, true); !errors.Is(err, storage.ErrFenced) {
-		t.Fatalf("batch after the takeover: %v, want ErrFenced", err)
-	}
-	// a finds out at its next renewal.
-	waitFor(t, "a to drop partition 9", func() bool { return !slices.Contains(a.Owned(), 9) })
-	if _, ok := a.Enter(9); ok {
-		t.Error("a admits partition 9 after losing it")
-	}
+	return e
 }
 
 func ExampleNode() {

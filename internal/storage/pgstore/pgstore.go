@@ -20,13 +20,14 @@
 //     a deadlock or serialization failure that happens anyway is retried.
 //   - Fencing: a batch with Fences (cluster path, see storage.Batch) first
 //     locks the lease rows of its partitions in the table <table>_leases
-//     (maintained by package cluster) FOR SHARE, in partition order, in the
-//     same transaction and the same round trip, and the statement fails
+//     (maintained by package cluster) FOR KEY SHARE, in partition order, in
+//     the same transaction and the same round trip, and the statement fails
 //     unless every one still has the batch's epoch; Apply then returns
-//     storage.ErrFenced and writes nothing. The share lock makes a
-//     concurrent takeover (an UPDATE of the row) wait until the batch has
-//     committed, so a write is either before the takeover, and visible to
-//     the new owner, or refused.
+//     storage.ErrFenced and writes nothing. FOR KEY SHARE conflicts only
+//     with FOR UPDATE, which package cluster takes for every change of
+//     epoch (takeover, release): those wait until the batch has committed,
+//     so a write is either before the change, and visible to the new owner,
+//     or refused; a renewal (FOR NO KEY UPDATE) does not wait for batches.
 //   - sync=false sets synchronous_commit = off for that transaction: the
 //     commit does not wait for the WAL flush, and a server crash may lose it
 //     (never partially). sync=true uses the server's synchronous_commit, which
@@ -131,7 +132,7 @@ func Open(ctx context.Context, dsn string, table string) (*Store, error) {
 		// (mapped to ErrFenced by its SQLSTATE, for this statement only).
 		qFence: "SELECT 1 / (count(*) = $3)::int FROM (SELECT 1 FROM " + LeasesTable(table) + " l " +
 			"JOIN unnest($1::int[], $2::bigint[]) AS f(part, epoch) ON l.part = f.part AND l.epoch = f.epoch " +
-			"ORDER BY l.part FOR SHARE OF l) held",
+			"ORDER BY l.part FOR KEY SHARE OF l) held",
 	}
 	if err := s.createTable(ctx); err != nil {
 		pool.Close()
