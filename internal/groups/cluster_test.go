@@ -27,7 +27,7 @@ type nopPusher struct{}
 func (nopPusher) Push(string, *pb.ServerFrame)               {}
 func (nopPusher) PushEach(iter.Seq[string], *pb.ServerFrame) {}
 
-func openStore(t *testing.T) storage.Store {
+func openStore(t testing.TB) storage.Store {
 	t.Helper()
 	st, err := pebblestore.Open(t.TempDir())
 	if err != nil {
@@ -39,7 +39,7 @@ func openStore(t *testing.T) storage.Store {
 
 // newNode is a groups service with its own Committer on a shared store, as
 // one cluster node sees it.
-func newNode(t *testing.T, st storage.Store) *Service {
+func newNode(t testing.TB, st storage.Store) *Service {
 	t.Helper()
 	c := storage.NewCommitter(st, 0)
 	t.Cleanup(c.Close)

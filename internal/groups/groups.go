@@ -74,7 +74,9 @@ type group struct {
 	ready   chan struct{} // closed once loaded (or failed)
 	loadErr error         // set before ready is closed
 
-	mu         sync.Mutex
+	// mu is read-locked by the lookups every receipt and delivery makes
+	// (Member, Snapshot), which must not queue behind one another.
+	mu         sync.RWMutex
 	nextOrd    uint32
 	headSeq    uint64
 	members    map[string]*member
@@ -329,16 +331,15 @@ func (s *Service) Invite(ctx context.Context, op, groupID string, userIDs []stri
 	if len(users) == 0 {
 		return apierr.InvalidArgument("no users to invite")
 	}
-	g.mu.Lock()
-	if g.members[op] == nil {
-		g.mu.Unlock()
+	g.mu.RLock()
+	isMember := g.members[op] != nil
+	g.mu.RUnlock()
+	if !isMember {
 		return apierr.PermissionDenied("not a member of group %q", groupID)
 	}
 	if g.typ != pb.GroupType_GROUP_TYPE_WORK && op != g.owner {
-		g.mu.Unlock()
 		return apierr.PermissionDenied("only the owner may invite to a %s group", typeName(g.typ))
 	}
-	g.mu.Unlock()
 	return s.add(ctx, g, op, users)
 }
 
@@ -503,9 +504,9 @@ func (s *Service) pushEvent(ctx context.Context, g *group, kind pb.GroupEventKin
 		GroupId: g.id, Kind: kind, UserIds: users, OpUserId: op,
 		GroupType: g.typ, Reason: reason, TimeMs: s.now().UnixMilli(),
 	}}}
-	g.mu.Lock()
+	g.mu.RLock()
 	snap := g.snapshotLocked()
-	g.mu.Unlock()
+	g.mu.RUnlock()
 	s.push.PushEach(func(yield func(string) bool) {
 		for u := range memberIDs(snap) {
 			if !yield(u) {
@@ -565,8 +566,8 @@ func (s *Service) Member(ctx context.Context, groupID, user string) (m Membershi
 	if err != nil {
 		return Membership{}, false, err
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
+	g.mu.RLock()
+	defer g.mu.RUnlock()
 	gm := g.members[user]
 	if gm == nil {
 		return Membership{}, false, nil
@@ -586,13 +587,14 @@ func (s *Service) Snapshot(ctx context.Context, groupID string) (receipts.Roster
 	if err != nil {
 		return receipts.RosterSnapshot{}, false
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
+	g.mu.RLock()
+	defer g.mu.RUnlock()
 	return g.snapshotLocked(), true
 }
 
 // snapshotLocked returns an immutable view of the membership: present is
-// never modified once published, and users is append-only. Lock g.mu.
+// never modified once published, and users is append-only. Lock g.mu (a
+// read lock suffices).
 func (g *group) snapshotLocked() receipts.RosterSnapshot {
 	users := g.users
 	return receipts.RosterSnapshot{

@@ -1,6 +1,9 @@
 package groups
 
 import (
+	"context"
+	"strconv"
+	"sync/atomic"
 	"testing"
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
@@ -68,6 +71,38 @@ func FuzzDecodeMeta(f *testing.F) {
 		}
 		if _, err := decodeMeta("g", encodeMeta(g)); err != nil {
 			t.Fatal(err)
+		}
+	})
+}
+
+// BenchmarkReadPaths measures the lookups every receipt and every
+// delivery makes on its group (Member, as the messages service resolves a
+// reference; Ordinal and Snapshot, as the receipt engine counts), from
+// many goroutines at once on one 1,000-member group: the hot group of the
+// steady benchmark. Each iteration is one Member and one Snapshot.
+func BenchmarkReadPaths(b *testing.B) {
+	ctx := context.Background()
+	s := newNode(b, openStore(b))
+	users := make([]string, 1000)
+	for i := range users {
+		users[i] = "u" + strconv.Itoa(i)
+	}
+	if _, err := s.Create(ctx, users[0], pb.GroupType_GROUP_TYPE_WORK, "g", "", users[1:]); err != nil {
+		b.Fatal(err)
+	}
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := int(next.Add(1)) * 7919 // goroutines start at different members
+		for pb.Next() {
+			i++
+			if _, ok, err := s.Member(ctx, "g", users[i%len(users)]); !ok || err != nil {
+				b.Fatal(ok, err)
+			}
+			if _, ok := s.Snapshot(ctx, "g"); !ok {
+				b.Fatal("no snapshot")
+			}
 		}
 	})
 }

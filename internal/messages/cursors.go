@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"hash/maphash"
 	"strconv"
 	"sync"
 	"time"
@@ -31,11 +32,25 @@ import (
 // Ephemeral devices (a session without device_id) are kept in memory only,
 // under the key "~<session>" (never a valid device ID), until the session
 // ends.
+//
+// Every operation but the flush concerns one user, so the cursors are
+// split into shards by user: sessions of different users ack without
+// waiting on one another (one mutex over all of them was the worst lock
+// convoy of the steady benchmark).
 type cursors struct {
+	seed   maphash.Seed
+	shards [cursorShards]cursorShard
+}
+
+const cursorShards = 64
+
+// cursorShard holds the cursors of the users hashed to it.
+type cursorShard struct {
 	mu    sync.Mutex
 	users map[string]*userCursors
 	dirty map[cursorKey]struct{} // device "" = the baseline
 	devs  map[deviceKey]struct{} // device records to write
+	_     [64]byte               // keeps neighbouring shards' locks off one cache line
 }
 
 // userCursors are one user's cursors in memory. base is nil until loaded;
@@ -49,12 +64,20 @@ type cursorKey struct{ user, device, conv string }
 
 type deviceKey struct{ user, device string }
 
-func newCursors() cursors {
-	return cursors{
-		users: make(map[string]*userCursors),
-		dirty: make(map[cursorKey]struct{}),
-		devs:  make(map[deviceKey]struct{}),
+func newCursors() *cursors {
+	c := &cursors{seed: maphash.MakeSeed()}
+	for i := range c.shards {
+		c.shards[i] = cursorShard{
+			users: make(map[string]*userCursors),
+			dirty: make(map[cursorKey]struct{}),
+			devs:  make(map[deviceKey]struct{}),
+		}
 	}
+	return c
+}
+
+func (c *cursors) shard(user string) *cursorShard {
+	return &c.shards[maphash.String(c.seed, user)%cursorShards]
 }
 
 func baseStoreKey(user, conv string) []byte { return storage.Key("cur", user, conv) }
@@ -68,11 +91,12 @@ func ephemeralDevice(session uint64) string { return "~" + strconv.FormatUint(se
 
 func isEphemeral(device string) bool { return device != "" && device[0] == '~' }
 
-func (c *cursors) userLocked(user string) *userCursors {
-	u := c.users[user]
+// userLocked returns user's cursors, creating them. Lock sh.mu.
+func (sh *cursorShard) userLocked(user string) *userCursors {
+	u := sh.users[user]
 	if u == nil {
 		u = &userCursors{devices: make(map[string]map[string]uint64)}
-		c.users[user] = u
+		sh.users[user] = u
 	}
 	return u
 }
@@ -81,11 +105,12 @@ func (c *cursors) userLocked(user string) *userCursors {
 // registering a device the server has not seen (its cursors start at the
 // baseline).
 func (c *cursors) load(ctx context.Context, s storage.Store, user, device string) error {
-	c.mu.Lock()
-	u := c.users[user]
+	sh := c.shard(user)
+	sh.mu.Lock()
+	u := sh.users[user]
 	baseLoaded := u != nil && u.base != nil
 	devLoaded := u != nil && u.devices[device] != nil
-	c.mu.Unlock()
+	sh.mu.Unlock()
 	if devLoaded {
 		return nil
 	}
@@ -110,9 +135,9 @@ func (c *cursors) load(ctx context.Context, s storage.Store, user, device string
 			return err
 		}
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	u = c.userLocked(user)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	u = sh.userLocked(user)
 	if u.base == nil {
 		u.base = base
 	}
@@ -124,11 +149,11 @@ func (c *cursors) load(ctx context.Context, s storage.Store, user, device string
 		for conv, seq := range u.base {
 			dev[conv] = seq
 			if !isEphemeral(device) {
-				c.dirty[cursorKey{user, device, conv}] = struct{}{}
+				sh.dirty[cursorKey{user, device, conv}] = struct{}{}
 			}
 		}
 		if !isEphemeral(device) {
-			c.devs[deviceKey{user, device}] = struct{}{}
+			sh.devs[deviceKey{user, device}] = struct{}{}
 		}
 	}
 	u.devices[device] = dev
@@ -148,9 +173,10 @@ func scanCursors(ctx context.Context, s storage.Store, prefix []byte) (map[strin
 
 // get returns device's cursor for conv (0 if none). load must have run.
 func (c *cursors) get(user, device, conv string) uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if u := c.users[user]; u != nil {
+	sh := c.shard(user)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if u := sh.users[user]; u != nil {
 		return u.devices[device][conv]
 	}
 	return 0
@@ -160,52 +186,68 @@ func (c *cursors) get(user, device, conv string) uint64 {
 // seq. load must have run; if the user was evicted since (its last session
 // ended meanwhile), the ack is dropped: a repeat, never a skip.
 func (c *cursors) ack(user, device, conv string, seq uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	u := c.users[user]
+	sh := c.shard(user)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	u := sh.users[user]
 	if u == nil || u.devices[device] == nil {
 		return
 	}
 	if dev := u.devices[device]; seq > dev[conv] {
 		dev[conv] = seq
 		if !isEphemeral(device) {
-			c.dirty[cursorKey{user, device, conv}] = struct{}{}
+			sh.dirty[cursorKey{user, device, conv}] = struct{}{}
 		}
 	}
 	if seq > u.base[conv] {
 		u.base[conv] = seq
-		c.dirty[cursorKey{user, "", conv}] = struct{}{}
+		sh.dirty[cursorKey{user, "", conv}] = struct{}{}
 	}
 }
 
 // forget drops an ephemeral device.
 func (c *cursors) forget(user, device string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if u := c.users[user]; u != nil {
+	sh := c.shard(user)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if u := sh.users[user]; u != nil {
 		delete(u.devices, device)
 	}
 }
 
-// dirtySet is what changed since the last write.
-type dirtySet struct {
+// dirtySet is what changed since the last write, by shard.
+type dirtySet [cursorShards]struct {
 	cursors map[cursorKey]struct{}
 	devs    map[deviceKey]struct{}
 }
 
 // takeDirty returns the writes of every cursor and device record changed
-// since the last call, and what they cover (for restore).
-func (c *cursors) takeDirty() ([]storage.Op, dirtySet) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	taken := dirtySet{c.dirty, c.devs}
-	c.dirty, c.devs = make(map[cursorKey]struct{}), make(map[deviceKey]struct{})
-	ops := make([]storage.Op, 0, len(taken.cursors)+len(taken.devs))
-	for k := range taken.devs {
+// since the last call, and what they cover (for restore). It locks one
+// shard at a time.
+func (c *cursors) takeDirty() ([]storage.Op, *dirtySet) {
+	taken := new(dirtySet)
+	var ops []storage.Op
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		if len(sh.dirty) > 0 || len(sh.devs) > 0 {
+			taken[i].cursors, taken[i].devs = sh.dirty, sh.devs
+			sh.dirty, sh.devs = make(map[cursorKey]struct{}), make(map[deviceKey]struct{})
+			ops = sh.appendWritesLocked(ops, taken[i].cursors, taken[i].devs)
+		}
+		sh.mu.Unlock()
+	}
+	return ops, taken
+}
+
+// appendWritesLocked appends the writes of the given cursors and device
+// records, with their values in memory now. Lock sh.mu.
+func (sh *cursorShard) appendWritesLocked(ops []storage.Op, cursors map[cursorKey]struct{}, devs map[deviceKey]struct{}) []storage.Op {
+	for k := range devs {
 		ops = append(ops, storage.Op{Key: deviceRecordKey(k.user, k.device), Value: []byte{}})
 	}
-	for k := range taken.cursors {
-		u := c.users[k.user]
+	for k := range cursors {
+		u := sh.users[k.user]
 		if k.device == "" {
 			ops = append(ops, storage.Op{Key: baseStoreKey(k.user, k.conv), Value: binary.AppendUvarint(nil, u.base[k.conv])})
 			continue
@@ -213,19 +255,22 @@ func (c *cursors) takeDirty() ([]storage.Op, dirtySet) {
 		key := append(deviceCursorPrefix(k.user, k.device), k.conv...)
 		ops = append(ops, storage.Op{Key: key, Value: binary.AppendUvarint(nil, u.devices[k.device][k.conv])})
 	}
-	return ops, taken
+	return ops
 }
 
 // restore marks writes that failed dirty again: the values in memory are
 // still the newest, and go out with the next flush.
-func (c *cursors) restore(d dirtySet) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for k := range d.cursors {
-		c.dirty[k] = struct{}{}
-	}
-	for k := range d.devs {
-		c.devs[k] = struct{}{}
+func (c *cursors) restore(d *dirtySet) {
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		for k := range d[i].cursors {
+			sh.dirty[k] = struct{}{}
+		}
+		for k := range d[i].devs {
+			sh.devs[k] = struct{}{}
+		}
+		sh.mu.Unlock()
 	}
 }
 
@@ -258,18 +303,21 @@ func (s *Service) flushCursors() {
 // evictOffline drops the cursors of users not online that have nothing
 // unwritten.
 func (c *cursors) evictOffline(online func(string) bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	keep := make(map[string]bool)
-	for k := range c.dirty {
-		keep[k.user] = true
-	}
-	for k := range c.devs {
-		keep[k.user] = true
-	}
-	for user := range c.users {
-		if !keep[user] && !online(user) {
-			delete(c.users, user)
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		keep := make(map[string]bool)
+		for k := range sh.dirty {
+			keep[k.user] = true
 		}
+		for k := range sh.devs {
+			keep[k.user] = true
+		}
+		for user := range sh.users {
+			if !keep[user] && !online(user) {
+				delete(sh.users, user)
+			}
+		}
+		sh.mu.Unlock()
 	}
 }

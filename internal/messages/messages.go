@@ -9,7 +9,7 @@
 // C2C conversation's lock here); the Committer reports commits in queue
 // order and hands each message to one delivery goroutine, so sessions get a
 // conversation's messages in seq order. Lock order: groups' locks, then
-// c2c.mu, then cursors.mu; none is held while calling another service.
+// c2c.mu, then a cursor shard's mu; none is held while calling another service.
 package messages
 
 import (
@@ -116,7 +116,7 @@ type Service struct {
 	c2cMu sync.Mutex
 	c2c   map[string]*c2cConv
 
-	cursors cursors
+	cursors *cursors
 	recent  *msgCache
 	sent    *dedup
 
