@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -524,34 +525,80 @@ func ExampleNode() {
 // BenchmarkForward is what forwarding adds to a request: from one node to
 // the owner of the partition over NATS request-reply, to a handler that only
 // echoes (envelope encoding, route lookup, the round trip, the owner's
-// gate). Parallel, as sessions are.
+// gate), beside the same request served locally, as package dispatch does
+// on the owner (the gate, the handler, no round trip). serial: the latency
+// one request adds; parallel: one node serving many sessions at once.
+//
+// cpu-µs/op is this process's CPU time (user + system, getrusage) over the
+// timed loop divided by its requests. Both nodes run in this process, so it
+// is the sender's and the owner's CPU together, plus the nodes' lease
+// renewals in the background; the NATS server's (another process) is not
+// in it.
 func BenchmarkForward(b *testing.B) {
 	c := newTestCluster(b)
+	c.ttl = 5 * time.Second // no lease lapses on a loaded machine mid-run
 	a := c.node("a", nil)
 	waitFor(b, "a to own everything", func() bool { return partitioned(a) })
 	other := c.node("b", nil)
 	waitFor(b, "a and b to share", func() bool { return partitioned(a, other) })
 	p := a.Owned()[0]
 	req := &clusterpb.Forward{UserId: "bench", Frame: make([]byte, 100)}
-	// serial: the latency one forward adds; parallel: the throughput of
-	// one node forwarding for many sessions at once.
-	b.Run("serial", func(b *testing.B) {
-		for b.Loop() {
-			if _, err := other.Forward(context.Background(), p, req, true); err != nil {
-				b.Fatal(err)
+	handle := echo("a")
+	ways := []struct {
+		name string
+		do   func(r *clusterpb.Forward) error
+	}{
+		{"forwarded", func(r *clusterpb.Forward) error {
+			_, err := other.Forward(context.Background(), p, r, true)
+			return err
+		}},
+		{"local", func(r *clusterpb.Forward) error {
+			release, ok := a.Enter(p)
+			if !ok {
+				return fmt.Errorf("the owner refused partition %d", p)
 			}
-		}
-	})
-	b.Run("parallel", func(b *testing.B) {
-		b.SetParallelism(16)
-		b.RunParallel(func(pb *testing.PB) {
-			r := proto.Clone(req).(*clusterpb.Forward)
-			for pb.Next() {
-				if _, err := other.Forward(context.Background(), p, r, true); err != nil {
-					b.Error(err)
-					return
+			handle(context.Background(), r)
+			release()
+			return nil
+		}},
+	}
+	for _, w := range ways {
+		b.Run(w.name+"/serial", func(b *testing.B) {
+			cpu := cpuTime(b)
+			for b.Loop() {
+				if err := w.do(req); err != nil {
+					b.Fatal(err)
 				}
 			}
+			reportCPU(b, cpu)
 		})
-	})
+		b.Run(w.name+"/parallel", func(b *testing.B) {
+			b.SetParallelism(16)
+			cpu := cpuTime(b)
+			b.RunParallel(func(pb *testing.PB) {
+				r := proto.Clone(req).(*clusterpb.Forward)
+				for pb.Next() {
+					if err := w.do(r); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			reportCPU(b, cpu)
+		})
+	}
+}
+
+// cpuTime is the CPU time (user + system) this process has used so far.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU reports the process CPU time used since start per operation.
+func reportCPU(b *testing.B, start time.Duration) {
+	b.ReportMetric(float64(cpuTime(b)-start)/float64(time.Microsecond)/float64(b.N), "cpu-µs/op")
 }
