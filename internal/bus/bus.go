@@ -78,7 +78,9 @@ func (p *Pusher) Push(userID string, frame *pb.ServerFrame) { p.PushExcept(userI
 
 // PushExcept sends frame to every session of userID but exceptSession.
 func (p *Pusher) PushExcept(userID string, exceptSession uint64, frame *pb.ServerFrame) {
-	data, err := proto.MarshalOptions{}.MarshalAppend(binary.AppendUvarint(nil, exceptSession), frame)
+	size := proto.Size(frame)
+	data := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+size), exceptSession)
+	data, err := marshalSized.MarshalAppend(data, frame)
 	if err != nil {
 		p.fail(err)
 		return
@@ -96,14 +98,15 @@ func (p *Pusher) PushEach(users iter.Seq[string], frame *pb.ServerFrame) {
 // publishes one payload per maxFanUsers users, which every node takes
 // apart for its own sessions.
 func (p *Pusher) PushEachExcept(users iter.Seq[string], exceptSession uint64, frame *pb.ServerFrame) {
-	bin, err := proto.Marshal(frame)
+	// Room for the frame and a few dozen users, in one allocation.
+	size := proto.Size(frame)
+	head := binary.AppendUvarint(make([]byte, 0, 2*binary.MaxVarintLen64+size+512), exceptSession)
+	head = binary.AppendUvarint(head, uint64(size))
+	head, err := marshalSized.MarshalAppend(head, frame)
 	if err != nil {
 		p.fail(err)
 		return
 	}
-	head := binary.AppendUvarint(nil, exceptSession)
-	head = binary.AppendUvarint(head, uint64(len(bin)))
-	head = append(head, bin...)
 	data, n := head, 0 // the first payload grows from head
 	for u := range users {
 		if n == maxFanUsers {
@@ -119,6 +122,10 @@ func (p *Pusher) PushEachExcept(users iter.Seq[string], exceptSession uint64, fr
 		p.publish(FanSubject, data)
 	}
 }
+
+// marshalSized encodes a frame whose proto.Size was just taken, without
+// sizing it again.
+var marshalSized = proto.MarshalOptions{UseCachedSize: true}
 
 func (p *Pusher) publish(subject string, data []byte) {
 	if err := p.Bus.Publish(context.Background(), subject, data); err != nil {

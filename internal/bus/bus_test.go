@@ -80,3 +80,17 @@ func TestOpenFanMalformed(t *testing.T) {
 		}
 	}
 }
+
+// discard is a Bus that drops what is published.
+type discard struct{ recorder }
+
+func (*discard) Publish(context.Context, string, []byte) error { return nil }
+
+// A push to one user allocates its payload, once, and its subject.
+func TestPushAllocs(t *testing.T) {
+	p := &Pusher{Bus: &discard{}}
+	frame := &pb.ServerFrame{Body: &pb.ServerFrame_NewMessage{NewMessage: &pb.Message{Seq: 9, Text: "hi"}}}
+	if n := testing.AllocsPerRun(100, func() { p.PushExcept("alice", 7, frame) }); n != 2 {
+		t.Fatalf("%v allocations per push, want 2", n)
+	}
+}

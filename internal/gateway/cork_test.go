@@ -40,27 +40,14 @@ func TestBatchedFramesIntactInOrder(t *testing.T) {
 			for i := range want {
 				want[i] = bytes.Repeat([]byte{byte(i)}, tt.size(i))
 			}
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				s := g.accept(w, r)
-				if s == nil {
-					t.Error("upgrade failed")
-					return
-				}
-				s.stuck = time.AfterFunc(time.Hour, func() { s.conn.CloseNow() })
-				s.stuck.Stop()
+			c := dialSession(t, g, func(s *session) {
 				for _, data := range want {
 					s.enqueue(outFrame{data: data, size: len(data)})
 				}
 				s.closeOut()
 				s.writer()
-			}))
-			defer srv.Close()
+			})
 			ctx := context.Background()
-			c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), &websocket.DialOptions{Subprotocols: []string{SubprotocolProto}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.CloseNow()
 			c.SetReadLimit(1 << 20)
 			for i, w := range want {
 				typ, got, err := c.Read(ctx)
@@ -92,4 +79,29 @@ func counter(t testing.TB, reg *prometheus.Registry, name string) float64 {
 	}
 	t.Fatalf("no metric %s", name)
 	return 0
+}
+
+// dialSession serves one WebSocket with g: serve runs on the accepted
+// session (timers set, not started), in the handler; it returns the
+// client's end, closed with the test.
+func dialSession(t testing.TB, g *Gateway, serve func(s *session)) *websocket.Conn {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := g.accept(w, r)
+		if s == nil {
+			t.Error("upgrade failed")
+			return
+		}
+		s.idle = time.AfterFunc(time.Hour, func() { s.conn.CloseNow() })
+		s.stuck = time.AfterFunc(time.Hour, func() { s.conn.CloseNow() })
+		s.idle.Stop()
+		s.stuck.Stop()
+		serve(s)
+	}))
+	t.Cleanup(srv.Close)
+	c, _, err := websocket.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http"), &websocket.DialOptions{Subprotocols: []string{SubprotocolProto}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.CloseNow() })
+	return c
 }

@@ -92,22 +92,16 @@ func TestFanOutEncodedOnce(t *testing.T) {
 // encode, account), per fan-out; JSON encodings per fan-out are reported
 // as encodings/op.
 func BenchmarkFanOut100(b *testing.B) {
-	for _, json := range []bool{true, false} {
-		name := "proto"
-		if json {
-			name = "json"
-		}
-		b.Run(name, func(b *testing.B) {
-			e := newFanoutEnv(b, 100, json)
-			frame := messagePush()
-			b.ReportAllocs()
-			for b.Loop() {
-				e.pusher.PushEach(slices.Values(e.users), frame)
-				for _, s := range e.sessions {
-					e.drain(b, s)
-				}
+	eachEncoding(b, func(b *testing.B, json bool) {
+		e := newFanoutEnv(b, 100, json)
+		frame := messagePush()
+		b.ReportAllocs()
+		for b.Loop() {
+			e.pusher.PushEach(slices.Values(e.users), frame)
+			for _, s := range e.sessions {
+				e.drain(b, s)
 			}
-			b.ReportMetric(counter(b, e.reg, "readmark_push_json_encodings_total")/float64(b.N), "encodings/op")
-		})
-	}
+		}
+		b.ReportMetric(counter(b, e.reg, "readmark_push_json_encodings_total")/float64(b.N), "encodings/op")
+	})
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -63,10 +64,22 @@ type session struct {
 // session's encoding, or a push shared with other sessions.
 type outFrame struct {
 	data []byte
+	buf  *[]byte // the pooled buffer data is in, given back once written
 	push *push
 	size int  // bytes charged to the session's queue
 	slot bool // a response holding a request slot, given back once written
 }
+
+// maxPooled bounds the buffers kept in frameBufs and readBufs: a rare
+// large frame (a history page) is not kept for every session after it.
+const maxPooled = 64 << 10
+
+// frameBufs holds buffers for encoding responses, readBufs for reading
+// frames: one allocation per buffer, not per frame.
+var (
+	frameBufs = sync.Pool{New: func() any { return new([]byte) }}
+	readBufs  = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+)
 
 func newSession(parent context.Context, g *Gateway, conn *websocket.Conn, json bool) *session {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
@@ -203,16 +216,27 @@ var jsonIn = protojson.UnmarshalOptions{DiscardUnknown: true}
 // be decoded (the connection stays up), any other error ends the session.
 func (s *session) read(timeout time.Duration) (*pb.ClientFrame, error) {
 	s.idle.Reset(timeout)
-	typ, data, err := s.conn.Read(context.Background())
+	typ, r, err := s.conn.Reader(context.Background())
 	if err != nil {
 		return nil, err
 	}
+	buf := readBufs.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= maxPooled {
+			buf.Reset()
+			readBufs.Put(buf)
+		}
+	}()
+	if _, err := buf.ReadFrom(r); err != nil {
+		return nil, err
+	}
+	// Decoding copies what it keeps (strings, bytes): buf can be reused.
 	frame := &pb.ClientFrame{}
 	switch {
 	case typ == websocket.MessageBinary && !s.json:
-		err = proto.Unmarshal(data, frame)
+		err = proto.Unmarshal(buf.Bytes(), frame)
 	case typ == websocket.MessageText && s.json:
-		err = jsonIn.Unmarshal(data, frame)
+		err = jsonIn.Unmarshal(buf.Bytes(), frame)
 	default:
 		return nil, apierr.New(pb.CodeProtocol, "wrong frame type for subprotocol")
 	}
@@ -296,13 +320,14 @@ func (s *session) send(id uint64, resp *pb.ServerFrame, e *apierr.Error, slot bo
 		resp.Body = nil
 		resp.Error = &pb.Error{Code: e.Code, Desc: e.Desc}
 	}
-	f := outFrame{slot: slot}
-	data, err := s.encode(resp)
+	f := outFrame{slot: slot, buf: frameBufs.Get().(*[]byte)}
+	data, err := s.encode((*f.buf)[:0], resp)
 	if err != nil {
 		s.g.cfg.Logger.Error("encoding response", "err", err)
 		s.giveBack(f)
 		return
 	}
+	*f.buf = data
 	f.data, f.size = data, len(data)
 	s.enqueue(f)
 }
@@ -347,10 +372,14 @@ func (s *session) enqueue(f outFrame) {
 	s.wakeWriter()
 }
 
-// giveBack returns the request slot a frame that will not be written holds.
+// giveBack returns the request slot and the buffer of a frame that has
+// been written or will not be.
 func (s *session) giveBack(f outFrame) {
 	if f.slot {
 		<-s.slots
+	}
+	if f.buf != nil && cap(*f.buf) <= maxPooled {
+		frameBufs.Put(f.buf)
 	}
 }
 
@@ -410,11 +439,12 @@ func (s *session) written(batch []outFrame) {
 	s.mu.Unlock()
 }
 
-func (s *session) encode(f *pb.ServerFrame) ([]byte, error) {
+// encode appends f in the session's encoding to b.
+func (s *session) encode(b []byte, f *pb.ServerFrame) ([]byte, error) {
 	if s.json {
-		return protojson.Marshal(f)
+		return protojson.MarshalOptions{}.MarshalAppend(b, f)
 	}
-	return proto.Marshal(f)
+	return proto.MarshalOptions{}.MarshalAppend(b, f)
 }
 
 func (s *session) writer() {
