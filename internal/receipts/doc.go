@@ -36,11 +36,24 @@
 // engine's pending list. At most one engine submission waits in the shared
 // Committer; its prepare (on the commit goroutine) takes every pending
 // request, applies the receipts to the in-memory states (deciding which are
-// new, so idempotence is exact), adds one receipt-log entry per request, and
-// serializes each state it dirtied once. Its done callback runs after the
-// synced Apply, when in-memory state equals durable state: it snapshots
-// counts and hands them to the push coalescer, then releases the waiting
-// Send calls. If the Apply fails, done rolls the in-memory states back.
+// new, so idempotence is exact) and adds one receipt-log entry per request.
+// Several submissions may be prepared into one batch (the Committer gathers
+// the next batch while the previous one syncs), so the first registers the
+// batch's OnSeal hook, which serializes each state dirtied in the batch once
+// and snapshots the counts to push. Its done callbacks run after the synced
+// Apply: the counts go to the push coalescer (OnApplied), then the waiting
+// Send calls are released.
+//
+// Counts are snapshotted at seal, not at done: by done time the next batch
+// may already be prepared, its receipts in memory but not durable. At seal
+// the in-memory receipts are this batch's and its predecessors', which is
+// the durable state if this batch succeeds, because of the Committer's
+// failure rule: a batch prepared on top of a failed one fails too. If a
+// batch fails, each submission's done rolls back the receipts it found new;
+// the failed batch's dones run first, then those of the batch prepared on
+// top of it (whose new receipts are disjoint from the first's), and only
+// then is anything prepared again, so the states return exactly to the
+// durable ones.
 //
 // # Pushes
 //
@@ -55,7 +68,8 @@
 //
 // The engine owns one goroutine, the coalescer's flush loop; Close stops it
 // after flushing pending pushes. Everything else runs on callers' goroutines
-// or on the Committer's goroutine (prepare/done).
+// or on the Committer's commit goroutine (prepare, seal, done; never
+// concurrently with each other).
 //
 // # Lock order
 //
@@ -66,7 +80,7 @@
 //	Engine.markMu[i]  (MarkC2CRead; held across Committer.Commit)
 //	cacheShard.mu     (leaf: never held while taking another lock)
 //	Engine.pmu        (leaf: pending submissions)
-//	readState.mu      (at most one at a time; taken by prepare/done on the commit goroutine and by readers)
+//	readState.mu      (at most one at a time; taken by prepare/seal/done on the commit goroutine and by readers)
 //	coalescer.mu      (Pusher.Push is called under it; Push must not block or call back into the engine)
 //
 // prepare and done never take Engine.markMu, so holding it across Commit

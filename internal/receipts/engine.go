@@ -66,6 +66,8 @@ type Engine struct {
 	pending   []*sendReq
 	submitted bool // a submission is queued whose prepare has not run yet
 
+	share *commitShare // of the batch being gathered; commit goroutine only
+
 	markMu [64]sync.Mutex // striped by (reader, peer)
 }
 
@@ -157,9 +159,18 @@ type sendReq struct {
 
 // submission is one engine prepare/done pair in the Committer.
 type submission struct {
-	reqs    []*sendReq
+	reqs []*sendReq
+}
+
+// commitShare is the engine's part of one Committer batch: what the
+// submissions prepared into it changed. The batch's OnSeal hook writes each
+// dirtied state once and snapshots the counts to push.
+type commitShare struct {
+	t       int64        // read time of every receipt in the batch
+	dirty   []*readState // states to serialize
 	touched []*readState // states with new receipts, each once
 	mark    map[*readState]struct{}
+	readers map[*readState][]string // new readers per message, for webhook events (nil: nobody wants them)
 }
 
 // Send records that reader has read the referenced messages
@@ -293,7 +304,8 @@ func (e *Engine) enqueue(req *sendReq) error {
 }
 
 // prepare runs on the commit goroutine: it applies every pending request to
-// the in-memory states and adds the writes to b.
+// the in-memory states and adds the receipt logs to b; the batch's OnSeal
+// hook (seal) adds the states, once each.
 func (e *Engine) prepare(sub *submission, b *storage.Batch) {
 	e.pmu.Lock()
 	sub.reqs = e.pending
@@ -302,17 +314,19 @@ func (e *Engine) prepare(sub *submission, b *storage.Batch) {
 	if len(sub.reqs) == 0 {
 		return
 	}
-	sub.mark = make(map[*readState]struct{})
-	t := e.nowMs()
+	sh := e.share
+	if sh == nil {
+		sh = &commitShare{t: e.nowMs(), mark: make(map[*readState]struct{})}
+		if wh := e.cfg.Webhooks; wh != nil && (wh.Wants(webhook.GroupReadReceipt) || wh.Wants(webhook.C2CReadReceipt)) {
+			sh.readers = make(map[*readState][]string)
+		}
+		e.share = sh
+		b.OnSeal(func(b *storage.Batch) { e.seal(sh, b) })
+	}
+	t := sh.t
 	// The requests' groups are loaded (resolving their messages loaded
 	// them), so the roster is not read from storage on this goroutine.
 	ctx := context.Background()
-	// New readers per message, for webhook events (nil: nobody wants them).
-	var readers map[*readState][]string
-	if wh := e.cfg.Webhooks; wh != nil && (wh.Wants(webhook.GroupReadReceipt) || wh.Wants(webhook.C2CReadReceipt)) {
-		readers = make(map[*readState][]string)
-	}
-	var dirty []*readState
 	var seqs []uint64
 	for _, req := range sub.reqs {
 		var snap RosterSnapshot
@@ -339,7 +353,7 @@ func (e *Engine) prepare(sub *submission, b *storage.Batch) {
 			}
 			if fresh && !st.dirty {
 				st.dirty = true
-				dirty = append(dirty, st)
+				sh.dirty = append(sh.dirty, st)
 			}
 			st.mu.Unlock()
 			if !fresh {
@@ -347,12 +361,12 @@ func (e *Engine) prepare(sub *submission, b *storage.Batch) {
 			}
 			req.fresh = append(req.fresh, i)
 			seqs = append(seqs, req.msgs[i].Seq)
-			if readers != nil {
-				readers[st] = append(readers[st], req.reader)
+			if sh.readers != nil {
+				sh.readers[st] = append(sh.readers[st], req.reader)
 			}
-			if _, ok := sub.mark[st]; !ok {
-				sub.mark[st] = struct{}{}
-				sub.touched = append(sub.touched, st)
+			if _, ok := sh.mark[st]; !ok {
+				sh.mark[st] = struct{}{}
+				sh.touched = append(sh.touched, st)
 			}
 		}
 		if len(seqs) > 0 {
@@ -363,9 +377,17 @@ func (e *Engine) prepare(sub *submission, b *storage.Batch) {
 			b.Set(logKey(req.group, req.ord, seqs[0]), encodeLog(t, seqs))
 		}
 	}
-	// Each state dirtied by this prepare is serialized once, with all of
-	// its receipts applied above.
-	for _, st := range dirty {
+}
+
+// seal runs on the commit goroutine once the batch holds its last prepare:
+// it serializes each state dirtied in the batch once, with all of its
+// receipts applied, records the webhook events and snapshots the counts to
+// push. The snapshot is the durable state once the batch is applied: the
+// receipts in memory are those of this batch and of the batches before it,
+// and if one of those fails, this one fails too (see storage.Committer).
+func (e *Engine) seal(sh *commitShare, b *storage.Batch) {
+	e.share = nil
+	for _, st := range sh.dirty {
 		st.mu.Lock()
 		var k, v []byte
 		if st.isGroup() {
@@ -377,9 +399,16 @@ func (e *Engine) prepare(sub *submission, b *storage.Batch) {
 		st.mu.Unlock()
 		b.Set(k, v)
 	}
-	if readers != nil {
-		e.recordEvents(ctx, b, sub.touched, readers, t)
+	ctx := context.Background()
+	if sh.readers != nil {
+		e.recordEvents(ctx, b, sh.touched, sh.readers, sh.t)
 	}
+	items := e.receiptsFor(sh.touched)
+	b.OnApplied(func(err error) {
+		if err == nil {
+			e.co.note(items)
+		}
+	})
 }
 
 // recordEvents adds one webhook event per message with new receipts in
@@ -410,22 +439,21 @@ func (e *Engine) recordEvents(ctx context.Context, b *storage.Batch, touched []*
 }
 
 // done runs on the commit goroutine after the batch was applied (err nil)
-// or failed. On success the in-memory states equal the durable ones, so the
-// counts pushed here are exact and never go backwards.
+// or failed, after the batch's counts went to the coalescer (seal).
 func (e *Engine) done(sub *submission, err error) {
 	if err != nil {
 		e.rollback(sub)
 		e.log.Error("receipts: commit failed", "err", err, "requests", len(sub.reqs))
-	} else {
-		e.co.note(e.receiptsFor(sub.touched))
 	}
 	for _, r := range sub.reqs {
 		r.done <- err
 	}
 }
 
-// rollback undoes the receipts of a failed submission; nothing later was
-// applied (done runs before the next gathering's prepare).
+// rollback undoes the receipts of a failed submission. Nothing later was
+// applied: the batch prepared on top of it fails too, and its done rolls
+// back its own receipts (those new after this one's), before any further
+// prepare.
 func (e *Engine) rollback(sub *submission) {
 	for _, req := range sub.reqs {
 		for _, i := range req.fresh {

@@ -2,10 +2,12 @@ package receipts
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
@@ -612,5 +614,100 @@ func TestClosed(t *testing.T) {
 	v.close()
 	if code := codeOf(v.eng.Send(bg, "m1", []*pb.MessageRef{refFor("m1", m)})); code != pb.CodeUnavailable {
 		t.Fatalf("send after close: code %d", code)
+	}
+}
+
+// holdStore hands each Apply to the test while hold is set: it signals
+// applying and returns what the test sends on release.
+type holdStore struct {
+	storage.Store
+	hold     atomic.Bool
+	applying chan struct{}
+	release  chan error
+}
+
+func (s *holdStore) Apply(ctx context.Context, b *storage.Batch, sync bool) error {
+	if s.hold.Load() {
+		s.applying <- struct{}{}
+		if err := <-s.release; err != nil {
+			return err
+		}
+	}
+	return s.Store.Apply(ctx, b, sync)
+}
+
+// TestPipelinedCommitFailure: receipts are prepared into the next group
+// commit while the previous one syncs. Pushed counts are those of durable
+// state only; when a commit fails, so does the one prepared on top of it,
+// both are rolled back, and the counts are exact afterwards (in memory, on
+// disk, pushed).
+func TestPipelinedCommitFailure(t *testing.T) {
+	boom := errors.New("boom")
+	hs := &holdStore{applying: make(chan struct{}), release: make(chan error)}
+	var com *storage.Committer
+	v := newEnv(t, func(c *Config) {
+		hs.Store = c.Store
+		com = storage.NewCommitter(hs, 0)
+		c.Committer = com
+	})
+	defer func() {
+		v.eng.Close()
+		com.Close()
+	}()
+	v.roster.join("g", "alice", "bob", "carol", "dave")
+	m := v.msgs.send("alice", "", "g", true)
+	send := func(u string) <-chan error {
+		ch := make(chan error, 1)
+		go func() { ch <- v.eng.Send(bg, u, []*pb.MessageRef{refFor(u, m)}) }()
+		return ch
+	}
+	prepared := func(n uint64) {
+		t.Helper()
+		waitFor(t, fmt.Sprintf("%d receipts prepared", n), func() bool { return getOne(t, v, "alice", m).ReadCount == n })
+	}
+
+	hs.hold.Store(true)
+	bob := send("bob")
+	<-hs.applying // bob's commit syncs
+	carol := send("carol")
+	prepared(2) // into the next commit, meanwhile
+	hs.release <- nil
+	<-hs.applying // carol's commit syncs
+	dave := send("dave")
+	prepared(3) // on top of carol's
+	hs.release <- boom
+	hs.hold.Store(false)
+	if err := <-bob; err != nil {
+		t.Fatalf("bob: %v", err)
+	}
+	for u, ch := range map[string]<-chan error{"carol": carol, "dave": dave} {
+		if err := <-ch; !errors.Is(err, boom) {
+			t.Errorf("%s: %v, want %v", u, err, boom)
+		}
+	}
+	if n := getOne(t, v, "alice", m).ReadCount; n != 1 {
+		t.Fatalf("read count %d after the failure, want 1 (bob)", n)
+	}
+	waitFor(t, "bob's receipt pushed", func() bool { return len(v.push.receipts("alice", m.ID)) > 0 })
+	for _, r := range v.push.receipts("alice", m.ID) {
+		if r.ReadCount != 1 {
+			t.Fatalf("pushed read count %d, but only bob's receipt is durable", r.ReadCount)
+		}
+	}
+
+	for _, u := range []string{"carol", "dave"} {
+		if err := <-send(u); err != nil {
+			t.Fatalf("%s again: %v", u, err)
+		}
+	}
+	waitFor(t, "final push", func() bool {
+		p := v.push.receipts("alice", m.ID)
+		return p[len(p)-1].ReadCount == 3 && p[len(p)-1].UnreadCount == 0
+	})
+	v.eng.Close()
+	com.Close()
+	v.restart()
+	if r := getOne(t, v, "alice", m); r.ReadCount != 3 || r.UnreadCount != 0 {
+		t.Fatalf("after restart: counts %d/%d, want 3/0", r.ReadCount, r.UnreadCount)
 	}
 }

@@ -35,8 +35,8 @@ type readState struct {
 	countOK  bool
 	// C2C messages: when the receiver's receipt was recorded (ms); 0 = none.
 	readAt int64
-	// dirty: changed since last serialized into a batch. Set and cleared
-	// within one prepare call (commit goroutine).
+	// dirty: changed since last serialized into a batch. Set by prepare,
+	// cleared by the batch's seal (commit goroutine).
 	dirty bool
 
 	shard *cacheShard // immutable

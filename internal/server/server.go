@@ -170,12 +170,7 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 		Buckets: prometheus.ExponentialBuckets(1, 4, 10),
 	})
 	s.Registry.MustRegister(commits)
-	s.commit.OnCommit = func(ops, _ int) {
-		commits.Observe(float64(ops))
-		if s.webhooks != nil {
-			s.webhooks.Committed()
-		}
-	}
+	s.commit.OnCommit = func(ops, _ int) { commits.Observe(float64(ops)) }
 	if err := s.joinCluster(ctx); err != nil {
 		return nil, err
 	}

@@ -379,3 +379,123 @@ func TestCommitterCloseRacesSubmit(t *testing.T) {
 		t.Errorf("accepted %d, done %d at Close and %d after", accepted, doneAtClose, done)
 	}
 }
+
+// heldStore hands each Apply to the test: it announces the batch's keys on
+// applying and returns what the test sends on release.
+type heldStore struct {
+	fakeStore
+	applying chan string
+	release  chan error
+}
+
+func (h *heldStore) Apply(ctx context.Context, b *storage.Batch, sync bool) error {
+	var keys []byte
+	for _, op := range b.Ops {
+		keys = append(keys, op.Key...)
+	}
+	h.applying <- string(keys)
+	if err := <-h.release; err != nil {
+		return err
+	}
+	return h.fakeStore.Apply(ctx, b, sync)
+}
+
+// TestCommitterPipeline: the next batch is prepared while the previous one
+// syncs; batches are reported in order, OnSeal and OnApplied hooks included;
+// when a batch fails, the one prepared on top of it fails too, unapplied,
+// after it, and the one after that is prepared afresh and applied.
+func TestCommitterPipeline(t *testing.T) {
+	boom := errors.New("boom")
+	h := &heldStore{applying: make(chan string), release: make(chan error)}
+	c := storage.NewCommitter(h, 0)
+	defer c.Close()
+	var failed []error // commit goroutine; read after Close
+	c.OnFail = func(err error) { failed = append(failed, err) }
+	var (
+		mu   sync.Mutex
+		log  []string // of the commit goroutine: prepares, hooks, dones
+		errs = map[string]error{}
+	)
+	record := func(s string) {
+		mu.Lock()
+		log = append(log, s)
+		mu.Unlock()
+	}
+	// submit queues a write of key name; the returned channel is closed once
+	// it is prepared, done is closed once its done has run.
+	submit := func(name string, hooks bool) (prepared, done chan struct{}) {
+		prepared, done = make(chan struct{}), make(chan struct{})
+		err := c.Submit(t.Context(), func(b *storage.Batch) {
+			record("prepare " + name)
+			b.Set([]byte(name), nil)
+			if hooks {
+				b.OnSeal(func(b *storage.Batch) {
+					record("seal " + name)
+					b.OnApplied(func(err error) { record(fmt.Sprintf("applied %s %v", name, err)) })
+				})
+			}
+			close(prepared)
+		}, func(err error) {
+			record(fmt.Sprintf("done %s %v", name, err))
+			mu.Lock()
+			errs[name] = err
+			mu.Unlock()
+			close(done)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return prepared, done
+	}
+	expectApply := func(want string) {
+		t.Helper()
+		if got := <-h.applying; got != want {
+			t.Fatalf("applying %q, want %q", got, want)
+		}
+	}
+
+	submit("a", true)
+	expectApply("a")
+	// a is syncing: b and c are prepared meanwhile, into the next batch.
+	submit("b", false)
+	preparedC, _ := submit("c", true)
+	<-preparedC
+	h.release <- nil
+	expectApply("bc")
+	// b+c is syncing: d is prepared on top of it, then b+c fails.
+	preparedD, doneD := submit("d", false)
+	<-preparedD
+	h.release <- boom
+	<-doneD
+	_, doneE := submit("e", false)
+	expectApply("e")
+	h.release <- nil
+	<-doneE
+	c.Close()
+
+	wrapped := fmt.Sprintf("storage: group commit not applied after the previous one failed: %v", boom)
+	want := []string{
+		"prepare a", "seal a",
+		"prepare b", "prepare c",
+		"seal c", // handed over before a's waiters are released
+		"applied a <nil>", "done a <nil>",
+		"prepare d",
+		"applied c boom", "done b boom", "done c boom",
+		"done d " + wrapped,
+		"prepare e", "done e <nil>",
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(log, want) {
+		t.Errorf("commit goroutine did\n%q\nwant\n%q", log, want)
+	}
+	if err := errs["d"]; !errors.Is(err, boom) || err == boom {
+		t.Errorf("d failed with %v, want an error wrapping %v", err, boom)
+	}
+	if want := []applyCall{{1, true}, {1, true}}; !slices.Equal(h.calls(), want) {
+		t.Errorf("store applied %v, want a and e only", h.calls())
+	}
+	if len(failed) != 1 || failed[0] != boom {
+		t.Errorf("OnFail saw %v, want only b+c's %v", failed, boom)
+	}
+}

@@ -87,6 +87,9 @@ type Batch struct {
 	// Fences are the leases the batch relies on, filled by the Committer.
 	Fences []Fence
 	parts  []uint32 // recorded by Fence, distinct
+	// Hooks registered by prepare functions (see OnSeal, OnApplied).
+	sealers  []func(b *Batch)
+	appliers []func(err error)
 }
 
 // Fence is a partition lease a batch relies on: the batch may be applied
@@ -116,9 +119,38 @@ func (b *Batch) Delete(key []byte) { b.Ops = append(b.Ops, Op{Key: key, Delete: 
 // Len reports the number of writes.
 func (b *Batch) Len() int { return len(b.Ops) }
 
+// OnSeal registers fn to run once the batch is complete: after the last
+// prepare gathered into it, before it is applied, on the commit goroutine.
+// fn may add writes and register OnApplied hooks. Submissions that change
+// the same state use it to write that state once per batch.
+func (b *Batch) OnSeal(fn func(b *Batch)) { b.sealers = append(b.sealers, fn) }
+
+// OnApplied registers fn to run on the commit goroutine once the batch is
+// durable (err nil) or failed, before the done callbacks of its
+// submissions.
+func (b *Batch) OnApplied(fn func(err error)) { b.appliers = append(b.appliers, fn) }
+
+// seal runs the OnSeal hooks, in registration order.
+func (b *Batch) seal() {
+	for _, fn := range b.sealers {
+		fn(b)
+	}
+}
+
+// applied runs the OnApplied hooks, in registration order.
+func (b *Batch) applied(err error) {
+	for _, fn := range b.appliers {
+		fn(err)
+	}
+}
+
 // Reset empties the batch, keeping its capacity.
 func (b *Batch) Reset() {
 	b.Ops = b.Ops[:0]
 	b.Fences = b.Fences[:0]
 	b.parts = b.parts[:0]
+	clear(b.sealers)
+	b.sealers = b.sealers[:0]
+	clear(b.appliers)
+	b.appliers = b.appliers[:0]
 }

@@ -140,7 +140,6 @@ type Outbox struct {
 	parkSq uint64
 
 	depth, parked atomic.Int64
-	written       atomic.Uint64 // bit p: partition p got events since Committed
 	wake          [cluster.Partitions]chan struct{}
 
 	ctx    context.Context // cancelled by Close
@@ -297,26 +296,15 @@ func (o *Outbox) addRaw(b *storage.Batch, p uint32, raw []byte) {
 	b.Fence(p)
 	b.Set(outboxKey(p, seq), raw)
 	o.depth.Add(1)
-	for {
-		old := o.written.Load()
-		if old&(1<<p) != 0 || o.written.CompareAndSwap(old, old|1<<p) {
-			break
-		}
-	}
-}
-
-// Committed wakes the delivery of the partitions that got events since the
-// last call. The server calls it after each group commit
-// (storage.Committer.OnCommit), so delivery starts once the events are
-// durable.
-func (o *Outbox) Committed() {
-	bits := o.written.Swap(0)
-	for p := range cluster.Partitions {
-		if bits&(1<<p) != 0 {
+	// Delivery starts once the event is durable. Not at the next group
+	// commit's end: the Committer prepares a batch while the previous one
+	// syncs, so that one may end before this event is written.
+	b.OnApplied(func(err error) {
+		if err == nil {
 			select {
 			case o.wake[p] <- struct{}{}:
 			default:
 			}
 		}
-	}
+	})
 }
