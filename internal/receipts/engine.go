@@ -233,19 +233,10 @@ func (e *Engine) SendFrom(ctx context.Context, reader string, session uint64, re
 		req.group, req.ord = g, ord
 	}
 
-	req.states = make([]*readState, 0, len(msgs))
-	defer func() {
-		for _, st := range req.states {
-			e.cache.release(st)
-		}
-	}()
-	for _, m := range msgs {
-		st, err := e.cache.acquire(ctx, m)
-		if err != nil {
-			return storeErr(err)
-		}
-		req.states = append(req.states, st)
+	if req.states, err = e.cache.acquireAll(ctx, msgs); err != nil {
+		return storeErr(err)
 	}
+	defer e.cache.releaseAll(req.states)
 
 	if err := e.enqueue(req); err != nil {
 		return storeErr(err)

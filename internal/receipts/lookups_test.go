@@ -12,8 +12,9 @@ import (
 )
 
 // TestLookups pins the store lookups (one per Get, GetMany or Scan: a
-// round trip each on PostgreSQL) of the read paths: a read-member page and
-// the receipt_sent flags of a sync page cost a few, whatever the number of
+// round trip each on PostgreSQL) of the engine's calls on states not
+// cached: a read-member page, the receipt_sent flags of a sync or history
+// page, get_receipts and a receipt call cost a few, whatever the number of
 // members or messages in them.
 func TestLookups(t *testing.T) {
 	var cs *storagetest.Counting
@@ -96,7 +97,40 @@ func TestLookups(t *testing.T) {
 	if n := cs.Lookups(); n != 1 {
 		t.Errorf("stored receipt_sent of %d messages: %d lookups, want 1", len(got), n)
 	}
+	cs.Reset()
 	if sent, err = v.eng.ReceiptSent(bg, "m1", got); err != nil || !slices.Equal(sent, want) {
 		t.Fatalf("receipt_sent %v, %v\nwant %v", sent, err, want)
+	}
+	if n := cs.Lookups(); n != 2 {
+		t.Errorf("receipt_sent of %d messages, states not cached: %d lookups, want 2 (marks, read states)", len(got), n)
+	}
+
+	v.restart()
+	cs.Reset()
+	refs := make([]*pb.MessageRef, 40)
+	for i := range refs {
+		refs[i] = refFor("m0", got[i])
+	}
+	rs, err := v.eng.Get(bg, "m0", refs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs[0].ReadCount != 1 || rs[1].ReadCount != 0 {
+		t.Fatalf("receipts %v, %v", rs[0], rs[1])
+	}
+	if n := cs.Lookups(); n != 1 {
+		t.Errorf("cold get_receipts of %d group messages: %d lookups, want 1", len(refs), n)
+	}
+
+	v.restart()
+	cs.Reset()
+	for i := range refs {
+		refs[i] = refFor("m2", got[i])
+	}
+	if err := v.eng.Send(bg, "m2", refs); err != nil {
+		t.Fatal(err)
+	}
+	if n := cs.Lookups(); n != 1 {
+		t.Errorf("receipts for %d group messages not cached: %d lookups, want 1", len(refs), n)
 	}
 }

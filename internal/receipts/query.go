@@ -42,20 +42,21 @@ func (e *Engine) Get(ctx context.Context, user string, refs []*pb.MessageRef) ([
 			return nil, apierr.New(pb.CodeMessageNoReceipt, "message %s was sent without a read receipt request", m.ID)
 		}
 	}
+	sts, err := e.cache.acquireAll(ctx, msgs)
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	defer e.cache.releaseAll(sts)
 	out := make([]*pb.MessageReceipt, len(msgs))
 	marks := make(map[string]int64) // C2C receiver -> its mark on user
 	snaps := make(map[string]RosterSnapshot)
 	for i, m := range msgs {
-		st, err := e.cache.acquire(ctx, m)
-		if err != nil {
-			return nil, storeErr(err)
-		}
+		st := sts[i]
 		r := &pb.MessageReceipt{MsgId: m.ID, Seq: m.Seq}
 		if m.GroupID == "" {
 			mark, ok := marks[m.Receiver]
 			if !ok {
 				if mark, err = e.mark(ctx, m.Receiver, user); err != nil {
-					e.cache.release(st)
 					return nil, storeErr(err)
 				}
 				marks[m.Receiver] = mark
@@ -70,7 +71,6 @@ func (e *Engine) Get(ctx context.Context, user string, refs []*pb.MessageRef) ([
 			snap, ok := snaps[m.GroupID]
 			if !ok {
 				if snap, ok = e.cfg.Roster.Snapshot(ctx, m.GroupID); !ok {
-					e.cache.release(st)
 					return nil, apierr.NotFound("group %s does not exist", m.GroupID)
 				}
 				snaps[m.GroupID] = snap
@@ -79,7 +79,6 @@ func (e *Engine) Get(ctx context.Context, user string, refs []*pb.MessageRef) ([
 			r.GroupId = m.GroupID
 			r.ReadCount, r.UnreadCount = st.counts(snap, so, sok)
 		}
-		e.cache.release(st)
 		out[i] = r
 	}
 	return out, nil
@@ -352,8 +351,8 @@ func (e *Engine) StoredReceiptSent(ctx context.Context, user string, msgs []Msg,
 
 // receiptSent answers ReceiptSent from the in-memory state, or with stored
 // from storage alone. Whatever the number of messages, it reads the store
-// once (the C2C marks, and with stored the read states), plus the cache's
-// loads of states it misses.
+// at most twice: the C2C marks (and with stored the read states) in one
+// GetMany, and the states the cache misses in another.
 func (e *Engine) receiptSent(ctx context.Context, user string, msgs []Msg, ordinal func(groupID string) (uint32, bool), stored bool) ([]bool, error) {
 	if err := e.begin(); err != nil {
 		return nil, err
@@ -410,7 +409,19 @@ func (e *Engine) receiptSent(ctx context.Context, user string, msgs []Msg, ordin
 			return nil, storeErr(err)
 		}
 	}
-	for _, a := range asks {
+	var sts []*readState // in-memory states of the asks, unless stored
+	if !stored {
+		asked := make([]Msg, len(asks))
+		for j, a := range asks {
+			asked[j] = msgs[a.i]
+		}
+		var err error
+		if sts, err = e.cache.acquireAll(ctx, asked); err != nil {
+			return nil, storeErr(err)
+		}
+		defer e.cache.releaseAll(sts)
+	}
+	for j, a := range asks {
 		m := msgs[a.i]
 		if a.mark >= 0 {
 			mark, err := decodeMark(vals[a.mark])
@@ -422,33 +433,27 @@ func (e *Engine) receiptSent(ctx context.Context, user string, msgs []Msg, ordin
 				continue
 			}
 		}
-		var err error
-		if stored {
-			out[a.i], err = storedRead(m, a.ord, vals[a.read])
-		} else {
-			out[a.i], err = e.cachedRead(ctx, m, a.ord)
+		if !stored {
+			out[a.i] = cachedRead(sts[j], m, a.ord)
+			continue
 		}
-		if err != nil {
+		var err error
+		if out[a.i], err = storedRead(m, a.ord, vals[a.read]); err != nil {
 			return nil, storeErr(err)
 		}
 	}
 	return out, nil
 }
 
-// cachedRead reports from the in-memory state (loaded on a miss) whether m
-// was read by its C2C receiver, or by the group member of ordinal ord.
-func (e *Engine) cachedRead(ctx context.Context, m Msg, ord uint32) (bool, error) {
-	st, err := e.cache.acquire(ctx, m)
-	if err != nil {
-		return false, err
-	}
-	defer e.cache.release(st)
+// cachedRead reports from st, m's in-memory state, whether m was read by
+// its C2C receiver, or by the group member of ordinal ord.
+func cachedRead(st *readState, m Msg, ord uint32) bool {
 	st.mu.RLock()
 	defer st.mu.RUnlock()
 	if m.GroupID != "" {
-		return st.read.Contains(ord), nil
+		return st.read.Contains(ord)
 	}
-	return st.readAt != 0, nil
+	return st.readAt != 0
 }
 
 // storedRead is cachedRead on m's stored state v (at stateKey(m); nil if

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"slices"
 	"sync"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -118,40 +119,117 @@ func (c *stateCache) shard(k msgKey) *cacheShard {
 // acquire returns the pinned state of m, loading it from the Store on a
 // miss. Every successful acquire must be paired with release.
 func (c *stateCache) acquire(ctx context.Context, m Msg) (*readState, error) {
+	st, fresh := c.pin(m)
+	if fresh {
+		v, err := c.store.Get(ctx, stateKey(m))
+		if errors.Is(err, storage.ErrNotFound) {
+			err = nil
+		}
+		c.finishLoad(st, v, err)
+	}
+	if err := c.wait(st); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// acquireAll is acquire for each of msgs, in order, reading the states it
+// misses with one GetMany: one round trip whatever their number. On
+// success every returned state must be released.
+func (c *stateCache) acquireAll(ctx context.Context, msgs []Msg) ([]*readState, error) {
+	sts := make([]*readState, len(msgs))
+	var (
+		fresh []*readState
+		keys  [][]byte
+	)
+	for i, m := range msgs {
+		var isNew bool
+		if sts[i], isNew = c.pin(m); isNew {
+			fresh = append(fresh, sts[i])
+			keys = append(keys, stateKey(m))
+		}
+	}
+	// Load what this call added before waiting for anything: a state
+	// another call is loading never waits for this one.
+	if len(fresh) > 0 {
+		vs, err := c.store.GetMany(ctx, keys)
+		for j, st := range fresh {
+			var v []byte
+			if err == nil {
+				v = vs[j]
+			}
+			c.finishLoad(st, v, err)
+		}
+	}
+	var failed error
+	for i, st := range sts {
+		if err := c.wait(st); err != nil {
+			failed, sts[i] = err, nil
+		}
+	}
+	if failed != nil {
+		c.releaseAll(slices.DeleteFunc(sts, func(st *readState) bool { return st == nil }))
+		return nil, failed
+	}
+	return sts, nil
+}
+
+// pin returns m's state, pinned, and whether this call added it: then the
+// caller must load it (finishLoad), and everyone else waits for that.
+func (c *stateCache) pin(m Msg) (*readState, bool) {
 	k := msgKey{m.Conv, m.Seq}
 	sh := c.shard(k)
 	sh.mu.Lock()
-	st := sh.m[k]
-	if st != nil {
+	defer sh.mu.Unlock()
+	if st := sh.m[k]; st != nil {
 		st.pins++
 		sh.lru.MoveToFront(st.elem)
-		sh.mu.Unlock()
-		<-st.loaded
-		if st.loadErr != nil {
-			c.release(st)
-			return nil, st.loadErr
-		}
-		return st, nil
+		return st, false
 	}
-	st = &readState{key: k, msg: m, loaded: make(chan struct{}), pins: 1, shard: sh}
+	st := &readState{key: k, msg: m, loaded: make(chan struct{}), pins: 1, shard: sh}
 	st.elem = sh.lru.PushFront(st)
 	sh.m[k] = st
 	sh.evictLocked()
-	sh.mu.Unlock()
+	return st, true
+}
 
-	st.loadErr = c.load(ctx, st)
+// finishLoad sets up a state added by pin from its stored value v (nil:
+// none stored) or the failed read's err, and wakes those waiting for it. A
+// failed state leaves the cache; its holders release it (wait does).
+func (c *stateCache) finishLoad(st *readState, v []byte, err error) {
+	if err != nil {
+		err = fmt.Errorf("receipts: load read state: %w", err)
+	} else {
+		err = st.decode(v)
+	}
+	st.loadErr = err
 	close(st.loaded)
-	if st.loadErr != nil {
+	if err != nil {
+		sh := st.shard
 		sh.mu.Lock()
-		if sh.m[k] == st {
-			delete(sh.m, k)
+		if sh.m[st.key] == st {
+			delete(sh.m, st.key)
 			sh.lru.Remove(st.elem)
 		}
 		sh.mu.Unlock()
-		c.release(st)
-		return nil, st.loadErr
 	}
-	return st, nil
+}
+
+// wait waits until the pinned st is loaded; if its load failed, it
+// releases st and returns the error.
+func (c *stateCache) wait(st *readState) error {
+	<-st.loaded
+	if st.loadErr != nil {
+		c.release(st)
+		return st.loadErr
+	}
+	return nil
+}
+
+func (c *stateCache) releaseAll(sts []*readState) {
+	for _, st := range sts {
+		c.release(st)
+	}
 }
 
 func (c *stateCache) release(st *readState) {
@@ -182,16 +260,12 @@ func (sh *cacheShard) evictLocked() {
 	}
 }
 
-func (c *stateCache) load(ctx context.Context, st *readState) error {
+// decode sets a new state from its stored value v (stateKey; nil if none).
+func (st *readState) decode(v []byte) error {
 	if st.isGroup() {
-		v, err := c.store.Get(ctx, readSetKey(st.msg.Conv, st.msg.Seq))
-		if errors.Is(err, storage.ErrNotFound) {
+		if v == nil {
 			st.read = roaring.New()
-			st.countOK, st.count, st.countDep = false, 0, 0
 			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("receipts: load read set: %w", err)
 		}
 		rb, err := decodeReadSet(v)
 		if err != nil {
@@ -200,12 +274,8 @@ func (c *stateCache) load(ctx context.Context, st *readState) error {
 		st.read = rb
 		return nil
 	}
-	v, err := c.store.Get(ctx, c2cReadKey(st.msg.Conv, st.msg.Seq))
-	if errors.Is(err, storage.ErrNotFound) {
+	if v == nil {
 		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("receipts: load c2c receipt: %w", err)
 	}
 	t, n := binary.Uvarint(v)
 	if n <= 0 {
