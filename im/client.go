@@ -569,7 +569,10 @@ func (s *session) close(err error, graceful bool) {
 func (s *session) reader() {
 	defer s.c.wg.Done()
 	for {
-		_, data, err := s.conn.Read(s.ctx)
+		// Not s.ctx: the WebSocket library arms a context.AfterFunc per
+		// frame read with a cancellable context. close closes the
+		// connection, which ends the Read.
+		_, data, err := s.conn.Read(context.Background())
 		if err != nil {
 			if errors.Is(err, io.EOF) || websocket.CloseStatus(err) != -1 {
 				err = fmt.Errorf("connection closed: %w", err)
