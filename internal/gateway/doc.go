@@ -10,7 +10,14 @@
 // receipts, and their *apierr.Error comes back to the client as Error.
 //
 // Lock order: Hub.mu, then session.mu; Gateway.mu (the set of all sessions,
-// for shutdown) is a leaf. Bus handlers hold Hub.mu (read) while they queue
+// for shutdown) and corkConn.mu (held across a socket write) are leaves.
+//
+// Frames: a session's writer takes what is queued (up to 256 KiB at a
+// time) and writes it with the connection corked, so several frames cost
+// one write call (corkConn). A push to a group's members arrives once per
+// node (bus.FanSubject) and is one push object shared by all their sessions
+// here, encoded to JSON at most once. Responses are encoded and requests
+// read in pooled buffers. Bus handlers hold Hub.mu (read) while they queue
 // a push to each of the user's sessions, which never blocks: a session over
 // its byte bound is marked a slow consumer and cut by a timer.
 //
