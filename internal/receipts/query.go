@@ -462,11 +462,7 @@ func storedRead(m Msg, ord uint32, v []byte) (bool, error) {
 	if m.GroupID == "" || v == nil {
 		return v != nil, nil
 	}
-	rb, err := decodeReadSet(v)
-	if err != nil {
-		return false, err
-	}
-	return rb.Contains(ord), nil
+	return readSetContains(v, ord)
 }
 
 // DropPartition forgets the read states of the conversations of partition
