@@ -12,6 +12,7 @@ import (
 	"github.com/readmark/readmark/internal/conv"
 	"github.com/readmark/readmark/internal/groups"
 	"github.com/readmark/readmark/internal/storage"
+	"github.com/readmark/readmark/internal/storage/storagetest"
 )
 
 type nopPusher struct{}
@@ -21,19 +22,23 @@ func (nopPusher) PushEach(iter.Seq[string], *pb.ServerFrame)               {}
 func (nopPusher) PushEachExcept(iter.Seq[string], uint64, *pb.ServerFrame) {}
 
 // newNode is a messages service with its own Committer on a shared store,
-// as one cluster node sees it.
-func newNode(t *testing.T, st storage.Store) *Service {
+// as one cluster node sees it; tweak, if given, changes its Config.
+func newNode(t *testing.T, st storage.Store, tweak ...func(*Config)) *Service {
 	t.Helper()
 	c := storage.NewCommitter(st, 0)
 	g, err := groups.New(context.Background(), st, c, nopPusher{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(Config{
+	cfg := Config{
 		Store: st, Committer: c, Groups: g, Pusher: nopPusher{},
 		ReceiptGroupTypes: func(pb.GroupType) bool { return true },
 		Online:            func(string) bool { return false },
-	})
+	}
+	for _, f := range tweak {
+		f(&cfg)
+	}
+	s := New(cfg)
 	t.Cleanup(func() {
 		s.Close()
 		c.Close()
@@ -150,5 +155,53 @@ func TestStaleCursorWriteRepeats(t *testing.T) {
 		if !slices.Equal(seqs, []uint64{3, 4, 5, 6}) {
 			t.Errorf("%s syncs seqs %v, want [3 4 5 6]: 3 to 5 again, nothing skipped", device, seqs)
 		}
+	}
+}
+
+// TestAckReads: with the device's cursors in memory (after its sync), an
+// ack that moves nothing reads nothing, and one that moves an existing
+// cursor reads only the conversation's head, not the membership.
+func TestAckReads(t *testing.T) {
+	ctx := context.Background()
+	st := &storagetest.Counting{Store: openStore(t)}
+	// Online: the flush keeps the cursors in memory, as it does for a
+	// user with a session.
+	s := newNode(t, st, func(c *Config) { c.Online = func(string) bool { return true } })
+	for range 6 {
+		sendC2C(t, s, "alice", "bob", "")
+	}
+	if _, err := s.cfg.Groups.Create(ctx, "alice", pb.GroupType_GROUP_TYPE_WORK, "team", "", []string{"bob"}); err != nil {
+		t.Fatal(err)
+	}
+	phone := Caller{UserID: "bob", SessionID: 1, DeviceID: "phone"}
+	if _, err := s.Sync(ctx, phone, &pb.SyncRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	peer, group := &pb.Conversation{PeerId: "alice"}, &pb.Conversation{GroupId: "team"}
+	tests := []struct {
+		name    string
+		c       *pb.Conversation
+		seq     uint64
+		lookups int64
+	}{
+		{"a new cursor: membership and head", peer, 3, 2},
+		{"a new group cursor: membership and head", group, 1, 2},
+		{"the same seq again: nothing", peer, 3, 0},
+		{"an older seq: nothing", peer, 2, 0},
+		{"an existing cursor moves: head only", peer, 5, 1},
+		{"past the head, clamped: head only", peer, 99, 1},
+		{"at the head now: nothing", peer, 6, 0},
+	}
+	for _, tt := range tests {
+		st.Reset()
+		if err := s.Ack(ctx, phone, &pb.AckRequest{Cursors: []*pb.SyncCursor{{Conversation: tt.c, Seq: tt.seq}}}); err != nil {
+			t.Fatal(err)
+		}
+		if got := st.Lookups(); got != tt.lookups {
+			t.Errorf("%s: %d lookups, want %d", tt.name, got, tt.lookups)
+		}
+	}
+	if got := s.cursors.get("bob", "phone", conv.C2C("bob", "alice")); got != 6 {
+		t.Fatalf("cursor %d, want 6 (the head)", got)
 	}
 }

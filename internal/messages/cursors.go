@@ -182,6 +182,36 @@ func (c *cursors) get(user, device, conv string) uint64 {
 	return 0
 }
 
+// cursorState is what an ack to a seq would do to a device's cursor.
+type cursorState int
+
+const (
+	cursorUnloaded cursorState = iota // the device's cursors are not in memory
+	cursorNew                         // no cursor for the conversation yet
+	cursorMoves                       // an existing cursor would move forward
+	cursorCovered                     // nothing would move
+)
+
+// state tells what ack(user, device, conv, seq) would do, from memory
+// alone.
+func (c *cursors) state(user, device, conv string, seq uint64) cursorState {
+	sh := c.shard(user)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	u := sh.users[user]
+	if u == nil || u.devices[device] == nil {
+		return cursorUnloaded
+	}
+	cur, ok := u.devices[device][conv]
+	switch {
+	case !ok:
+		return cursorNew
+	case seq <= cur && seq <= u.base[conv]:
+		return cursorCovered
+	}
+	return cursorMoves
+}
+
 // ack moves device's cursor for conv, and the user's baseline, forward to
 // seq. load must have run; if the user was evicted since (its last session
 // ended meanwhile), the ack is dropped: a repeat, never a skip.

@@ -748,31 +748,41 @@ func syncKey(user string, c *pb.Conversation) (string, bool) {
 
 // Ack moves the caller's device cursors forward to the seqs it says it
 // holds (AckRequest), never past a conversation's last stored message. Like
-// Sync it reads only storage, on the user's node.
+// Sync it reads only storage, on the user's node, and only what it needs:
+// SDKs ack every second whatever happened, so an ack that moves nothing
+// (the common case) reads nothing once the device's cursors are in memory
+// (they are while the user is online), and moving an existing cursor reads
+// only the conversation's head.
 func (s *Service) Ack(ctx context.Context, caller Caller, req *pb.AckRequest) error {
 	user, device := caller.UserID, caller.device()
-	if err := s.cursors.load(ctx, s.cfg.Store, user, device); err != nil {
-		return err
-	}
 	for _, c := range req.Cursors {
 		key, ok := syncKey(user, c.GetConversation())
 		if !ok {
 			return apierr.InvalidArgument("an ack cursor must name one conversation: exactly one of peer_id and group_id, not yourself")
 		}
-		// Only conversations the user is in: no state for made-up ones
-		// (nor for a group the user has just left).
-		var in bool
-		var err error
-		if g := c.GetConversation().GetGroupId(); g != "" {
-			_, in, err = s.cfg.Groups.UserGroup(ctx, user, g)
-		} else {
-			in, err = conv.C2CExists(ctx, s.cfg.Store, user, c.GetConversation().GetPeerId())
+		st := s.cursors.state(user, device, key, c.Seq)
+		if st == cursorUnloaded {
+			if err := s.cursors.load(ctx, s.cfg.Store, user, device); err != nil {
+				return err
+			}
+			st = s.cursors.state(user, device, key, c.Seq)
 		}
-		if err != nil {
-			return err
-		}
-		if !in {
+		if st == cursorCovered {
 			continue
+		}
+		// A new cursor only for a conversation the user is in: no state
+		// for made-up ones (nor for a group the user has just left). An
+		// existing one may move without asking: its state exists already,
+		// and after leaving a group a rejoin's floor is above any head the
+		// cursor can reach now.
+		if st == cursorNew {
+			in, err := s.member(ctx, user, c.GetConversation())
+			if err != nil {
+				return err
+			}
+			if !in {
+				continue
+			}
 		}
 		head, err := conv.HeadSeq(ctx, s.cfg.Store, key)
 		if err != nil {
@@ -781,6 +791,15 @@ func (s *Service) Ack(ctx context.Context, caller Caller, req *pb.AckRequest) er
 		s.cursors.ack(user, device, key, min(c.Seq, head))
 	}
 	return nil
+}
+
+// member reports whether user is in conversation c (stored state).
+func (s *Service) member(ctx context.Context, user string, c *pb.Conversation) (bool, error) {
+	if g := c.GetGroupId(); g != "" {
+		_, in, err := s.cfg.Groups.UserGroup(ctx, user, g)
+		return in, err
+	}
+	return conv.C2CExists(ctx, s.cfg.Store, user, c.GetPeerId())
 }
 
 // SessionEnded forgets the cursors of the session's ephemeral device.
