@@ -122,6 +122,28 @@ func TestLookups(t *testing.T) {
 		t.Errorf("cold get_receipts of %d group messages: %d lookups, want 1", len(refs), n)
 	}
 
+	// The sender's view of its C2C messages to m1 and two more receivers.
+	c2cRefs := make([]*pb.MessageRef, 0, 26)
+	for _, m := range got[40:] {
+		c2cRefs = append(c2cRefs, refFor("peer", m))
+	}
+	for _, to := range []string{"m3", "m4", "m3"} {
+		c2cRefs = append(c2cRefs, refFor("peer", v.msgs.send("peer", to, "", true)))
+	}
+	v.restart()
+	cs.Reset()
+	if rs, err = v.eng.Get(bg, "peer", c2cRefs); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range rs {
+		if r.IsPeerRead != (i < 20 && want[40+i]) {
+			t.Fatalf("c2c receipt %d: %v", i, r)
+		}
+	}
+	if n := cs.Lookups(); n != 2 {
+		t.Errorf("cold get_receipts of %d C2C messages to 3 receivers: %d lookups, want 2 (states, marks)", len(c2cRefs), n)
+	}
+
 	v.restart()
 	cs.Reset()
 	for i := range refs {

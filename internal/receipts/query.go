@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math"
+	"slices"
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
 	"github.com/readmark/readmark/internal/apierr"
@@ -47,20 +48,17 @@ func (e *Engine) Get(ctx context.Context, user string, refs []*pb.MessageRef) ([
 		return nil, storeErr(err)
 	}
 	defer e.cache.releaseAll(sts)
+	marks, err := e.marksOn(ctx, user, msgs)
+	if err != nil {
+		return nil, storeErr(err)
+	}
 	out := make([]*pb.MessageReceipt, len(msgs))
-	marks := make(map[string]int64) // C2C receiver -> its mark on user
 	snaps := make(map[string]RosterSnapshot)
 	for i, m := range msgs {
 		st := sts[i]
 		r := &pb.MessageReceipt{MsgId: m.ID, Seq: m.Seq}
 		if m.GroupID == "" {
-			mark, ok := marks[m.Receiver]
-			if !ok {
-				if mark, err = e.mark(ctx, m.Receiver, user); err != nil {
-					return nil, storeErr(err)
-				}
-				marks[m.Receiver] = mark
-			}
+			mark := marks[m.Receiver]
 			st.mu.RLock()
 			readAt := st.readAt
 			st.mu.RUnlock()
@@ -82,6 +80,33 @@ func (e *Engine) Get(ctx context.Context, user string, refs []*pb.MessageRef) ([
 		out[i] = r
 	}
 	return out, nil
+}
+
+// marksOn returns the C2C marks on user of the receivers of msgs' C2C
+// messages (receiver -> ms), read in one GetMany.
+func (e *Engine) marksOn(ctx context.Context, user string, msgs []Msg) (map[string]int64, error) {
+	var receivers []string
+	var keys [][]byte
+	for _, m := range msgs {
+		if m.GroupID == "" && !slices.Contains(receivers, m.Receiver) {
+			receivers = append(receivers, m.Receiver)
+			keys = append(keys, markKey(m.Receiver, user))
+		}
+	}
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	vs, err := e.cfg.Store.GetMany(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	marks := make(map[string]int64, len(receivers))
+	for i, r := range receivers {
+		if marks[r], err = decodeMark(vs[i]); err != nil {
+			return nil, err
+		}
+	}
+	return marks, nil
 }
 
 // ReadMembers pages the members who read / have not read a group message
