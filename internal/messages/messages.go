@@ -538,10 +538,21 @@ func (s *Service) visible(ctx context.Context, user string, c *pb.Conversation) 
 // Resolve implements receipts.Messages.
 func (s *Service) Resolve(ctx context.Context, user string, refs []*pb.MessageRef) ([]receipts.Msg, error) {
 	out := make([]receipts.Msg, 0, len(refs))
+	// A receipt call's refs are mostly of one conversation: check it once
+	// for a run of refs naming it, not once per ref (a membership lookup
+	// and a key built each time).
+	var (
+		last  *pb.Conversation
+		key   string
+		floor uint64
+	)
 	for _, ref := range refs {
-		key, floor, err := s.visible(ctx, user, ref.GetConversation())
-		if err != nil {
-			return nil, err
+		if c := ref.GetConversation(); last == nil || !sameConversation(c, last) {
+			var err error
+			if key, floor, err = s.visible(ctx, user, c); err != nil {
+				return nil, err
+			}
+			last = c
 		}
 		if ref.Seq == 0 {
 			return nil, apierr.InvalidArgument("message reference without seq")
@@ -559,6 +570,12 @@ func (s *Service) Resolve(ctx context.Context, user string, refs []*pb.MessageRe
 		out = append(out, m)
 	}
 	return out, nil
+}
+
+// sameConversation reports whether a (perhaps nil) and b name the same
+// conversation.
+func sameConversation(a, b *pb.Conversation) bool {
+	return a != nil && a.GroupId == b.GroupId && a.PeerId == b.PeerId
 }
 
 // lookup returns a stored message's receipt-relevant fields, from the cache
