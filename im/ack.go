@@ -9,8 +9,10 @@ import (
 )
 
 // ackDelay is how long the client collects handed messages before it
-// acknowledges them: one AckRequest per ackDelay at most.
-const ackDelay = 300 * time.Millisecond
+// acknowledges them: one AckRequest per ackDelay at most. A second keeps
+// acks a small share of a busy server's requests; what a lost second costs
+// is a repeat after the next login, dropped by seq.
+const ackDelay = time.Second
 
 // maxCursorsPerFrame keeps a request's cursors well within the 64 KiB frame
 // limit in either encoding (a JSON cursor with a 64-byte ID is ~110 bytes).

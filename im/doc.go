@@ -26,7 +26,7 @@
 // for the user that this device has not acknowledged is passed to
 // OnRecvNewMessage, in order per conversation, before any live message. The
 // Client acknowledges a message to the server once OnRecvNewMessage has
-// returned for it (batched, at most every 300 ms, and on Close); the server
+// returned for it (batched, at most once a second, and on Close); the server
 // keeps what each device acknowledged, so set WithDeviceID to a stable value
 // per installation to resume exactly after a restart. A
 // lost connection is re-established with exponential backoff (WithReconnect,

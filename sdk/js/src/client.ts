@@ -63,7 +63,7 @@ export interface ClientOptions {
    * 30000; 0 = none). Per call: CallOptions.timeout.
    */
   timeout?: number;
-  /** Acknowledgements of delivered messages are sent at most once per ackDelay (default 300). */
+  /** Acknowledgements of delivered messages are sent at most once per ackDelay (default 1000). */
   ackDelay?: number;
   /** Speak the readmark.v1.json subprotocol instead of binary protobuf (for debugging). */
   json?: boolean;
@@ -142,7 +142,7 @@ export class Client {
       backoffMax: Math.max(options.backoffMax ?? 5000, options.backoffMin ?? 1),
       loginTimeout: options.loginTimeout ?? 10000,
       timeout: options.timeout ?? 30000,
-      ackDelay: options.ackDelay ?? 300,
+      ackDelay: options.ackDelay ?? 1000,
       json: options.json ?? false,
       sdk: options.sdk ?? "readmark-js/0.1",
       onListenerError: options.onListenerError ?? ((err) => console.error("readmark: listener failed:", err)),

@@ -206,6 +206,38 @@ test("sync after a reconnection with more cursors than fit in a frame: acknowled
   }
 });
 
+test("acknowledgements: at most one a second by default", async (t) => {
+  const srv = new FakeServer();
+  const c = await Client.dial("ws://fake", "me", "t", { WebSocket: srv.WebSocket });
+  const acks = () => srv.requests("ack").map((f) => (f.body.case === "ack" ? Number(f.body.value.cursors[0].seq) : 0));
+  try {
+    c.addAdvancedMsgListener({ onRecvNewMessage: () => {} });
+    srv.conns[0].reply({ id: 0n, body: { case: "newMessage", value: msg(1, "peer") } });
+    await waitFor("the first acknowledgement", () => acks().length === 1);
+
+    // From here the clock is the test's: the fake server's setTimeout(0)s
+    // run on tick(0), the acknowledgement's delay once the ticks add up.
+    t.mock.timers.enable({ apis: ["setTimeout"] });
+    const settle = async () => {
+      for (let i = 0; i < 10; i++) {
+        t.mock.timers.tick(0);
+        await new Promise((r) => setImmediate(r));
+      }
+    };
+    srv.conns[0].reply({ id: 0n, body: { case: "newMessage", value: msg(2, "peer") } });
+    await settle();
+    t.mock.timers.tick(999);
+    await settle();
+    assert.deepEqual(acks(), [1], "no acknowledgement before the second is up");
+    t.mock.timers.tick(1);
+    await settle();
+    assert.deepEqual(acks(), [1, 2]);
+  } finally {
+    t.mock.timers.reset();
+    await c.close();
+  }
+});
+
 test("a kickoff with CodeUnauthenticated stops the client: no reconnection, calls fail with it", async () => {
   const srv = new FakeServer();
   const events: string[] = [];
