@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -649,6 +650,7 @@ func TestPipelinedCommitFailure(t *testing.T) {
 		hs.Store = c.Store
 		com = storage.NewCommitter(hs, 0)
 		c.Committer = com
+		c.Logger = slog.New(slog.DiscardHandler) // the failures are expected
 	})
 	defer func() {
 		v.eng.Close()
