@@ -23,7 +23,7 @@ func (nopPusher) PushEachExcept(iter.Seq[string], uint64, *pb.ServerFrame) {}
 
 // newNode is a messages service with its own Committer on a shared store,
 // as one cluster node sees it; tweak, if given, changes its Config.
-func newNode(t *testing.T, st storage.Store, tweak ...func(*Config)) *Service {
+func newNode(t testing.TB, st storage.Store, tweak ...func(*Config)) *Service {
 	t.Helper()
 	c := storage.NewCommitter(st, 0)
 	g, err := groups.New(context.Background(), st, c, nopPusher{}, nil)

@@ -612,17 +612,28 @@ func toReceiptMsg(key string, m *pb.Message, watermark uint32) receipts.Msg {
 // read receipt requested and already acknowledged; wms are the messages'
 // membership watermarks, and sent answers for the candidates.
 func markReceiptSent(user string, msgs []*pb.Message, wms []uint32, sent func([]receipts.Msg) ([]bool, error)) error {
-	var idx []int
-	var rms []receipts.Msg
+	idx := make([]int, 0, len(msgs))
+	rms := make([]receipts.Msg, 0, len(msgs))
+	var (
+		key  string
+		prev *pb.Message // the last candidate, of conversation key
+	)
 	for i, m := range msgs {
-		if m.NeedReadReceipt && m.Sender != user {
-			key := conv.Group(m.GroupId)
-			if m.GroupId == "" {
+		if !m.NeedReadReceipt || m.Sender == user {
+			continue
+		}
+		// Pages list a conversation's messages together: build its key
+		// once per run, not once per message.
+		if prev == nil || m.GroupId != prev.GroupId || m.Sender != prev.Sender || m.Receiver != prev.Receiver {
+			if m.GroupId != "" {
+				key = conv.Group(m.GroupId)
+			} else {
 				key = conv.C2C(m.Sender, m.Receiver)
 			}
-			idx = append(idx, i)
-			rms = append(rms, toReceiptMsg(key, m, wms[i]))
 		}
+		prev = m
+		idx = append(idx, i)
+		rms = append(rms, toReceiptMsg(key, m, wms[i]))
 	}
 	if len(rms) == 0 {
 		return nil
@@ -706,8 +717,15 @@ func (s *Service) Sync(ctx context.Context, caller Caller, req *pb.SyncRequest) 
 		}
 	}
 	sort.Slice(spans, func(i, j int) bool { return spans[i].key < spans[j].key })
-	resp := &pb.SyncResponse{}
-	var wms []uint32
+	// At most this many messages: the page's slices are allocated once.
+	n := 0
+	for _, sp := range spans {
+		if sp.to > sp.from {
+			n = min(limit, n+int(min(sp.to-sp.from, uint64(limit))))
+		}
+	}
+	resp := &pb.SyncResponse{Messages: make([]*pb.Message, 0, n)}
+	wms := make([]uint32, 0, n)
 	b := page.New(caller.JSON)
 	for _, sp := range spans {
 		if sp.from >= sp.to {

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
+	"github.com/readmark/readmark/internal/conv"
+	"github.com/readmark/readmark/internal/receipts"
 )
 
 // TestResolveOneCheckPerConversation: a receipt call's refs of one
@@ -47,5 +49,55 @@ func TestResolveOneCheckPerConversation(t *testing.T) {
 				t.Fatalf("resolving %d refs of one conversation: %.0f allocations, one ref: %.0f", len(tt.refs), all, one)
 			}
 		})
+	}
+}
+
+// TestMarkReceiptSentAllocs: marking a page of one conversation builds
+// its key once and its slices once, not per message.
+func TestMarkReceiptSentAllocs(t *testing.T) {
+	msgs := make([]*pb.Message, 20)
+	wms := make([]uint32, len(msgs))
+	for i := range msgs {
+		msgs[i] = &pb.Message{MsgId: fmt.Sprint("m", i), Seq: uint64(i + 1), Sender: "alice", GroupId: "g", NeedReadReceipt: true}
+		wms[i] = 2
+	}
+	sent := make([]bool, len(msgs))
+	allocs := testing.AllocsPerRun(50, func() {
+		if err := markReceiptSent("bob", msgs, wms, func(rms []receipts.Msg) ([]bool, error) {
+			if rms[0].Conv != conv.Group("g") || rms[19].Conv != rms[0].Conv {
+				t.Fatalf("conversation keys %q, %q", rms[0].Conv, rms[19].Conv)
+			}
+			return sent, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// The key, idx and rms; the check above allocates one more key.
+	if allocs > 4 {
+		t.Fatalf("%.0f allocations to mark %d messages", allocs, len(msgs))
+	}
+}
+
+// BenchmarkSyncGroup20 is a fresh member's login sync: 20 new messages of
+// one group.
+func BenchmarkSyncGroup20(b *testing.B) {
+	ctx := context.Background()
+	s := newNode(b, openStore(b))
+	if _, err := s.cfg.Groups.Create(ctx, "alice", pb.GroupType_GROUP_TYPE_WORK, "g", "", []string{"bob"}); err != nil {
+		b.Fatal(err)
+	}
+	for i := range 20 {
+		if _, err := s.Send(ctx, Caller{UserID: "alice"}, &pb.SendMessageRequest{
+			GroupId: "g", Text: "hi", ClientMsgId: fmt.Sprint(i), NeedReadReceipt: true,
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		resp, err := s.Sync(ctx, Caller{UserID: "bob"}, &pb.SyncRequest{})
+		if err != nil || len(resp.Messages) != 20 {
+			b.Fatalf("%d messages, %v", len(resp.GetMessages()), err)
+		}
 	}
 }
