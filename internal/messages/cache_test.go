@@ -26,3 +26,25 @@ func TestMsgCacheEvictsLeastRecent(t *testing.T) {
 		t.Error("conversations mixed up")
 	}
 }
+
+// TestMsgCacheSharedGets: lookups share the lock (every receipt makes
+// them), and eviction still ends when every entry was used.
+func TestMsgCacheSharedGets(t *testing.T) {
+	c := newMsgCache(2)
+	c.put(receipts.Msg{Conv: "g:a", Seq: 1})
+	c.put(receipts.Msg{Conv: "g:a", Seq: 2})
+	c.mu.RLock() // another lookup in progress
+	for _, seq := range []uint64{1, 2} {
+		if _, ok := c.get("g:a", seq); !ok {
+			t.Fatalf("seq %d missing", seq)
+		}
+	}
+	c.mu.RUnlock()
+	c.put(receipts.Msg{Conv: "g:a", Seq: 3})
+	if n := c.ll.Len(); n != 2 || len(c.items) != 2 {
+		t.Fatalf("%d entries listed, %d mapped; want 2", n, len(c.items))
+	}
+	if _, ok := c.get("g:a", 3); !ok {
+		t.Fatal("the newest entry was evicted")
+	}
+}

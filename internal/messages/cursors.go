@@ -46,7 +46,7 @@ const cursorShards = 64
 
 // cursorShard holds the cursors of the users hashed to it.
 type cursorShard struct {
-	mu    sync.Mutex
+	mu    sync.RWMutex // read-locked by get and state: most acks move nothing
 	users map[string]*userCursors
 	dirty map[cursorKey]struct{} // device "" = the baseline
 	devs  map[deviceKey]struct{} // device records to write
@@ -106,11 +106,11 @@ func (sh *cursorShard) userLocked(user string) *userCursors {
 // baseline).
 func (c *cursors) load(ctx context.Context, s storage.Store, user, device string) error {
 	sh := c.shard(user)
-	sh.mu.Lock()
+	sh.mu.RLock()
 	u := sh.users[user]
 	baseLoaded := u != nil && u.base != nil
 	devLoaded := u != nil && u.devices[device] != nil
-	sh.mu.Unlock()
+	sh.mu.RUnlock()
 	if devLoaded {
 		return nil
 	}
@@ -174,8 +174,8 @@ func scanCursors(ctx context.Context, s storage.Store, prefix []byte) (map[strin
 // get returns device's cursor for conv (0 if none). load must have run.
 func (c *cursors) get(user, device, conv string) uint64 {
 	sh := c.shard(user)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
 	if u := sh.users[user]; u != nil {
 		return u.devices[device][conv]
 	}
@@ -196,8 +196,8 @@ const (
 // alone.
 func (c *cursors) state(user, device, conv string, seq uint64) cursorState {
 	sh := c.shard(user)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
 	u := sh.users[user]
 	if u == nil || u.devices[device] == nil {
 		return cursorUnloaded
