@@ -71,19 +71,8 @@ func BenchmarkCommitterGroupCommit(b *testing.B) {
 // BenchmarkGet measures a point lookup of a key written moments before
 // (memtable or block cache), as the receipt path does for messages.
 func BenchmarkGet(b *testing.B) {
-	s, err := Open(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	s := open10k(b)
 	ctx := context.Background()
-	batch := &storage.Batch{}
-	for i := range uint64(10000) {
-		batch.Set(binary.BigEndian.AppendUint64([]byte("k/"), i), make([]byte, 200))
-	}
-	if err := s.Apply(ctx, batch, false); err != nil {
-		b.Fatal(err)
-	}
 	var i uint64
 	for b.Loop() {
 		i = (i + 7919) % 10000
@@ -91,4 +80,58 @@ func BenchmarkGet(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkGetMany measures one GetMany of 20 keys: adjacent (a sync's
+// read states of one group's messages), scattered, or all missing; in the
+// memtable or flushed to a table.
+func BenchmarkGetMany(b *testing.B) {
+	for _, tt := range []struct {
+		name  string
+		flush bool
+		key   func(i uint64) []byte
+	}{
+		{"adjacent/memtable", false, func(i uint64) []byte { return binary.BigEndian.AppendUint64([]byte("k/"), 5000+i) }},
+		{"adjacent/table", true, func(i uint64) []byte { return binary.BigEndian.AppendUint64([]byte("k/"), 5000+i) }},
+		{"scattered/table", true, func(i uint64) []byte { return binary.BigEndian.AppendUint64([]byte("k/"), (i*7919)%10000) }},
+		{"missing/table", true, func(i uint64) []byte { return binary.BigEndian.AppendUint64([]byte("x/"), i*499) }},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			s := open10k(b)
+			ctx := context.Background()
+			if tt.flush {
+				if err := s.db.Flush(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			keys := make([][]byte, 20)
+			for i := range keys {
+				keys[i] = tt.key(uint64(i))
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := s.GetMany(ctx, keys); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// open10k opens a store holding keys "k/" + 0..9999 (big-endian), 200-byte
+// values, closed with b.
+func open10k(b *testing.B) *Store {
+	s, err := Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	batch := &storage.Batch{}
+	for i := range uint64(10000) {
+		batch.Set(binary.BigEndian.AppendUint64([]byte("k/"), i), make([]byte, 200))
+	}
+	if err := s.Apply(context.Background(), batch, false); err != nil {
+		b.Fatal(err)
+	}
+	return s
 }

