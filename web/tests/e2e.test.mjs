@@ -185,6 +185,7 @@ test("console: disabling Work makes receipts fail with CodeGroupTypeNoReceipt", 
   const stored = admin.getByTestId("stored-settings");
   await expectText(stored, /^Stored: Work, Public, Meeting, Community$/);
   await expectText(admin.getByTestId("stat-sessions"), /^3$/);
+  await expectText(admin.getByTestId("stat-cancelled"), /^\d+$/); // reads stopped for gone clients: not errors
 
   await admin.getByRole("checkbox", { name: "Work" }).uncheck();
   await admin.getByRole("button", { name: "Save" }).click();

@@ -225,6 +225,12 @@ interface Reading {
 
 const pollMs = 2000;
 
+// failed tells whether a request result is a failure. Cancelled is not: it
+// is a read the server stopped because its client had already gone.
+function failed(code: string): boolean {
+  return code !== "OK" && code !== "Cancelled";
+}
+
 function OverviewPanel(props: { admin: Admin }) {
   const [r, setR] = useState<Reading | null>(null);
   const [error, setError] = useState("");
@@ -242,7 +248,7 @@ function OverviewPanel(props: { admin: Admin }) {
         const key = (q: { type: string; code: string }) => `${q.type} ${q.code}`;
         const errRates = new Map<string, number>();
         for (const q of o.requests) {
-          if (q.code === "OK") continue;
+          if (!failed(q.code)) continue;
           const before = p?.requests.find((x) => key(x) === key(q))?.count ?? 0;
           errRates.set(key(q), dt > 0 ? (q.count - before) / dt : 0);
         }
@@ -262,7 +268,8 @@ function OverviewPanel(props: { admin: Admin }) {
   }, [props.admin]);
 
   const o = r?.o;
-  const errors = o?.requests.filter((q) => q.code !== "OK") ?? [];
+  const errors = o?.requests.filter((q) => failed(q.code)) ?? [];
+  const cancelled = o?.requests.filter((q) => q.code === "Cancelled").reduce((n, q) => n + q.count, 0) ?? 0;
   const gc = o?.group_commits;
   return (
     <section class="panel" aria-labelledby="overview-h">
@@ -276,6 +283,7 @@ function OverviewPanel(props: { admin: Admin }) {
             <Stat label="Requests/s" value={r.rate.toFixed(1)} />
             <Stat label="Requests" value={String(o.requests.reduce((n, q) => n + q.count, 0))} />
             <Stat label="Pushes" value={String(o.pushes)} />
+            <Stat label="Reads cancelled" value={String(cancelled)} testid="stat-cancelled" />
             <Stat label="Uptime" value={duration(o.uptime_ms)} />
             <Stat label="Memory" value={bytes(o.resident_memory_bytes)} />
           </dl>
