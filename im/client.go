@@ -186,7 +186,7 @@ func (c *Client) Close() error {
 		c.wg.Wait()
 		c.q.close()
 	})
-	if c.dispatcherGID.Load() != goid() {
+	if !c.inCallback() {
 		<-c.dispatchDone
 	}
 	return nil
@@ -609,16 +609,33 @@ func (s *session) reader() {
 	}
 }
 
+// writer sends the queued frames. A write that takes longer than
+// writeTimeout ends the session; one timer, re-armed per frame, enforces it
+// rather than a context with deadline per frame (a timer, a context and the
+// WebSocket library's AfterFunc, each allocated per frame). close ends a
+// blocked write by closing the connection.
 func (s *session) writer() {
 	defer s.c.wg.Done()
+	var t *time.Timer
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+	}()
 	for {
 		select {
 		case <-s.done:
 			return
 		case b := <-s.out:
-			ctx, cancel := context.WithTimeout(s.ctx, writeTimeout)
-			err := s.conn.Write(ctx, s.msgType(), b)
-			cancel()
+			if t == nil {
+				t = time.AfterFunc(writeTimeout, func() {
+					s.close(fmt.Errorf("write: %w", context.DeadlineExceeded), false)
+				})
+			} else {
+				t.Reset(writeTimeout)
+			}
+			err := s.conn.Write(context.Background(), s.msgType(), b)
+			t.Stop()
 			if err != nil {
 				s.close(fmt.Errorf("write: %w", err), false)
 				return

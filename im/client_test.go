@@ -816,3 +816,21 @@ func TestSeveralServerAddresses(t *testing.T) {
 		t.Fatalf("reconnections stayed on one server")
 	}
 }
+
+// TestRefsOfAllocs pins the batch conversion of receipts: one group's
+// messages share a Conversation and their references one allocation.
+func TestRefsOfAllocs(t *testing.T) {
+	msgs := receiptBatch(20)
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := refsOf(msgs); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 3 {
+		t.Errorf("refsOf of 20 messages of one group: %.0f allocations, want <= 3", allocs)
+	}
+	refs, _ := refsOf(append(msgs[:1:1], &Message{MsgID: "c", Seq: 9, UserID: "bob"}))
+	if c := refs[1].GetConversation(); c.GetPeerId() != "bob" || c.GetGroupId() != "" || refs[0].GetConversation().GetPeerId() != "" {
+		t.Errorf("refs = %v", refs)
+	}
+}

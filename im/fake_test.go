@@ -21,7 +21,7 @@ import (
 // token of user U is "tok-U". Frames after login go to handle (default:
 // defaultHandle), which may answer later or out of order.
 type fakeServer struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *httptest.Server
 	wg     sync.WaitGroup
 	logins atomic.Int32
@@ -44,7 +44,7 @@ type fakeSess struct {
 	wmu    sync.Mutex
 }
 
-func newFake(t *testing.T) *fakeServer {
+func newFake(t testing.TB) *fakeServer {
 	fs := &fakeServer{
 		t:        t,
 		sessions: make(map[*fakeSess]bool),

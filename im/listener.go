@@ -305,15 +305,28 @@ func (q *queue) next() (f func(), ok bool) {
 }
 
 // dispatch runs callbacks one at a time, in order, until the queue closes.
+// It records its goroutine id before the first callback only: goid costs a
+// stack trace, and a client whose events are never dispatched (no listener)
+// need not pay it.
 func (c *Client) dispatch() {
-	c.dispatcherGID.Store(goid())
 	for {
 		f, ok := c.q.next()
 		if !ok {
 			return
 		}
+		if c.dispatcherGID.Load() == 0 {
+			c.dispatcherGID.Store(goid())
+		}
 		f()
 	}
+}
+
+// inCallback reports whether the caller is a listener callback, i.e. runs on
+// the dispatcher goroutine. Before the first callback it answers false
+// without computing the caller's goroutine id.
+func (c *Client) inCallback() bool {
+	gid := c.dispatcherGID.Load()
+	return gid != 0 && gid == goid()
 }
 
 // goid returns the current goroutine's id, used only so that Close called

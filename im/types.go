@@ -250,24 +250,36 @@ func convFromPB(c *pb.Conversation) convKey {
 
 // refOf builds the wire reference of msg.
 func refOf(msg *Message) (*pb.MessageRef, error) {
-	if msg == nil {
-		return nil, errorf(CodeInvalidArgument, "nil message")
+	refs, err := refsOf([]*Message{msg})
+	if err != nil {
+		return nil, err
 	}
-	conv := &pb.Conversation{GroupId: msg.GroupID}
-	if msg.GroupID == "" {
-		conv.PeerId = msg.UserID
-	}
-	return &pb.MessageRef{Conversation: conv, Seq: msg.Seq, MsgId: msg.MsgID}, nil
+	return refs[0], nil
 }
 
+// refsOf builds the wire references of msgs in one allocation, and shares
+// a Conversation among consecutive messages of the same conversation (a
+// batch of receipts is typically one group's): 3 allocations per batch
+// instead of 2 per message. The references are only marshaled, never
+// modified, so the sharing is safe.
 func refsOf(msgs []*Message) ([]*pb.MessageRef, error) {
-	refs := make([]*pb.MessageRef, 0, len(msgs))
-	for _, m := range msgs {
-		r, err := refOf(m)
-		if err != nil {
-			return nil, err
+	refs := make([]*pb.MessageRef, len(msgs))
+	vals := make([]pb.MessageRef, len(msgs))
+	var conv *pb.Conversation
+	for i, m := range msgs {
+		if m == nil {
+			return nil, errorf(CodeInvalidArgument, "nil message")
 		}
-		refs = append(refs, r)
+		peer := ""
+		if m.GroupID == "" {
+			peer = m.UserID
+		}
+		if conv == nil || conv.GroupId != m.GroupID || conv.PeerId != peer {
+			conv = &pb.Conversation{GroupId: m.GroupID, PeerId: peer}
+		}
+		r := &vals[i]
+		r.Conversation, r.Seq, r.MsgId = conv, m.Seq, m.MsgID
+		refs[i] = r
 	}
 	return refs, nil
 }

@@ -1,0 +1,56 @@
+package im
+
+import (
+	"context"
+	"fmt"
+	"testing"
+)
+
+// BenchmarkSession is what one fanin member costs the SDK: dial, WebSocket
+// upgrade, login, sync, one receipts call of 20 messages, close (with the
+// in-process fake server's share, which the SDK does not change).
+func BenchmarkSession(b *testing.B) {
+	fs := newFake(b)
+	msgs := receiptBatch(20)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		c, err := Dial(ctx, fs.url(), "u", "tok-u", WithReconnect(false))
+		if err != nil {
+			b.Fatal(err)
+		}
+		<-fs.ready
+		if err := c.SendMessageReadReceipts(ctx, msgs); err != nil {
+			b.Fatal(err)
+		}
+		c.Close()
+	}
+}
+
+// BenchmarkCall is one request round trip on an open session: the SDK's
+// per-frame cost (encode, writer, reader, decode, pending map).
+func BenchmarkCall(b *testing.B) {
+	fs := newFake(b)
+	msgs := receiptBatch(20)
+	ctx := context.Background()
+	c, err := Dial(ctx, fs.url(), "u", "tok-u", WithReconnect(false))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := c.SendMessageReadReceipts(ctx, msgs); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// receiptBatch returns n messages of one group, as a fanin member reads them.
+func receiptBatch(n int) []*Message {
+	msgs := make([]*Message, n)
+	for i := range msgs {
+		msgs[i] = &Message{MsgID: fmt.Sprint("m", i), Seq: uint64(i + 1), UserID: "bob", GroupID: "grp"}
+	}
+	return msgs
+}
