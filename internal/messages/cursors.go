@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/maphash"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -318,12 +319,21 @@ func (s *Service) flushLoop() {
 	}
 }
 
+// cursorFlushChunk is the most writes one flush batch carries. The store
+// publishes batches in order, so a synced receipt commit waits until an
+// earlier batch is in the memtable: one batch of every online user's cursors
+// (10,000 writes at 5,000 members) held the receipt commits 30-100 ms once a
+// second, the steady benchmark's worst tail. Chunks are written in order, so
+// a crash keeps a prefix: a device record before its cursors, and any lost
+// cursor only repeats messages.
+const cursorFlushChunk = 256
+
 func (s *Service) flushCursors() {
 	ops, taken := s.cursors.takeDirty()
-	if len(ops) > 0 {
-		if err := s.cfg.Store.Apply(context.Background(), &storage.Batch{Ops: ops}, false); err != nil {
+	for chunk := range slices.Chunk(ops, cursorFlushChunk) {
+		if err := s.cfg.Store.Apply(context.Background(), &storage.Batch{Ops: chunk}, false); err != nil {
 			s.cfg.Logger.Warn("writing delivery cursors", "err", err)
-			s.cursors.restore(taken)
+			s.cursors.restore(taken) // rewriting the chunks already written is harmless
 			return
 		}
 	}

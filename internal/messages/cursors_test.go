@@ -2,7 +2,9 @@ package messages
 
 import (
 	"context"
+	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -216,4 +218,61 @@ func BenchmarkCursorsParallel(b *testing.B) {
 			c.get(u, "d", "g:x")
 		}
 	})
+}
+
+// unsyncedBatches records the size of each unsynced batch applied to the
+// store (the cursor flushes; group commits are synced).
+type unsyncedBatches struct {
+	storage.Store
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (u *unsyncedBatches) Apply(ctx context.Context, b *storage.Batch, sync bool) error {
+	if !sync {
+		u.mu.Lock()
+		u.sizes = append(u.sizes, b.Len())
+		u.mu.Unlock()
+	}
+	return u.Store.Apply(ctx, b, sync)
+}
+
+// TestCursorFlushChunked: a flush of many users' cursors is written in
+// batches of at most cursorFlushChunk writes, so that no synced receipt
+// commit waits behind one huge batch, and every write arrives.
+func TestCursorFlushChunked(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	rec := &unsyncedBatches{Store: st}
+	s := newNode(t, rec)
+	const users = 300 // 3 writes each: device record, device cursor, baseline
+	for i := range users {
+		u := "u" + strconv.Itoa(i)
+		if err := s.cursors.load(ctx, st, u, "d"); err != nil {
+			t.Fatal(err)
+		}
+		s.cursors.ack(u, "d", "g:a", 5)
+	}
+	s.flushCursors()
+	rec.mu.Lock()
+	sizes := slices.Clone(rec.sizes)
+	rec.mu.Unlock()
+	total := 0
+	for _, n := range sizes {
+		if n > cursorFlushChunk {
+			t.Errorf("a flush batch of %d writes, want at most %d", n, cursorFlushChunk)
+		}
+		total += n
+	}
+	if total != 3*users {
+		t.Errorf("%d cursor writes in %d batches, want %d", total, len(sizes), 3*users)
+	}
+	c := newCursors()
+	last := "u" + strconv.Itoa(users-1)
+	if err := c.load(ctx, st, last, "d"); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.get(last, "d", "g:a"); got != 5 {
+		t.Errorf("%s's stored cursor %d, want 5", last, got)
+	}
 }
