@@ -169,8 +169,15 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 		Name: "readmark_group_commit_ops", Help: "Writes per group commit (one synced storage batch).",
 		Buckets: prometheus.ExponentialBuckets(1, 4, 10),
 	})
-	s.Registry.MustRegister(commits)
+	// The time of each group commit's durable write, apart from the waits
+	// around it: whether a slow receipt call waited on the disk.
+	applies := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "readmark_group_commit_seconds", Help: "Time of each group commit's durable write (storage Apply with sync).",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14),
+	})
+	s.Registry.MustRegister(commits, applies)
 	s.commit.OnCommit = func(ops, _ int) { commits.Observe(float64(ops)) }
+	s.commit.OnApply = func(d time.Duration) { applies.Observe(d.Seconds()) }
 	if err := s.joinCluster(ctx); err != nil {
 		return nil, err
 	}

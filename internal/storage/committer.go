@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // Committer is a group-commit queue in front of a Store. Callers submit
@@ -39,6 +40,11 @@ type Committer struct {
 	// requests served), failed ones included; for metrics. It runs on the
 	// commit goroutine after the batch's Apply, before its done callbacks.
 	OnCommit func(ops, requests int)
+	// OnApply, if set before use, observes how long each non-empty batch's
+	// Fences and Apply took (the durable write: the fsync, or the PostgreSQL
+	// commit), failed ones included; for metrics. It runs on the sync
+	// goroutine.
+	OnApply func(time.Duration)
 	// Fences, if set before use (by the cluster node), maps the partitions a
 	// gathered batch recorded with Batch.Fence to the leases it relies on;
 	// an error (partition not owned) fails the whole gathering unapplied.
@@ -250,6 +256,9 @@ func (c *Committer) syncLoop(in <-chan *Batch, out chan<- error, done chan<- str
 func (c *Committer) apply(b *Batch) error {
 	if b.Len() == 0 {
 		return nil
+	}
+	if c.OnApply != nil {
+		defer func(start time.Time) { c.OnApply(time.Since(start)) }(time.Now())
 	}
 	if c.Fences != nil && len(b.parts) > 0 {
 		var err error

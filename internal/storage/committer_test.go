@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -280,6 +281,39 @@ func TestCommitterEmpty(t *testing.T) {
 	}
 	if n := len(f.calls()); n != 0 {
 		t.Errorf("%d Apply calls for empty requests", n)
+	}
+}
+
+// TestCommitterOnApply: OnApply observes every Apply, failed ones included,
+// and nothing for requests that write nothing.
+func TestCommitterOnApply(t *testing.T) {
+	f := &fakeStore{failNext: 1, failWith: errors.New("boom")}
+	c := storage.NewCommitter(f, 0)
+	var (
+		mu     sync.Mutex
+		timed  int
+		negDur bool
+	)
+	c.OnApply = func(d time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		timed++
+		negDur = negDur || d < 0
+	}
+	defer c.Close()
+	for i := range 3 {
+		err := c.Commit(t.Context(), func(b *storage.Batch) { b.Set([]byte{byte(i)}, nil) })
+		if (err != nil) != (i == 0) {
+			t.Fatalf("commit %d: %v", i, err)
+		}
+	}
+	if err := c.Commit(t.Context(), func(*storage.Batch) {}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if n := len(f.calls()); timed != n || n != 3 || negDur {
+		t.Errorf("OnApply called %d times (negative: %v) for %d Apply calls, want 3", timed, negDur, n)
 	}
 }
 
