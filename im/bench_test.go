@@ -3,14 +3,29 @@ package im
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
+
+	pb "github.com/readmark/readmark/api/readmarkv1"
 )
 
 // BenchmarkSession is what one fanin member costs the SDK: dial, WebSocket
-// upgrade, login, sync, one receipts call of 20 messages, close (with the
-// in-process fake server's share, which the SDK does not change).
+// upgrade, login, a sync of 20 group messages, one receipts call for them,
+// close (with the in-process fake server's share, which the SDK does not
+// change).
 func BenchmarkSession(b *testing.B) {
 	fs := newFake(b)
+	stored := make([]*pb.Message, 20)
+	for i := range stored {
+		stored[i] = pbMsg(uint64(i+1), "bob", "", "grp", strings.Repeat("x", 100))
+	}
+	fs.setHandler(func(s *fakeSess, f *pb.ClientFrame) {
+		if f.GetSync() != nil {
+			s.send(syncResp(f.GetId(), false, nil, stored...))
+			return
+		}
+		fs.defaultHandle(s, f)
+	})
 	msgs := receiptBatch(20)
 	ctx := context.Background()
 	b.ReportAllocs()

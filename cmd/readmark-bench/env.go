@@ -154,24 +154,24 @@ func forEach(ctx context.Context, n, limit int, fn func(ctx context.Context, i i
 		wg    sync.WaitGroup
 		once  sync.Once
 		first error
-		sem   = make(chan struct{}, max(1, limit))
+		next  atomic.Int64
 	)
-	fail := func(err error) {
-		once.Do(func() { first = err; cancel() })
-	}
-	for i := 0; i < n; i++ {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
+	// A fixed pool of workers taking the items in order, rather than a
+	// goroutine per item: a worker's stack, grown by its first item (login,
+	// protobuf decoding), serves the next ones. A goroutine per fanin
+	// member grew a fresh stack each time.
+	for range min(n, max(1, limit)) {
 		wg.Add(1)
 		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if err := fn(ctx, i); err != nil {
-				fail(err)
+			defer wg.Done()
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				if err := fn(ctx, i); err != nil {
+					once.Do(func() { first = err; cancel() })
+				}
 			}
 		}()
 	}

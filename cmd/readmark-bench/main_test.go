@@ -135,3 +135,29 @@ func TestRemoteServerCPU(t *testing.T) {
 	res = runBench(t, "--scenario", "fanin", "--members", "20", "--messages", "2", "--url", srv.URL(), "--secret-file", secret)
 	wantMetrics(t, res, map[string]float64{"verified_exact": 1, "server_cpu_us_per_member": 0, "server_cpu_us_per_receipt": 0})
 }
+
+// BenchmarkForEach: items that need a deep stack, as a member session does.
+// Workers keep their grown stacks from item to item.
+func BenchmarkForEach(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := forEach(context.Background(), 1000, 100, func(context.Context, int) error {
+			deepStack(64)
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// deepStack uses about n KiB of stack.
+//
+//go:noinline
+func deepStack(n int) byte {
+	var pad [1024]byte
+	pad[n%len(pad)] = byte(n)
+	if n == 0 {
+		return pad[0]
+	}
+	return deepStack(n-1) + pad[n%len(pad)]
+}
