@@ -222,9 +222,13 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 	if c.opts.json {
 		sp = subprotocolJSON
 	}
+	hc := c.opts.httpClient
+	if hc == nil {
+		hc = upgradeClient
+	}
 	conn, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{
 		Subprotocols: []string{sp},
-		HTTPClient:   c.opts.httpClient,
+		HTTPClient:   hc,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("im: dial %s: %w", url, err)

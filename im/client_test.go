@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -832,5 +833,34 @@ func TestRefsOfAllocs(t *testing.T) {
 	refs, _ := refsOf(append(msgs[:1:1], &Message{MsgID: "c", Seq: 9, UserID: "bob"}))
 	if c := refs[1].GetConversation(); c.GetPeerId() != "bob" || c.GetGroupId() != "" || refs[0].GetConversation().GetPeerId() != "" {
 		t.Errorf("refs = %v", refs)
+	}
+}
+
+// countingTransport counts the requests it passes on.
+type countingTransport struct {
+	http.RoundTripper
+	n *atomic.Int32
+}
+
+func (c countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return c.RoundTripper.RoundTrip(r)
+}
+
+// TestHandshakeOwnConnection pins that a ws:// handshake does not go
+// through http.DefaultTransport (see upgradeTransport), and that the session
+// works on the connection it returns.
+func TestHandshakeOwnConnection(t *testing.T) {
+	var n atomic.Int32
+	orig := http.DefaultTransport
+	http.DefaultTransport = countingTransport{orig, &n}
+	t.Cleanup(func() { http.DefaultTransport = orig })
+	fs := newFake(t)
+	c := dial(t, fs, "alice")
+	if _, err := c.CreateGroup(ctxT(t), GroupMeeting, "", "team", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.Load(); got != 0 {
+		t.Errorf("%d handshakes went through http.DefaultTransport, want 0", got)
 	}
 }
