@@ -37,10 +37,12 @@ func (s *session) ack(ctx context.Context, cursors []*pb.SyncCursor) error {
 // acks tracks what the application was handed and what the server was told.
 // Its lock is taken alone (see Client).
 type acks struct {
-	mu     sync.Mutex
-	handed map[convKey]uint64
-	acked  map[convKey]uint64
-	wake   chan struct{} // capacity 1
+	mu      sync.Mutex
+	handed  map[convKey]uint64
+	acked   map[convKey]uint64
+	wake    chan struct{} // capacity 1
+	started bool          // the acker runs
+	closed  bool          // Close began: start no acker
 }
 
 func newAcks() *acks {
@@ -52,7 +54,9 @@ func newAcks() *acks {
 }
 
 // handed records that the listeners have seen the stored message seq of
-// conversation k (or that it was this client's own), and wakes the acker.
+// conversation k (or that it was this client's own), and wakes the acker,
+// started by the first call: a client that is never handed anything (no
+// listener, as a load tool's) runs no acker goroutine and timer.
 // It runs on the dispatcher goroutine, in delivery order.
 func (c *Client) handed(k convKey, seq uint64) {
 	a := c.acks
@@ -60,11 +64,24 @@ func (c *Client) handed(k convKey, seq uint64) {
 	if seq > a.handed[k] {
 		a.handed[k] = seq
 	}
+	if !a.started && !a.closed {
+		a.started = true
+		c.wg.Add(1) // under a.mu: before Close's wg.Wait (see stopAcker)
+		go c.acker()
+	}
 	a.mu.Unlock()
 	select {
 	case a.wake <- struct{}{}:
 	default:
 	}
+}
+
+// stopAcker keeps handed from starting an acker once Close waits for the
+// client's goroutines.
+func (c *Client) stopAcker() {
+	c.acks.mu.Lock()
+	c.acks.closed = true
+	c.acks.mu.Unlock()
 }
 
 // acker sends the acknowledgements, at most one AckRequest per ackDelay,

@@ -1,6 +1,8 @@
 package im
 
 import (
+	"bytes"
+	"runtime"
 	"testing"
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
@@ -67,5 +69,19 @@ func TestDefaultDeviceIDsDiffer(t *testing.T) {
 	a, b := <-fs.ready, <-fs.ready
 	if a.device == "" || a.device == b.device {
 		t.Fatalf("device IDs %q and %q", a.device, b.device)
+	}
+}
+
+// TestNoAckerUntilHanded: a client that was handed nothing (no listener)
+// runs no acker goroutine.
+func TestNoAckerUntilHanded(t *testing.T) {
+	fs := newFake(t)
+	c := dial(t, fs, "bob")
+	if _, err := c.CreateGroup(ctxT(t), GroupMeeting, "", "team"); err != nil { // the session is up
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1<<20)
+	if st := buf[:runtime.Stack(buf, true)]; bytes.Contains(st, []byte("im.(*Client).acker")) {
+		t.Errorf("an acker runs for a client that was handed nothing")
 	}
 }

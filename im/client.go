@@ -136,9 +136,8 @@ func Dial(ctx context.Context, serverURL, userID, token string, opts ...Option) 
 		<-c.dispatchDone
 		return nil, err
 	}
-	c.wg.Add(2)
+	c.wg.Add(1)
 	go c.run(s)
-	go c.acker()
 	return c, nil
 }
 
@@ -177,6 +176,7 @@ func (c *Client) Close() error {
 		c.sendAcks(ctx)
 		cancel()
 		c.cancel()
+		c.stopAcker()
 		c.mu.Lock()
 		s := c.sess
 		c.mu.Unlock()
