@@ -258,7 +258,7 @@ func allowed(burst int, rate float64, elapsed time.Duration) int {
 }
 
 // Issue 7 items 6 and 8: every frame counts, undecodable ones too, and
-// the rate is per user, not per session.
+// the rate is per user, not per session, nor refilled by reconnecting.
 func TestRateLimitCountsEveryFramePerUser(t *testing.T) {
 	const rate, burst = 0.5, 5
 	ping := func(id int) []byte {
@@ -269,9 +269,11 @@ func TestRateLimitCountsEveryFramePerUser(t *testing.T) {
 		sessions int
 		frame    func(i int) []byte
 		passed   int32 // the code of a frame the limiter let through
+		serial   bool  // each session ends, on the server too, before the next logs in
 	}{
-		{"garbage frames", 1, func(int) []byte { return []byte{0xff, 0xff, 0xff} }, pb.CodeProtocol},
-		{"pings from many sessions", 6, ping, 0},
+		{"garbage frames", 1, func(int) []byte { return []byte{0xff, 0xff, 0xff} }, pb.CodeProtocol, false},
+		{"pings from many sessions", 6, ping, 0, false},
+		{"pings from one session after another", 6, ping, 0, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -283,14 +285,21 @@ func TestRateLimitCountsEveryFramePerUser(t *testing.T) {
 			for range tt.sessions {
 				r := rawDial(t, ts, "readmark.v1.proto")
 				r.login(ts, "alice")
-				wg.Go(func() {
+				count := func() {
 					codes := answers(r, 20, tt.frame)
 					mu.Lock()
 					defer mu.Unlock()
 					for c, n := range codes {
 						total[c] += n
 					}
-				})
+				}
+				if !tt.serial {
+					wg.Go(count)
+					continue
+				}
+				count()
+				r.c.Close(websocket.StatusNormalClosure, "")
+				waitFor(t, "the session to end", func() bool { return ts.metric("readmark_sessions") == 0 })
 			}
 			wg.Wait()
 			limit := allowed(burst, rate, time.Since(start))

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -36,9 +37,20 @@ type Hub struct {
 
 	mu    sync.RWMutex
 	users map[string]*userSessions
+	// resting keeps the rate limiter of a user whose last session closed
+	// before the bucket refilled, so that reconnecting does not refill it;
+	// restingQ drops each once it must be full again, in closing order.
+	resting  map[string]*rate.Limiter
+	restingQ []restingLimit
 	// fan is the subscription to bus.FanSubject, from the first session on
 	// (kept until the bus closes: one subscription, whatever the churn).
 	fan bus.Subscription
+}
+
+type restingLimit struct {
+	user  string
+	limit *rate.Limiter
+	full  time.Time // by then the bucket has refilled, whatever it held
 }
 
 type userSessions struct {
@@ -61,7 +73,7 @@ func NewHub(b bus.Bus, cfg HubConfig) *Hub {
 	if cfg.RateBurst == 0 {
 		cfg.RateBurst = 4000
 	}
-	return &Hub{bus: b, cfg: cfg, users: make(map[string]*userSessions)}
+	return &Hub{bus: b, cfg: cfg, users: make(map[string]*userSessions), resting: make(map[string]*rate.Limiter)}
 }
 
 // Online reports whether user has a session on this node.
@@ -90,11 +102,13 @@ func (h *Hub) add(s *session) (*rate.Limiter, error) {
 		if err != nil {
 			return nil, err
 		}
-		us = &userSessions{
-			sessions: make(map[*session]struct{}),
-			sub:      sub,
-			limit:    rate.NewLimiter(h.cfg.RateLimit, h.cfg.RateBurst),
+		h.pruneResting(time.Now())
+		limit := h.resting[user]
+		if limit == nil {
+			limit = rate.NewLimiter(h.cfg.RateLimit, h.cfg.RateBurst)
 		}
+		delete(h.resting, user)
+		us = &userSessions{sessions: make(map[*session]struct{}), sub: sub, limit: limit}
 		h.users[user] = us
 	}
 	if len(us.sessions) >= h.cfg.MaxSessionsPerUser {
@@ -116,6 +130,7 @@ func (h *Hub) remove(s *session) {
 	if len(us.sessions) == 0 {
 		delete(h.users, s.user)
 		sub = us.sub
+		h.rest(s.user, us.limit, time.Now())
 	}
 	h.mu.Unlock()
 	if sub != nil {
@@ -123,6 +138,32 @@ func (h *Hub) remove(s *session) {
 			h.cfg.Logger.Warn("unsubscribing", "user", s.user, "err", err)
 		}
 	}
+}
+
+// rest keeps the limiter of a user who has no session left until its
+// bucket must have refilled. Lock must be held.
+func (h *Hub) rest(user string, limit *rate.Limiter, now time.Time) {
+	h.pruneResting(now)
+	if limit.Limit() == rate.Inf || limit.TokensAt(now) >= float64(limit.Burst()) {
+		return
+	}
+	refill := time.Duration(float64(limit.Burst()) / float64(limit.Limit()) * float64(time.Second))
+	h.resting[user] = limit
+	h.restingQ = append(h.restingQ, restingLimit{user: user, limit: limit, full: now.Add(refill)})
+}
+
+// pruneResting forgets the limiters that have refilled. Every entry waits
+// the same refill time, so the queue is in order of full. Lock must be
+// held.
+func (h *Hub) pruneResting(now time.Time) {
+	n := 0
+	for ; n < len(h.restingQ) && !h.restingQ[n].full.After(now); n++ {
+		if r := h.restingQ[n]; h.resting[r.user] == r.limit {
+			delete(h.resting, r.user)
+		}
+	}
+	clear(h.restingQ[:n]) // let the popped limiters go
+	h.restingQ = h.restingQ[n:]
 }
 
 // deliver runs on the bus's goroutine, which other users' pushes share: it

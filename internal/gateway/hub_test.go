@@ -1,0 +1,30 @@
+package gateway
+
+import (
+	"testing"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// TestRestingLimits: a user's limiter outlives its last session only while
+// its bucket is not full, and only until it must have refilled.
+func TestRestingLimits(t *testing.T) {
+	h := NewHub(nil, HubConfig{RateLimit: 2, RateBurst: 4}) // refills in 2 s
+	now := time.Now()
+	used := rate.NewLimiter(2, 4)
+	used.AllowN(now, 3)
+	h.rest("alice", used, now)
+	h.rest("bob", rate.NewLimiter(2, 4), now) // full: nothing to keep
+	if h.resting["alice"] != used || h.resting["bob"] != nil {
+		t.Fatalf("resting after the sessions closed: %v", h.resting)
+	}
+	h.pruneResting(now.Add(1999 * time.Millisecond))
+	if h.resting["alice"] != used {
+		t.Fatal("alice's limiter dropped before it refilled")
+	}
+	h.pruneResting(now.Add(2 * time.Second))
+	if len(h.resting) != 0 || len(h.restingQ) != 0 {
+		t.Fatalf("refilled limiters kept: %v, queue %d", h.resting, len(h.restingQ))
+	}
+}
