@@ -76,6 +76,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	maxSessions := fs.Int("max-sessions-per-user", 16, "sessions one user may have on this node (one more login: CodeSessionLimit)")
 	maxQueue := fs.Int("max-session-queue-bytes", gateway.DefaultMaxQueueBytes, "bytes of output a session may have waiting to be written; over it the session is closed as a slow consumer")
 	maxConns := fs.Int("max-connections", 0, "client WebSocket connections on this node (one more: HTTP 503 CodeConnectionLimit; 0 = the descriptor limit minus a reserve)")
+	deviceTTL := fs.Duration("device-ttl", 90*24*time.Hour, "how long a device's delivery cursors are kept after it was last seen; a device back later starts at the user's baseline like a new one (0 = forever)")
 	var wh server.WebhookConfig
 	fs.DurationVar(&wh.Timeout, "webhook-timeout", 5*time.Second, "how long one webhook POST may take")
 	fs.IntVar(&wh.MaxAttempts, "webhook-max-attempts", 8, "attempts of a webhook POST before its events are parked")
@@ -115,6 +116,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		RateLimit: *rateLimit, RateBurst: *rateBurst, DevTokens: *devTokens,
 		AdminRateLimit: *adminRateLimit, AdminRateBurst: *adminRateBurst, Webhooks: wh,
 		MaxSessionsPerUser: *maxSessions, MaxSessionQueueBytes: *maxQueue, MaxConnections: *maxConns,
+		DeviceTTL: *deviceTTL,
 	}
 	if *postgres != "" {
 		cfg.OpenStore = func(ctx context.Context) (storage.Store, error) { return pgstore.Open(ctx, *postgres, *pgTable) }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
 	"github.com/readmark/readmark/internal/cluster"
@@ -203,5 +204,44 @@ func TestAckReads(t *testing.T) {
 	}
 	if got := s.cursors.get("bob", "phone", conv.C2C("bob", "alice")); got != 6 {
 		t.Fatalf("cursor %d, want 6 (the head)", got)
+	}
+}
+
+// TestExpiredDeviceSyncsFromBaseline: a device back after its record
+// expired syncs like a new device, from the user's baseline, not from its
+// old cursor.
+func TestExpiredDeviceSyncsFromBaseline(t *testing.T) {
+	ctx := context.Background()
+	const ttl = 90 * 24 * time.Hour
+	clk := newClock()
+	s := newNode(t, openStore(t), func(c *Config) { c.Now, c.DeviceTTL = clk.now, ttl })
+	for range 6 {
+		sendC2C(t, s, "alice", "bob", "")
+	}
+	ack := func(device string, seq uint64) {
+		t.Helper()
+		caller := Caller{UserID: "bob", SessionID: 1, DeviceID: device}
+		if err := s.Ack(ctx, caller, &pb.AckRequest{Cursors: []*pb.SyncCursor{
+			{Conversation: &pb.Conversation{PeerId: "alice"}, Seq: seq},
+		}}); err != nil {
+			t.Fatal(err)
+		}
+		s.flushCursors()
+	}
+	ack("tablet", 2)
+	clk.add(ttl)
+	ack("phone", 5)
+	clk.add(2 * deviceSeenRefresh)
+	s.sweepDevices()
+	resp, err := s.Sync(ctx, Caller{UserID: "bob", SessionID: 2, DeviceID: "tablet"}, &pb.SyncRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seqs []uint64
+	for _, m := range resp.Messages {
+		seqs = append(seqs, m.Seq)
+	}
+	if !slices.Equal(seqs, []uint64{6}) {
+		t.Errorf("returning tablet syncs seqs %v, want [6] (after the baseline 5)", seqs)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,6 +31,11 @@ import (
 // left moves a cursor back, again a repeat, never a skip. After a flush, offline users' cursors leave
 // memory (they reload from the store), so memory follows the online users.
 //
+// The device record's value is when the device was last seen (uvarint Unix
+// seconds; empty in data written before it existed). A device not seen for
+// Config.DeviceTTL is deleted with its cursors by sweep; if it comes back it
+// is a new device, starting at the baseline.
+//
 // Ephemeral devices (a session without device_id) are kept in memory only,
 // under the key "~<session>" (never a valid device ID), until the session
 // ends.
@@ -40,6 +46,8 @@ import (
 // convoy of the steady benchmark).
 type cursors struct {
 	seed   maphash.Seed
+	now    func() time.Time
+	ttl    time.Duration // 0 = device records never expire
 	shards [cursorShards]cursorShard
 }
 
@@ -66,7 +74,7 @@ type cursorKey struct{ user, device, conv string }
 type deviceKey struct{ user, device string }
 
 func newCursors() *cursors {
-	c := &cursors{seed: maphash.MakeSeed()}
+	c := &cursors{seed: maphash.MakeSeed(), now: time.Now}
 	for i := range c.shards {
 		c.shards[i] = cursorShard{
 			users: make(map[string]*userCursors),
@@ -86,6 +94,29 @@ func deviceCursorPrefix(user, device string) []byte {
 	return append(storage.Key("curd", user, device), '/')
 }
 func deviceRecordKey(user, device string) []byte { return storage.Key("dev", user, device) }
+
+// deviceSeenRefresh is how stale a device record's last-seen time may get
+// before it is rewritten. Refreshing at every load would add a write per
+// login (and loads repeat whenever an offline user's cursors left memory);
+// once a day adds at most one small write per device and day, riding on the
+// cursor flush that batches it anyway, and is precise enough against a TTL
+// counted in days (a device may expire up to a day early of its TTL counted
+// from its last use).
+const deviceSeenRefresh = 24 * time.Hour
+
+// deviceSeen decodes a device record: when the device was last seen, false
+// if the record has no time (written before records carried one).
+func deviceSeen(v []byte) (time.Time, bool) {
+	sec, n := binary.Uvarint(v)
+	if n <= 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(int64(sec), 0), true
+}
+
+func deviceRecordValue(seen time.Time) []byte {
+	return binary.AppendUvarint(nil, uint64(seen.Unix()))
+}
 
 // ephemeralDevice names the in-memory device of a session without device_id.
 func ephemeralDevice(session uint64) string { return "~" + strconv.FormatUint(session, 16) }
@@ -124,11 +155,14 @@ func (c *cursors) load(ctx context.Context, s storage.Store, user, device string
 	}
 	var dev map[string]uint64
 	known := false
+	var seen time.Time
+	hasSeen := false
 	if !isEphemeral(device) {
-		_, err := s.Get(ctx, deviceRecordKey(user, device))
+		v, err := s.Get(ctx, deviceRecordKey(user, device))
 		switch {
 		case err == nil:
 			known = true
+			seen, hasSeen = deviceSeen(v)
 			if dev, err = scanCursors(ctx, s, deviceCursorPrefix(user, device)); err != nil {
 				return err
 			}
@@ -145,7 +179,23 @@ func (c *cursors) load(ctx context.Context, s storage.Store, user, device string
 	if u.devices[device] != nil {
 		return nil // loaded meanwhile
 	}
-	if !known {
+	if known {
+		now := c.now()
+		if !hasSeen || now.Sub(seen) >= deviceSeenRefresh {
+			sh.devs[deviceKey{user, device}] = struct{}{}
+		}
+		// A sweep may delete a record this old after this load read it
+		// (but before the device was in memory, where the sweep would have
+		// kept it): writing all its cursors again with the record restores
+		// them. Rare, so cheap. Had the sweep deleted the cursors between
+		// the two reads above, the device syncs from the beginning: a
+		// repeat, never a skip.
+		if c.ttl > 0 && hasSeen && now.Sub(seen) > c.ttl/2 {
+			for conv := range dev {
+				sh.dirty[cursorKey{user, device, conv}] = struct{}{}
+			}
+		}
+	} else {
 		dev = make(map[string]uint64, len(u.base))
 		for conv, seq := range u.base {
 			dev[conv] = seq
@@ -258,13 +308,14 @@ type dirtySet [cursorShards]struct {
 func (c *cursors) takeDirty() ([]storage.Op, *dirtySet) {
 	taken := new(dirtySet)
 	var ops []storage.Op
+	now := c.now()
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.mu.Lock()
 		if len(sh.dirty) > 0 || len(sh.devs) > 0 {
 			taken[i].cursors, taken[i].devs = sh.dirty, sh.devs
 			sh.dirty, sh.devs = make(map[cursorKey]struct{}), make(map[deviceKey]struct{})
-			ops = sh.appendWritesLocked(ops, taken[i].cursors, taken[i].devs)
+			ops = sh.appendWritesLocked(ops, taken[i].cursors, taken[i].devs, now)
 		}
 		sh.mu.Unlock()
 	}
@@ -272,10 +323,10 @@ func (c *cursors) takeDirty() ([]storage.Op, *dirtySet) {
 }
 
 // appendWritesLocked appends the writes of the given cursors and device
-// records, with their values in memory now. Lock sh.mu.
-func (sh *cursorShard) appendWritesLocked(ops []storage.Op, cursors map[cursorKey]struct{}, devs map[deviceKey]struct{}) []storage.Op {
+// records (seen at now), with their values in memory now. Lock sh.mu.
+func (sh *cursorShard) appendWritesLocked(ops []storage.Op, cursors map[cursorKey]struct{}, devs map[deviceKey]struct{}, now time.Time) []storage.Op {
 	for k := range devs {
-		ops = append(ops, storage.Op{Key: deviceRecordKey(k.user, k.device), Value: []byte{}})
+		ops = append(ops, storage.Op{Key: deviceRecordKey(k.user, k.device), Value: deviceRecordValue(now)})
 	}
 	for k := range cursors {
 		u := sh.users[k.user]
@@ -305,14 +356,26 @@ func (c *cursors) restore(d *dirtySet) {
 	}
 }
 
+// flushLoop writes the cursors every CursorFlush and sweeps expired
+// devices every deviceSweepEvery. Both in one goroutine: a sweep never runs
+// between a load that read a record the sweep deletes and the flush that
+// writes that record again (see load).
 func (s *Service) flushLoop() {
 	defer s.done.Done()
 	t := time.NewTicker(s.cfg.CursorFlush)
 	defer t.Stop()
+	var sweep <-chan time.Time
+	if s.cfg.DeviceTTL > 0 {
+		st := time.NewTicker(deviceSweepEvery)
+		defer st.Stop()
+		sweep = st.C
+	}
 	for {
 		select {
 		case <-t.C:
 			s.flushCursors()
+		case <-sweep:
+			s.sweepDevices()
 		case <-s.stop:
 			return // Close flushes once more
 		}
@@ -360,4 +423,93 @@ func (c *cursors) evictOffline(online func(string) bool) {
 		}
 		sh.mu.Unlock()
 	}
+}
+
+// sweepDevices deletes the expired devices (cursors.sweep).
+func (s *Service) sweepDevices() {
+	if n, err := s.cursors.sweep(context.Background(), s.cfg.Store); err != nil {
+		s.cfg.Logger.Warn("expiring device records", "err", err)
+	} else if n > 0 {
+		s.cfg.Logger.Info("expired device records", "devices", n)
+	}
+}
+
+// deviceSweepEvery is how often expired devices are deleted: against a TTL
+// of days, hourly costs one scan of the device records per hour.
+const deviceSweepEvery = time.Hour
+
+// deviceSweepMax bounds the devices one sweep deletes (the rest go in the
+// next): a sweep holds the flush loop while it runs.
+const deviceSweepMax = 1024
+
+// sweep deletes the devices not seen for c.ttl, with their cursors, and
+// returns how many. Devices in memory are in use: it keeps them and makes
+// the next flush refresh their last-seen time if it is stale (a device that
+// stays online never reloads). A record without a time (older data) gets
+// the time of this sweep, so it expires a TTL after the first sweep, never
+// for want of data. The writes go in order, in chunks like the flush; a
+// device's record is deleted after its cursors, so a sweep cut short leaves
+// it expired for the next.
+func (c *cursors) sweep(ctx context.Context, s storage.Store) (int, error) {
+	if c.ttl <= 0 {
+		return 0, nil
+	}
+	now := c.now()
+	prefix := storage.Key("dev")
+	prefix = append(prefix, '/')
+	var stamp []storage.Op // records without a time
+	var expired []deviceKey
+	err := s.Scan(ctx, prefix, storage.PrefixEnd(prefix), false, func(k, v []byte) bool {
+		user, device, ok := strings.Cut(string(k[len(prefix):]), "/")
+		if !ok {
+			return true
+		}
+		seen, hasSeen := deviceSeen(v)
+		if c.inUse(user, device, seen, hasSeen, now) {
+			return true
+		}
+		switch {
+		case !hasSeen:
+			stamp = append(stamp, storage.Op{Key: slices.Clone(k), Value: deviceRecordValue(now)})
+		case now.Sub(seen) > c.ttl:
+			expired = append(expired, deviceKey{user, device})
+		}
+		return len(expired) < deviceSweepMax
+	})
+	if err != nil {
+		return 0, err
+	}
+	ops := stamp
+	for _, d := range expired {
+		p := deviceCursorPrefix(d.user, d.device)
+		if err := s.Scan(ctx, p, storage.PrefixEnd(p), false, func(k, _ []byte) bool {
+			ops = append(ops, storage.Op{Key: slices.Clone(k), Delete: true})
+			return true
+		}); err != nil {
+			return 0, err
+		}
+		ops = append(ops, storage.Op{Key: deviceRecordKey(d.user, d.device), Delete: true})
+	}
+	for chunk := range slices.Chunk(ops, cursorFlushChunk) {
+		if err := s.Apply(ctx, &storage.Batch{Ops: chunk}, false); err != nil {
+			return 0, err
+		}
+	}
+	return len(expired), nil
+}
+
+// inUse reports whether device's cursors are in memory, marking its record
+// for the next flush if its last-seen time is stale.
+func (c *cursors) inUse(user, device string, seen time.Time, hasSeen bool, now time.Time) bool {
+	sh := c.shard(user)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	u := sh.users[user]
+	if u == nil || u.devices[device] == nil {
+		return false
+	}
+	if !hasSeen || now.Sub(seen) >= deviceSeenRefresh {
+		sh.devs[deviceKey{user, device}] = struct{}{}
+	}
+	return true
 }

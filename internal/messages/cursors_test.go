@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/readmark/readmark/internal/storage"
 	"github.com/readmark/readmark/internal/storage/pebblestore"
@@ -274,5 +275,162 @@ func TestCursorFlushChunked(t *testing.T) {
 	}
 	if got := c.get(last, "d", "g:a"); got != 5 {
 		t.Errorf("%s's stored cursor %d, want 5", last, got)
+	}
+}
+
+// clock is a settable time for tests.
+type clock struct{ t atomic.Pointer[time.Time] }
+
+func newClock() *clock {
+	c := new(clock)
+	c.set(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	return c
+}
+func (c *clock) now() time.Time      { return *c.t.Load() }
+func (c *clock) set(t time.Time)     { c.t.Store(&t) }
+func (c *clock) add(d time.Duration) { c.set(c.now().Add(d)) }
+
+// storedDevices returns the users/devices with a record in s, and how many
+// device cursors s holds.
+func storedDevices(t *testing.T, s storage.Store) (map[string]bool, int) {
+	t.Helper()
+	devs := make(map[string]bool)
+	cursors := 0
+	for _, pre := range []string{"dev/", "curd/"} {
+		err := s.Scan(context.Background(), []byte(pre), storage.PrefixEnd([]byte(pre)), false, func(k, _ []byte) bool {
+			if pre == "dev/" {
+				devs[string(k[len(pre):])] = true
+			} else {
+				cursors++
+			}
+			return true
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return devs, cursors
+}
+
+func TestCursorsSweepExpiredDevices(t *testing.T) {
+	ctx := context.Background()
+	const ttl = 90 * 24 * time.Hour
+	tests := []struct {
+		name  string
+		ttl   time.Duration
+		idle  time.Duration // since "old" was last seen
+		keep  bool          // "old" survives the sweep
+		inMem bool          // "old" is in memory (online) at the sweep
+	}{
+		{"not seen for longer than the TTL: deleted with its cursors", ttl, ttl + time.Hour, false, false},
+		{"seen recently: kept", ttl, ttl - 2*deviceSeenRefresh, true, false},
+		{"online: kept", ttl, ttl + time.Hour, true, true},
+		{"TTL 0: kept", 0, 10 * ttl, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := openStore(t)
+			clk := newClock()
+			c := newCursors()
+			c.now, c.ttl = clk.now, tt.ttl
+			for _, d := range []string{"old", "phone"} {
+				if err := c.load(ctx, s, "u", d); err != nil {
+					t.Fatal(err)
+				}
+				c.ack("u", d, "g:a", 5)
+				c.ack("u", d, "g:b", 7)
+			}
+			flush(t, c, s)
+			clk.add(tt.idle)
+			// The phone was used just now (a load a day after its record
+			// was written refreshes it).
+			if err := c.load(ctx, s, "u", "phone"); err != nil {
+				t.Fatal(err)
+			}
+			flush(t, c, s)
+			if tt.inMem {
+				// Loaded after the flush: its stored record is still stale.
+				if err := c.load(ctx, s, "u", "old"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			n, err := c.sweep(ctx, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			devs, curs := storedDevices(t, s)
+			if !devs["u/phone"] {
+				t.Errorf("the recently seen phone was deleted")
+			}
+			if devs["u/old"] != tt.keep {
+				t.Errorf("old device kept %v, want %v (sweep deleted %d)", devs["u/old"], tt.keep, n)
+			}
+			if want := 2 + map[bool]int{true: 2}[tt.keep]; curs != want {
+				t.Errorf("%d device cursors stored, want %d", curs, want)
+			}
+		})
+	}
+}
+
+// A record without a time (written before records had one) is not deleted
+// at the first sweep; it expires a TTL after it.
+func TestCursorsSweepRecordWithoutTime(t *testing.T) {
+	ctx := context.Background()
+	const ttl = 24 * time.Hour * 30
+	s := openStore(t)
+	clk := newClock()
+	c := newCursors()
+	c.now, c.ttl = clk.now, ttl
+	old := &storage.Batch{}
+	old.Set(deviceRecordKey("u", "legacy"), []byte{})
+	old.Set(append(deviceCursorPrefix("u", "legacy"), "g:a"...), []byte{3})
+	if err := s.Apply(ctx, old, false); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.sweep(ctx, s); err != nil || n != 0 {
+		t.Fatalf("first sweep deleted %d (%v), want 0", n, err)
+	}
+	clk.add(ttl - time.Hour)
+	if n, err := c.sweep(ctx, s); err != nil || n != 0 {
+		t.Fatalf("sweep within the TTL of the first deleted %d (%v), want 0", n, err)
+	}
+	clk.add(2 * time.Hour)
+	if n, err := c.sweep(ctx, s); err != nil || n != 1 {
+		t.Fatalf("sweep a TTL after the first deleted %d (%v), want 1", n, err)
+	}
+	if devs, curs := storedDevices(t, s); len(devs) != 0 || curs != 0 {
+		t.Errorf("left %v and %d cursors", devs, curs)
+	}
+}
+
+// A device back after it expired is a new device: it starts at the user's
+// baseline, not at its old cursor.
+func TestCursorsExpiredDeviceStartsAtBaseline(t *testing.T) {
+	ctx := context.Background()
+	const ttl = 90 * 24 * time.Hour
+	s := openStore(t)
+	clk := newClock()
+	c := newCursors()
+	c.now, c.ttl = clk.now, ttl
+	ack := func(device string, seq uint64) {
+		t.Helper()
+		if err := c.load(ctx, s, "u", device); err != nil {
+			t.Fatal(err)
+		}
+		c.ack("u", device, "g:a", seq)
+		flush(t, c, s)
+	}
+	ack("tablet", 10)
+	clk.add(ttl)
+	ack("phone", 50) // the baseline moves on while the tablet is away
+	clk.add(2 * deviceSeenRefresh)
+	if _, err := c.sweep(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.load(ctx, s, "u", "tablet"); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.get("u", "tablet", "g:a"); got != 50 {
+		t.Errorf("returning tablet starts at %d, want the baseline 50", got)
 	}
 }

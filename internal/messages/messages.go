@@ -98,6 +98,9 @@ type Config struct {
 	Online func(userID string) bool
 	// CursorFlush is how often delivery cursors are written (0 = 1s).
 	CursorFlush time.Duration
+	// DeviceTTL is how long a device's record and cursors are kept after
+	// it was last seen (0 = forever); see cursors.sweep.
+	DeviceTTL time.Duration
 	// CacheMessages bounds the recent-message cache used to resolve
 	// receipts (0 = 100,000 messages, about 20 MB).
 	CacheMessages int
@@ -161,6 +164,7 @@ func New(cfg Config) *Service {
 		deliveries: make(chan delivery, 1<<14),
 		stop:       make(chan struct{}),
 	}
+	s.cursors.now, s.cursors.ttl = cfg.Now, cfg.DeviceTTL
 	s.done.Add(2)
 	go s.deliverLoop()
 	go s.flushLoop()

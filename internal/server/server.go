@@ -81,6 +81,9 @@ type Config struct {
 	// Webhooks tunes webhook delivery (zero values: the defaults of
 	// webhooks.Config).
 	Webhooks WebhookConfig
+	// DeviceTTL is how long a device's delivery cursors are kept after it
+	// was last seen (0 = forever; readmarkd's default is 90 days).
+	DeviceTTL time.Duration
 	// DevTokens lets anyone mint a token for any user (for the demo page).
 	// Start refuses it unless the listener is on loopback.
 	DevTokens bool
@@ -213,6 +216,7 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 		Store: s.store, Committer: s.commit, Groups: s.groups, Pusher: pusher,
 		ReceiptGroupTypes: s.settings.ReceiptsEnabled,
 		Online:            hub.Online,
+		DeviceTTL:         cfg.DeviceTTL,
 		Logger:            cfg.Logger,
 		Webhooks:          wh,
 	})
