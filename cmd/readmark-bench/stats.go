@@ -26,12 +26,6 @@ func (s *samples) addAll(ds []time.Duration) {
 	s.mu.Unlock()
 }
 
-func (s *samples) len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.d)
-}
-
 // Summary is the distribution of a set of latencies, in milliseconds.
 type Summary struct {
 	Count int     `json:"count"`

@@ -438,8 +438,9 @@ func (s *Service) sweepDevices() {
 // of days, hourly costs one scan of the device records per hour.
 const deviceSweepEvery = time.Hour
 
-// deviceSweepMax bounds the devices one sweep deletes (the rest go in the
-// next): a sweep holds the flush loop while it runs.
+// deviceSweepMax bounds the records one sweep deletes or stamps (the rest
+// go in the next: stamped records are skipped then): a sweep holds the
+// flush loop while it runs, and its writes are held in memory.
 const deviceSweepMax = 1024
 
 // sweep deletes the devices not seen for c.ttl, with their cursors, and
@@ -474,7 +475,7 @@ func (c *cursors) sweep(ctx context.Context, s storage.Store) (int, error) {
 		case now.Sub(seen) > c.ttl:
 			expired = append(expired, deviceKey{user, device})
 		}
-		return len(expired) < deviceSweepMax
+		return len(expired)+len(stamp) < deviceSweepMax
 	})
 	if err != nil {
 		return 0, err
