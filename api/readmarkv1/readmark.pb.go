@@ -1501,8 +1501,13 @@ func (x *SyncCursor) GetSeq() uint64 {
 // device's delivery cursors move forward to it (never back). The SDKs send
 // it shortly after delivering pushed messages.
 type AckRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Cursors       []*SyncCursor          `protobuf:"bytes,1,rep,name=cursors,proto3" json:"cursors,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Cursors []*SyncCursor          `protobuf:"bytes,1,rep,name=cursors,proto3" json:"cursors,omitempty"`
+	// no_reply: the server sends no response frame for this request, neither
+	// success nor error (failures are only counted and logged on the server).
+	// The ack is best effort, as a lost one only makes the next sync repeat
+	// messages; it spares the server a write per ack.
+	NoReply       bool `protobuf:"varint,2,opt,name=no_reply,json=noReply,proto3" json:"no_reply,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1542,6 +1547,13 @@ func (x *AckRequest) GetCursors() []*SyncCursor {
 		return x.Cursors
 	}
 	return nil
+}
+
+func (x *AckRequest) GetNoReply() bool {
+	if x != nil {
+		return x.NoReply
+	}
+	return false
 }
 
 type SyncResponse struct {
@@ -3273,10 +3285,11 @@ const file_readmark_proto_rawDesc = "" +
 	"\n" +
 	"SyncCursor\x12=\n" +
 	"\fconversation\x18\x01 \x01(\v2\x19.readmark.v1.ConversationR\fconversation\x12\x10\n" +
-	"\x03seq\x18\x02 \x01(\x04R\x03seq\"?\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"Z\n" +
 	"\n" +
 	"AckRequest\x121\n" +
-	"\acursors\x18\x01 \x03(\v2\x17.readmark.v1.SyncCursorR\acursors\"\x87\x01\n" +
+	"\acursors\x18\x01 \x03(\v2\x17.readmark.v1.SyncCursorR\acursors\x12\x19\n" +
+	"\bno_reply\x18\x02 \x01(\bR\anoReply\"\x87\x01\n" +
 	"\fSyncResponse\x120\n" +
 	"\bmessages\x18\x01 \x03(\v2\x14.readmark.v1.MessageR\bmessages\x12\x12\n" +
 	"\x04more\x18\x02 \x01(\bR\x04more\x121\n" +

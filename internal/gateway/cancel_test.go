@@ -135,3 +135,98 @@ func requests(t *testing.T, reg *prometheus.Registry, typ, code string) float64 
 	}
 	return 0
 }
+
+// onlineDispatcher holds requests until released and tells, for each,
+// whether its user was still online (in the Hub) when it ended.
+type onlineDispatcher struct {
+	hub     *Hub
+	started chan struct{}
+	release chan struct{}
+	online  chan bool
+}
+
+func (d *onlineDispatcher) Do(_ context.Context, c dispatch.Caller, _ *pb.ClientFrame) (*pb.ServerFrame, error) {
+	d.started <- struct{}{}
+	<-d.release
+	d.online <- d.hub.Online(c.UserID)
+	return &pb.ServerFrame{Body: &pb.ServerFrame_Ok{Ok: &pb.Empty{}}}, nil
+}
+
+func (d *onlineDispatcher) SessionEnded(dispatch.Caller) {}
+
+// TestNoReplyAckBeforeCloseFinishes: a no_reply ack read just before the
+// client's close frame (the client waited for nothing) runs to its end
+// before its session leaves the Hub, so the user still counts as online
+// while it moves cursors (offline users' cursors are evicted).
+func TestNoReplyAckBeforeCloseFinishes(t *testing.T) {
+	hub := NewHub(membus.New(), HubConfig{})
+	d := &onlineDispatcher{hub: hub, started: make(chan struct{}, 1), release: make(chan struct{}), online: make(chan bool, 1)}
+	reg := prometheus.NewRegistry()
+	g := New(Config{
+		Authenticate: func(string) (string, error) { return "u1", nil },
+		Hub:          hub,
+		Dispatcher:   d,
+		Metrics:      NewMetrics(reg),
+	})
+	srv := httptest.NewServer(g)
+	defer srv.Close()
+	ctx := t.Context()
+	conn, _, err := websocket.Dial(ctx, srv.URL, &websocket.DialOptions{Subprotocols: []string{SubprotocolProto}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []*pb.ClientFrame{
+		{Id: 1, Body: &pb.ClientFrame_Login{Login: &pb.LoginRequest{ProtocolVersion: 1, UserId: "u1", Token: "t"}}},
+		{Id: 2, Body: &pb.ClientFrame_Ack{Ack: &pb.AckRequest{NoReply: true}}},
+	} {
+		data, err := proto.Marshal(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := conn.Write(ctx, websocket.MessageBinary, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, data, err := conn.Read(ctx); err != nil {
+		t.Fatal(err)
+	} else if resp := (&pb.ServerFrame{}); proto.Unmarshal(data, resp) != nil || resp.GetLogin() == nil {
+		t.Fatalf("login answered %v", resp)
+	}
+	<-d.started
+	if err := conn.Close(websocket.StatusNormalClosure, ""); err != nil {
+		t.Fatal(err)
+	}
+	// The session is ending once it is no longer counted.
+	for deadline := time.Now().Add(10 * time.Second); sessions(t, reg) != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the closed session still counts")
+		}
+	}
+	close(d.release)
+	if !<-d.online {
+		t.Error("the session left the Hub before its ack ended")
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := g.Shutdown(sctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := requests(t, reg, "ack", "OK"); n != 1 {
+		t.Errorf("ack counted OK %v times, want 1", n)
+	}
+}
+
+// sessions reads readmark_sessions.
+func sessions(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "readmark_sessions" {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return 0
+}

@@ -118,6 +118,12 @@ func (s *session) run() {
 	}
 	defer s.g.cfg.Dispatcher.SessionEnded(s.caller())
 	defer s.g.cfg.Hub.remove(s)
+	// The requests still running end before the session leaves the Hub and
+	// the services: an ack read just before the close frame (no_reply: the
+	// client waited for nothing) moves its cursors while the user still
+	// counts as online, so the cursor flush cannot evict them under it,
+	// and before an ephemeral device's cursors are forgotten.
+	defer s.reqs.Wait()
 	s.g.cfg.Metrics.sessionOpened()
 	defer s.g.cfg.Metrics.sessionClosed()
 	for {
@@ -134,7 +140,7 @@ func (s *session) run() {
 		// too: a frame costs its decoding and an answer.
 		if !s.limit.Allow() {
 			s.g.cfg.Metrics.request("rate_limited", pb.CodeRateLimited, 0)
-			s.respond(frame.GetId(), nil, apierr.New(pb.CodeRateLimited, "over %v requests/s", s.limit.Limit()))
+			s.answer(frame, nil, apierr.New(pb.CodeRateLimited, "over %v requests/s", s.limit.Limit()), false)
 			continue
 		}
 		if ae != nil {
@@ -250,7 +256,7 @@ func (s *session) read(timeout time.Duration) (*pb.ClientFrame, error) {
 // ended while waiting for one.
 func (s *session) dispatch(frame *pb.ClientFrame) bool {
 	if frame.Id == 0 {
-		s.respond(0, nil, apierr.New(pb.CodeProtocol, "request id must be non-zero"))
+		s.answer(frame, nil, apierr.New(pb.CodeProtocol, "request id must be non-zero"), false)
 		return true
 	}
 	s.mu.Lock()
@@ -260,7 +266,7 @@ func (s *session) dispatch(frame *pb.ClientFrame) bool {
 	}
 	s.mu.Unlock()
 	if dup {
-		s.respond(frame.Id, nil, apierr.New(pb.CodeProtocol, "request id %d is already in flight", frame.Id))
+		s.answer(frame, nil, apierr.New(pb.CodeProtocol, "request id %d is already in flight", frame.Id), false)
 		return true
 	}
 	select {
@@ -295,13 +301,29 @@ func (s *session) dispatch(frame *pb.ClientFrame) bool {
 		} else {
 			s.g.cfg.Metrics.request(name, code, time.Since(start))
 		}
-		s.send(frame.Id, resp, ae, true)
+		s.answer(frame, resp, ae, true)
 	}()
 	return true
 }
 
 func (s *session) caller() dispatch.Caller {
 	return dispatch.Caller{UserID: s.user, SessionID: s.id, DeviceID: s.device, JSON: s.json}
+}
+
+// answer sends the response (or error) to request f, unless f asks for
+// none (AckRequest.no_reply): then a failure is only logged, and the slot
+// (if it holds one) is given back at once.
+func (s *session) answer(f *pb.ClientFrame, resp *pb.ServerFrame, e *apierr.Error, slot bool) {
+	if !f.GetAck().GetNoReply() {
+		s.send(f.GetId(), resp, e, slot)
+		return
+	}
+	if e != nil {
+		s.g.cfg.Logger.Debug("unanswered request failed", "user", s.user, "request", dispatch.RequestName(f), "code", e.Code, "err", e.Desc)
+	}
+	if slot {
+		<-s.slots
+	}
 }
 
 // respond sends a response (or error) to request id that holds no slot.
