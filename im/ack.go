@@ -18,13 +18,22 @@ const ackDelay = time.Second
 // limit in either encoding (a JSON cursor with a 64-byte ID is ~110 bytes).
 const maxCursorsPerFrame = 256
 
-// ack sends cursors in AckRequests of at most maxCursorsPerFrame.
-func (s *session) ack(ctx context.Context, cursors []*pb.SyncCursor) error {
+// ack sends cursors in AckRequests of at most maxCursorsPerFrame. With
+// noReply the server answers none of them: ack returns once they are
+// written, and a failure is only the server's to see. Without, it waits for
+// the answers, so the server has applied them when it returns.
+func (s *session) ack(ctx context.Context, cursors []*pb.SyncCursor, noReply bool) error {
 	for len(cursors) > 0 {
 		n := min(len(cursors), maxCursorsPerFrame)
-		_, err, sent := s.roundTrip(ctx, &pb.ClientFrame{Body: &pb.ClientFrame_Ack{Ack: &pb.AckRequest{Cursors: cursors[:n]}}})
-		if err == nil && !sent {
-			err = errUnavailable("connection lost")
+		f := &pb.ClientFrame{Body: &pb.ClientFrame_Ack{Ack: &pb.AckRequest{Cursors: cursors[:n], NoReply: noReply}}}
+		var err error
+		if noReply {
+			err = s.send(ctx, f)
+		} else {
+			var sent bool
+			if _, err, sent = s.roundTrip(ctx, f); err == nil && !sent {
+				err = errUnavailable("connection lost")
+			}
 		}
 		if err != nil {
 			return err
@@ -103,14 +112,17 @@ func (c *Client) acker() {
 			return
 		case <-t.C:
 		}
-		c.sendAcks(c.ctx)
+		// Unconfirmed: an answer per second would cost the server a write
+		// per client, and a lost ack only a repeat, dropped by seq.
+		c.sendAcks(c.ctx, true)
 	}
 }
 
 // sendAcks tells the server, on the current session, the highest seq handed
-// per conversation where it grew since the last acknowledgement. Without a
-// session it does nothing: the sync after the next login acknowledges.
-func (c *Client) sendAcks(ctx context.Context) {
+// per conversation where it grew since the last acknowledgement; noReply as
+// in session.ack. Without a session it does nothing: the sync after the next
+// login acknowledges.
+func (c *Client) sendAcks(ctx context.Context, noReply bool) {
 	c.mu.Lock()
 	s := c.sess
 	c.mu.Unlock()
@@ -129,7 +141,7 @@ func (c *Client) sendAcks(ctx context.Context) {
 	if len(cursors) == 0 {
 		return
 	}
-	if err := s.ack(ctx, cursors); err != nil {
+	if err := s.ack(ctx, cursors, noReply); err != nil {
 		c.log.Debug("im: acknowledgement not sent", "err", err)
 		return
 	}

@@ -2,8 +2,10 @@ package im
 
 import (
 	"bytes"
+	"fmt"
 	"runtime"
 	"testing"
+	"time"
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
 )
@@ -83,5 +85,46 @@ func TestNoAckerUntilHanded(t *testing.T) {
 	buf := make([]byte, 1<<20)
 	if st := buf[:runtime.Stack(buf, true)]; bytes.Contains(st, []byte("im.(*Client).acker")) {
 		t.Errorf("an acker runs for a client that was handed nothing")
+	}
+}
+
+// TestAckerAsksNoReply: the acker's AckRequests ask for no answer and wait
+// for none: with a server that answers no ack, it keeps acknowledging, and
+// what it wrote counts as acknowledged (Close has nothing left to send).
+func TestAckerAsksNoReply(t *testing.T) {
+	fs := newFake(t)
+	fs.setHandler(func(s *fakeSess, f *pb.ClientFrame) {
+		if f.GetAck() == nil {
+			fs.defaultHandle(s, f)
+		}
+	})
+	c := dial(t, fs, "bob", WithListener(&BaseAdvancedMsgListener{}))
+	s := <-fs.ready
+	for seq := range uint64(2) {
+		s.push(newMsgFrame(pbMsg(seq+1, "alice", "bob", "", "m")))
+		a := nextAck(t, fs)
+		if cs := a.GetCursors(); !a.GetNoReply() || len(cs) != 1 || cs[0].GetSeq() != seq+1 {
+			t.Fatalf("acker sent %v, want alice up to %d with no_reply", a, seq+1)
+		}
+	}
+	alice := convKey{peer: "alice"}
+	checkFor(t, 10*time.Second, func() error {
+		c.acks.mu.Lock()
+		defer c.acks.mu.Unlock()
+		if got := c.acks.acked[alice]; got != 2 {
+			return fmt.Errorf("acknowledged up to %d after writing 2", got)
+		}
+		return nil
+	})
+	c.Close()
+	for {
+		select {
+		case f := <-fs.frames:
+			if f.GetAck() != nil {
+				t.Fatalf("Close acknowledged again: %v", f)
+			}
+		default:
+			return
+		}
 	}
 }

@@ -171,9 +171,11 @@ func (c *Client) UserID() string { return c.userID }
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		// Best effort: acknowledge what the application has seen, so that
-		// the next login of this device does not report it again.
+		// the next login of this device does not report it again. Waiting
+		// for the answer, unlike the acker, makes sure the server has it
+		// before the connection closes.
 		ctx, cancel := context.WithTimeout(context.Background(), closeAckTimeout)
-		c.sendAcks(ctx)
+		c.sendAcks(ctx, false)
 		cancel()
 		c.cancel()
 		c.stopAcker()
@@ -201,7 +203,7 @@ type session struct {
 
 	ctx    context.Context // canceled when the session ends
 	cancel context.CancelFunc
-	out    chan []byte
+	out    chan outFrame
 	done   chan struct{} // closed when the session ends
 	err    error         // why it ended; set before done is closed
 
@@ -209,6 +211,13 @@ type session struct {
 	pending   map[uint64]chan *pb.ServerFrame
 	lastWrite atomic.Int64
 	endOnce   sync.Once
+}
+
+// outFrame is an encoded frame for the writer; written, if not nil, is
+// closed once the frame is written to the connection.
+type outFrame struct {
+	data    []byte
+	written chan struct{}
 }
 
 // connect dials the next server address, logs in and starts the session's
@@ -243,7 +252,7 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 		conn:      conn,
 		json:      c.opts.json,
 		heartbeat: defaultHeartbeat,
-		out:       make(chan []byte, 64),
+		out:       make(chan outFrame, 64),
 		done:      make(chan struct{}),
 		pending:   make(map[uint64]chan *pb.ServerFrame),
 	}
@@ -470,12 +479,8 @@ const maxRetries = 5
 // roundTrip sends f on s. sent is false (with a nil error) if s ended before
 // f could be handed to the writer.
 func (s *session) roundTrip(ctx context.Context, f *pb.ClientFrame) (resp *pb.ServerFrame, err error, sent bool) {
-	f.Id = s.c.nextID.Add(1)
-	b, err := s.encode(f)
+	b, err := s.prepare(f)
 	if err != nil {
-		return nil, errorf(CodeInvalidArgument, "encode: %v", err), true
-	}
-	if err := s.c.checkFrame(b); err != nil {
 		return nil, err, true
 	}
 	select {
@@ -492,12 +497,8 @@ func (s *session) roundTrip(ctx context.Context, f *pb.ClientFrame) (resp *pb.Se
 		delete(s.pending, f.Id)
 		s.mu.Unlock()
 	}()
-	select {
-	case s.out <- b:
-	case <-s.done:
-		return nil, nil, false
-	case <-ctx.Done():
-		return nil, ctx.Err(), true
+	if sent, err := s.queue(ctx, outFrame{data: b}); err != nil || !sent {
+		return nil, err, sent
 	}
 	select {
 	case resp = <-ch:
@@ -510,6 +511,62 @@ func (s *session) roundTrip(ctx context.Context, f *pb.ClientFrame) (resp *pb.Se
 		return nil, fromPB(e), true
 	}
 	return resp, nil, true
+}
+
+// send writes f on s without waiting for a response, for a request the
+// server does not answer (AckRequest.no_reply). It returns once f is written
+// to the connection; CodeUnavailable if s ended before.
+func (s *session) send(ctx context.Context, f *pb.ClientFrame) error {
+	b, err := s.prepare(f)
+	if err != nil {
+		return err
+	}
+	written := make(chan struct{})
+	if sent, err := s.queue(ctx, outFrame{data: b, written: written}); err != nil || !sent {
+		if err == nil {
+			err = errUnavailable("connection lost")
+		}
+		return err
+	}
+	select {
+	case <-written:
+		return nil
+	case <-s.done:
+		select {
+		case <-written: // written just before the end
+			return nil
+		default:
+			return errUnavailable("connection lost")
+		}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// prepare gives f a new request id and encodes it within the frame limit.
+func (s *session) prepare(f *pb.ClientFrame) ([]byte, error) {
+	f.Id = s.c.nextID.Add(1)
+	b, err := s.encode(f)
+	if err != nil {
+		return nil, errorf(CodeInvalidArgument, "encode: %v", err)
+	}
+	if err := s.c.checkFrame(b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// queue hands o to the writer. sent is false (with a nil error) if s ended
+// first.
+func (s *session) queue(ctx context.Context, o outFrame) (sent bool, err error) {
+	select {
+	case s.out <- o:
+		return true, nil
+	case <-s.done:
+		return false, nil
+	case <-ctx.Done():
+		return true, ctx.Err()
+	}
 }
 
 // endErr is the error of a request cut off by the end of s: the server's
@@ -630,7 +687,7 @@ func (s *session) writer() {
 		select {
 		case <-s.done:
 			return
-		case b := <-s.out:
+		case o := <-s.out:
 			if t == nil {
 				t = time.AfterFunc(writeTimeout, func() {
 					s.close(fmt.Errorf("write: %w", context.DeadlineExceeded), false)
@@ -638,13 +695,16 @@ func (s *session) writer() {
 			} else {
 				t.Reset(writeTimeout)
 			}
-			err := s.conn.Write(context.Background(), s.msgType(), b)
+			err := s.conn.Write(context.Background(), s.msgType(), o.data)
 			t.Stop()
 			if err != nil {
 				s.close(fmt.Errorf("write: %w", err), false)
 				return
 			}
 			s.lastWrite.Store(time.Now().UnixNano())
+			if o.written != nil {
+				close(o.written)
+			}
 		}
 	}
 }

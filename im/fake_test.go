@@ -222,6 +222,10 @@ func (fs *fakeServer) defaultHandle(s *fakeSess, f *pb.ClientFrame) {
 			NeedReadReceipt: r.GetNeedReadReceipt(), ElemType: r.GetElemType(), Text: r.GetText(), CustomData: r.GetCustomData(),
 			Priority: r.GetPriority(), OnlineUserOnly: r.GetOnlineUserOnly(),
 		}}}})
+	case *pb.ClientFrame_Ack:
+		if !b.Ack.GetNoReply() { // as the server: no answer at all
+			s.ok(id)
+		}
 	case *pb.ClientFrame_JoinGroup:
 		if strings.HasPrefix(b.JoinGroup.GetGroupId(), "work") {
 			s.fail(id, pb.CodePermissionDenied, "not invited")

@@ -28,7 +28,8 @@ func (c *Client) sync(s *session) {
 		if len(cursors) > maxCursorsPerFrame {
 			// Too many for one frame: acknowledge them first; the sync then
 			// starts from the device's cursors, which they moved.
-			if err := s.ack(s.ctx, cursors); err != nil {
+			// Confirmed: the sync must start after the cursors they move.
+			if err := s.ack(s.ctx, cursors, false); err != nil {
 				var ie *Error
 				if !errors.As(err, &ie) || ie.Code == CodeUnavailable {
 					return // the session ended; the next one syncs again

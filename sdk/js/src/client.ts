@@ -205,8 +205,10 @@ export class Client {
     if (!this.closing) {
       this.closing = true;
       // Best effort: acknowledge what the application has seen, so that the
-      // next login of this device does not report it again.
-      await this.sendAcks(AbortSignal.timeout(closeAckTimeout));
+      // next login of this device does not report it again. Waiting for the
+      // answer, unlike the timer's, makes sure the server has it before the
+      // connection closes.
+      await this.sendAcks(AbortSignal.timeout(closeAckTimeout), false);
       this.stopCtl.abort();
       clearTimeout(this.ackTimer);
       this.sess?.end(unavailable("client closed"), true);
@@ -361,7 +363,8 @@ export class Client {
       if (cursors.length > maxCursorsPerFrame) {
         // Too many for one frame: acknowledge them first; the sync then
         // starts from the device's cursors, which they moved.
-        const a = await ack(s, cursors, undefined);
+        // Confirmed: the sync must start after the cursors they move.
+        const a = await ack(s, cursors, undefined, false);
         if (a === "lost") return; // the session ended; the next one syncs again
         cursors = []; // refused: sync anyway; repeats are dropped by seq
       }
@@ -391,7 +394,9 @@ export class Client {
     if (this.ackTimer !== undefined || this.closing) return;
     this.ackTimer = setTimeout(() => {
       this.ackTimer = undefined;
-      void this.sendAcks(undefined);
+      // Unconfirmed: an answer per second would cost the server a write
+      // per client, and a lost ack only a repeat, dropped by seq.
+      void this.sendAcks(undefined, true);
     }, this.opts.ackDelay);
   }
 
@@ -400,13 +405,13 @@ export class Client {
    * handed per conversation where it grew since the last acknowledgement.
    * Without a session it does nothing: the sync after the next login
    * acknowledges. Best effort: a lost acknowledgement only means a repeat
-   * (dropped by seq) after the next login of this device.
+   * (dropped by seq) after the next login of this device. noReply as in ack.
    */
-  private async sendAcks(signal: AbortSignal | undefined): Promise<void> {
+  private async sendAcks(signal: AbortSignal | undefined, noReply: boolean): Promise<void> {
     const s = this.sess;
     if (!s || s.ended) return;
     const cursors = this.delivery.toAck();
-    if (cursors.length > 0 && (await ack(s, cursors, signal)) === "ok") this.delivery.acked(cursors);
+    if (cursors.length > 0 && (await ack(s, cursors, signal, noReply)) === "ok") this.delivery.acked(cursors);
   }
 
   private push(f: pb.ServerFrame): void {
@@ -773,15 +778,27 @@ export class Client {
 /**
  * ack sends cursors on s in AckRequests of at most maxCursorsPerFrame:
  * "ok", "lost" (the session ended or signal aborted) or "refused" (the
- * server answered with an error).
+ * server answered with an error). With noReply the server answers none of
+ * them: "ok" once they are written, and a failure is only the server's to
+ * see. Without, the answers are awaited, so the server has applied them.
  */
-async function ack(s: Session, cursors: pb.SyncCursor[], signal: AbortSignal | undefined): Promise<"ok" | "lost" | "refused"> {
+async function ack(
+  s: Session,
+  cursors: pb.SyncCursor[],
+  signal: AbortSignal | undefined,
+  noReply: boolean,
+): Promise<"ok" | "lost" | "refused"> {
   for (let i = 0; i < cursors.length; i += maxCursorsPerFrame) {
+    const body = { case: "ack", value: { cursors: cursors.slice(i, i + maxCursorsPerFrame), noReply } } as const;
     let r;
     try {
-      r = await s.roundTrip({ case: "ack", value: { cursors: cursors.slice(i, i + maxCursorsPerFrame) } }, signal);
+      if (noReply) {
+        if (s.send(body) === "unsent") return "lost";
+        continue;
+      }
+      r = await s.roundTrip(body, signal);
     } catch {
-      return "lost"; // aborted
+      return "lost"; // aborted, or over the frame limit
     }
     if (r.kind !== "ok") return "lost";
     if (r.frame.error) return "refused";

@@ -237,15 +237,13 @@ export class Session {
    */
   roundTrip(body: RequestBody, signal?: AbortSignal, abortErr?: () => Error): Promise<RoundTrip> {
     if (this.ended) return Promise.resolve({ kind: "unsent" });
-    const id = this.hooks.nextID();
-    const data = encode(create(pb.ClientFrameSchema, { id, body }), this.json);
-    const size = typeof data === "string" ? new TextEncoder().encode(data).length : data.length;
-    const max = this.login.limits?.maxFrameBytes ?? 0;
-    if (max > 0 && size > max) {
-      return Promise.reject(
-        new ReadmarkError(CodeInvalidArgument, `request of ${size} bytes is over the server's frame limit of ${max}`),
-      );
+    let f;
+    try {
+      f = this.frame(body);
+    } catch (err) {
+      return Promise.reject(err);
     }
+    const { id, data } = f;
     if (this.ws.readyState !== wsOpen) return Promise.resolve({ kind: "unsent" });
     return new Promise((resolve, reject) => {
       const onAbort = (): void => {
@@ -263,17 +261,48 @@ export class Session {
           resolve(r);
         },
       });
-      try {
-        this.ws.send(data);
-      } catch (err) {
+      if (!this.write(data)) {
         this.pending.delete(id);
         signal?.removeEventListener("abort", onAbort);
-        this.end(unavailable(`write: ${String(err)}`, err), false);
         resolve({ kind: "unsent" });
-        return;
       }
-      this.lastWrite = Date.now();
     });
+  }
+
+  /**
+   * send writes a request the server does not answer (AckRequest.no_reply)
+   * and waits for nothing: "sent" once the WebSocket took it, "unsent" if
+   * the session had ended. The frame limit applies as in roundTrip.
+   */
+  send(body: RequestBody): "sent" | "unsent" {
+    if (this.ended) return "unsent";
+    const { data } = this.frame(body);
+    if (this.ws.readyState !== wsOpen) return "unsent";
+    return this.write(data) ? "sent" : "unsent";
+  }
+
+  /** frame encodes body with a new request id, within the server's frame limit. */
+  private frame(body: RequestBody): { id: bigint; data: Uint8Array | string } {
+    const id = this.hooks.nextID();
+    const data = encode(create(pb.ClientFrameSchema, { id, body }), this.json);
+    const size = typeof data === "string" ? new TextEncoder().encode(data).length : data.length;
+    const max = this.login.limits?.maxFrameBytes ?? 0;
+    if (max > 0 && size > max) {
+      throw new ReadmarkError(CodeInvalidArgument, `request of ${size} bytes is over the server's frame limit of ${max}`);
+    }
+    return { id, data };
+  }
+
+  /** write sends data on the socket; false (the session ended) if it threw. */
+  private write(data: Uint8Array | string): boolean {
+    try {
+      this.ws.send(data);
+    } catch (err) {
+      this.end(unavailable(`write: ${String(err)}`, err), false);
+      return false;
+    }
+    this.lastWrite = Date.now();
+    return true;
   }
 
   private heartbeat(hb: number): void {

@@ -97,6 +97,9 @@ export class FakeServer {
       case "sync":
         conn.reply({ id, body: { case: "sync", value: {} } });
         return;
+      case "ack":
+        if (!f.body.value.noReply) conn.reply({ id, body: { case: "ok", value: {} } }); // as readmarkd: no answer at all
+        return;
       case "ping":
         if (this.answerPings) conn.reply({ id, body: { case: "ping", value: { serverTimeMs: BigInt(Date.now()) } } });
         return;

@@ -238,6 +238,25 @@ test("acknowledgements: at most one a second by default", async (t) => {
   }
 });
 
+test("acknowledgements from the timer ask for no answer and wait for none", async () => {
+  const srv = new FakeServer();
+  srv.onRequest = (_conn, f) => f.body.case === "ack"; // answers no ack
+  const c = await Client.dial("ws://fake", "me", "t", { WebSocket: srv.WebSocket, ackDelay: 1 });
+  const acks = () =>
+    srv.requests("ack").map((f) => (f.body.case === "ack" ? `${f.body.value.cursors[0].seq}${f.body.value.noReply ? " no_reply" : ""}` : ""));
+  try {
+    c.addAdvancedMsgListener({ onRecvNewMessage: () => {} });
+    srv.conns[0].reply({ id: 0n, body: { case: "newMessage", value: msg(1, "peer") } });
+    await waitFor("the first acknowledgement", () => acks().length === 1);
+    srv.conns[0].reply({ id: 0n, body: { case: "newMessage", value: msg(2, "peer") } });
+    await waitFor("the second acknowledgement", () => acks().length === 2);
+  } finally {
+    await c.close();
+  }
+  // Written counts as acknowledged: close had nothing left to send.
+  assert.deepEqual(acks(), ["1 no_reply", "2 no_reply"]);
+});
+
 test("a kickoff with CodeUnauthenticated stops the client: no reconnection, calls fail with it", async () => {
   const srv = new FakeServer();
   const events: string[] = [];
