@@ -100,6 +100,8 @@ func (c *Client) SendMessage(ctx context.Context, msg *Message, receiver, groupI
 	if err := checkBody(msg, c.announced()); err != nil {
 		return nil, err
 	}
+	k := convKey{peer: receiver, group: groupID}
+	c.sendBegin(k)
 	resp, err := c.call(ctx, &pb.ClientFrame{Body: &pb.ClientFrame_SendMessage{SendMessage: &pb.SendMessageRequest{
 		Receiver:        receiver,
 		GroupId:         groupID,
@@ -113,14 +115,14 @@ func (c *Client) SendMessage(ctx context.Context, msg *Message, receiver, groupI
 		// is retried without storing the message twice.
 		ClientMsgId: newClientMsgID(),
 	}}})
+	pm := resp.GetSendMessage().GetMessage()
+	c.sendEnd(k, pm)
 	if err != nil {
 		return nil, err
 	}
-	pm := resp.GetSendMessage().GetMessage()
 	if pm == nil {
 		return nil, errorf(CodeInternal, "send_message response without message")
 	}
-	c.sentOwn(pm)
 	out := messageFromPB(pm, c.userID)
 	if out.GroupID == "" && out.UserID == "" {
 		out.UserID = receiver

@@ -64,6 +64,8 @@ type Client struct {
 	dmu       sync.Mutex
 	delivered map[convKey]uint64 // highest seq delivered to listeners
 	ownSent   map[convKey]map[uint64]bool
+	sending   map[convKey]int       // SendMessage calls not resolved yet
+	held      map[convKey]*heldMsgs // waiting for the sends to resolve (see deliverLocked)
 	syncing   bool
 	buffered  []*pb.Message // pushes received while syncing
 
@@ -107,6 +109,8 @@ func Dial(ctx context.Context, serverURL, userID, token string, opts ...Option) 
 		stopped:      make(chan struct{}),
 		delivered:    make(map[convKey]uint64),
 		ownSent:      make(map[convKey]map[uint64]bool),
+		sending:      make(map[convKey]int),
+		held:         make(map[convKey]*heldMsgs),
 		acks:         newAcks(),
 		q:            newQueue(len(o.listeners) == 0),
 		dispatchDone: make(chan struct{}),

@@ -864,3 +864,145 @@ func TestHandshakeOwnConnection(t *testing.T) {
 		t.Errorf("%d handshakes went through http.DefaultTransport, want 0", got)
 	}
 }
+
+func sendResp(id uint64, m *pb.Message) *pb.ServerFrame {
+	return &pb.ServerFrame{Id: id, Body: &pb.ServerFrame_SendMessage{SendMessage: &pb.SendMessageResponse{Message: m}}}
+}
+
+// echoBeforeResponse makes fs store alice's send to bob as seq 2 and carry
+// it in a sync page, between two messages of bob's, before the send's
+// response: the page once the send and a sync request have both arrived on
+// one session; the response, and the last (empty) page, when the client
+// asks for the next page, having processed the first. With cut, the first
+// attempt of the send is cut off by a lost connection instead. It returns
+// the cursors of that next page's request.
+func echoBeforeResponse(fs *fakeServer, cut bool) <-chan []*pb.SyncCursor {
+	next := make(chan []*pb.SyncCursor, 1)
+	var mu sync.Mutex
+	var on *fakeSess
+	var sendID, syncID uint64
+	paged, attempts := false, 0
+	fs.setHandler(func(s *fakeSess, f *pb.ClientFrame) {
+		mu.Lock()
+		defer mu.Unlock()
+		if s != on {
+			on, sendID, syncID, paged = s, 0, 0, false
+		}
+		switch {
+		case f.GetSendMessage() != nil:
+			if attempts++; cut && attempts == 1 {
+				go fs.dropAll()
+				return
+			}
+			sendID = f.GetId()
+		case f.GetSync() != nil && !paged:
+			syncID = f.GetId()
+		case f.GetSync() != nil:
+			next <- f.GetSync().GetCursors()
+			s.send(sendResp(sendID, pbMsg(2, "alice", "bob", "", "mine")))
+			s.send(syncResp(f.GetId(), false, nil))
+			return
+		default:
+			fs.defaultHandle(s, f)
+			return
+		}
+		if sendID != 0 && syncID != 0 && !paged {
+			paged = true
+			s.send(syncResp(syncID, true, nil,
+				pbMsg(1, "bob", "alice", "", "b1"), pbMsg(2, "alice", "bob", "", "mine"), pbMsg(3, "bob", "alice", "", "b3")))
+		}
+	})
+	return next
+}
+
+// TestOwnEchoInSyncBeforeResponse: a send right after Dial is stored and
+// synced before its response arrives; the sync page must not report it as
+// new, and the messages after it in its conversation still come, in order.
+func TestOwnEchoInSyncBeforeResponse(t *testing.T) {
+	for _, cut := range []bool{false, true} {
+		t.Run(fmt.Sprintf("retried=%v", cut), func(t *testing.T) {
+			fs := newFake(t)
+			next := echoBeforeResponse(fs, cut)
+			r := &recorder{}
+			c := dial(t, fs, "alice", WithListener(r))
+			sent, err := c.SendMessage(ctxT(t), c.CreateTextMessage("mine"), "bob", "", PriorityDefault, false)
+			if err != nil || sent.Seq != 2 || sent.Text != "mine" || !sent.IsSelf {
+				t.Fatalf("SendMessage = %+v, %v", sent, err)
+			}
+			if cur := <-next; len(cur) != 1 || cur[0].GetConversation().GetPeerId() != "bob" || cur[0].GetSeq() != 3 {
+				t.Errorf("next page's cursors = %v, want bob at 3 (held messages count as received)", cur)
+			}
+			// A later push proves that nothing else is on its way.
+			fs.waitSessionOrCurrent(t).push(newMsgFrame(pbMsg(4, "bob", "alice", "", "b4")))
+			r.waitTexts(t, []string{"b1", "b3", "b4"})
+		})
+	}
+}
+
+// holdDuringSend makes fs push, when alice's send arrives, a message alice
+// sent to bob from another device and one of bob's, then one of carol's
+// that proves them processed; the send is answered by what the test passes
+// on answer. It returns once the first sync is over (pushes go live).
+func holdDuringSend(t *testing.T, fs *fakeServer, r *recorder) (answer chan func(s *fakeSess, id uint64)) {
+	answer = make(chan func(*fakeSess, uint64), 1)
+	fs.setHandler(func(s *fakeSess, f *pb.ClientFrame) {
+		if f.GetSendMessage() == nil {
+			fs.defaultHandle(s, f)
+			return
+		}
+		s.push(newMsgFrame(pbMsg(2, "alice", "bob", "", "other device")))
+		s.push(newMsgFrame(pbMsg(3, "bob", "alice", "", "b3")))
+		s.push(newMsgFrame(pbMsg(1, "carol", "alice", "", "c1")))
+		go func() {
+			if reply, ok := <-answer; ok {
+				reply(s, f.GetId())
+			}
+		}()
+	})
+	s := fs.waitSession(t)
+	s.push(newMsgFrame(pbMsg(1, "bob", "alice", "", "b1")))
+	r.waitTexts(t, []string{"b1"})
+	return answer
+}
+
+// TestOwnFromOtherDeviceHeldThenReported: an own message of the
+// conversation of an unresolved send waits for it; when the send fails, it
+// is reported (sent from another device), with what came after it.
+func TestOwnFromOtherDeviceHeldThenReported(t *testing.T) {
+	fs := newFake(t)
+	r := &recorder{}
+	c := dial(t, fs, "alice", WithListener(r))
+	answer := holdDuringSend(t, fs, r)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.SendMessage(ctxT(t), c.CreateTextMessage("refused"), "bob", "", PriorityDefault, false)
+		errc <- err
+	}()
+	r.waitTexts(t, []string{"b1", "c1"}) // held: bob's conversation waits for the send
+	answer <- func(s *fakeSess, id uint64) { s.fail(id, pb.CodePermissionDenied, "blocked") }
+	wantCode(t, <-errc, CodePermissionDenied)
+	r.waitTexts(t, []string{"b1", "c1", "other device", "b3"})
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m := r.msgs[2]; !m.IsSelf || m.UserID != "bob" {
+		t.Errorf("own message from another device = %+v", m)
+	}
+}
+
+// TestCloseWhileHolding: Close with messages held for an unresolved send
+// fails the send and ends, holding nothing up.
+func TestCloseWhileHolding(t *testing.T) {
+	fs := newFake(t)
+	r := &recorder{}
+	c := dial(t, fs, "alice", WithListener(r))
+	answer := holdDuringSend(t, fs, r)
+	defer close(answer)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.SendMessage(ctxT(t), c.CreateTextMessage("cut"), "bob", "", PriorityDefault, false)
+		errc <- err
+	}()
+	r.waitTexts(t, []string{"b1", "c1"})
+	c.Close()
+	wantCode(t, <-errc, CodeUnavailable)
+}

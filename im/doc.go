@@ -68,5 +68,7 @@
 // method, Close included. Events are held until the first listener is added,
 // so a listener added right after Dial sees the synced messages; WithListener
 // registers one before connecting. Messages this Client sent itself are not
-// reported as new when the server echoes them after the send returned.
+// reported as new, even when a sync or push carries one before the response
+// to its send: while a SendMessage to a conversation is unresolved, that
+// conversation's messages from this user, and those after them, wait for it.
 package im

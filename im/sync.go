@@ -10,19 +10,26 @@ import (
 // acknowledged, after a login, and delivers them page by page; pushes
 // received meanwhile are buffered and delivered after the last page, merged
 // in seq order per conversation. Each request's cursors are the highest seqs
-// delivered per conversation, which the server takes as acknowledgements
-// and continues after; for a conversation not listed it starts after the
-// device's last acknowledgement (or the user's, for a device it has never
-// seen). Buffered pushes continue where the sync ends (the session was
+// delivered (or held) per conversation, which the server takes as
+// acknowledgements and continues after; for a conversation not listed it
+// starts after the device's last acknowledgement (or the user's, for a device
+// it has never seen). Buffered pushes continue where the sync ends (the session was
 // registered for pushes before the sync started), so delivering them after
 // the last page keeps every conversation in seq order. It runs on the run
 // goroutine while the reader keeps routing responses.
 func (c *Client) sync(s *session) {
 	for {
 		c.dmu.Lock()
-		cursors := make([]*pb.SyncCursor, 0, len(c.delivered))
+		cursors := make([]*pb.SyncCursor, 0, len(c.delivered)+len(c.held))
 		for k, seq := range c.delivered {
-			cursors = append(cursors, &pb.SyncCursor{Conversation: k.pb(), Seq: seq})
+			if c.held[k] == nil {
+				cursors = append(cursors, &pb.SyncCursor{Conversation: k.pb(), Seq: seq})
+			}
+		}
+		// Held messages count as received: continue after them, or the
+		// server would send them again, page after page, while they wait.
+		for k, h := range c.held {
+			cursors = append(cursors, &pb.SyncCursor{Conversation: k.pb(), Seq: h.top})
 		}
 		c.dmu.Unlock()
 		if len(cursors) > maxCursorsPerFrame {
@@ -74,7 +81,18 @@ func (c *Client) sync(s *session) {
 	c.dmu.Unlock()
 }
 
+// heldMsgs are the messages of a conversation held until this client's
+// sends to it resolve, in seq order.
+type heldMsgs struct {
+	msgs []*pb.Message
+	top  uint64 // highest seq in msgs
+}
+
 // deliverLocked reports m to the listeners unless it was delivered before.
+// A message of this user, in a conversation with a SendMessage unresolved,
+// may be that send's own, by sync or push ahead of its response: it is held,
+// and the conversation's later messages after it (to keep seq order), until
+// the sends resolve (sendEnd), so that sentOwnLocked can tell first.
 // c.dmu must be held.
 func (c *Client) deliverLocked(m *pb.Message) {
 	if m.GetSeq() == 0 { // online_user_only: never stored, never synced
@@ -82,7 +100,18 @@ func (c *Client) deliverLocked(m *pb.Message) {
 		return
 	}
 	k := convOf(m, c.userID)
+	if h := c.held[k]; h != nil {
+		if m.GetSeq() > h.top {
+			h.msgs = append(h.msgs, m)
+			h.top = m.GetSeq()
+		}
+		return
+	}
 	if m.GetSeq() <= c.delivered[k] {
+		return
+	}
+	if c.sending[k] > 0 && m.GetSender() == c.userID && !c.ownSent[k][m.GetSeq()] {
+		c.held[k] = &heldMsgs{msgs: []*pb.Message{m}, top: m.GetSeq()}
 		return
 	}
 	c.delivered[k] = m.GetSeq()
@@ -105,15 +134,41 @@ func (c *Client) deliverLocked(m *pb.Message) {
 	c.emitNewMessage(messageFromPB(m, c.userID), k)
 }
 
-// sentOwn records a message this client sent, so that its echo by push or
-// sync is not reported as new.
-func (c *Client) sentOwn(m *pb.Message) {
+// sendBegin records a SendMessage to conversation k in progress.
+func (c *Client) sendBegin(k convKey) {
+	c.dmu.Lock()
+	c.sending[k]++
+	c.dmu.Unlock()
+}
+
+// sendEnd resolves a SendMessage to k: m is the message stored, nil if the
+// send failed. When no send to k is left, the messages held for them are
+// delivered, the own ones recognised.
+func (c *Client) sendEnd(k convKey, m *pb.Message) {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	if m != nil {
+		c.sentOwnLocked(m)
+	}
+	if c.sending[k]--; c.sending[k] > 0 {
+		return
+	}
+	delete(c.sending, k)
+	if h := c.held[k]; h != nil {
+		delete(c.held, k)
+		for _, hm := range h.msgs {
+			c.deliverLocked(hm)
+		}
+	}
+}
+
+// sentOwnLocked records a message this client sent, so that its echo by
+// push or sync is not reported as new. c.dmu must be held.
+func (c *Client) sentOwnLocked(m *pb.Message) {
 	if m.GetSeq() == 0 {
 		return
 	}
 	k := convOf(m, c.userID)
-	c.dmu.Lock()
-	defer c.dmu.Unlock()
 	d := c.delivered[k]
 	switch {
 	case m.GetSeq() <= d:

@@ -16,6 +16,7 @@ import { type RequestBody, Session, type WebSocketConstructor } from "./session.
 import { Delivery } from "./sync.js";
 import {
   type ConvKey,
+  convKey,
   type GroupMessageReadMemberList,
   type GroupMessageReadMembersFilter,
   type GroupType,
@@ -354,8 +355,9 @@ export class Client {
    * sync fetches the stored messages this client's device has not
    * acknowledged, after a login, and delivers them page by page; pushes
    * received meanwhile are delivered after the last page (see Delivery). Each
-   * request's cursors are the highest seqs delivered per conversation, which
-   * the server takes as acknowledgements and continues after.
+   * request's cursors are the highest seqs delivered (or held) per
+   * conversation, which the server takes as acknowledgements and continues
+   * after.
    */
   private async sync(s: Session): Promise<void> {
     for (;;) {
@@ -598,27 +600,33 @@ export class Client {
     }
     const onlineUserOnly = opts.onlineUserOnly ?? false;
     if (!msg.clientMsgID) msg.clientMsgID = randomID();
-    const f = await this.call(
-      {
-        case: "sendMessage",
-        value: {
-          receiver,
-          groupId: groupID,
-          elemType: msg.elemType as number as pb.ElemType,
-          text: msg.text,
-          customData: data,
-          needReadReceipt: msg.needReadReceipt,
-          priority: (opts.priority ?? 0) as number as pb.Priority,
-          onlineUserOnly,
-          clientMsgId: msg.clientMsgID,
+    const k = convKey(receiver, groupID);
+    this.delivery.sendBegin(k);
+    let pm: pb.Message | undefined;
+    try {
+      const f = await this.call(
+        {
+          case: "sendMessage",
+          value: {
+            receiver,
+            groupId: groupID,
+            elemType: msg.elemType as number as pb.ElemType,
+            text: msg.text,
+            customData: data,
+            needReadReceipt: msg.needReadReceipt,
+            priority: (opts.priority ?? 0) as number as pb.Priority,
+            onlineUserOnly,
+            clientMsgId: msg.clientMsgID,
+          },
         },
-      },
-      opts,
-      !onlineUserOnly, // stored sends are idempotent by clientMsgID; relayed ones are not
-    );
-    const pm = f.body.case === "sendMessage" ? f.body.value.message : undefined;
+        opts,
+        !onlineUserOnly, // stored sends are idempotent by clientMsgID; relayed ones are not
+      );
+      pm = f.body.case === "sendMessage" ? f.body.value.message : undefined;
+    } finally {
+      this.delivery.sendEnd(k, pm);
+    }
     if (!pm) throw new ReadmarkError(CodeInternal, "send_message response without message");
-    this.delivery.sentOwn(pm);
     const out = messageFromPB(pm, this.userID);
     if (out.groupID === "" && out.userID === "") out.userID = receiver;
     Object.assign(msg, {

@@ -28,6 +28,10 @@ export class Delivery {
   private readonly delivered = new Map<ConvKey, number>();
   /** Seqs this client sent beyond delivered: their echo is not reported. */
   private readonly ownSent = new Map<ConvKey, Set<number>>();
+  /** sendMessage calls not resolved yet, per conversation. */
+  private readonly sending = new Map<ConvKey, number>();
+  /** Messages waiting for the sends to their conversation to resolve (see deliver), in seq order. */
+  private readonly held = new Map<ConvKey, { msgs: pb.Message[]; top: number }>();
   private syncing = false;
   private buffered: pb.Message[] = [];
   /** Highest seq the listeners have seen (or this client sent), per conversation. */
@@ -52,7 +56,11 @@ export class Delivery {
    * after them.
    */
   cursors(): pb.SyncCursor[] {
-    return cursorsOf(this.delivered);
+    // Held messages count as received: continue after them, or the server
+    // would send them again, page after page, while they wait.
+    const received = new Map(this.delivered);
+    for (const [k, h] of this.held) received.set(k, h.top);
+    return cursorsOf(received);
   }
 
   /** syncPage delivers one page of synced messages. */
@@ -73,7 +81,14 @@ export class Delivery {
     else this.deliver(m);
   }
 
-  /** deliver reports m unless it was delivered (or sent by this client) before. */
+  /**
+   * deliver reports m unless it was delivered (or sent by this client)
+   * before. A message of this user, in a conversation with a sendMessage
+   * unresolved, may be that send's own, by sync or push ahead of its
+   * response: it is held, and the conversation's later messages after it (to
+   * keep seq order), until the sends resolve (sendEnd), so that sentOwn can
+   * tell first.
+   */
   private deliver(m: pb.Message): void {
     const seq = Number(m.seq);
     if (seq === 0) {
@@ -81,7 +96,19 @@ export class Delivery {
       return;
     }
     const k = convOf(m, this.me);
+    const h = this.held.get(k);
+    if (h) {
+      if (seq > h.top) {
+        h.msgs.push(m);
+        h.top = seq;
+      }
+      return;
+    }
     if (seq <= (this.delivered.get(k) ?? 0)) return;
+    if ((this.sending.get(k) ?? 0) > 0 && m.sender === this.me && !this.ownSent.get(k)?.has(seq)) {
+      this.held.set(k, { msgs: [m], top: seq });
+      return;
+    }
     this.delivered.set(k, seq);
     const own = this.ownSent.get(k);
     if (own) {
@@ -94,6 +121,29 @@ export class Delivery {
       }
     }
     this.hooks.emit(m, k);
+  }
+
+  /** sendBegin records a sendMessage to conversation k in progress. */
+  sendBegin(k: ConvKey): void {
+    this.sending.set(k, (this.sending.get(k) ?? 0) + 1);
+  }
+
+  /**
+   * sendEnd resolves a sendMessage to k: m is the message stored, undefined
+   * if the send failed. When no send to k is left, the messages held for them
+   * are delivered, the own ones recognised.
+   */
+  sendEnd(k: ConvKey, m: pb.Message | undefined): void {
+    if (m) this.sentOwn(m);
+    const n = (this.sending.get(k) ?? 0) - 1;
+    if (n > 0) {
+      this.sending.set(k, n);
+      return;
+    }
+    this.sending.delete(k);
+    const h = this.held.get(k);
+    this.held.delete(k);
+    for (const hm of h?.msgs ?? []) this.deliver(hm);
   }
 
   /** sentOwn records a message this client sent, so that its echo by push or sync is not reported as new. */

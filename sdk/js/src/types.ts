@@ -268,13 +268,17 @@ export function selfReceiptFromPB(r: pb.MessageRef): Message {
  */
 export type ConvKey = string;
 
+/** convKey is the key of the conversation with peer, or of group if set. */
+export function convKey(peer: string, group: string): ConvKey {
+  return group !== "" ? "g:" + group : "p:" + peer;
+}
+
 export function convOf(m: pb.Message, me: string): ConvKey {
-  if (m.groupId !== "") return "g:" + m.groupId;
-  return "p:" + (m.sender !== me ? m.sender : m.receiver);
+  return convKey(m.sender !== me ? m.sender : m.receiver, m.groupId);
 }
 
 export function convFromPB(c: pb.Conversation | undefined): ConvKey {
-  return c?.groupId ? "g:" + c.groupId : "p:" + (c?.peerId ?? "");
+  return convKey(c?.peerId ?? "", c?.groupId ?? "");
 }
 
 export function convToPB(k: ConvKey): pb.Conversation {

@@ -6,8 +6,8 @@ import { create } from "@bufbuild/protobuf";
 import * as pb from "../src/gen/readmark_pb.js";
 import { Delivery } from "../src/sync.js";
 import { EventQueue } from "../src/listeners.js";
-import { Client, CodeUnauthenticated, CodeUnavailable, ReadmarkError } from "../src/index.js";
-import { FakeServer } from "./fake.js";
+import { Client, CodePermissionDenied, CodeUnauthenticated, CodeUnavailable, type Message, ReadmarkError } from "../src/index.js";
+import { type FakeConn, FakeServer } from "./fake.js";
 import { waitFor } from "./harness.js";
 
 function msg(seq: number, sender: string, group = "", text = `${sender}${group}${seq}`): pb.Message {
@@ -298,3 +298,126 @@ test("close during a reconnection attempt to a silent server returns at once", a
   await c.close();
   assert.ok(Date.now() - start < 5000, `close took ${Date.now() - start} ms`);
 });
+
+/**
+ * echoBeforeResponse makes srv store me's send to b as seq 2 and carry it in
+ * a sync page, between two messages of b's, before the send's response: the
+ * page once the send and a sync request have both arrived on one
+ * connection; the response, and the last (empty) page, when the client asks
+ * for the next page, having processed the first. With cut, the first attempt
+ * of the send is cut off by a lost connection instead. It returns the cursors
+ * of the requests for that next page.
+ */
+function echoBeforeResponse(srv: FakeServer, cut: boolean): pb.SyncCursor[][] {
+  const next: pb.SyncCursor[][] = [];
+  const mine = create(pb.MessageSchema, { msgId: "m2", seq: 2n, sender: "me", receiver: "b", text: "mine" });
+  let on: FakeConn | undefined;
+  let sendID = 0n;
+  let syncID = 0n;
+  let paged = false;
+  let attempts = 0;
+  srv.onRequest = (conn, f) => {
+    if (conn !== on) [on, sendID, syncID, paged] = [conn, 0n, 0n, false];
+    const b = f.body;
+    if (b.case === "sendMessage") {
+      if (++attempts === 1 && cut) {
+        conn.drop();
+        return true;
+      }
+      sendID = f.id;
+    } else if (b.case === "sync" && !paged) {
+      syncID = f.id;
+    } else if (b.case === "sync") {
+      next.push(b.value.cursors);
+      conn.reply({ id: sendID, body: { case: "sendMessage", value: { message: mine } } });
+      conn.reply({ id: f.id, body: { case: "sync", value: {} } });
+      return true;
+    } else {
+      return false;
+    }
+    if (sendID !== 0n && syncID !== 0n && !paged) {
+      paged = true;
+      conn.reply({ id: syncID, body: { case: "sync", value: { messages: [msg(1, "b"), mine, msg(3, "b")], more: true } } });
+    }
+    return true;
+  };
+  return next;
+}
+
+for (const cut of [false, true]) {
+  test(`own message synced before the send's response is not reported (${cut ? "send retried after a lost connection" : "send right after dial"})`, async () => {
+    const srv = new FakeServer();
+    const next = echoBeforeResponse(srv, cut);
+    const got: string[] = [];
+    const c = await Client.dial("ws://fake", "me", "t", {
+      WebSocket: srv.WebSocket,
+      backoffMin: 10,
+      backoffMax: 20,
+      listeners: [{ onRecvNewMessage: (m) => got.push(m.text) }],
+    });
+    try {
+      const sent = await c.sendMessage(c.createTextMessage("mine"), { receiver: "b" });
+      assert.deepEqual([sent.seq, sent.text, sent.isSelf], [2, "mine", true]);
+      // Held messages count as received: the next page continues after them.
+      assert.deepEqual(next.map((cs) => cs.map((x) => [x.conversation?.peerId, x.seq])), [[["b", 3n]]]);
+      // A later push proves that nothing else is on its way.
+      srv.conns.at(-1)?.reply({ id: 0n, body: { case: "newMessage", value: msg(4, "b") } });
+      await waitFor("b4", () => got.includes("b4"));
+      assert.deepEqual(got, ["b1", "b3", "b4"]);
+    } finally {
+      await c.close();
+    }
+  });
+}
+
+/**
+ * holdDuringSend makes srv push, when me's send arrives, a message me sent
+ * to b from another device and one of b's, then one of c's that proves them
+ * processed; answer() then fails the send.
+ */
+function holdDuringSend(srv: FakeServer): { answer?: () => void } {
+  const st: { answer?: () => void } = {};
+  srv.onRequest = (conn, f) => {
+    if (f.body.case !== "sendMessage") return false;
+    const other = create(pb.MessageSchema, { seq: 2n, sender: "me", receiver: "b", text: "other device" });
+    for (const m of [other, msg(3, "b"), msg(1, "c")]) conn.reply({ id: 0n, body: { case: "newMessage", value: m } });
+    st.answer = () => conn.reply({ id: f.id, error: { code: CodePermissionDenied, desc: "blocked" } });
+    return true;
+  };
+  return st;
+}
+
+for (const end of ["fails", "is cut by close"]) {
+  test(`an own message from another device waits for an unresolved send to its conversation; reported when the send ${end}`, async () => {
+    const srv = new FakeServer();
+    const st = holdDuringSend(srv);
+    const got: Message[] = [];
+    const texts = (): string[] => got.map((m) => m.text);
+    const c = await Client.dial("ws://fake", "me", "t", {
+      WebSocket: srv.WebSocket,
+      listeners: [{ onRecvNewMessage: (m) => got.push(m) }],
+    });
+    try {
+      srv.conns[0].reply({ id: 0n, body: { case: "newMessage", value: msg(1, "b") } });
+      await waitFor("b1", () => got.length === 1);
+      const failed = c.sendMessage(c.createTextMessage("refused"), { receiver: "b" }).then(
+        () => undefined,
+        (e: unknown) => (e instanceof ReadmarkError ? e.code : e),
+      );
+      await waitFor("c1", () => texts().includes("c1"));
+      assert.deepEqual(texts(), ["b1", "c1"], "b's conversation waits for the send");
+      if (end === "fails") {
+        st.answer?.();
+        assert.equal(await failed, CodePermissionDenied);
+        await waitFor("the held messages", () => got.length === 4);
+        assert.deepEqual(texts(), ["b1", "c1", "other device", "b3"]);
+        assert.deepEqual([got[2].isSelf, got[2].userID], [true, "b"]);
+      } else {
+        await c.close();
+        assert.equal(await failed, CodeUnavailable);
+      }
+    } finally {
+      await c.close();
+    }
+  });
+}
