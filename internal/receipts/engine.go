@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/RoaringBitmap/roaring/v2"
 	pb "github.com/readmark/readmark/api/readmarkv1"
 	"github.com/readmark/readmark/internal/apierr"
 	"github.com/readmark/readmark/internal/cluster"
@@ -332,6 +333,10 @@ func (e *Engine) prepare(sub *submission, b *storage.Batch) {
 			if req.group != "" {
 				if st.read.CheckedAdd(req.ord) {
 					fresh = true
+					if st.unsettled == nil {
+						st.unsettled = roaring.New()
+					}
+					st.unsettled.Add(req.ord)
 					if st.countOK && snapOK && st.countDep == snap.Departures && snap.Present.Contains(req.ord) {
 						st.count++
 					} else {
@@ -435,6 +440,8 @@ func (e *Engine) done(sub *submission, err error) {
 	if err != nil {
 		e.rollback(sub)
 		e.log.Error("receipts: commit failed", "err", err, "requests", len(sub.reqs))
+	} else {
+		settle(sub)
 	}
 	for _, r := range sub.reqs {
 		r.done <- err
@@ -452,6 +459,7 @@ func (e *Engine) rollback(sub *submission) {
 			st.mu.Lock()
 			if req.group != "" {
 				st.read.Remove(req.ord)
+				st.unsettle(req.ord)
 				st.countOK = false
 			} else {
 				st.readAt = 0
@@ -459,6 +467,21 @@ func (e *Engine) rollback(sub *submission) {
 			st.mu.Unlock()
 		}
 		req.fresh = nil
+	}
+}
+
+// settle marks the group receipts of a durable submission settled.
+func settle(sub *submission) {
+	for _, req := range sub.reqs {
+		if req.group == "" {
+			continue
+		}
+		for _, i := range req.fresh {
+			st := req.states[i]
+			st.mu.Lock()
+			st.unsettle(req.ord)
+			st.mu.Unlock()
+		}
 	}
 }
 

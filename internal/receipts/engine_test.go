@@ -14,6 +14,7 @@ import (
 	pb "github.com/readmark/readmark/api/readmarkv1"
 	"github.com/readmark/readmark/internal/conv"
 	"github.com/readmark/readmark/internal/storage"
+	"github.com/readmark/readmark/internal/storage/storagetest"
 )
 
 var bg = context.Background()
@@ -712,4 +713,83 @@ func TestPipelinedCommitFailure(t *testing.T) {
 	if r := getOne(t, v, "alice", m); r.ReadCount != 3 || r.UnreadCount != 0 {
 		t.Fatalf("after restart: counts %d/%d, want 3/0", r.ReadCount, r.UnreadCount)
 	}
+}
+
+// TestStoredReceiptSentCached: a sync's receipt_sent flags come from the
+// read states cached here, without reading storage, and only from durable
+// bits: a receipt whose commit is in flight, or failed, is not reported as
+// sent.
+func TestStoredReceiptSentCached(t *testing.T) {
+	boom := errors.New("boom")
+	hs := &holdStore{applying: make(chan struct{}), release: make(chan error)}
+	var cs *storagetest.Counting
+	var com *storage.Committer
+	v := newEnv(t, func(c *Config) {
+		hs.Store = c.Store
+		cs = &storagetest.Counting{Store: hs}
+		c.Store = cs
+		com = storage.NewCommitter(hs, 0)
+		c.Committer = com
+		c.Logger = slog.New(slog.DiscardHandler) // the failure is expected
+	})
+	defer func() {
+		v.eng.Close()
+		com.Close()
+	}()
+	v.roster.join("g", "alice", "bob", "carol", "dave")
+	m := v.msgs.send("alice", "", "g", true)
+	ordinals := map[string]uint32{}
+	for _, u := range []string{"bob", "carol", "dave"} {
+		ordinals[u], _ = v.roster.Ordinal(bg, "g", u)
+	}
+	send := func(u string) <-chan error {
+		ch := make(chan error, 1)
+		go func() { ch <- v.eng.Send(bg, u, []*pb.MessageRef{refFor(u, m)}) }()
+		return ch
+	}
+	// check asks whether u sent a receipt for m, and how many lookups that
+	// took (Errorf: a commit may be held).
+	check := func(u string, want bool, lookups int64) {
+		t.Helper()
+		cs.Reset()
+		sent, err := v.eng.StoredReceiptSent(bg, u, []Msg{m}, map[string]uint32{"g": ordinals[u]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sent[0] != want || cs.Lookups() != lookups {
+			t.Errorf("%s: receipt_sent %v with %d lookups, want %v with %d", u, sent[0], cs.Lookups(), want, lookups)
+		}
+	}
+
+	check("bob", false, 1) // not cached
+	if err := <-send("bob"); err != nil {
+		t.Fatal(err)
+	}
+	check("bob", true, 0)    // cached and durable
+	check("carol", false, 0) // cached: no bit
+
+	hs.hold.Store(true)
+	carol := send("carol")
+	<-hs.applying // carol's receipt is in memory, not durable
+	check("carol", false, 0)
+	check("bob", true, 0)
+	hs.release <- nil
+	if err := <-carol; err != nil {
+		t.Fatal(err)
+	}
+	check("carol", true, 0)
+
+	dave := send("dave")
+	<-hs.applying
+	check("dave", false, 0)
+	hs.release <- boom
+	hs.hold.Store(false)
+	if err := <-dave; !errors.Is(err, boom) {
+		t.Fatalf("dave: %v, want %v", err, boom)
+	}
+	check("dave", false, 0) // rolled back
+	if err := <-send("dave"); err != nil {
+		t.Fatal(err)
+	}
+	check("dave", true, 0)
 }

@@ -375,20 +375,25 @@ func (e *Engine) StoredReceiptSent(ctx context.Context, user string, msgs []Msg,
 }
 
 // receiptSent answers ReceiptSent from the in-memory state, or with stored
-// from storage alone. Whatever the number of messages, it reads the store
-// at most twice: the C2C marks (and with stored the read states) in one
-// GetMany, and the states the cache misses in another.
+// from durable state alone: there, a group message's read state cached here
+// answers from its durable bits, and storage the states not cached.
+// Reading each state from storage was most of what a sync cost. Whatever
+// the number of messages, it reads the store at most twice: the C2C marks
+// (and with stored the uncached read states) in one GetMany, and without
+// stored the states the cache misses in another.
 func (e *Engine) receiptSent(ctx context.Context, user string, msgs []Msg, ordinal func(groupID string) (uint32, bool), stored bool) ([]bool, error) {
 	if err := e.begin(); err != nil {
 		return nil, err
 	}
 	defer e.ops.Done()
-	// A message to answer: its reader's ordinal (group messages), and the
-	// indexes in keys of its C2C mark and (stored) its read state, or -1.
+	// A message to answer: its reader's ordinal (group messages), the
+	// indexes in keys of its C2C mark and (stored) its read state, or -1,
+	// and (stored) whether the cache answered it, with what.
 	type ask struct {
-		i          int
-		ord        uint32
-		mark, read int
+		i            int
+		ord          uint32
+		mark, read   int
+		cached, sent bool
 	}
 	var (
 		asks  []ask
@@ -405,6 +410,11 @@ func (e *Engine) receiptSent(ctx context.Context, user string, msgs []Msg, ordin
 			if a.ord, ok = ordinal(m.GroupID); !ok || a.ord >= m.Watermark {
 				continue
 			}
+			if stored {
+				if st := e.cache.peek(m); st != nil {
+					a.cached, a.sent = true, durableRead(st, a.ord)
+				}
+			}
 		} else {
 			if m.Receiver != user {
 				continue
@@ -417,15 +427,19 @@ func (e *Engine) receiptSent(ctx context.Context, user string, msgs []Msg, ordin
 			}
 			a.mark = j
 		}
-		if stored {
-			a.read = len(keys)
-			keys = append(keys, stateKey(m))
-		}
 		asks = append(asks, a)
 	}
 	out := make([]bool, len(msgs))
 	if len(asks) == 0 {
 		return out, nil
+	}
+	if stored {
+		for j := range asks {
+			if a := &asks[j]; !a.cached {
+				a.read = len(keys)
+				keys = append(keys, stateKey(msgs[a.i]))
+			}
+		}
 	}
 	var vals [][]byte
 	if len(keys) > 0 {
@@ -458,13 +472,16 @@ func (e *Engine) receiptSent(ctx context.Context, user string, msgs []Msg, ordin
 				continue
 			}
 		}
-		if !stored {
+		switch {
+		case a.cached:
+			out[a.i] = a.sent
+		case !stored:
 			out[a.i] = cachedRead(sts[j], m, a.ord)
-			continue
-		}
-		var err error
-		if out[a.i], err = storedRead(m, a.ord, vals[a.read]); err != nil {
-			return nil, storeErr(err)
+		default:
+			var err error
+			if out[a.i], err = storedRead(m, a.ord, vals[a.read]); err != nil {
+				return nil, storeErr(err)
+			}
 		}
 	}
 	return out, nil
@@ -479,6 +496,14 @@ func cachedRead(st *readState, m Msg, ord uint32) bool {
 		return st.read.Contains(ord)
 	}
 	return st.readAt != 0
+}
+
+// durableRead reports from st, a group message's in-memory state, whether
+// the member of ordinal ord read it, durably.
+func durableRead(st *readState, ord uint32) bool {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	return st.read.Contains(ord) && (st.unsettled == nil || !st.unsettled.Contains(ord))
 }
 
 // storedRead is cachedRead on m's stored state v (at stateKey(m); nil if

@@ -34,6 +34,9 @@ type readState struct {
 	count    uint64          // |read ∩ present| as of countDep, if countOK
 	countDep uint64          // RosterSnapshot.Departures the count was computed under
 	countOK  bool
+	// unsettled holds the ordinals in read set by Send calls whose commit
+	// has not ended yet (nil: none): read minus unsettled is durable.
+	unsettled *roaring.Bitmap
 	// C2C messages: when the receiver's receipt was recorded (ms); 0 = none.
 	readAt int64
 	// dirty: changed since last serialized into a batch. Set by prepare,
@@ -47,6 +50,17 @@ type readState struct {
 }
 
 func (st *readState) isGroup() bool { return st.msg.GroupID != "" }
+
+// unsettle removes ord from st.unsettled. st.mu must be held.
+func (st *readState) unsettle(ord uint32) {
+	if st.unsettled == nil {
+		return
+	}
+	st.unsettled.Remove(ord)
+	if st.unsettled.IsEmpty() {
+		st.unsettled = nil
+	}
+}
 
 // counts returns (read, unread) for a group message under snap. senderOrd
 // is the sender's current ordinal, if a member. The caller must not hold
@@ -191,6 +205,28 @@ func (c *stateCache) pin(m Msg) (*readState, bool) {
 	sh.m[k] = st
 	sh.evictLocked()
 	return st, true
+}
+
+// peek returns m's state if it is cached and loaded, without pinning or
+// loading it: a state evicted meanwhile still holds what it held.
+func (c *stateCache) peek(m Msg) *readState {
+	k := msgKey{m.Conv, m.Seq}
+	sh := c.shard(k)
+	sh.mu.Lock()
+	st := sh.m[k]
+	sh.mu.Unlock()
+	if st == nil {
+		return nil
+	}
+	select {
+	case <-st.loaded:
+		if st.loadErr != nil {
+			return nil
+		}
+		return st
+	default:
+		return nil
+	}
 }
 
 // finishLoad sets up a state added by pin from its stored value v (nil:
