@@ -396,9 +396,9 @@ func (e *Engine) receiptSent(ctx context.Context, user string, msgs []Msg, ordin
 		cached, sent bool
 	}
 	var (
-		asks  []ask
+		asks  = make([]ask, 0, len(msgs))
 		keys  [][]byte
-		marks = make(map[string]int) // C2C sender -> index of its mark in keys
+		marks map[string]int // C2C sender -> index of its mark in keys
 	)
 	for i, m := range msgs {
 		if !m.NeedReadReceipt || m.Sender == user {
@@ -421,6 +421,9 @@ func (e *Engine) receiptSent(ctx context.Context, user string, msgs []Msg, ordin
 			}
 			j, ok := marks[m.Sender]
 			if !ok {
+				if marks == nil {
+					marks = make(map[string]int)
+				}
 				j = len(keys)
 				keys = append(keys, markKey(user, m.Sender))
 				marks[m.Sender] = j
