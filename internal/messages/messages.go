@@ -823,13 +823,23 @@ func (s *Service) Ack(ctx context.Context, caller Caller, req *pb.AckRequest) er
 				continue
 			}
 		}
-		head, err := conv.HeadSeq(ctx, s.cfg.Store, key)
+		head, err := s.headAtLeast(ctx, key, c.Seq)
 		if err != nil {
 			return err
 		}
 		s.cursors.ack(user, device, key, min(c.Seq, head))
 	}
 	return nil
+}
+
+// headAtLeast returns seq if conversation key's message seq is stored, else
+// its head seq. Acks name messages just delivered, which the cache of
+// recent messages holds once they are durable: then no read.
+func (s *Service) headAtLeast(ctx context.Context, key string, seq uint64) (uint64, error) {
+	if _, ok := s.recent.get(key, seq); ok {
+		return seq, nil
+	}
+	return conv.HeadSeq(ctx, s.cfg.Store, key)
 }
 
 // member reports whether user is in conversation c (stored state).
