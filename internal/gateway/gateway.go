@@ -84,6 +84,7 @@ type Gateway struct {
 	draining atomic.Bool
 	conns    atomic.Int64   // WebSocket connections being served
 	wg       sync.WaitGroup // one per session
+	workers  workers        // run the sessions' requests
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -170,6 +171,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	go func() {
 		drains.Wait()
 		g.wg.Wait()
+		g.workers.stop() // the sessions have ended: no request starts any more
 		close(done)
 	}()
 	select {

@@ -275,7 +275,7 @@ func (s *session) dispatch(frame *pb.ClientFrame) bool {
 		return false
 	}
 	s.reqs.Add(1)
-	go func() {
+	s.g.workers.run(func() {
 		defer s.reqs.Done()
 		start := time.Now()
 		name := dispatch.RequestName(frame)
@@ -302,7 +302,7 @@ func (s *session) dispatch(frame *pb.ClientFrame) bool {
 			s.g.cfg.Metrics.request(name, code, time.Since(start))
 		}
 		s.answer(frame, resp, ae, true)
-	}()
+	})
 	return true
 }
 

@@ -1,0 +1,82 @@
+package gateway
+
+import (
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func (p *workers) idleCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle)
+}
+
+// waitIdle waits until p has n idle workers.
+func waitIdle(t *testing.T, p *workers, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for p.idleCount() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d idle workers, want %d", p.idleCount(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestWorkers(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	tests := []struct {
+		name string
+		run  func(t *testing.T, p *workers)
+	}{
+		{"a worker is reused", func(t *testing.T, p *workers) {
+			for range 5 {
+				done := make(chan struct{})
+				p.run(func() { close(done) })
+				<-done
+				waitIdle(t, p, 1)
+			}
+		}},
+		{"concurrent requests get workers of their own", func(t *testing.T, p *workers) {
+			release := make(chan struct{})
+			started := make(chan struct{})
+			for range 3 {
+				p.run(func() { started <- struct{}{}; <-release })
+			}
+			for range 3 {
+				<-started
+			}
+			close(release)
+			waitIdle(t, p, 3)
+		}},
+		{"idle workers end", func(t *testing.T, p *workers) {
+			p.idleFor = 5 * time.Millisecond
+			done := make(chan struct{})
+			p.run(func() { close(done) })
+			<-done
+			waitIdle(t, p, 0)
+		}},
+		{"stop waits for a busy worker", func(t *testing.T, p *workers) {
+			release, started, stopped := make(chan struct{}), make(chan struct{}), make(chan struct{})
+			p.run(func() { close(started); <-release })
+			<-started
+			go func() { p.stop(); close(stopped) }()
+			select {
+			case <-stopped:
+				t.Fatal("stop returned while a request ran")
+			case <-time.After(20 * time.Millisecond):
+			}
+			close(release)
+			<-stopped
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := &workers{}
+			tt.run(t, p)
+			p.stop()
+		})
+	}
+}
