@@ -1013,7 +1013,11 @@ type LoginRequest struct {
 	// cursor per (user, device), moved only by that device's acknowledgements
 	// (SyncRequest cursors, AckRequest). "" = a device of its own for this
 	// session only.
-	DeviceId      string `protobuf:"bytes,5,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	DeviceId string `protobuf:"bytes,5,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// sync: if set, the login's response carries the first sync page, as a
+	// SyncRequest sent right after the login would have (the session is
+	// registered for pushes before it runs). Saves the client a round trip.
+	Sync          *SyncRequest `protobuf:"bytes,6,opt,name=sync,proto3" json:"sync,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1083,14 +1087,25 @@ func (x *LoginRequest) GetDeviceId() string {
 	return ""
 }
 
+func (x *LoginRequest) GetSync() *SyncRequest {
+	if x != nil {
+		return x.Sync
+	}
+	return nil
+}
+
 type LoginResponse struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	ServerTimeMs    int64                  `protobuf:"varint,1,opt,name=server_time_ms,json=serverTimeMs,proto3" json:"server_time_ms,omitempty"`
 	SessionId       string                 `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	ProtocolVersion uint32                 `protobuf:"varint,3,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
 	Limits          *Limits                `protobuf:"bytes,4,opt,name=limits,proto3" json:"limits,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// sync: the first sync page, when the request asked for it and the sync
+	// succeeded. When it failed the login still succeeds and sync is unset:
+	// the client syncs with a SyncRequest as before.
+	Sync          *SyncResponse `protobuf:"bytes,5,opt,name=sync,proto3" json:"sync,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LoginResponse) Reset() {
@@ -1147,6 +1162,13 @@ func (x *LoginResponse) GetProtocolVersion() uint32 {
 func (x *LoginResponse) GetLimits() *Limits {
 	if x != nil {
 		return x.Limits
+	}
+	return nil
+}
+
+func (x *LoginResponse) GetSync() *SyncResponse {
+	if x != nil {
+		return x.Sync
 	}
 	return nil
 }
@@ -3251,19 +3273,21 @@ const file_readmark_proto_rawDesc = "" +
 	"\x05Empty\"/\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x12\n" +
-	"\x04desc\x18\x02 \x01(\tR\x04desc\"\x97\x01\n" +
+	"\x04desc\x18\x02 \x01(\tR\x04desc\"\xc5\x01\n" +
 	"\fLoginRequest\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x14\n" +
 	"\x05token\x18\x03 \x01(\tR\x05token\x12\x10\n" +
 	"\x03sdk\x18\x04 \x01(\tR\x03sdk\x12\x1b\n" +
-	"\tdevice_id\x18\x05 \x01(\tR\bdeviceId\"\xac\x01\n" +
+	"\tdevice_id\x18\x05 \x01(\tR\bdeviceId\x12,\n" +
+	"\x04sync\x18\x06 \x01(\v2\x18.readmark.v1.SyncRequestR\x04sync\"\xdb\x01\n" +
 	"\rLoginResponse\x12$\n" +
 	"\x0eserver_time_ms\x18\x01 \x01(\x03R\fserverTimeMs\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x02 \x01(\tR\tsessionId\x12)\n" +
 	"\x10protocol_version\x18\x03 \x01(\rR\x0fprotocolVersion\x12+\n" +
-	"\x06limits\x18\x04 \x01(\v2\x13.readmark.v1.LimitsR\x06limits\"\xe5\x02\n" +
+	"\x06limits\x18\x04 \x01(\v2\x13.readmark.v1.LimitsR\x06limits\x12-\n" +
+	"\x04sync\x18\x05 \x01(\v2\x19.readmark.v1.SyncResponseR\x04sync\"\xe5\x02\n" +
 	"\x06Limits\x12&\n" +
 	"\x0fmax_frame_bytes\x18\x01 \x01(\rR\rmaxFrameBytes\x12$\n" +
 	"\x0emax_text_bytes\x18\x02 \x01(\rR\fmaxTextBytes\x121\n" +
@@ -3531,38 +3555,40 @@ var file_readmark_proto_depIdxs = []int32{
 	39, // 29: readmark.v1.ServerFrame.self_receipts:type_name -> readmark.v1.SelfReceiptsPush
 	26, // 30: readmark.v1.ServerFrame.group_event:type_name -> readmark.v1.GroupEvent
 	44, // 31: readmark.v1.ServerFrame.kickoff:type_name -> readmark.v1.Kickoff
-	11, // 32: readmark.v1.LoginResponse.limits:type_name -> readmark.v1.Limits
-	16, // 33: readmark.v1.SyncRequest.cursors:type_name -> readmark.v1.SyncCursor
-	14, // 34: readmark.v1.SyncCursor.conversation:type_name -> readmark.v1.Conversation
-	16, // 35: readmark.v1.AckRequest.cursors:type_name -> readmark.v1.SyncCursor
-	27, // 36: readmark.v1.SyncResponse.messages:type_name -> readmark.v1.Message
-	16, // 37: readmark.v1.SyncResponse.cursors:type_name -> readmark.v1.SyncCursor
-	0,  // 38: readmark.v1.CreateGroupRequest.type:type_name -> readmark.v1.GroupType
-	1,  // 39: readmark.v1.GroupEvent.kind:type_name -> readmark.v1.GroupEventKind
-	0,  // 40: readmark.v1.GroupEvent.group_type:type_name -> readmark.v1.GroupType
-	3,  // 41: readmark.v1.Message.elem_type:type_name -> readmark.v1.ElemType
-	2,  // 42: readmark.v1.Message.priority:type_name -> readmark.v1.Priority
-	3,  // 43: readmark.v1.SendMessageRequest.elem_type:type_name -> readmark.v1.ElemType
-	2,  // 44: readmark.v1.SendMessageRequest.priority:type_name -> readmark.v1.Priority
-	27, // 45: readmark.v1.SendMessageResponse.message:type_name -> readmark.v1.Message
-	14, // 46: readmark.v1.HistoryRequest.conversation:type_name -> readmark.v1.Conversation
-	27, // 47: readmark.v1.HistoryResponse.messages:type_name -> readmark.v1.Message
-	14, // 48: readmark.v1.MessageRef.conversation:type_name -> readmark.v1.Conversation
-	32, // 49: readmark.v1.SendReceiptsRequest.messages:type_name -> readmark.v1.MessageRef
-	32, // 50: readmark.v1.GetReceiptsRequest.messages:type_name -> readmark.v1.MessageRef
-	35, // 51: readmark.v1.GetReceiptsResponse.receipts:type_name -> readmark.v1.MessageReceipt
-	35, // 52: readmark.v1.ReceiptsPush.receipts:type_name -> readmark.v1.MessageReceipt
-	35, // 53: readmark.v1.C2CReadPush.receipts:type_name -> readmark.v1.MessageReceipt
-	32, // 54: readmark.v1.SelfReceiptsPush.messages:type_name -> readmark.v1.MessageRef
-	32, // 55: readmark.v1.ReadMembersRequest.message:type_name -> readmark.v1.MessageRef
-	4,  // 56: readmark.v1.ReadMembersRequest.filter:type_name -> readmark.v1.ReadMembersFilter
-	41, // 57: readmark.v1.ReadMembersResponse.members:type_name -> readmark.v1.GroupMember
-	8,  // 58: readmark.v1.Kickoff.reason:type_name -> readmark.v1.Error
-	59, // [59:59] is the sub-list for method output_type
-	59, // [59:59] is the sub-list for method input_type
-	59, // [59:59] is the sub-list for extension type_name
-	59, // [59:59] is the sub-list for extension extendee
-	0,  // [0:59] is the sub-list for field type_name
+	15, // 32: readmark.v1.LoginRequest.sync:type_name -> readmark.v1.SyncRequest
+	11, // 33: readmark.v1.LoginResponse.limits:type_name -> readmark.v1.Limits
+	18, // 34: readmark.v1.LoginResponse.sync:type_name -> readmark.v1.SyncResponse
+	16, // 35: readmark.v1.SyncRequest.cursors:type_name -> readmark.v1.SyncCursor
+	14, // 36: readmark.v1.SyncCursor.conversation:type_name -> readmark.v1.Conversation
+	16, // 37: readmark.v1.AckRequest.cursors:type_name -> readmark.v1.SyncCursor
+	27, // 38: readmark.v1.SyncResponse.messages:type_name -> readmark.v1.Message
+	16, // 39: readmark.v1.SyncResponse.cursors:type_name -> readmark.v1.SyncCursor
+	0,  // 40: readmark.v1.CreateGroupRequest.type:type_name -> readmark.v1.GroupType
+	1,  // 41: readmark.v1.GroupEvent.kind:type_name -> readmark.v1.GroupEventKind
+	0,  // 42: readmark.v1.GroupEvent.group_type:type_name -> readmark.v1.GroupType
+	3,  // 43: readmark.v1.Message.elem_type:type_name -> readmark.v1.ElemType
+	2,  // 44: readmark.v1.Message.priority:type_name -> readmark.v1.Priority
+	3,  // 45: readmark.v1.SendMessageRequest.elem_type:type_name -> readmark.v1.ElemType
+	2,  // 46: readmark.v1.SendMessageRequest.priority:type_name -> readmark.v1.Priority
+	27, // 47: readmark.v1.SendMessageResponse.message:type_name -> readmark.v1.Message
+	14, // 48: readmark.v1.HistoryRequest.conversation:type_name -> readmark.v1.Conversation
+	27, // 49: readmark.v1.HistoryResponse.messages:type_name -> readmark.v1.Message
+	14, // 50: readmark.v1.MessageRef.conversation:type_name -> readmark.v1.Conversation
+	32, // 51: readmark.v1.SendReceiptsRequest.messages:type_name -> readmark.v1.MessageRef
+	32, // 52: readmark.v1.GetReceiptsRequest.messages:type_name -> readmark.v1.MessageRef
+	35, // 53: readmark.v1.GetReceiptsResponse.receipts:type_name -> readmark.v1.MessageReceipt
+	35, // 54: readmark.v1.ReceiptsPush.receipts:type_name -> readmark.v1.MessageReceipt
+	35, // 55: readmark.v1.C2CReadPush.receipts:type_name -> readmark.v1.MessageReceipt
+	32, // 56: readmark.v1.SelfReceiptsPush.messages:type_name -> readmark.v1.MessageRef
+	32, // 57: readmark.v1.ReadMembersRequest.message:type_name -> readmark.v1.MessageRef
+	4,  // 58: readmark.v1.ReadMembersRequest.filter:type_name -> readmark.v1.ReadMembersFilter
+	41, // 59: readmark.v1.ReadMembersResponse.members:type_name -> readmark.v1.GroupMember
+	8,  // 60: readmark.v1.Kickoff.reason:type_name -> readmark.v1.Error
+	61, // [61:61] is the sub-list for method output_type
+	61, // [61:61] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_readmark_proto_init() }

@@ -204,12 +204,24 @@ func (s *session) login() bool {
 		s.respond(frame.Id, nil, fail)
 		return false
 	}
-	s.respond(frame.Id, &pb.ServerFrame{Body: &pb.ServerFrame_Login{Login: &pb.LoginResponse{
+	resp := &pb.LoginResponse{
 		ServerTimeMs:    time.Now().UnixMilli(),
 		SessionId:       fmt.Sprintf("%x", s.id),
 		ProtocolVersion: 1,
 		Limits:          limits(s.g.cfg.Heartbeat),
-	}}}, nil)
+	}
+	if req.Sync != nil {
+		// The first sync page rides on the response, saving the client a
+		// round trip. It runs after the Hub registration, as a SyncRequest
+		// sent right after the login would: the pushes from then on
+		// continue where it ends. Its page is cut to the frame budget,
+		// whose reserve covers the login's own few fields. On failure the
+		// login stands and the client syncs with a SyncRequest.
+		if sr, ae := s.do(&pb.ClientFrame{Id: frame.Id, Body: &pb.ClientFrame_Sync{Sync: req.Sync}}); ae == nil {
+			resp.Sync = sr.GetSync()
+		}
+	}
+	s.respond(frame.Id, &pb.ServerFrame{Body: &pb.ServerFrame_Login{Login: resp}}, nil)
 	s.g.cfg.Metrics.request("login", 0, 0)
 	return true
 }
@@ -277,33 +289,40 @@ func (s *session) dispatch(frame *pb.ClientFrame) bool {
 	s.reqs.Add(1)
 	s.g.workers.run(func() {
 		defer s.reqs.Done()
-		start := time.Now()
-		name := dispatch.RequestName(frame)
-		resp, err := s.g.cfg.Dispatcher.Do(s.ctx, s.caller(), frame)
-		var ae *apierr.Error
-		// Stopped because the connection is gone: not a fault.
-		cancelled := err != nil && s.ctx.Err() != nil && pb.ReadOnly(frame)
-		if err != nil {
-			ae = apierr.From(err)
-			if ae.Code == pb.CodeInternal && !cancelled {
-				s.g.cfg.Logger.Error("request failed", "user", s.user, "request", name, "err", err)
-			}
-		}
+		resp, ae := s.do(frame)
 		s.mu.Lock()
 		delete(s.inflight, frame.Id)
 		s.mu.Unlock()
-		code := int32(0)
-		if ae != nil {
-			code = ae.Code
-		}
-		if cancelled {
-			s.g.cfg.Metrics.cancelled(name)
-		} else {
-			s.g.cfg.Metrics.request(name, code, time.Since(start))
-		}
 		s.answer(frame, resp, ae, true)
 	})
 	return true
+}
+
+// do runs request frame, counts it in the metrics and logs an internal
+// failure.
+func (s *session) do(frame *pb.ClientFrame) (*pb.ServerFrame, *apierr.Error) {
+	start := time.Now()
+	name := dispatch.RequestName(frame)
+	resp, err := s.g.cfg.Dispatcher.Do(s.ctx, s.caller(), frame)
+	var ae *apierr.Error
+	// Stopped because the connection is gone: not a fault.
+	cancelled := err != nil && s.ctx.Err() != nil && pb.ReadOnly(frame)
+	if err != nil {
+		ae = apierr.From(err)
+		if ae.Code == pb.CodeInternal && !cancelled {
+			s.g.cfg.Logger.Error("request failed", "user", s.user, "request", name, "err", err)
+		}
+	}
+	code := int32(0)
+	if ae != nil {
+		code = ae.Code
+	}
+	if cancelled {
+		s.g.cfg.Metrics.cancelled(name)
+	} else {
+		s.g.cfg.Metrics.request(name, code, time.Since(start))
+	}
+	return resp, ae
 }
 
 func (s *session) caller() dispatch.Caller {

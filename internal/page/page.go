@@ -16,7 +16,8 @@ import (
 const MaxFrameBytes = 1 << 20
 
 // reserve is kept free of items for the frame's own fields (id, more,
-// next_seq, ...), fields set after an item was measured (receipt_sent) and
+// next_seq, ...; a login response's, for a sync page riding on it: well
+// under 1 KiB), fields set after an item was measured (receipt_sent) and
 // the JSON encoder's varying white space.
 const reserve = 64 << 10
 

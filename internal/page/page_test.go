@@ -26,27 +26,39 @@ func TestBudget(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := New(tt.json)
-			page := &pb.HistoryResponse{}
+			var msgs []*pb.Message
 			for b.Take(tt.item) {
-				page.Messages = append(page.Messages, tt.item)
+				msgs = append(msgs, tt.item)
 			}
-			var size int
-			if tt.json {
-				data, err := protojson.Marshal(&pb.ServerFrame{Id: 1 << 60, Body: &pb.ServerFrame_History{History: page}})
+			frameSize := func(f *pb.ServerFrame) int {
+				if !tt.json {
+					return proto.Size(f)
+				}
+				data, err := protojson.Marshal(f)
 				if err != nil {
 					t.Fatal(err)
 				}
-				size = len(data)
-			} else {
-				size = proto.Size(&pb.ServerFrame{Id: 1 << 60, Body: &pb.ServerFrame_History{History: page}})
+				return len(data)
 			}
-			if size > MaxFrameBytes {
-				t.Fatalf("page of %d items is %d bytes, over %d", len(page.Messages), size, MaxFrameBytes)
+			size := frameSize(&pb.ServerFrame{Id: 1 << 60, Body: &pb.ServerFrame_History{History: &pb.HistoryResponse{Messages: msgs}}})
+			// A sync page also rides on a login response, whose own fields
+			// share the frame.
+			cursor := &pb.SyncCursor{Conversation: &pb.Conversation{GroupId: strings.Repeat("g", 64)}, Seq: 1 << 60}
+			login := frameSize(&pb.ServerFrame{Id: 1 << 60, Body: &pb.ServerFrame_Login{Login: &pb.LoginResponse{
+				ServerTimeMs: 1 << 60, SessionId: strings.Repeat("f", 16), ProtocolVersion: 1,
+				Limits: &pb.Limits{MaxFrameBytes: 1 << 31, MaxTextBytes: 1 << 31, MaxCustomDataBytes: 1 << 31, MaxBatch: 1 << 31,
+					MaxGroupMembers: 1 << 31, MaxMembersPerCall: 1 << 31, HeartbeatSeconds: 1 << 31, MaxServerFrameBytes: 1 << 31},
+				Sync: &pb.SyncResponse{Messages: msgs, More: true, Cursors: []*pb.SyncCursor{cursor}},
+			}}})
+			for name, n := range map[string]int{"history": size, "login sync": login} {
+				if n > MaxFrameBytes {
+					t.Fatalf("%s page of %d items is %d bytes, over %d", name, len(msgs), n, MaxFrameBytes)
+				}
 			}
 			// Full: one more item would not have fitted under the limit
 			// less the reserve.
 			if size+b.size(tt.item) < MaxFrameBytes-reserve {
-				t.Fatalf("page of %d items (%d bytes) stopped early", len(page.Messages), size)
+				t.Fatalf("page of %d items (%d bytes) stopped early", len(msgs), size)
 			}
 		})
 	}
