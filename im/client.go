@@ -211,6 +211,8 @@ type session struct {
 	done   chan struct{} // closed when the session ends
 	err    error         // why it ended; set before done is closed
 
+	loginSync *pb.SyncResponse // the first sync page, if the login response carried it
+
 	mu        sync.Mutex
 	pending   map[uint64]chan *pb.ServerFrame
 	lastWrite atomic.Int64
@@ -263,17 +265,27 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
 	id := c.nextID.Add(1)
-	b, err := s.encode(&pb.ClientFrame{Id: id, Body: &pb.ClientFrame_Login{Login: &pb.LoginRequest{
+	login := &pb.LoginRequest{
 		ProtocolVersion: protocolVersion,
 		UserId:          c.userID,
 		Token:           c.token,
 		Sdk:             c.opts.sdk,
 		DeviceId:        c.opts.deviceID,
-	}}})
+	}
+	// The first sync page rides on the login, saving a round trip; with
+	// more cursors than a frame takes, sync acknowledges them first and
+	// requests the page itself.
+	if cursors := c.syncCursors(); len(cursors) <= maxCursorsPerFrame {
+		login.Sync = &pb.SyncRequest{Cursors: cursors, Limit: syncPageSize}
+	}
+	b, err := s.encode(&pb.ClientFrame{Id: id, Body: &pb.ClientFrame_Login{Login: login}})
 	if err == nil {
 		err = conn.Write(ctx, s.msgType(), b)
 	}
+	// Pushes may come before the login response (the server registers the
+	// session for them first): kept, for after the sync like the later ones.
 	var resp *pb.ServerFrame
+	var early []*pb.ServerFrame
 	for err == nil {
 		var data []byte
 		_, data, err = conn.Read(ctx)
@@ -283,6 +295,9 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 		resp, err = s.decode(data)
 		if err == nil && resp.GetId() == id {
 			break
+		}
+		if err == nil && resp.GetId() == 0 {
+			early = append(early, resp)
 		}
 	}
 	if err != nil {
@@ -312,10 +327,15 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 	c.mu.Unlock()
 	c.log.Debug("im: logged in", "session", lr.GetSessionId())
 
+	s.loginSync = lr.GetSync()
+
 	c.dmu.Lock()
 	c.syncing = true
 	c.buffered = nil
 	c.dmu.Unlock()
+	for _, f := range early {
+		c.push(f)
+	}
 
 	s.lastWrite.Store(time.Now().UnixNano())
 	c.wg.Add(3)

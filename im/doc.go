@@ -25,6 +25,8 @@
 // text frames with WithJSON), logs in and then syncs: every message stored
 // for the user that this device has not acknowledged is passed to
 // OnRecvNewMessage, in order per conversation, before any live message. The
+// first sync page comes with the login response, saving a round trip; the
+// others follow by sync requests. The
 // Client acknowledges a message to the server once OnRecvNewMessage has
 // returned for it (batched, at most once a second, and on Close); the server
 // keeps what each device acknowledged, so set WithDeviceID to a stable value

@@ -33,6 +33,10 @@ type fakeServer struct {
 	handle   func(s *fakeSess, f *pb.ClientFrame)
 	frames   chan *pb.ClientFrame // every frame after login, if not nil
 	ready    chan *fakeSess       // each logged-in session
+	// loginSync answers a login's sync request (nil: ignored, as by a
+	// server without it); it may push before the login response.
+	loginSync func(s *fakeSess, r *pb.SyncRequest) *pb.SyncResponse
+	loginReqs chan *pb.LoginRequest // each login request
 }
 
 type fakeSess struct {
@@ -46,10 +50,11 @@ type fakeSess struct {
 
 func newFake(t testing.TB) *fakeServer {
 	fs := &fakeServer{
-		t:        t,
-		sessions: make(map[*fakeSess]bool),
-		frames:   make(chan *pb.ClientFrame, 1000),
-		ready:    make(chan *fakeSess, 100),
+		t:         t,
+		sessions:  make(map[*fakeSess]bool),
+		frames:    make(chan *pb.ClientFrame, 1000),
+		ready:     make(chan *fakeSess, 100),
+		loginReqs: make(chan *pb.LoginRequest, 100),
 	}
 	fs.handle = fs.defaultHandle
 	fs.srv = httptest.NewServer(http.HandlerFunc(fs.serve))
@@ -126,10 +131,18 @@ func (fs *fakeServer) serve(w http.ResponseWriter, r *http.Request) {
 		delete(fs.sessions, s)
 		fs.mu.Unlock()
 	}()
-	s.send(&pb.ServerFrame{Id: login.GetId(), Body: &pb.ServerFrame_Login{Login: &pb.LoginResponse{
+	fs.loginReqs <- lr
+	resp := &pb.LoginResponse{
 		ServerTimeMs: time.Now().UnixMilli(), SessionId: "s1", ProtocolVersion: 1,
 		Limits: &pb.Limits{MaxFrameBytes: 65536, MaxBatch: 100, HeartbeatSeconds: fs.hbSecs},
-	}}})
+	}
+	fs.mu.Lock()
+	loginSync := fs.loginSync
+	fs.mu.Unlock()
+	if loginSync != nil && lr.GetSync() != nil {
+		resp.Sync = loginSync(s, lr.GetSync())
+	}
+	s.send(&pb.ServerFrame{Id: login.GetId(), Body: &pb.ServerFrame_Login{Login: resp}})
 	fs.ready <- s
 	for {
 		f, err := s.read(ctx)

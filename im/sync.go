@@ -9,68 +9,32 @@ import (
 // sync fetches the stored messages this client's device has not
 // acknowledged, after a login, and delivers them page by page; pushes
 // received meanwhile are buffered and delivered after the last page, merged
-// in seq order per conversation. Each request's cursors are the highest seqs
-// delivered (or held) per conversation, which the server takes as
-// acknowledgements and continues after; for a conversation not listed it
+// in seq order per conversation. The first page comes with the login
+// response when the login asked for it (see connect) and the server
+// answered it; the others by SyncRequest. Each request's cursors are the
+// highest seqs delivered (or held) per conversation, which the server takes
+// as acknowledgements and continues after; for a conversation not listed it
 // starts after the device's last acknowledgement (or the user's, for a device
 // it has never seen). Buffered pushes continue where the sync ends (the session was
 // registered for pushes before the sync started), so delivering them after
 // the last page keeps every conversation in seq order. It runs on the run
 // goroutine while the reader keeps routing responses.
 func (c *Client) sync(s *session) {
+	sr := s.loginSync
 	for {
-		c.dmu.Lock()
-		cursors := make([]*pb.SyncCursor, 0, len(c.delivered)+len(c.held))
-		for k, seq := range c.delivered {
-			if c.held[k] == nil {
-				cursors = append(cursors, &pb.SyncCursor{Conversation: k.pb(), Seq: seq})
+		if sr == nil {
+			var ended bool
+			if sr, ended = c.fetchSyncPage(s); ended {
+				return // the session ended; the next one syncs again
+			}
+			if sr == nil {
+				break // refused: go live without the backlog
 			}
 		}
-		// Held messages count as received: continue after them, or the
-		// server would send them again, page after page, while they wait.
-		for k, h := range c.held {
-			cursors = append(cursors, &pb.SyncCursor{Conversation: k.pb(), Seq: h.top})
-		}
-		c.dmu.Unlock()
-		if len(cursors) > maxCursorsPerFrame {
-			// Too many for one frame: acknowledge them first; the sync then
-			// starts from the device's cursors, which they moved.
-			// Confirmed: the sync must start after the cursors they move.
-			if err := s.ack(s.ctx, cursors, false); err != nil {
-				var ie *Error
-				if !errors.As(err, &ie) || ie.Code == CodeUnavailable {
-					return // the session ended; the next one syncs again
-				}
-				// Refused: sync anyway; repeats are dropped here.
-				c.log.Warn("im: acknowledgement before sync failed", "err", err)
-			}
-			cursors = nil
-		}
-		resp, err, sent := s.roundTrip(s.ctx, &pb.ClientFrame{Body: &pb.ClientFrame_Sync{
-			Sync: &pb.SyncRequest{Cursors: cursors, Limit: syncPageSize},
-		}})
-		if !sent {
-			return // the session ended; the next one syncs again
-		}
-		if err != nil {
-			var ie *Error
-			if !errors.As(err, &ie) || ie.Code == CodeUnavailable {
-				return
-			}
-			// The server refused: go live without the backlog rather than
-			// reconnecting in a loop.
-			c.log.Warn("im: sync failed", "err", err)
+		if !c.syncPage(sr) {
 			break
 		}
-		sr := resp.GetSync()
-		c.dmu.Lock()
-		for _, m := range sr.GetMessages() {
-			c.deliverLocked(m)
-		}
-		c.dmu.Unlock()
-		if !sr.GetMore() || len(sr.GetMessages()) == 0 {
-			break
-		}
+		sr = nil
 	}
 	c.dmu.Lock()
 	for _, m := range c.buffered { // in seq order per conversation, as pushed
@@ -79,6 +43,72 @@ func (c *Client) sync(s *session) {
 	c.buffered = nil
 	c.syncing = false
 	c.dmu.Unlock()
+}
+
+// syncCursors are the cursors of the next sync request: the highest seqs
+// delivered, or held, per conversation.
+func (c *Client) syncCursors() []*pb.SyncCursor {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	cursors := make([]*pb.SyncCursor, 0, len(c.delivered)+len(c.held))
+	for k, seq := range c.delivered {
+		if c.held[k] == nil {
+			cursors = append(cursors, &pb.SyncCursor{Conversation: k.pb(), Seq: seq})
+		}
+	}
+	// Held messages count as received: continue after them, or the
+	// server would send them again, page after page, while they wait.
+	for k, h := range c.held {
+		cursors = append(cursors, &pb.SyncCursor{Conversation: k.pb(), Seq: h.top})
+	}
+	return cursors
+}
+
+// fetchSyncPage requests the next sync page. It returns nil when the server
+// refused the sync (rather than reconnecting in a loop, the client goes live
+// without the backlog), and ended when the session ended.
+func (c *Client) fetchSyncPage(s *session) (sr *pb.SyncResponse, ended bool) {
+	cursors := c.syncCursors()
+	if len(cursors) > maxCursorsPerFrame {
+		// Too many for one frame: acknowledge them first; the sync then
+		// starts from the device's cursors, which they moved.
+		// Confirmed: the sync must start after the cursors they move.
+		if err := s.ack(s.ctx, cursors, false); err != nil {
+			var ie *Error
+			if !errors.As(err, &ie) || ie.Code == CodeUnavailable {
+				return nil, true
+			}
+			// Refused: sync anyway; repeats are dropped here.
+			c.log.Warn("im: acknowledgement before sync failed", "err", err)
+		}
+		cursors = nil
+	}
+	resp, err, sent := s.roundTrip(s.ctx, &pb.ClientFrame{Body: &pb.ClientFrame_Sync{
+		Sync: &pb.SyncRequest{Cursors: cursors, Limit: syncPageSize},
+	}})
+	if !sent {
+		return nil, true
+	}
+	if err != nil {
+		var ie *Error
+		if !errors.As(err, &ie) || ie.Code == CodeUnavailable {
+			return nil, true
+		}
+		c.log.Warn("im: sync failed", "err", err)
+		return nil, false
+	}
+	return resp.GetSync(), false
+}
+
+// syncPage delivers a sync page, whichever frame carried it, and reports
+// whether more follow.
+func (c *Client) syncPage(sr *pb.SyncResponse) bool {
+	c.dmu.Lock()
+	for _, m := range sr.GetMessages() {
+		c.deliverLocked(m)
+	}
+	c.dmu.Unlock()
+	return sr.GetMore() && len(sr.GetMessages()) > 0
 }
 
 // heldMsgs are the messages of a conversation held until this client's
