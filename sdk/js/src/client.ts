@@ -1,6 +1,7 @@
 // The Client: connection life cycle (login, sync, reconnection with backoff
 // over one or more server addresses) and the API of the Go SDK in
 // TypeScript style.
+import { create } from "@bufbuild/protobuf";
 import * as pb from "./gen/readmark_pb.js";
 import {
   CodeInvalidArgument,
@@ -227,6 +228,14 @@ export class Client {
 
   private connect(url: string): Promise<Session> {
     this.url = url;
+    // The first sync page rides on the login, saving a round trip; with more
+    // cursors than a frame takes, sync acknowledges them first and requests
+    // the page itself.
+    const cursors = this.delivery.cursors();
+    const sync = cursors.length <= maxCursorsPerFrame ? create(pb.SyncRequestSchema, { cursors, limit: syncPageSize }) : undefined;
+    // Pushes may come before the login response (the server registers the
+    // session for them first): buffered from now, for after the sync.
+    this.delivery.startSync();
     return Session.open(
       {
         url,
@@ -238,6 +247,7 @@ export class Client {
         timeoutMs: this.opts.loginTimeout,
         WebSocket: this.opts.WebSocket,
         signal: this.stopCtl.signal,
+        sync,
       },
       {
         nextID: () => this.nextID(),
@@ -249,7 +259,6 @@ export class Client {
       },
     ).then((s) => {
       this.lastLimits = limitsFromPB(s.login.limits);
-      this.delivery.startSync();
       return s;
     });
   }
@@ -354,40 +363,55 @@ export class Client {
   /**
    * sync fetches the stored messages this client's device has not
    * acknowledged, after a login, and delivers them page by page; pushes
-   * received meanwhile are delivered after the last page (see Delivery). Each
-   * request's cursors are the highest seqs delivered (or held) per
+   * received meanwhile are delivered after the last page (see Delivery). The
+   * first page comes with the login response when the login asked for it
+   * (see connect) and the server answered it; the others by SyncRequest.
+   * Each request's cursors are the highest seqs delivered (or held) per
    * conversation, which the server takes as acknowledgements and continues
    * after.
    */
   private async sync(s: Session): Promise<void> {
+    let page = s.login.sync;
     for (;;) {
-      let cursors = this.delivery.cursors();
-      if (cursors.length > maxCursorsPerFrame) {
-        // Too many for one frame: acknowledge them first; the sync then
-        // starts from the device's cursors, which they moved.
-        // Confirmed: the sync must start after the cursors they move.
-        const a = await ack(s, cursors, undefined, false);
-        if (a === "lost") return; // the session ended; the next one syncs again
-        cursors = []; // refused: sync anyway; repeats are dropped by seq
+      if (!page) {
+        const r = await this.fetchSyncPage(s);
+        if (r === "lost") return; // the session ended; the next one syncs again
+        if (r === "refused") break; // go live without the backlog rather than reconnecting in a loop
+        page = r;
       }
-      let r;
-      try {
-        r = await s.roundTrip({ case: "sync", value: { cursors, limit: syncPageSize } });
-      } catch {
-        break; // cannot be encoded (over the frame limit): go live without the backlog
-      }
-      if (r.kind !== "ok") return; // the session ended; the next one syncs again
-      const f = r.frame;
-      if (f.error) {
-        if (f.error.code === CodeUnavailable) return;
-        // The server refused: go live without the backlog rather than reconnecting in a loop.
-        break;
-      }
-      if (f.body.case !== "sync") break;
-      this.delivery.syncPage(f.body.value.messages);
-      if (!f.body.value.more || f.body.value.messages.length === 0) break;
+      if (!this.syncPage(page)) break;
+      page = undefined;
     }
     this.delivery.finishSync();
+  }
+
+  /** fetchSyncPage requests the next sync page. */
+  private async fetchSyncPage(s: Session): Promise<pb.SyncResponse | "lost" | "refused"> {
+    let cursors = this.delivery.cursors();
+    if (cursors.length > maxCursorsPerFrame) {
+      // Too many for one frame: acknowledge them first; the sync then
+      // starts from the device's cursors, which they moved.
+      // Confirmed: the sync must start after the cursors they move.
+      const a = await ack(s, cursors, undefined, false);
+      if (a === "lost") return "lost";
+      cursors = []; // refused: sync anyway; repeats are dropped by seq
+    }
+    let r;
+    try {
+      r = await s.roundTrip({ case: "sync", value: { cursors, limit: syncPageSize } });
+    } catch {
+      return "refused"; // cannot be encoded (over the frame limit)
+    }
+    if (r.kind !== "ok") return "lost";
+    const f = r.frame;
+    if (f.error) return f.error.code === CodeUnavailable ? "lost" : "refused";
+    return f.body.case === "sync" ? f.body.value : "refused";
+  }
+
+  /** syncPage delivers a sync page, whichever frame carried it, and reports whether more follow. */
+  private syncPage(page: pb.SyncResponse): boolean {
+    this.delivery.syncPage(page.messages);
+    return page.more && page.messages.length > 0;
   }
 
   /** handed records that the listeners saw a stored message, to be acknowledged shortly. */

@@ -67,6 +67,8 @@ export interface LoginParams {
   WebSocket: WebSocketConstructor;
   /** Aborting it (Client.close) fails the dial at once. */
   signal: AbortSignal;
+  /** The first sync page's request, to ride on the login (its page comes as login.sync). */
+  sync: pb.SyncRequest | undefined;
 }
 
 /**
@@ -154,7 +156,7 @@ export class Session {
           id: loginID,
           body: {
             case: "login",
-            value: { protocolVersion, userId: p.userID, token: p.token, sdk: p.sdk, deviceId: p.deviceID },
+            value: { protocolVersion, userId: p.userID, token: p.token, sdk: p.sdk, deviceId: p.deviceID, sync: p.sync },
           },
         });
         ws.send(encode(login, p.json));

@@ -67,6 +67,8 @@ export class FakeServer {
   silent = false;
   answerPings = true;
   onRequest: (conn: FakeConn, f: pb.ClientFrame) => boolean = () => false;
+  /** loginSync answers a login's sync request (unset: ignored, as by a server without it); it may push before the login response. */
+  loginSync: ((conn: FakeConn, r: pb.SyncRequest) => MessageInitShape<typeof pb.SyncResponseSchema>) | undefined;
 
   readonly WebSocket: WebSocketConstructor;
 
@@ -85,15 +87,23 @@ export class FakeServer {
     if (this.onRequest(conn, f)) return;
     const id = f.id;
     switch (f.body.case) {
-      case "login":
+      case "login": {
+        const req = f.body.value.sync;
+        const sync = req && this.loginSync ? this.loginSync(conn, req) : undefined;
         conn.reply({
           id,
           body: {
             case: "login",
-            value: { sessionId: `s${this.conns.length}`, protocolVersion: 1, limits: { maxFrameBytes: 65536, maxBatch: 100, heartbeatSeconds: this.heartbeatSeconds } },
+            value: {
+              sessionId: `s${this.conns.length}`,
+              protocolVersion: 1,
+              limits: { maxFrameBytes: 65536, maxBatch: 100, heartbeatSeconds: this.heartbeatSeconds },
+              sync,
+            },
           },
         });
         return;
+      }
       case "sync":
         conn.reply({ id, body: { case: "sync", value: {} } });
         return;

@@ -196,6 +196,8 @@ test("sync after a reconnection with more cursors than fit in a frame: acknowled
     first.drop();
     await waitFor("the sync on the second connection", () => srv.conns.length === 2 && srv.conns[1].received.some((f) => f.body.case === "sync"));
     const second = srv.conns[1].received;
+    const login = second.find((f) => f.body.case === "login")!;
+    assert.equal(login.body.case === "login" && login.body.value.sync, undefined, "no page asked of the login");
     const acks = second.filter((f) => f.body.case === "ack").map((f) => (f.body.case === "ack" ? f.body.value.cursors.length : 0));
     assert.deepEqual(acks, [256, 44]);
     const sync = second.find((f) => f.body.case === "sync")!;
