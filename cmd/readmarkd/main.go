@@ -1,7 +1,7 @@
 // Command readmarkd is the Readmark server.
 //
 //	readmarkd [--listen ADDR] [--data DIR] [--secret-file FILE] [--admin-user ID] [--dev-tokens]
-//	          [--memory-limit auto|off|SIZE] [--gogc auto|off|PERCENT]
+//	          [--memory-limit auto|off|SIZE] [--gogc auto|off|PERCENT] [--gomaxprocs auto|N]
 //	readmarkd token --user ID [--ttl DURATION]
 //
 // Cluster: readmarkd --postgres DSN --nats URL [--node-id ID] [--cluster NAME]
@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -94,6 +95,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	devTokens := fs.Bool("dev-tokens", false, "let the demo page mint a token for any user (development only; refused unless --listen is loopback)")
 	memoryLimit := fs.String("memory-limit", "auto", "soft limit of the Go runtime's memory (debug.SetMemoryLimit): a size such as 4GiB, off, or auto: GOMEMLIMIT if set, else 75% of the cgroup limit, else 50% of physical memory")
 	gogc := fs.String("gogc", "auto", "GC target percentage: a number, off (collect only at the memory limit), or auto: GOGC if set, else 200 with a memory limit and 100 without")
+	maxProcs := fs.String("gomaxprocs", "auto", "Go's GOMAXPROCS: a number, or auto: GOMAXPROCS if set, else the CPUs available but at least 2 (a blocking fsync must not hold the only P)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -108,6 +110,14 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	mem.apply()
 	logger.Info("memory", "settings", strings.Join(mem.why, ", "))
+	procs, why, err := planProcs(*maxProcs, os.Getenv, runtime.GOMAXPROCS(0))
+	if err != nil {
+		return err
+	}
+	if procs > 0 {
+		runtime.GOMAXPROCS(procs)
+	}
+	logger.Info("cpu", "settings", why)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
