@@ -74,15 +74,7 @@ func TestLoginSyncPageMore(t *testing.T) {
 	fs.loginSync = func(s *fakeSess, r *pb.SyncRequest) *pb.SyncResponse {
 		return &pb.SyncResponse{More: true, Messages: []*pb.Message{pbMsg(1, "alice", "bob", "", "a1"), pbMsg(2, "alice", "bob", "", "a2")}}
 	}
-	syncs := make(chan *pb.SyncRequest, 10)
-	fs.setHandler(func(s *fakeSess, f *pb.ClientFrame) {
-		if f.GetSync() == nil {
-			fs.defaultHandle(s, f)
-			return
-		}
-		syncs <- f.GetSync()
-		s.send(syncResp(f.GetId(), false, nil, pbMsg(3, "alice", "bob", "", "a3")))
-	})
+	syncs := answerSyncs(fs, pbMsg(3, "alice", "bob", "", "a3"))
 	r := &recorder{}
 	dial(t, fs, "bob", WithListener(r))
 	r.waitTexts(t, []string{"a1", "a2", "a3"})
@@ -93,15 +85,7 @@ func TestLoginSyncPageMore(t *testing.T) {
 // that did not answer it) is followed by the SyncRequest of before.
 func TestLoginWithoutSyncPage(t *testing.T) {
 	fs := newFake(t)
-	syncs := make(chan *pb.SyncRequest, 10)
-	fs.setHandler(func(s *fakeSess, f *pb.ClientFrame) {
-		if f.GetSync() == nil {
-			fs.defaultHandle(s, f)
-			return
-		}
-		syncs <- f.GetSync()
-		s.send(syncResp(f.GetId(), false, nil, pbMsg(1, "alice", "bob", "", "a1")))
-	})
+	syncs := answerSyncs(fs, pbMsg(1, "alice", "bob", "", "a1"))
 	r := &recorder{}
 	dial(t, fs, "bob", WithListener(r))
 	r.waitTexts(t, []string{"a1"})
@@ -143,4 +127,19 @@ func TestLoginSyncTooManyCursors(t *testing.T) {
 	if acked < len(msgs) || len(f.GetSync().GetCursors()) != 0 {
 		t.Fatalf("acknowledged %d cursors, then synced with %v", acked, f.GetSync())
 	}
+}
+
+// answerSyncs makes fs answer every SyncRequest with one last page of ms,
+// and returns the requests as they come.
+func answerSyncs(fs *fakeServer, ms ...*pb.Message) <-chan *pb.SyncRequest {
+	syncs := make(chan *pb.SyncRequest, 10)
+	fs.setHandler(func(s *fakeSess, f *pb.ClientFrame) {
+		if f.GetSync() == nil {
+			fs.defaultHandle(s, f)
+			return
+		}
+		syncs <- f.GetSync()
+		s.send(syncResp(f.GetId(), false, nil, ms...))
+	})
+	return syncs
 }

@@ -638,6 +638,28 @@ func (s *holdStore) Apply(ctx context.Context, b *storage.Batch, sync bool) erro
 	return s.Store.Apply(ctx, b, sync)
 }
 
+// newHoldEnv is newEnv over a holdStore, seen by the engine through wrap
+// (if set), and a Committer of its own; the engine and the Committer close
+// when the test ends. Failed commits are not logged: tests cause them.
+func newHoldEnv(t *testing.T, wrap func(storage.Store) storage.Store) (*env, *holdStore, *storage.Committer) {
+	hs := &holdStore{applying: make(chan struct{}), release: make(chan error)}
+	var com *storage.Committer
+	v := newEnv(t, func(c *Config) {
+		hs.Store = c.Store
+		if wrap != nil {
+			c.Store = wrap(hs)
+		}
+		com = storage.NewCommitter(hs, 0)
+		c.Committer = com
+		c.Logger = slog.New(slog.DiscardHandler)
+	})
+	t.Cleanup(func() {
+		v.eng.Close()
+		com.Close()
+	})
+	return v, hs, com
+}
+
 // TestPipelinedCommitFailure: receipts are prepared into the next group
 // commit while the previous one syncs. Pushed counts are those of durable
 // state only; when a commit fails, so does the one prepared on top of it,
@@ -645,18 +667,7 @@ func (s *holdStore) Apply(ctx context.Context, b *storage.Batch, sync bool) erro
 // disk, pushed).
 func TestPipelinedCommitFailure(t *testing.T) {
 	boom := errors.New("boom")
-	hs := &holdStore{applying: make(chan struct{}), release: make(chan error)}
-	var com *storage.Committer
-	v := newEnv(t, func(c *Config) {
-		hs.Store = c.Store
-		com = storage.NewCommitter(hs, 0)
-		c.Committer = com
-		c.Logger = slog.New(slog.DiscardHandler) // the failures are expected
-	})
-	defer func() {
-		v.eng.Close()
-		com.Close()
-	}()
+	v, hs, com := newHoldEnv(t, nil)
 	v.roster.join("g", "alice", "bob", "carol", "dave")
 	m := v.msgs.send("alice", "", "g", true)
 	send := func(u string) <-chan error {
@@ -721,21 +732,11 @@ func TestPipelinedCommitFailure(t *testing.T) {
 // sent.
 func TestStoredReceiptSentCached(t *testing.T) {
 	boom := errors.New("boom")
-	hs := &holdStore{applying: make(chan struct{}), release: make(chan error)}
 	var cs *storagetest.Counting
-	var com *storage.Committer
-	v := newEnv(t, func(c *Config) {
-		hs.Store = c.Store
-		cs = &storagetest.Counting{Store: hs}
-		c.Store = cs
-		com = storage.NewCommitter(hs, 0)
-		c.Committer = com
-		c.Logger = slog.New(slog.DiscardHandler) // the failure is expected
+	v, hs, _ := newHoldEnv(t, func(s storage.Store) storage.Store {
+		cs = &storagetest.Counting{Store: s}
+		return cs
 	})
-	defer func() {
-		v.eng.Close()
-		com.Close()
-	}()
 	v.roster.join("g", "alice", "bob", "carol", "dave")
 	m := v.msgs.send("alice", "", "g", true)
 	ordinals := map[string]uint32{}
