@@ -71,6 +71,14 @@ type Pusher struct {
 	Bus Bus
 	// OnError, if set, observes failed publishes (pushes are best effort).
 	OnError func(err error)
+	// Reaches, if set, reports whether userID has a session other than
+	// exceptSession: Push and PushExcept neither encode nor publish when it
+	// has none (most receipts come from a reader's only session, and their
+	// self_receipts push reaches nobody). Set it only where every session is
+	// known, as on a single node with an in-process bus; a push racing a
+	// login may then be skipped, as it may be missed anyway (pushes are
+	// best effort; the new session syncs).
+	Reaches func(userID string, exceptSession uint64) bool
 }
 
 // Push sends frame to every session of userID.
@@ -78,6 +86,9 @@ func (p *Pusher) Push(userID string, frame *pb.ServerFrame) { p.PushExcept(userI
 
 // PushExcept sends frame to every session of userID but exceptSession.
 func (p *Pusher) PushExcept(userID string, exceptSession uint64, frame *pb.ServerFrame) {
+	if p.Reaches != nil && !p.Reaches(userID, exceptSession) {
+		return
+	}
 	size := proto.Size(frame)
 	data := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+size), exceptSession)
 	data, err := marshalSized.MarshalAppend(data, frame)

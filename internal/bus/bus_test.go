@@ -94,3 +94,36 @@ func TestPushAllocs(t *testing.T) {
 		t.Fatalf("%v allocations per push, want 2", n)
 	}
 }
+
+// TestPushReaches: with Reaches set, a push that would reach no session is
+// neither encoded nor published.
+func TestPushReaches(t *testing.T) {
+	frame := &pb.ServerFrame{Body: &pb.ServerFrame_NewMessage{NewMessage: &pb.Message{Seq: 9}}}
+	online := map[string]uint64{"alice": 7} // user -> her only session
+	reaches := func(user string, except uint64) bool {
+		id, ok := online[user]
+		return ok && id != except
+	}
+	tests := []struct {
+		name    string
+		reaches func(string, uint64) bool
+		user    string
+		except  uint64
+		want    int // payloads published
+	}{
+		{"no check", nil, "bob", 0, 1},
+		{"a session", reaches, "alice", 0, 1},
+		{"only the session skipped", reaches, "alice", 7, 0},
+		{"another session skipped", reaches, "alice", 8, 1},
+		{"offline", reaches, "bob", 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &recorder{}
+			(&Pusher{Bus: r, Reaches: tt.reaches}).PushExcept(tt.user, tt.except, frame)
+			if len(r.payloads) != tt.want {
+				t.Fatalf("%d payloads, want %d", len(r.payloads), tt.want)
+			}
+		})
+	}
+}

@@ -83,6 +83,23 @@ func (h *Hub) Online(user string) bool {
 	return h.users[user] != nil
 }
 
+// Reaches reports whether user has a session on this node other than
+// except (a session ID; 0 = none): see bus.Pusher.Reaches.
+func (h *Hub) Reaches(user string, except uint64) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	us := h.users[user]
+	if us == nil {
+		return false
+	}
+	for s := range us.sessions {
+		if s.id != except {
+			return true
+		}
+	}
+	return false
+}
+
 // add registers s and returns the user's rate limiter; an *apierr.Error
 // with CodeSessionLimit when the user has the most sessions allowed.
 func (h *Hub) add(s *session) (*rate.Limiter, error) {

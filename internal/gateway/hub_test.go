@@ -28,3 +28,25 @@ func TestRestingLimits(t *testing.T) {
 		t.Fatalf("refilled limiters kept: %v, queue %d", h.resting, len(h.restingQ))
 	}
 }
+
+func TestHubReaches(t *testing.T) {
+	h := NewHub(nil, HubConfig{})
+	h.users["alice"] = &userSessions{sessions: map[*session]struct{}{{id: 7}: {}, {id: 8}: {}}}
+	h.users["bob"] = &userSessions{sessions: map[*session]struct{}{{id: 9}: {}}}
+	tests := []struct {
+		user   string
+		except uint64
+		want   bool
+	}{
+		{"alice", 0, true},
+		{"alice", 7, true}, // session 8
+		{"bob", 0, true},
+		{"bob", 9, false},
+		{"carol", 0, false},
+	}
+	for _, tt := range tests {
+		if got := h.Reaches(tt.user, tt.except); got != tt.want {
+			t.Errorf("Reaches(%s, %d) = %v, want %v", tt.user, tt.except, got, tt.want)
+		}
+	}
+}

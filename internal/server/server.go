@@ -190,6 +190,10 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 		Logger: cfg.Logger, MaxSessionsPerUser: cfg.MaxSessionsPerUser,
 		RateLimit: rate.Limit(cfg.RateLimit), RateBurst: cfg.RateBurst,
 	})
+	if cfg.OpenBus == nil {
+		// The bus is this node's own: every session is in hub.
+		pusher.Reaches = hub.Reaches
+	}
 	if s.settings, err = admin.LoadSettings(ctx, s.store); err != nil {
 		return nil, err
 	}
