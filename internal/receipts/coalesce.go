@@ -9,12 +9,14 @@ import (
 	pb "github.com/readmark/readmark/api/readmarkv1"
 )
 
-// Default push rate per receiver: a burst of 3 frames, then one every 1/17 s.
-// That is at most 3 + 17 = 20 frames in any one second, and a receipt held
-// back waits at most one interval (~59 ms).
+// Default push rate per receiver: a burst of 3 frames, then one every 1/18 s
+// rounded up to the nanosecond. Any one second (both ends included) then
+// holds at most 3 + 17 = 20 frames: 18 intervals are just over a second.
+// (Rounded down, 18 intervals fit in a second and it could hold 21.) A
+// receipt held back waits at most one interval (~56 ms).
 const (
 	defaultPushBurst    = 3
-	defaultPushInterval = time.Second / 17
+	defaultPushInterval = time.Second/18 + 1
 )
 
 // coalescer pushes receipts to their receivers (the senders of the

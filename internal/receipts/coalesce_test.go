@@ -284,6 +284,45 @@ func TestCoalescerBurst(t *testing.T) {
 	}
 }
 
+// TestCoalescerSustained: a receiver read without pause from a quiet start
+// gets its burst, then one frame per interval, and never more than 20 frames
+// in any second, both ends included: 18 default intervals are just over a
+// second. The interval rounded down to the nanosecond would allow 21.
+func TestCoalescerSustained(t *testing.T) {
+	tests := []struct {
+		interval time.Duration
+		most     int
+	}{
+		{defaultPushInterval, 20},
+		{time.Second / 18, 21},
+	}
+	for _, tt := range tests {
+		t.Run(tt.interval.String(), func(t *testing.T) {
+			clock := &fakeClock{}
+			p := &timedPusher{clock: clock}
+			c := newCoalescer(p, clock.now, defaultPushBurst, tt.interval)
+			for i := range uint64(3000) { // one receipt per ms for 3 s
+				advance(c, clock, time.Duration(i)*time.Millisecond)
+				c.note([]noteItem{rc("alice", "g", 1, i+1)})
+			}
+			advance(c, clock, 4*time.Second)
+			most, lo := 0, 0
+			for hi, f := range p.frames {
+				for f.at-p.frames[lo].at > time.Second {
+					lo++
+				}
+				most = max(most, hi-lo+1)
+				if hi > 0 && f.at-p.frames[hi-1].at > tt.interval {
+					t.Fatalf("frames %v and %v: more than one interval apart under load", p.frames[hi-1], f)
+				}
+			}
+			if most != tt.most {
+				t.Fatalf("at most %d frames in a second, want %d", most, tt.most)
+			}
+		})
+	}
+}
+
 // TestCoalescerCloseFlushes: close pushes what is held, with its newest
 // counts, although no token has come (the clock stands still).
 func TestCoalescerCloseFlushes(t *testing.T) {

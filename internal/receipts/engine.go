@@ -36,8 +36,8 @@ type Config struct {
 	// PushBurst and PushInterval bound the receipt push frames to each
 	// sender: PushBurst at once, then one per PushInterval; receipts that
 	// come faster are held and go out together, with their newest counts, in
-	// the next frame (0 = 3 and 1/17 s: at most 20 frames in any second, and
-	// a held receipt waits at most ~59 ms).
+	// the next frame (0 = 3 and just over 1/18 s: at most 20 frames in any
+	// second, and a held receipt waits at most ~56 ms).
 	PushBurst    int
 	PushInterval time.Duration
 	// CacheMessages: read states kept in memory (0 = 20000); LRU; misses load
