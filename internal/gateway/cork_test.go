@@ -11,6 +11,9 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/readmark/readmark/api/readmarkv1"
 )
 
 // Frames queued before the writer runs are written as batches: they reach
@@ -104,4 +107,63 @@ func dialSession(t testing.TB, g *Gateway, serve func(s *session)) *websocket.Co
 	}
 	t.Cleanup(func() { c.CloseNow() })
 	return c
+}
+
+// TestResponseWrittenByRequest: a request's response goes out on the
+// request's own goroutine when nothing is queued before it (no writer runs
+// here), behind what is queued otherwise, and a failed write of it ends the
+// writer.
+func TestResponseWrittenByRequest(t *testing.T) {
+	g := New(Config{Metrics: NewMetrics(prometheus.NewRegistry()), MaxQueueBytes: 1 << 30})
+	respond := func(s *session, id uint64) {
+		s.slots <- struct{}{} // as dispatch takes one
+		s.send(id, &pb.ServerFrame{Body: &pb.ServerFrame_Ok{Ok: &pb.Empty{}}}, nil, true)
+	}
+	readIDs := func(c *websocket.Conn, n int) []uint64 {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var ids []uint64
+		for range n {
+			_, data, err := c.Read(ctx)
+			if err != nil {
+				t.Fatalf("after %v: %v", ids, err)
+			}
+			f := &pb.ServerFrame{}
+			if err := proto.Unmarshal(data, f); err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, f.GetId())
+		}
+		return ids
+	}
+
+	c := dialSession(t, g, func(s *session) { respond(s, 1) })
+	if ids := readIDs(c, 1); ids[0] != 1 {
+		t.Fatalf("got %v, want the response to request 1", ids)
+	}
+
+	first, _ := proto.Marshal(&pb.ServerFrame{Id: 7})
+	c = dialSession(t, g, func(s *session) {
+		s.enqueue(outFrame{data: first, size: len(first)})
+		respond(s, 2) // queued behind frame 7
+		s.closeOut()
+		s.writer()
+	})
+	if ids := readIDs(c, 2); ids[0] != 7 || ids[1] != 2 {
+		t.Fatalf("got %v, want [7 2]: the response after what was queued before it", ids)
+	}
+
+	ended := make(chan struct{})
+	dialSession(t, g, func(s *session) {
+		s.conn.CloseNow()
+		respond(s, 3) // its write fails
+		s.writer()    // and the writer ends instead of waiting for frames
+		close(ended)
+	})
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the writer did not end after a response's failed write")
+	}
 }

@@ -58,6 +58,12 @@ type session struct {
 	closed   bool // no more frames: the writer ends once out is written
 	slow     bool // closed as a slow consumer: the writer drops out and ends
 	draining bool // the writer closes the connection after the last frame
+	// writing: a batch is being written, by the writer or by a request's
+	// worker writing its own response (see enqueue); frames are written by
+	// one at a time, in queue order. failed: such a write failed, and the
+	// writer ends the session.
+	writing bool
+	failed  bool
 }
 
 // outFrame is one frame for the writer: a response encoded in the
@@ -370,7 +376,40 @@ func (s *session) send(id uint64, resp *pb.ServerFrame, e *apierr.Error, slot bo
 	}
 	*f.buf = data
 	f.data, f.size = data, len(data)
+	if slot && s.writeNow(f) {
+		return
+	}
 	s.enqueue(f)
+}
+
+// writeNow writes a request's response on the request's own goroutine when
+// nothing is queued or being written before it, and reports whether it
+// did. The response then need not wait for the writer goroutine to be
+// scheduled: after a group message, the writers of a thousand sessions may
+// be runnable ahead of it.
+func (s *session) writeNow(f outFrame) bool {
+	s.mu.Lock()
+	if s.closed || s.writing || s.head < len(s.out) {
+		s.mu.Unlock()
+		return false
+	}
+	s.writing = true
+	s.queued += f.size
+	s.mu.Unlock()
+	err := s.writeBatch([]outFrame{f}, s.msgType())
+	s.mu.Lock()
+	s.queued -= f.size
+	if err != nil {
+		s.failed = true // the writer ends the session
+	}
+	s.writing = false
+	wake := s.failed || s.closed || s.head < len(s.out)
+	s.mu.Unlock()
+	s.giveBack(f)
+	if wake {
+		s.wakeWriter()
+	}
+	return true
 }
 
 // push queues a push without blocking; it runs on the bus's goroutine.
@@ -445,8 +484,11 @@ func (s *session) take(buf []outFrame) ([]outFrame, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	buf = buf[:0]
-	if s.slow {
+	if s.slow || s.failed {
 		return buf, true
+	}
+	if s.writing {
+		return buf, false // writeNow wakes the writer when it is done
 	}
 	n, bytes := s.head, 0
 	for n < len(s.out) && (n == s.head || bytes+s.out[n].size <= writeBatchBytes) {
@@ -456,6 +498,7 @@ func (s *session) take(buf []outFrame) ([]outFrame, bool) {
 	buf = append(buf, s.out[s.head:n]...)
 	clear(s.out[s.head:n])
 	s.head = n
+	s.writing = len(buf) > 0
 	switch {
 	case s.head == len(s.out):
 		s.out, s.head = s.out[:0], 0
@@ -477,6 +520,7 @@ func (s *session) written(batch []outFrame) {
 	}
 	s.mu.Lock()
 	s.queued -= bytes
+	s.writing = false
 	s.mu.Unlock()
 }
 
@@ -489,10 +533,6 @@ func (s *session) encode(b []byte, f *pb.ServerFrame) ([]byte, error) {
 }
 
 func (s *session) writer() {
-	typ := websocket.MessageBinary
-	if s.json {
-		typ = websocket.MessageText
-	}
 	defer func() {
 		s.stuck.Stop()
 		s.cork.uncork() // after a failed write: a close frame must not stay corked
@@ -507,6 +547,7 @@ func (s *session) writer() {
 		}
 		s.cancel()
 	}()
+	typ := s.msgType()
 	var batch []outFrame
 	for {
 		var last bool
@@ -522,33 +563,49 @@ func (s *session) writer() {
 			}
 			continue
 		}
-		s.stuck.Reset(writeTimeout)
-		if len(batch) > 1 {
-			s.cork.cork()
-		}
-		for _, f := range batch {
-			data := f.data
-			if f.push != nil {
-				var err error
-				if data, err = f.push.encoded(s.json, s.g.cfg.Metrics); err != nil {
-					s.g.cfg.Logger.Error("encoding push", "err", err)
-					continue
-				}
-			}
-			if err := s.conn.Write(context.Background(), typ, data); err != nil {
-				return
-			}
-		}
-		if err := s.cork.uncork(); err != nil {
+		if err := s.writeBatch(batch, typ); err != nil {
 			return
 		}
-		s.stuck.Stop()
 		s.written(batch)
 		clear(batch)
 		if last {
 			return
 		}
 	}
+}
+
+func (s *session) msgType() websocket.MessageType {
+	if s.json {
+		return websocket.MessageText
+	}
+	return websocket.MessageBinary
+}
+
+// writeBatch writes batch, with one write call if it holds several frames
+// (corked). Its caller holds the writing token (take, writeNow).
+func (s *session) writeBatch(batch []outFrame, typ websocket.MessageType) error {
+	s.stuck.Reset(writeTimeout)
+	if len(batch) > 1 {
+		s.cork.cork()
+	}
+	for _, f := range batch {
+		data := f.data
+		if f.push != nil {
+			var err error
+			if data, err = f.push.encoded(s.json, s.g.cfg.Metrics); err != nil {
+				s.g.cfg.Logger.Error("encoding push", "err", err)
+				continue
+			}
+		}
+		if err := s.conn.Write(context.Background(), typ, data); err != nil {
+			return err
+		}
+	}
+	if err := s.cork.uncork(); err != nil {
+		return err
+	}
+	s.stuck.Stop()
+	return nil
 }
 
 // drain lets in-flight requests finish, sends a Kickoff and closes.
