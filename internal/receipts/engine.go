@@ -437,50 +437,39 @@ func (e *Engine) recordEvents(ctx context.Context, b *storage.Batch, touched []*
 // done runs on the commit goroutine after the batch was applied (err nil)
 // or failed, after the batch's counts went to the coalescer (seal).
 func (e *Engine) done(sub *submission, err error) {
+	settle(sub, err != nil)
 	if err != nil {
-		e.rollback(sub)
 		e.log.Error("receipts: commit failed", "err", err, "requests", len(sub.reqs))
-	} else {
-		settle(sub)
 	}
 	for _, r := range sub.reqs {
 		r.done <- err
 	}
 }
 
-// rollback undoes the receipts of a failed submission. Nothing later was
-// applied: the batch prepared on top of it fails too, and its done rolls
-// back its own receipts (those new after this one's), before any further
-// prepare.
-func (e *Engine) rollback(sub *submission) {
+// settle ends what a submission's receipts did to the in-memory states:
+// their ordinals leave the states' unsettled sets, and if the submission
+// failed the receipts are undone. Nothing later was applied then: the batch
+// prepared on top of it fails too, and its done rolls back its own receipts
+// (those new after this one's), before any further prepare.
+func settle(sub *submission, failed bool) {
 	for _, req := range sub.reqs {
 		for _, i := range req.fresh {
 			st := req.states[i]
 			st.mu.Lock()
-			if req.group != "" {
-				st.read.Remove(req.ord)
+			switch {
+			case req.group != "":
 				st.unsettle(req.ord)
-				st.countOK = false
-			} else {
+				if failed {
+					st.read.Remove(req.ord)
+					st.countOK = false
+				}
+			case failed:
 				st.readAt = 0
 			}
 			st.mu.Unlock()
 		}
-		req.fresh = nil
-	}
-}
-
-// settle marks the group receipts of a durable submission settled.
-func settle(sub *submission) {
-	for _, req := range sub.reqs {
-		if req.group == "" {
-			continue
-		}
-		for _, i := range req.fresh {
-			st := req.states[i]
-			st.mu.Lock()
-			st.unsettle(req.ord)
-			st.mu.Unlock()
+		if failed {
+			req.fresh = nil
 		}
 	}
 }
