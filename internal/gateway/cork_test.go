@@ -117,7 +117,7 @@ func TestResponseWrittenByRequest(t *testing.T) {
 	g := New(Config{Metrics: NewMetrics(prometheus.NewRegistry()), MaxQueueBytes: 1 << 30})
 	respond := func(s *session, id uint64) {
 		s.slots <- struct{}{} // as dispatch takes one
-		s.send(id, &pb.ServerFrame{Body: &pb.ServerFrame_Ok{Ok: &pb.Empty{}}}, nil, true)
+		s.send(id, &pb.ServerFrame{Body: &pb.ServerFrame_Ok{Ok: &pb.Empty{}}}, nil, true, true)
 	}
 	readIDs := func(c *websocket.Conn, n int) []uint64 {
 		t.Helper()

@@ -171,6 +171,17 @@ func (s *session) login() bool {
 		}
 		return false
 	}
+	// On a kept worker: authentication, registration and the first sync
+	// page grow a goroutine's stack to what Pebble and protobuf need, and
+	// the connection's own goroutine is new (stack copying was 7 % of the
+	// server's CPU in fanin).
+	ok := make(chan bool, 1)
+	s.g.workers.run(func() { ok <- s.logIn(frame) })
+	return <-ok
+}
+
+// logIn answers login request frame; see login.
+func (s *session) logIn(frame *pb.ClientFrame) bool {
 	req := frame.GetLogin()
 	var fail *apierr.Error
 	switch {
@@ -198,6 +209,7 @@ func (s *session) login() bool {
 		// Register before answering: once the client hears "logged in",
 		// every push for the user reaches this session (online-only
 		// messages included).
+		var err error
 		if s.limit, err = s.g.cfg.Hub.add(s); err != nil {
 			if fail = apierr.From(err); fail.Code == pb.CodeInternal {
 				s.g.cfg.Logger.Error("registering session", "user", s.user, "err", err)
@@ -207,7 +219,7 @@ func (s *session) login() bool {
 	}
 	if fail != nil {
 		s.g.cfg.Metrics.request("login", fail.Code, 0)
-		s.respond(frame.Id, nil, fail)
+		s.send(frame.Id, nil, fail, false, true)
 		return false
 	}
 	resp := &pb.LoginResponse{
@@ -227,7 +239,7 @@ func (s *session) login() bool {
 			resp.Sync = sr.GetSync()
 		}
 	}
-	s.respond(frame.Id, &pb.ServerFrame{Body: &pb.ServerFrame_Login{Login: resp}}, nil)
+	s.send(frame.Id, &pb.ServerFrame{Body: &pb.ServerFrame_Login{Login: resp}}, nil, false, true)
 	s.g.cfg.Metrics.request("login", 0, 0)
 	return true
 }
@@ -340,7 +352,7 @@ func (s *session) caller() dispatch.Caller {
 // (if it holds one) is given back at once.
 func (s *session) answer(f *pb.ClientFrame, resp *pb.ServerFrame, e *apierr.Error, slot bool) {
 	if !f.GetAck().GetNoReply() {
-		s.send(f.GetId(), resp, e, slot)
+		s.send(f.GetId(), resp, e, slot, slot)
 		return
 	}
 	if e != nil {
@@ -353,12 +365,13 @@ func (s *session) answer(f *pb.ClientFrame, resp *pb.ServerFrame, e *apierr.Erro
 
 // respond sends a response (or error) to request id that holds no slot.
 func (s *session) respond(id uint64, resp *pb.ServerFrame, e *apierr.Error) {
-	s.send(id, resp, e, false)
+	s.send(id, resp, e, false, false)
 }
 
 // send queues a response (or error) to request id; slot says it holds a
-// request slot, given back once the response is written.
-func (s *session) send(id uint64, resp *pb.ServerFrame, e *apierr.Error, slot bool) {
+// request slot, given back once the response is written. direct says the
+// caller is a worker, which may write the response itself (writeNow).
+func (s *session) send(id uint64, resp *pb.ServerFrame, e *apierr.Error, slot, direct bool) {
 	if resp == nil {
 		resp = &pb.ServerFrame{}
 	}
@@ -376,7 +389,7 @@ func (s *session) send(id uint64, resp *pb.ServerFrame, e *apierr.Error, slot bo
 	}
 	*f.buf = data
 	f.data, f.size = data, len(data)
-	if slot && s.writeNow(f) {
+	if direct && s.writeNow(f) {
 		return
 	}
 	s.enqueue(f)
