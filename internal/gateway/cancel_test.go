@@ -230,3 +230,79 @@ func sessions(t *testing.T, reg *prometheus.Registry) float64 {
 	}
 	return 0
 }
+
+// TestDrainAnswersLoginFirst: a login still running when the server starts
+// shutting down is answered before the session is told to go (Kickoff), as
+// a request in flight is: a client must not hear Kickoff before it is
+// logged in.
+func TestDrainAnswersLoginFirst(t *testing.T) {
+	hub := NewHub(membus.New(), HubConfig{})
+	d := &onlineDispatcher{hub: hub, started: make(chan struct{}, 1), release: make(chan struct{}), online: make(chan bool, 1)}
+	g := New(Config{
+		Authenticate: func(string) (string, error) { return "u1", nil },
+		Hub:          hub,
+		Dispatcher:   d,
+		Metrics:      NewMetrics(prometheus.NewRegistry()),
+	})
+	srv := httptest.NewServer(g)
+	defer srv.Close()
+	ctx := t.Context()
+	conn, _, err := websocket.Dial(ctx, srv.URL, &websocket.DialOptions{Subprotocols: []string{SubprotocolProto}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := proto.Marshal(&pb.ClientFrame{Id: 1, Body: &pb.ClientFrame_Login{Login: &pb.LoginRequest{
+		ProtocolVersion: 1, UserId: "u1", Token: "t", Sync: &pb.SyncRequest{},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Write(ctx, websocket.MessageBinary, data); err != nil {
+		t.Fatal(err)
+	}
+	frames := make(chan *pb.ServerFrame, 2)
+	go func() {
+		defer close(frames)
+		for {
+			_, data, err := conn.Read(ctx)
+			if err != nil {
+				return
+			}
+			f := &pb.ServerFrame{}
+			if proto.Unmarshal(data, f) != nil {
+				return
+			}
+			frames <- f
+		}
+	}()
+	<-d.started // the login's first sync page is being built
+	shutdown := make(chan error, 1)
+	go func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		shutdown <- g.Shutdown(sctx)
+	}()
+	for !g.draining.Load() {
+		time.Sleep(time.Millisecond)
+	}
+	// Nothing may come while the login runs. Waiting for something that
+	// must not happen has no condition to wait on: a short wait gives a
+	// wrong Kickoff the time to arrive.
+	select {
+	case f := <-frames:
+		t.Fatalf("while the login ran, the client got %v", f)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(d.release)
+	<-d.online
+	if f := <-frames; f.GetLogin() == nil {
+		t.Fatalf("first frame %v, want the login response", f)
+	}
+	if f := <-frames; f.GetKickoff() == nil {
+		t.Fatalf("second frame %v, want Kickoff", f)
+	}
+	conn.Close(websocket.StatusNormalClosure, "")
+	if err := <-shutdown; err != nil {
+		t.Fatal(err)
+	}
+}

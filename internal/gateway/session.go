@@ -175,8 +175,14 @@ func (s *session) login() bool {
 	// page grow a goroutine's stack to what Pebble and protobuf need, and
 	// the connection's own goroutine is new (stack copying was 7 % of the
 	// server's CPU in fanin).
+	// Counted as a request in flight, so that a drain answers it before
+	// its Kickoff: logIn checks for a drain only after this.
 	ok := make(chan bool, 1)
-	s.g.workers.run(func() { ok <- s.logIn(frame) })
+	s.reqs.Add(1)
+	s.g.workers.run(func() {
+		defer s.reqs.Done()
+		ok <- s.logIn(frame)
+	})
 	return <-ok
 }
 
