@@ -30,6 +30,10 @@ func goldenFrames() map[string]proto.Message {
 		"send_receipts": &ClientFrame{Id: 3, Body: &ClientFrame_SendReceipts{SendReceipts: &SendReceiptsRequest{
 			Messages: []*MessageRef{ref},
 		}}},
+		// A read receipt carrying the acknowledgement of the message it
+		// is for (ClientFrame.acked).
+		"send_receipts_acked": &ClientFrame{Id: 5, Acked: []*SyncCursor{{Conversation: ref.Conversation, Seq: 41}},
+			Body: &ClientFrame_SendReceipts{SendReceipts: &SendReceiptsRequest{Messages: []*MessageRef{ref}}}},
 		"read_members": &ClientFrame{Id: 4, Body: &ClientFrame_ReadMembers{ReadMembers: &ReadMembersRequest{
 			Message: ref, Filter: ReadMembersFilter_READ_MEMBERS_FILTER_UNREAD, NextSeq: 7, Count: 100,
 		}}},

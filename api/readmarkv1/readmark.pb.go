@@ -293,6 +293,15 @@ func (ReadMembersFilter) EnumDescriptor() ([]byte, []int) {
 type ClientFrame struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// acked: cursors this device acknowledges, applied exactly as an
+	// AckRequest with no_reply sent just before this request: before the
+	// body runs, forward only, a failure only counted and logged on the
+	// server, never failing the request, whose response is unchanged. Lets
+	// any request carry the pending acknowledgement instead of a frame of its
+	// own. On a login it is applied once the login succeeds, before its sync.
+	// A server that predates it ignores it (the ack is lost: the next sync
+	// repeats messages, never skips any).
+	Acked []*SyncCursor `protobuf:"bytes,2,rep,name=acked,proto3" json:"acked,omitempty"`
 	// Types that are valid to be assigned to Body:
 	//
 	//	*ClientFrame_Login
@@ -351,6 +360,13 @@ func (x *ClientFrame) GetId() uint64 {
 		return x.Id
 	}
 	return 0
+}
+
+func (x *ClientFrame) GetAcked() []*SyncCursor {
+	if x != nil {
+		return x.Acked
+	}
+	return nil
 }
 
 func (x *ClientFrame) GetBody() isClientFrame_Body {
@@ -3224,9 +3240,10 @@ var File_readmark_proto protoreflect.FileDescriptor
 
 const file_readmark_proto_rawDesc = "" +
 	"\n" +
-	"\x0ereadmark.proto\x12\vreadmark.v1\"\xef\a\n" +
+	"\x0ereadmark.proto\x12\vreadmark.v1\"\x9e\b\n" +
 	"\vClientFrame\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\x04R\x02id\x121\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12-\n" +
+	"\x05acked\x18\x02 \x03(\v2\x17.readmark.v1.SyncCursorR\x05acked\x121\n" +
 	"\x05login\x18\n" +
 	" \x01(\v2\x19.readmark.v1.LoginRequestH\x00R\x05login\x12.\n" +
 	"\x04ping\x18\v \x01(\v2\x18.readmark.v1.PingRequestH\x00R\x04ping\x12.\n" +
@@ -3523,72 +3540,73 @@ var file_readmark_proto_goTypes = []any{
 	(*Kickoff)(nil),             // 44: readmark.v1.Kickoff
 }
 var file_readmark_proto_depIdxs = []int32{
-	9,  // 0: readmark.v1.ClientFrame.login:type_name -> readmark.v1.LoginRequest
-	12, // 1: readmark.v1.ClientFrame.ping:type_name -> readmark.v1.PingRequest
-	15, // 2: readmark.v1.ClientFrame.sync:type_name -> readmark.v1.SyncRequest
-	19, // 3: readmark.v1.ClientFrame.set_profile:type_name -> readmark.v1.SetProfileRequest
-	17, // 4: readmark.v1.ClientFrame.ack:type_name -> readmark.v1.AckRequest
-	20, // 5: readmark.v1.ClientFrame.create_group:type_name -> readmark.v1.CreateGroupRequest
-	22, // 6: readmark.v1.ClientFrame.invite:type_name -> readmark.v1.InviteRequest
-	23, // 7: readmark.v1.ClientFrame.join_group:type_name -> readmark.v1.JoinGroupRequest
-	24, // 8: readmark.v1.ClientFrame.quit_group:type_name -> readmark.v1.QuitGroupRequest
-	25, // 9: readmark.v1.ClientFrame.kick:type_name -> readmark.v1.KickRequest
-	28, // 10: readmark.v1.ClientFrame.send_message:type_name -> readmark.v1.SendMessageRequest
-	30, // 11: readmark.v1.ClientFrame.history:type_name -> readmark.v1.HistoryRequest
-	33, // 12: readmark.v1.ClientFrame.send_receipts:type_name -> readmark.v1.SendReceiptsRequest
-	34, // 13: readmark.v1.ClientFrame.get_receipts:type_name -> readmark.v1.GetReceiptsRequest
-	40, // 14: readmark.v1.ClientFrame.read_members:type_name -> readmark.v1.ReadMembersRequest
-	43, // 15: readmark.v1.ClientFrame.mark_c2c_read:type_name -> readmark.v1.MarkC2CReadRequest
-	8,  // 16: readmark.v1.ServerFrame.error:type_name -> readmark.v1.Error
-	10, // 17: readmark.v1.ServerFrame.login:type_name -> readmark.v1.LoginResponse
-	13, // 18: readmark.v1.ServerFrame.ping:type_name -> readmark.v1.PingResponse
-	18, // 19: readmark.v1.ServerFrame.sync:type_name -> readmark.v1.SyncResponse
-	21, // 20: readmark.v1.ServerFrame.create_group:type_name -> readmark.v1.CreateGroupResponse
-	7,  // 21: readmark.v1.ServerFrame.ok:type_name -> readmark.v1.Empty
-	29, // 22: readmark.v1.ServerFrame.send_message:type_name -> readmark.v1.SendMessageResponse
-	31, // 23: readmark.v1.ServerFrame.history:type_name -> readmark.v1.HistoryResponse
-	36, // 24: readmark.v1.ServerFrame.get_receipts:type_name -> readmark.v1.GetReceiptsResponse
-	42, // 25: readmark.v1.ServerFrame.read_members:type_name -> readmark.v1.ReadMembersResponse
-	27, // 26: readmark.v1.ServerFrame.new_message:type_name -> readmark.v1.Message
-	37, // 27: readmark.v1.ServerFrame.receipts:type_name -> readmark.v1.ReceiptsPush
-	38, // 28: readmark.v1.ServerFrame.c2c_read:type_name -> readmark.v1.C2CReadPush
-	39, // 29: readmark.v1.ServerFrame.self_receipts:type_name -> readmark.v1.SelfReceiptsPush
-	26, // 30: readmark.v1.ServerFrame.group_event:type_name -> readmark.v1.GroupEvent
-	44, // 31: readmark.v1.ServerFrame.kickoff:type_name -> readmark.v1.Kickoff
-	15, // 32: readmark.v1.LoginRequest.sync:type_name -> readmark.v1.SyncRequest
-	11, // 33: readmark.v1.LoginResponse.limits:type_name -> readmark.v1.Limits
-	18, // 34: readmark.v1.LoginResponse.sync:type_name -> readmark.v1.SyncResponse
-	16, // 35: readmark.v1.SyncRequest.cursors:type_name -> readmark.v1.SyncCursor
-	14, // 36: readmark.v1.SyncCursor.conversation:type_name -> readmark.v1.Conversation
-	16, // 37: readmark.v1.AckRequest.cursors:type_name -> readmark.v1.SyncCursor
-	27, // 38: readmark.v1.SyncResponse.messages:type_name -> readmark.v1.Message
-	16, // 39: readmark.v1.SyncResponse.cursors:type_name -> readmark.v1.SyncCursor
-	0,  // 40: readmark.v1.CreateGroupRequest.type:type_name -> readmark.v1.GroupType
-	1,  // 41: readmark.v1.GroupEvent.kind:type_name -> readmark.v1.GroupEventKind
-	0,  // 42: readmark.v1.GroupEvent.group_type:type_name -> readmark.v1.GroupType
-	3,  // 43: readmark.v1.Message.elem_type:type_name -> readmark.v1.ElemType
-	2,  // 44: readmark.v1.Message.priority:type_name -> readmark.v1.Priority
-	3,  // 45: readmark.v1.SendMessageRequest.elem_type:type_name -> readmark.v1.ElemType
-	2,  // 46: readmark.v1.SendMessageRequest.priority:type_name -> readmark.v1.Priority
-	27, // 47: readmark.v1.SendMessageResponse.message:type_name -> readmark.v1.Message
-	14, // 48: readmark.v1.HistoryRequest.conversation:type_name -> readmark.v1.Conversation
-	27, // 49: readmark.v1.HistoryResponse.messages:type_name -> readmark.v1.Message
-	14, // 50: readmark.v1.MessageRef.conversation:type_name -> readmark.v1.Conversation
-	32, // 51: readmark.v1.SendReceiptsRequest.messages:type_name -> readmark.v1.MessageRef
-	32, // 52: readmark.v1.GetReceiptsRequest.messages:type_name -> readmark.v1.MessageRef
-	35, // 53: readmark.v1.GetReceiptsResponse.receipts:type_name -> readmark.v1.MessageReceipt
-	35, // 54: readmark.v1.ReceiptsPush.receipts:type_name -> readmark.v1.MessageReceipt
-	35, // 55: readmark.v1.C2CReadPush.receipts:type_name -> readmark.v1.MessageReceipt
-	32, // 56: readmark.v1.SelfReceiptsPush.messages:type_name -> readmark.v1.MessageRef
-	32, // 57: readmark.v1.ReadMembersRequest.message:type_name -> readmark.v1.MessageRef
-	4,  // 58: readmark.v1.ReadMembersRequest.filter:type_name -> readmark.v1.ReadMembersFilter
-	41, // 59: readmark.v1.ReadMembersResponse.members:type_name -> readmark.v1.GroupMember
-	8,  // 60: readmark.v1.Kickoff.reason:type_name -> readmark.v1.Error
-	61, // [61:61] is the sub-list for method output_type
-	61, // [61:61] is the sub-list for method input_type
-	61, // [61:61] is the sub-list for extension type_name
-	61, // [61:61] is the sub-list for extension extendee
-	0,  // [0:61] is the sub-list for field type_name
+	16, // 0: readmark.v1.ClientFrame.acked:type_name -> readmark.v1.SyncCursor
+	9,  // 1: readmark.v1.ClientFrame.login:type_name -> readmark.v1.LoginRequest
+	12, // 2: readmark.v1.ClientFrame.ping:type_name -> readmark.v1.PingRequest
+	15, // 3: readmark.v1.ClientFrame.sync:type_name -> readmark.v1.SyncRequest
+	19, // 4: readmark.v1.ClientFrame.set_profile:type_name -> readmark.v1.SetProfileRequest
+	17, // 5: readmark.v1.ClientFrame.ack:type_name -> readmark.v1.AckRequest
+	20, // 6: readmark.v1.ClientFrame.create_group:type_name -> readmark.v1.CreateGroupRequest
+	22, // 7: readmark.v1.ClientFrame.invite:type_name -> readmark.v1.InviteRequest
+	23, // 8: readmark.v1.ClientFrame.join_group:type_name -> readmark.v1.JoinGroupRequest
+	24, // 9: readmark.v1.ClientFrame.quit_group:type_name -> readmark.v1.QuitGroupRequest
+	25, // 10: readmark.v1.ClientFrame.kick:type_name -> readmark.v1.KickRequest
+	28, // 11: readmark.v1.ClientFrame.send_message:type_name -> readmark.v1.SendMessageRequest
+	30, // 12: readmark.v1.ClientFrame.history:type_name -> readmark.v1.HistoryRequest
+	33, // 13: readmark.v1.ClientFrame.send_receipts:type_name -> readmark.v1.SendReceiptsRequest
+	34, // 14: readmark.v1.ClientFrame.get_receipts:type_name -> readmark.v1.GetReceiptsRequest
+	40, // 15: readmark.v1.ClientFrame.read_members:type_name -> readmark.v1.ReadMembersRequest
+	43, // 16: readmark.v1.ClientFrame.mark_c2c_read:type_name -> readmark.v1.MarkC2CReadRequest
+	8,  // 17: readmark.v1.ServerFrame.error:type_name -> readmark.v1.Error
+	10, // 18: readmark.v1.ServerFrame.login:type_name -> readmark.v1.LoginResponse
+	13, // 19: readmark.v1.ServerFrame.ping:type_name -> readmark.v1.PingResponse
+	18, // 20: readmark.v1.ServerFrame.sync:type_name -> readmark.v1.SyncResponse
+	21, // 21: readmark.v1.ServerFrame.create_group:type_name -> readmark.v1.CreateGroupResponse
+	7,  // 22: readmark.v1.ServerFrame.ok:type_name -> readmark.v1.Empty
+	29, // 23: readmark.v1.ServerFrame.send_message:type_name -> readmark.v1.SendMessageResponse
+	31, // 24: readmark.v1.ServerFrame.history:type_name -> readmark.v1.HistoryResponse
+	36, // 25: readmark.v1.ServerFrame.get_receipts:type_name -> readmark.v1.GetReceiptsResponse
+	42, // 26: readmark.v1.ServerFrame.read_members:type_name -> readmark.v1.ReadMembersResponse
+	27, // 27: readmark.v1.ServerFrame.new_message:type_name -> readmark.v1.Message
+	37, // 28: readmark.v1.ServerFrame.receipts:type_name -> readmark.v1.ReceiptsPush
+	38, // 29: readmark.v1.ServerFrame.c2c_read:type_name -> readmark.v1.C2CReadPush
+	39, // 30: readmark.v1.ServerFrame.self_receipts:type_name -> readmark.v1.SelfReceiptsPush
+	26, // 31: readmark.v1.ServerFrame.group_event:type_name -> readmark.v1.GroupEvent
+	44, // 32: readmark.v1.ServerFrame.kickoff:type_name -> readmark.v1.Kickoff
+	15, // 33: readmark.v1.LoginRequest.sync:type_name -> readmark.v1.SyncRequest
+	11, // 34: readmark.v1.LoginResponse.limits:type_name -> readmark.v1.Limits
+	18, // 35: readmark.v1.LoginResponse.sync:type_name -> readmark.v1.SyncResponse
+	16, // 36: readmark.v1.SyncRequest.cursors:type_name -> readmark.v1.SyncCursor
+	14, // 37: readmark.v1.SyncCursor.conversation:type_name -> readmark.v1.Conversation
+	16, // 38: readmark.v1.AckRequest.cursors:type_name -> readmark.v1.SyncCursor
+	27, // 39: readmark.v1.SyncResponse.messages:type_name -> readmark.v1.Message
+	16, // 40: readmark.v1.SyncResponse.cursors:type_name -> readmark.v1.SyncCursor
+	0,  // 41: readmark.v1.CreateGroupRequest.type:type_name -> readmark.v1.GroupType
+	1,  // 42: readmark.v1.GroupEvent.kind:type_name -> readmark.v1.GroupEventKind
+	0,  // 43: readmark.v1.GroupEvent.group_type:type_name -> readmark.v1.GroupType
+	3,  // 44: readmark.v1.Message.elem_type:type_name -> readmark.v1.ElemType
+	2,  // 45: readmark.v1.Message.priority:type_name -> readmark.v1.Priority
+	3,  // 46: readmark.v1.SendMessageRequest.elem_type:type_name -> readmark.v1.ElemType
+	2,  // 47: readmark.v1.SendMessageRequest.priority:type_name -> readmark.v1.Priority
+	27, // 48: readmark.v1.SendMessageResponse.message:type_name -> readmark.v1.Message
+	14, // 49: readmark.v1.HistoryRequest.conversation:type_name -> readmark.v1.Conversation
+	27, // 50: readmark.v1.HistoryResponse.messages:type_name -> readmark.v1.Message
+	14, // 51: readmark.v1.MessageRef.conversation:type_name -> readmark.v1.Conversation
+	32, // 52: readmark.v1.SendReceiptsRequest.messages:type_name -> readmark.v1.MessageRef
+	32, // 53: readmark.v1.GetReceiptsRequest.messages:type_name -> readmark.v1.MessageRef
+	35, // 54: readmark.v1.GetReceiptsResponse.receipts:type_name -> readmark.v1.MessageReceipt
+	35, // 55: readmark.v1.ReceiptsPush.receipts:type_name -> readmark.v1.MessageReceipt
+	35, // 56: readmark.v1.C2CReadPush.receipts:type_name -> readmark.v1.MessageReceipt
+	32, // 57: readmark.v1.SelfReceiptsPush.messages:type_name -> readmark.v1.MessageRef
+	32, // 58: readmark.v1.ReadMembersRequest.message:type_name -> readmark.v1.MessageRef
+	4,  // 59: readmark.v1.ReadMembersRequest.filter:type_name -> readmark.v1.ReadMembersFilter
+	41, // 60: readmark.v1.ReadMembersResponse.members:type_name -> readmark.v1.GroupMember
+	8,  // 61: readmark.v1.Kickoff.reason:type_name -> readmark.v1.Error
+	62, // [62:62] is the sub-list for method output_type
+	62, // [62:62] is the sub-list for method input_type
+	62, // [62:62] is the sub-list for extension type_name
+	62, // [62:62] is the sub-list for extension extendee
+	0,  // [0:62] is the sub-list for field type_name
 }
 
 func init() { file_readmark_proto_init() }

@@ -73,7 +73,9 @@ func New(svc Services, own cluster.Ownership, log *slog.Logger) *Dispatcher {
 
 // Do runs request f (any body but login) for caller and returns the
 // response frame (without id) or an error, an *apierr.Error for every
-// failure the caller may see.
+// failure the caller may see. f.Acked is not applied here: the gateway
+// applies it first, as an AckRequest of its own (only a client session has
+// a device to acknowledge for).
 func (d *Dispatcher) Do(ctx context.Context, caller Caller, f *pb.ClientFrame) (*pb.ServerFrame, error) {
 	if err := checkIDs(f); err != nil {
 		return nil, err

@@ -234,6 +234,7 @@ func (s *session) logIn(frame *pb.ClientFrame) bool {
 		ProtocolVersion: 1,
 		Limits:          limits(s.g.cfg.Heartbeat),
 	}
+	s.ackCarried(frame)
 	if req.Sync != nil {
 		// The first sync page rides on the response, saving the client a
 		// round trip. It runs after the Hub registration, as a SyncRequest
@@ -313,6 +314,7 @@ func (s *session) dispatch(frame *pb.ClientFrame) bool {
 	s.reqs.Add(1)
 	s.g.workers.run(func() {
 		defer s.reqs.Done()
+		s.ackCarried(frame)
 		resp, ae := s.do(frame)
 		s.mu.Lock()
 		delete(s.inflight, frame.Id)
@@ -347,6 +349,21 @@ func (s *session) do(frame *pb.ClientFrame) (*pb.ServerFrame, *apierr.Error) {
 		s.g.cfg.Metrics.request(name, code, time.Since(start))
 	}
 	return resp, ae
+}
+
+// ackCarried applies the acknowledgement request f carries
+// (ClientFrame.acked) before its body runs, as the AckRequest with no_reply
+// it stands for: the same path, counted as an ack, a failure only logged.
+// The request runs whatever the ack's outcome. acked is then cleared: it
+// is not forwarded with the body to a partition's owner.
+func (s *session) ackCarried(f *pb.ClientFrame) {
+	if len(f.Acked) == 0 {
+		return
+	}
+	ack := &pb.ClientFrame{Id: f.Id, Body: &pb.ClientFrame_Ack{Ack: &pb.AckRequest{Cursors: f.Acked, NoReply: true}}}
+	f.Acked = nil
+	_, ae := s.do(ack)
+	s.answer(ack, nil, ae, false)
 }
 
 func (s *session) caller() dispatch.Caller {
