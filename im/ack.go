@@ -2,6 +2,7 @@ package im
 
 import (
 	"context"
+	"math"
 	"sync"
 	"time"
 
@@ -46,9 +47,13 @@ func (s *session) ack(ctx context.Context, cursors []*pb.SyncCursor, noReply boo
 // acks tracks what the application was handed and what the server was told.
 // Its lock is taken alone (see Client).
 type acks struct {
-	mu      sync.Mutex
-	handed  map[convKey]uint64
-	acked   map[convKey]uint64
+	mu     sync.Mutex
+	handed map[convKey]uint64
+	acked  map[convKey]uint64 // in a frame written (or an ack answered)
+	// riding: on a frame queued but not written yet, so that the next
+	// request or the acker does not send the same again.
+	riding  map[convKey]uint64
+	due     bool          // handed may hold seqs neither acked nor riding
 	wake    chan struct{} // capacity 1
 	started bool          // the acker runs
 	closed  bool          // Close began: start no acker
@@ -58,7 +63,86 @@ func newAcks() *acks {
 	return &acks{
 		handed: make(map[convKey]uint64),
 		acked:  make(map[convKey]uint64),
+		riding: make(map[convKey]uint64),
 		wake:   make(chan struct{}, 1),
+	}
+}
+
+// take returns up to n cursors to acknowledge and marks them riding: per
+// conversation the highest seq handed, where it is above what was
+// acknowledged and, unless all, above what rides already. The periodic ack
+// and a request's ride take what is due; Close takes all.
+func (a *acks) take(all bool, n int) []*pb.SyncCursor {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !all && !a.due {
+		return nil // a request costs no walk of handed while nothing is due
+	}
+	var cursors []*pb.SyncCursor
+	for k, seq := range a.handed {
+		if seq <= a.acked[k] || !all && seq <= a.riding[k] {
+			continue
+		}
+		if len(cursors) == n {
+			return cursors // still due: the rest
+		}
+		cursors = append(cursors, &pb.SyncCursor{Conversation: k.pb(), Seq: seq})
+		a.riding[k] = max(a.riding[k], seq)
+	}
+	a.due = false
+	return cursors
+}
+
+// sent records that cursors reached the server: their frame was written
+// (or answered).
+func (a *acks) sent(cursors []*pb.SyncCursor) {
+	if len(cursors) == 0 {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, cur := range cursors {
+		k := convFromPB(cur.GetConversation())
+		a.acked[k] = max(a.acked[k], cur.GetSeq())
+		if a.riding[k] <= cur.GetSeq() {
+			delete(a.riding, k)
+		}
+	}
+}
+
+// unsent records that the frame with cursors was not written: they are due
+// again, and the acker sends them unless a request takes them first.
+func (a *acks) unsent(cursors []*pb.SyncCursor) {
+	if len(cursors) == 0 {
+		return
+	}
+	a.mu.Lock()
+	for _, cur := range cursors {
+		if k := convFromPB(cur.GetConversation()); a.riding[k] <= cur.GetSeq() {
+			delete(a.riding, k)
+		}
+	}
+	a.due = true
+	a.mu.Unlock()
+	a.poke()
+}
+
+// newSession forgets what rode on the frames of an ended session that were
+// never written: the new session's sync cursors acknowledge all delivered.
+func (a *acks) newSession() {
+	a.mu.Lock()
+	if len(a.riding) > 0 {
+		clear(a.riding)
+		a.due = true
+	}
+	a.mu.Unlock()
+}
+
+// poke wakes the acker.
+func (a *acks) poke() {
+	select {
+	case a.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -72,6 +156,7 @@ func (c *Client) handed(k convKey, seq uint64) {
 	a.mu.Lock()
 	if seq > a.handed[k] {
 		a.handed[k] = seq
+		a.due = true
 	}
 	if !a.started && !a.closed {
 		a.started = true
@@ -79,10 +164,7 @@ func (c *Client) handed(k convKey, seq uint64) {
 		go c.acker()
 	}
 	a.mu.Unlock()
-	select {
-	case a.wake <- struct{}{}:
-	default:
-	}
+	a.poke()
 }
 
 // stopAcker keeps handed from starting an acker once Close waits for the
@@ -93,8 +175,9 @@ func (c *Client) stopAcker() {
 	c.acks.mu.Unlock()
 }
 
-// acker sends the acknowledgements, at most one AckRequest per ackDelay,
-// until the client closes.
+// acker sends the acknowledgements that no request carried (see
+// session.prepare), at most one AckRequest per ackDelay, until the client
+// closes.
 func (c *Client) acker() {
 	defer c.wg.Done()
 	t := time.NewTimer(0)
@@ -120,8 +203,10 @@ func (c *Client) acker() {
 
 // sendAcks tells the server, on the current session, the highest seq handed
 // per conversation where it grew since the last acknowledgement; noReply as
-// in session.ack. Without a session it does nothing: the sync after the next
-// login acknowledges.
+// in session.ack. The acker's (noReply) sends what no request took on its
+// way; Close's, confirmed, also what rides on frames not written yet, which
+// the close may drop. Without a session it does nothing: the sync after the
+// next login acknowledges.
 func (c *Client) sendAcks(ctx context.Context, noReply bool) {
 	c.mu.Lock()
 	s := c.sess
@@ -129,26 +214,14 @@ func (c *Client) sendAcks(ctx context.Context, noReply bool) {
 	if s == nil {
 		return
 	}
-	a := c.acks
-	a.mu.Lock()
-	var cursors []*pb.SyncCursor
-	for k, seq := range a.handed {
-		if seq > a.acked[k] {
-			cursors = append(cursors, &pb.SyncCursor{Conversation: k.pb(), Seq: seq})
-		}
-	}
-	a.mu.Unlock()
+	cursors := c.acks.take(!noReply, math.MaxInt)
 	if len(cursors) == 0 {
 		return
 	}
 	if err := s.ack(ctx, cursors, noReply); err != nil {
 		c.log.Debug("im: acknowledgement not sent", "err", err)
+		c.acks.unsent(cursors)
 		return
 	}
-	a.mu.Lock()
-	for _, cur := range cursors {
-		k := convFromPB(cur.GetConversation())
-		a.acked[k] = max(a.acked[k], cur.GetSeq())
-	}
-	a.mu.Unlock()
+	c.acks.sent(cursors)
 }

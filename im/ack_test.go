@@ -2,10 +2,14 @@ package im
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
 )
@@ -127,4 +131,111 @@ func TestAckerAsksNoReply(t *testing.T) {
 			return
 		}
 	}
+}
+
+// TestAckRidesOnRequests: once messages are handed over, the next request
+// carries their acknowledgement (ClientFrame.acked), which counts as sent
+// once the frame is written, and the acker sends no AckRequest for it; a
+// request that would be over the frame limit with it goes alone, and the
+// acker sends it. What no request carries still goes in an AckRequest.
+func TestAckRidesOnRequests(t *testing.T) {
+	// bigText makes a send's frame fit the fake's 64 KiB limit just alone
+	// (its id takes at most 3 bytes), not with an acknowledgement.
+	sendSize := func(text int) int {
+		return proto.Size(&pb.ClientFrame{Id: 1 << 20, Body: &pb.ClientFrame_SendMessage{SendMessage: &pb.SendMessageRequest{
+			Receiver: "carol", Text: strings.Repeat("x", text), ClientMsgId: newClientMsgID(),
+		}}})
+	}
+	n := 65536 - sendSize(0)
+	for sendSize(n) > 65536 {
+		n--
+	}
+	bigText := strings.Repeat("x", n)
+	for _, tc := range []struct {
+		name    string
+		request func(ctx context.Context, c *Client) error
+		rides   bool
+	}{
+		{"mark read", func(ctx context.Context, c *Client) error { return c.MarkC2CMessageAsRead(ctx, "alice") }, true},
+		{"send", func(ctx context.Context, c *Client) error {
+			_, err := c.SendMessage(ctx, c.CreateTextMessage("hi"), "carol", "", PriorityDefault, false)
+			return err
+		}, true},
+		{"send, too large with the ack", func(ctx context.Context, c *Client) error {
+			_, err := c.SendMessage(ctx, c.CreateTextMessage(bigText), "carol", "", PriorityDefault, false)
+			return err
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := newFake(t)
+			c := dial(t, fs, "bob", WithListener(&BaseAdvancedMsgListener{}))
+			s := <-fs.ready
+			alice := convKey{peer: "alice"}
+			counted := func(what string, m map[convKey]uint64, seq uint64) func() error {
+				return func() error {
+					c.acks.mu.Lock()
+					defer c.acks.mu.Unlock()
+					if got := m[alice]; got != seq {
+						return fmt.Errorf("%s up to %d, want %d", what, got, seq)
+					}
+					return nil
+				}
+			}
+			s.push(newMsgFrame(pbMsg(1, "alice", "bob", "", "m")))
+			checkFor(t, 10*time.Second, counted("handed", c.acks.handed, 1))
+			if err := tc.request(ctxT(t), c); err != nil {
+				t.Fatal(err)
+			}
+			f := fs.waitFrame(t, func(f *pb.ClientFrame) bool {
+				if f.GetAck() != nil && tc.rides {
+					t.Fatalf("an AckRequest before the request: %v", f)
+				}
+				return f.GetMarkC2CRead() != nil || f.GetSendMessage() != nil
+			})
+			want := ""
+			if tc.rides {
+				want = "[alice:1]"
+			}
+			if got := cursorsString(f.GetAcked()); got != want {
+				t.Fatalf("the request carried acked %s, want %q", got, want)
+			}
+			if !tc.rides {
+				a := nextAck(t, fs)
+				if got := cursorsString(a.GetCursors()); got != "[alice:1]" || !a.GetNoReply() {
+					t.Fatalf("the acker sent %v, want alice:1 with no_reply", a)
+				}
+				return
+			}
+			checkFor(t, 10*time.Second, counted("acknowledged", c.acks.acked, 1))
+			// The acker, woken by the handing, finds nothing left to send
+			// when its period is up (an absence needs a bound).
+			quiet := time.After(ackDelay + ackDelay/2)
+			for done := false; !done; {
+				select {
+				case f := <-fs.frames:
+					if f.GetAck() != nil {
+						t.Fatalf("an AckRequest besides the carried ack: %v", f)
+					}
+				case <-quiet:
+					done = true
+				}
+			}
+			s.push(newMsgFrame(pbMsg(2, "alice", "bob", "", "m")))
+			if got := cursorsString(nextAck(t, fs).GetCursors()); got != "[alice:2]" {
+				t.Fatalf("with no request to carry it, the acker sent %s, want alice:2", got)
+			}
+		})
+	}
+}
+
+// cursorsString is cursors as "[peer:seq ...]", "" for none.
+func cursorsString(cursors []*pb.SyncCursor) string {
+	if len(cursors) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, c := range cursors {
+		parts = append(parts, fmt.Sprintf("%s%s:%d", c.GetConversation().GetPeerId(), c.GetConversation().GetGroupId(), c.GetSeq()))
+	}
+	return "[" + strings.Join(parts, " ") + "]"
 }

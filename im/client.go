@@ -220,10 +220,12 @@ type session struct {
 }
 
 // outFrame is an encoded frame for the writer; written, if not nil, is
-// closed once the frame is written to the connection.
+// closed once the frame is written to the connection, and the cursors in
+// acked (riding on the frame) then count as acknowledged.
 type outFrame struct {
 	data    []byte
 	written chan struct{}
+	acked   []*pb.SyncCursor
 }
 
 // connect dials the next server address, logs in and starts the session's
@@ -328,6 +330,7 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 	c.log.Debug("im: logged in", "session", lr.GetSessionId())
 
 	s.loginSync = lr.GetSync()
+	c.acks.newSession()
 
 	c.dmu.Lock()
 	c.syncing = true
@@ -503,14 +506,14 @@ const maxRetries = 5
 // roundTrip sends f on s. sent is false (with a nil error) if s ended before
 // f could be handed to the writer.
 func (s *session) roundTrip(ctx context.Context, f *pb.ClientFrame) (resp *pb.ServerFrame, err error, sent bool) {
-	b, err := s.prepare(f)
-	if err != nil {
-		return nil, err, true
-	}
 	select {
 	case <-s.done:
 		return nil, nil, false
 	default:
+	}
+	b, err := s.prepare(f)
+	if err != nil {
+		return nil, err, true
 	}
 	ch := make(chan *pb.ServerFrame, 1)
 	s.mu.Lock()
@@ -521,7 +524,8 @@ func (s *session) roundTrip(ctx context.Context, f *pb.ClientFrame) (resp *pb.Se
 		delete(s.pending, f.Id)
 		s.mu.Unlock()
 	}()
-	if sent, err := s.queue(ctx, outFrame{data: b}); err != nil || !sent {
+	if sent, err := s.queue(ctx, outFrame{data: b, acked: f.Acked}); err != nil || !sent {
+		s.c.acks.unsent(f.Acked)
 		return nil, err, sent
 	}
 	select {
@@ -546,7 +550,8 @@ func (s *session) send(ctx context.Context, f *pb.ClientFrame) error {
 		return err
 	}
 	written := make(chan struct{})
-	if sent, err := s.queue(ctx, outFrame{data: b, written: written}); err != nil || !sent {
+	if sent, err := s.queue(ctx, outFrame{data: b, written: written, acked: f.Acked}); err != nil || !sent {
+		s.c.acks.unsent(f.Acked)
 		if err == nil {
 			err = errUnavailable("connection lost")
 		}
@@ -568,8 +573,27 @@ func (s *session) send(ctx context.Context, f *pb.ClientFrame) error {
 }
 
 // prepare gives f a new request id and encodes it within the frame limit.
+// Unless f is an AckRequest itself, the acknowledgements due ride on it
+// (f.Acked), sparing the server an AckRequest frame: they count as sent once
+// the writer has written f (outFrame.acked), and are due again if f is not
+// queued. If f would not fit with them, it goes alone.
 func (s *session) prepare(f *pb.ClientFrame) ([]byte, error) {
 	f.Id = s.c.nextID.Add(1)
+	f.Acked = nil
+	if f.GetAck() == nil {
+		f.Acked = s.c.acks.take(false, maxCursorsPerFrame)
+	}
+	b, err := s.encodeChecked(f)
+	if err != nil && len(f.Acked) > 0 {
+		s.c.acks.unsent(f.Acked)
+		f.Acked = nil
+		b, err = s.encodeChecked(f)
+	}
+	return b, err
+}
+
+// encodeChecked encodes f within the frame limit.
+func (s *session) encodeChecked(f *pb.ClientFrame) ([]byte, error) {
 	b, err := s.encode(f)
 	if err != nil {
 		return nil, errorf(CodeInvalidArgument, "encode: %v", err)
@@ -726,6 +750,7 @@ func (s *session) writer() {
 				return
 			}
 			s.lastWrite.Store(time.Now().UnixNano())
+			s.c.acks.sent(o.acked)
 			if o.written != nil {
 				close(o.written)
 			}

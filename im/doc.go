@@ -28,7 +28,8 @@
 // first sync page comes with the login response, saving a round trip; the
 // others follow by sync requests. The
 // Client acknowledges a message to the server once OnRecvNewMessage has
-// returned for it (batched, at most once a second, and on Close); the server
+// returned for it (batched: on the next request the Client sends, or else at
+// most once a second, and on Close); the server
 // keeps what each device acknowledged, so set WithDeviceID to a stable value
 // per installation to resume exactly after a restart. A
 // lost connection is re-established with exponential backoff (WithReconnect,

@@ -105,6 +105,7 @@ func (fs *fakeServer) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer conn.CloseNow()
+	conn.SetReadLimit(65536) // the max_frame_bytes it announces
 	if conn.Subprotocol() == "" {
 		conn.Close(websocket.StatusPolicyViolation, "subprotocol required")
 		return
