@@ -256,6 +256,8 @@ export class Client {
           if (this.sess === s) this.sess = undefined;
         },
         log: () => {},
+        acksDue: () => this.delivery.toAck(maxCursorsPerFrame),
+        acksSent: (cursors) => this.delivery.acked(cursors),
       },
     ).then((s) => {
       this.lastLimits = limitsFromPB(s.login.limits);
@@ -428,7 +430,8 @@ export class Client {
 
   /**
    * sendAcks tells the server, on the current session, the highest seq
-   * handed per conversation where it grew since the last acknowledgement.
+   * handed per conversation where it grew since the last acknowledgement:
+   * from the timer, what no request carried on its way (Session.frame).
    * Without a session it does nothing: the sync after the next login
    * acknowledges. Best effort: a lost acknowledgement only means a repeat
    * (dropped by seq) after the next login of this device. noReply as in ack.

@@ -54,6 +54,10 @@ export interface SessionHooks {
   /** The session ended: err says why. Called once. */
   onEnd(s: Session, err: Error): void;
   log(msg: string, err?: unknown): void;
+  /** The acknowledgements due, to ride on a request (ClientFrame.acked). */
+  acksDue(): pb.SyncCursor[];
+  /** The acknowledgements rode on a frame the WebSocket took. */
+  acksSent(cursors: pb.SyncCursor[]): void;
 }
 
 export interface LoginParams {
@@ -245,7 +249,7 @@ export class Session {
     } catch (err) {
       return Promise.reject(err);
     }
-    const { id, data } = f;
+    const { id, data, acked } = f;
     if (this.ws.readyState !== wsOpen) return Promise.resolve({ kind: "unsent" });
     return new Promise((resolve, reject) => {
       const onAbort = (): void => {
@@ -263,7 +267,7 @@ export class Session {
           resolve(r);
         },
       });
-      if (!this.write(data)) {
+      if (!this.write(data, acked)) {
         this.pending.delete(id);
         signal?.removeEventListener("abort", onAbort);
         resolve({ kind: "unsent" });
@@ -278,25 +282,35 @@ export class Session {
    */
   send(body: RequestBody): "sent" | "unsent" {
     if (this.ended) return "unsent";
-    const { data } = this.frame(body);
+    const { data, acked } = this.frame(body);
     if (this.ws.readyState !== wsOpen) return "unsent";
-    return this.write(data) ? "sent" : "unsent";
+    return this.write(data, acked) ? "sent" : "unsent";
   }
 
-  /** frame encodes body with a new request id, within the server's frame limit. */
-  private frame(body: RequestBody): { id: bigint; data: Uint8Array | string } {
+  /**
+   * frame encodes body with a new request id, within the server's frame
+   * limit. Unless body is an AckRequest itself, the acknowledgements due
+   * ride on it (acked), sparing the server an AckRequest frame; if the frame
+   * would be over the limit with them, it goes alone (the ack timer sends
+   * them).
+   */
+  private frame(body: RequestBody): { id: bigint; data: Uint8Array | string; acked: pb.SyncCursor[] } {
     const id = this.hooks.nextID();
-    const data = encode(create(pb.ClientFrameSchema, { id, body }), this.json);
-    const size = typeof data === "string" ? new TextEncoder().encode(data).length : data.length;
     const max = this.login.limits?.maxFrameBytes ?? 0;
-    if (max > 0 && size > max) {
-      throw new ReadmarkError(CodeInvalidArgument, `request of ${size} bytes is over the server's frame limit of ${max}`);
+    const encodeWith = (acked: pb.SyncCursor[]) => {
+      const data = encode(create(pb.ClientFrameSchema, { id, acked, body }), this.json);
+      return { id, data, acked, size: typeof data === "string" ? new TextEncoder().encode(data).length : data.length };
+    };
+    let f = encodeWith(body?.case === "ack" ? [] : this.hooks.acksDue());
+    if (max > 0 && f.size > max && f.acked.length > 0) f = encodeWith([]);
+    if (max > 0 && f.size > max) {
+      throw new ReadmarkError(CodeInvalidArgument, `request of ${f.size} bytes is over the server's frame limit of ${max}`);
     }
-    return { id, data };
+    return f;
   }
 
-  /** write sends data on the socket; false (the session ended) if it threw. */
-  private write(data: Uint8Array | string): boolean {
+  /** write sends data on the socket, counting the acknowledgements riding on it as sent; false (the session ended) if it threw. */
+  private write(data: Uint8Array | string, acked: pb.SyncCursor[]): boolean {
     try {
       this.ws.send(data);
     } catch (err) {
@@ -304,6 +318,7 @@ export class Session {
       return false;
     }
     this.lastWrite = Date.now();
+    if (acked.length > 0) this.hooks.acksSent(acked);
     return true;
   }
 

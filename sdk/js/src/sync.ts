@@ -38,6 +38,8 @@ export class Delivery {
   private readonly handedSeq = new Map<ConvKey, number>();
   /** Highest seq acknowledged to the server, per conversation. */
   private readonly ackedSeq = new Map<ConvKey, number>();
+  /** Conversations handed beyond what was acknowledged: toAck looks at no other, as it runs for every request. */
+  private readonly unacked = new Set<ConvKey>();
 
   constructor(
     private readonly me: string,
@@ -165,20 +167,28 @@ export class Delivery {
 
   /** handed records that the listeners have seen seq of conversation k (or that it was this client's own). */
   handed(k: ConvKey, seq: number): void {
-    if (seq > (this.handedSeq.get(k) ?? 0)) this.handedSeq.set(k, seq);
+    if (seq <= (this.handedSeq.get(k) ?? 0)) return;
+    this.handedSeq.set(k, seq);
+    if (seq > (this.ackedSeq.get(k) ?? 0)) this.unacked.add(k);
   }
 
-  /** toAck returns the cursors where what was handed grew since the last acknowledgement. */
-  toAck(): pb.SyncCursor[] {
-    const grown = new Map([...this.handedSeq].filter(([k, seq]) => seq > (this.ackedSeq.get(k) ?? 0)));
+  /** toAck returns up to max cursors where what was handed grew since the last acknowledgement. */
+  toAck(max = Infinity): pb.SyncCursor[] {
+    const grown = new Map<ConvKey, number>();
+    for (const k of this.unacked) {
+      if (grown.size >= max) break;
+      grown.set(k, this.handedSeq.get(k) ?? 0);
+    }
     return cursorsOf(grown);
   }
 
-  /** acked records an acknowledgement the server accepted. */
+  /** acked records an acknowledgement written (with no_reply or riding on a request) or accepted. */
   acked(cursors: pb.SyncCursor[]): void {
     for (const c of cursors) {
       const k = convFromPB(c.conversation);
-      this.ackedSeq.set(k, Math.max(this.ackedSeq.get(k) ?? 0, Number(c.seq)));
+      const seq = Math.max(this.ackedSeq.get(k) ?? 0, Number(c.seq));
+      this.ackedSeq.set(k, seq);
+      if (seq >= (this.handedSeq.get(k) ?? 0)) this.unacked.delete(k);
     }
   }
 }

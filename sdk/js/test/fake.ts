@@ -22,32 +22,34 @@ export class FakeConn implements WebSocketLike {
     private readonly srv: FakeServer,
     protocols: string[],
   ) {
+    // Every delay is an explicit 0: Node 20's mock timers never fire a
+    // timer without one that is set from another while a longer one waits.
     setTimeout(() => {
       if (srv.silent) return; // a server that never answers the handshake
       this.protocol = protocols[0];
       this.readyState = 1;
       this.onopen?.({});
-    });
+    }, 0);
   }
 
   send(data: Uint8Array | string): void {
     if (this.readyState !== 1) throw new Error("not open");
     const f = fromBinary(pb.ClientFrameSchema, data as Uint8Array);
     this.received.push(f);
-    setTimeout(() => this.srv.handle(this, f));
+    setTimeout(() => this.srv.handle(this, f), 0);
   }
 
   close(code = 1000): void {
     if (this.readyState === 3) return;
     this.readyState = 3;
-    setTimeout(() => this.onclose?.({ code, reason: "" }));
+    setTimeout(() => this.onclose?.({ code, reason: "" }), 0);
   }
 
   /** reply sends a server frame to the client. */
   reply(init: ServerInit): void {
     if (this.readyState !== 1) return;
     const b = toBinary(pb.ServerFrameSchema, create(pb.ServerFrameSchema, init));
-    setTimeout(() => this.onmessage?.({ data: b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) }));
+    setTimeout(() => this.onmessage?.({ data: b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) }), 0);
   }
 
   /** drop cuts the connection as a network failure would. */

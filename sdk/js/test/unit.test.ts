@@ -2,7 +2,7 @@
 // behaviour driven by a fake server (heartbeat, retries after a lost connection).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { create } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import * as pb from "../src/gen/readmark_pb.js";
 import { Delivery } from "../src/sync.js";
 import { EventQueue } from "../src/listeners.js";
@@ -257,6 +257,61 @@ test("acknowledgements from the timer ask for no answer and wait for none", asyn
   }
   // Written counts as acknowledged: close had nothing left to send.
   assert.deepEqual(acks(), ["1 no_reply", "2 no_reply"]);
+});
+
+test("acknowledgements ride on the next request; the timer sends only what none carried", async (t) => {
+  // big is a join message that makes the frame fit the fake's 64 KiB limit
+  // just alone (its id takes at most 3 bytes), not with an acknowledgement.
+  const joinSize = (n: number) =>
+    toBinary(pb.ClientFrameSchema, create(pb.ClientFrameSchema, { id: 1n << 20n, body: { case: "joinGroup", value: { groupId: "g", message: "x".repeat(n) } } })).length;
+  let n = 65536 - joinSize(0);
+  while (joinSize(n) > 65536) n--;
+  const big = "x".repeat(n);
+  const cursors = (cs: pb.SyncCursor[]) => cs.map((c) => `${c.conversation?.peerId}:${c.seq}`).join(" ");
+  const cases = [
+    { name: "mark read", request: (c: Client) => c.markC2CMessageAsRead("peer"), kind: "markC2cRead", rides: true },
+    { name: "join", request: (c: Client) => c.joinGroup("g"), kind: "joinGroup", rides: true },
+    { name: "join, too large with them", request: (c: Client) => c.joinGroup("g", big), kind: "joinGroup", rides: false },
+  ] as const;
+  for (const tc of cases) {
+    await t.test(tc.name, async (t) => {
+      // The clock is the test's: the fake server's setTimeout(0)s run on
+      // tick(0), the acknowledgement's delay once the ticks add up.
+      t.mock.timers.enable({ apis: ["setTimeout"] });
+      const settle = async () => {
+        for (let i = 0; i < 10; i++) {
+          t.mock.timers.tick(0);
+          await new Promise((r) => setImmediate(r));
+        }
+      };
+      const srv = new FakeServer();
+      const dialing = Client.dial("ws://fake", "me", "t", { WebSocket: srv.WebSocket, listeners: [{ onRecvNewMessage: () => {} }] });
+      await settle();
+      const c = await dialing;
+      const acks = () => srv.requests("ack").map((f) => (f.body.case === "ack" ? cursors(f.body.value.cursors) : ""));
+      try {
+        srv.conns[0].reply({ id: 0n, body: { case: "newMessage", value: msg(1, "peer") } });
+        await settle(); // handed over: the ack is due
+        const req = tc.request(c);
+        await settle();
+        await req;
+        const f = srv.requests(tc.kind)[0];
+        assert.equal(cursors(f.acked), tc.rides ? "peer:1" : "", "acked carried by the request");
+        t.mock.timers.tick(1000);
+        await settle();
+        assert.deepEqual(acks(), tc.rides ? [] : ["peer:1"], "the timer's acknowledgements");
+        if (!tc.rides) return;
+        srv.conns[0].reply({ id: 0n, body: { case: "newMessage", value: msg(2, "peer") } });
+        await settle();
+        t.mock.timers.tick(1000);
+        await settle();
+        assert.deepEqual(acks(), ["peer:2"], "with no request to carry it, the timer's acknowledgement");
+      } finally {
+        t.mock.timers.reset();
+        await c.close();
+      }
+    });
+  }
 });
 
 test("a kickoff with CodeUnauthenticated stops the client: no reconnection, calls fail with it", async () => {
