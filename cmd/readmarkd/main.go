@@ -31,6 +31,7 @@ import (
 	"github.com/readmark/readmark/internal/gateway"
 	"github.com/readmark/readmark/internal/server"
 	"github.com/readmark/readmark/internal/storage"
+	"github.com/readmark/readmark/internal/storage/pebblestore"
 	"github.com/readmark/readmark/internal/storage/pgstore"
 	"github.com/readmark/readmark/usersig"
 )
@@ -77,6 +78,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	maxSessions := fs.Int("max-sessions-per-user", 16, "sessions one user may have on this node (one more login: CodeSessionLimit)")
 	maxQueue := fs.Int("max-session-queue-bytes", gateway.DefaultMaxQueueBytes, "bytes of output a session may have waiting to be written; over it the session is closed as a slow consumer")
 	maxConns := fs.Int("max-connections", 0, "client WebSocket connections on this node (one more: HTTP 503 CodeConnectionLimit; 0 = the descriptor limit minus a reserve)")
+	walSync := fs.Duration("wal-sync-interval", pebblestore.DefaultWALSyncInterval, "embedded store: least time between two syncs of its write-ahead log; a commit arriving sooner waits and shares the next sync (less CPU under load, up to this much more latency; 0 = every commit syncs at once)")
 	deviceTTL := fs.Duration("device-ttl", 90*24*time.Hour, "how long a device's delivery cursors are kept after it was last seen; a device back later starts at the user's baseline like a new one (0 = forever)")
 	var wh server.WebhookConfig
 	fs.DurationVar(&wh.Timeout, "webhook-timeout", 5*time.Second, "how long one webhook POST may take")
@@ -126,7 +128,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 		RateLimit: *rateLimit, RateBurst: *rateBurst, DevTokens: *devTokens,
 		AdminRateLimit: *adminRateLimit, AdminRateBurst: *adminRateBurst, Webhooks: wh,
 		MaxSessionsPerUser: *maxSessions, MaxSessionQueueBytes: *maxQueue, MaxConnections: *maxConns,
-		DeviceTTL: *deviceTTL,
+		DeviceTTL: *deviceTTL, WALSyncInterval: *walSync,
+	}
+	if *walSync == 0 {
+		cfg.WALSyncInterval = -1 // the Config's 0 is the default
 	}
 	if *postgres != "" {
 		cfg.OpenStore = func(ctx context.Context) (storage.Store, error) { return pgstore.Open(ctx, *postgres, *pgTable) }

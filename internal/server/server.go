@@ -4,6 +4,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -69,6 +70,10 @@ type Config struct {
 	// of 1,000).
 	AdminRateLimit float64
 	AdminRateBurst int
+	// WALSyncInterval is the embedded store's least time between two syncs
+	// of its write-ahead log (0 = pebblestore.DefaultWALSyncInterval,
+	// negative = none: every commit syncs at once).
+	WALSyncInterval time.Duration
 	// OpenStore and OpenBus replace the embedded defaults (cluster path);
 	// StorageName describes OpenStore's backend in the admin overview.
 	OpenStore   func(ctx context.Context) (storage.Store, error)
@@ -154,7 +159,8 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 		s.store, err = cfg.OpenStore(ctx)
 	} else {
 		storageName = "embedded (Pebble) at " + filepath.Join(cfg.DataDir, "db")
-		s.store, err = pebblestore.Open(filepath.Join(cfg.DataDir, "db"))
+		interval := cmp.Or(cfg.WALSyncInterval, pebblestore.DefaultWALSyncInterval)
+		s.store, err = pebblestore.OpenWith(filepath.Join(cfg.DataDir, "db"), pebblestore.Options{WALSyncInterval: max(interval, 0)})
 	}
 	if err != nil {
 		return nil, fmt.Errorf("opening storage: %w", err)

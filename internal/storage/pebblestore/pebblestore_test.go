@@ -1,7 +1,12 @@
 package pebblestore_test
 
 import (
+	"fmt"
+	"sync"
 	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
 
 	"go.uber.org/goleak"
 
@@ -81,4 +86,42 @@ func TestGetManyAllocs(t *testing.T) {
 	if want := float64(1 + len(keys)); allocs > want {
 		t.Fatalf("GetMany of %d keys: %.0f allocations, want at most %.0f", len(keys), allocs, want)
 	}
+}
+
+// TestWALSyncIntervalSharesSyncs: synced writes arriving within
+// WALSyncInterval of a sync wait for its end and share one sync, where
+// without it each goroutine's write would have its own or a few.
+func TestWALSyncIntervalSharesSyncs(t *testing.T) {
+	s, err := pebblestore.OpenWith(t.TempDir(), pebblestore.Options{WALSyncInterval: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	apply := func(key string) {
+		b := &storage.Batch{}
+		b.Set([]byte(key), []byte("v"))
+		if err := s.Apply(t.Context(), b, true); err != nil {
+			t.Error(err)
+		}
+	}
+	apply("first") // syncs at once, and starts the interval
+	before := syncs(t, s)
+	var wg sync.WaitGroup
+	for i := range 32 {
+		wg.Go(func() { apply(fmt.Sprint("k", i)) })
+	}
+	wg.Wait()
+	if n := syncs(t, s) - before; n != 1 {
+		t.Fatalf("32 writes within the interval made %d syncs, want 1", n)
+	}
+}
+
+// syncs is how many times s synced its write-ahead log.
+func syncs(t *testing.T, s *pebblestore.Store) uint64 {
+	t.Helper()
+	var m dto.Metric
+	if err := s.DB().Metrics().LogWriter.FsyncLatency.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
 }
