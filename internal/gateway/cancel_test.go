@@ -154,14 +154,12 @@ func (d *onlineDispatcher) Do(_ context.Context, c dispatch.Caller, _ *pb.Client
 
 func (d *onlineDispatcher) SessionEnded(dispatch.Caller) {}
 
-// TestNoReplyAckBeforeCloseFinishes: a no_reply ack read just before the
-// client's close frame (the client waited for nothing) runs to its end
-// before its session leaves the Hub, so the user still counts as online
-// while it moves cursors (offline users' cursors are evicted).
-func TestNoReplyAckBeforeCloseFinishes(t *testing.T) {
+// dialOnline serves a Gateway with an onlineDispatcher, metrics in reg, and
+// dials it; the server stops with the test.
+func dialOnline(t *testing.T, reg *prometheus.Registry) (*Gateway, *onlineDispatcher, *websocket.Conn) {
+	t.Helper()
 	hub := NewHub(membus.New(), HubConfig{})
 	d := &onlineDispatcher{hub: hub, started: make(chan struct{}, 1), release: make(chan struct{}), online: make(chan bool, 1)}
-	reg := prometheus.NewRegistry()
 	g := New(Config{
 		Authenticate: func(string) (string, error) { return "u1", nil },
 		Hub:          hub,
@@ -169,12 +167,22 @@ func TestNoReplyAckBeforeCloseFinishes(t *testing.T) {
 		Metrics:      NewMetrics(reg),
 	})
 	srv := httptest.NewServer(g)
-	defer srv.Close()
-	ctx := t.Context()
-	conn, _, err := websocket.Dial(ctx, srv.URL, &websocket.DialOptions{Subprotocols: []string{SubprotocolProto}})
+	t.Cleanup(srv.Close)
+	conn, _, err := websocket.Dial(t.Context(), srv.URL, &websocket.DialOptions{Subprotocols: []string{SubprotocolProto}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return g, d, conn
+}
+
+// TestNoReplyAckBeforeCloseFinishes: a no_reply ack read just before the
+// client's close frame (the client waited for nothing) runs to its end
+// before its session leaves the Hub, so the user still counts as online
+// while it moves cursors (offline users' cursors are evicted).
+func TestNoReplyAckBeforeCloseFinishes(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	g, d, conn := dialOnline(t, reg)
+	ctx := t.Context()
 	for _, f := range []*pb.ClientFrame{
 		{Id: 1, Body: &pb.ClientFrame_Login{Login: &pb.LoginRequest{ProtocolVersion: 1, UserId: "u1", Token: "t"}}},
 		{Id: 2, Body: &pb.ClientFrame_Ack{Ack: &pb.AckRequest{NoReply: true}}},
@@ -236,21 +244,8 @@ func sessions(t *testing.T, reg *prometheus.Registry) float64 {
 // a request in flight is: a client must not hear Kickoff before it is
 // logged in.
 func TestDrainAnswersLoginFirst(t *testing.T) {
-	hub := NewHub(membus.New(), HubConfig{})
-	d := &onlineDispatcher{hub: hub, started: make(chan struct{}, 1), release: make(chan struct{}), online: make(chan bool, 1)}
-	g := New(Config{
-		Authenticate: func(string) (string, error) { return "u1", nil },
-		Hub:          hub,
-		Dispatcher:   d,
-		Metrics:      NewMetrics(prometheus.NewRegistry()),
-	})
-	srv := httptest.NewServer(g)
-	defer srv.Close()
+	g, d, conn := dialOnline(t, prometheus.NewRegistry())
 	ctx := t.Context()
-	conn, _, err := websocket.Dial(ctx, srv.URL, &websocket.DialOptions{Subprotocols: []string{SubprotocolProto}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	data, err := proto.Marshal(&pb.ClientFrame{Id: 1, Body: &pb.ClientFrame_Login{Login: &pb.LoginRequest{
 		ProtocolVersion: 1, UserId: "u1", Token: "t", Sync: &pb.SyncRequest{},
 	}}})
