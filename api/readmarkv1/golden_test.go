@@ -37,6 +37,10 @@ func goldenFrames() map[string]proto.Message {
 		"read_members": &ClientFrame{Id: 4, Body: &ClientFrame_ReadMembers{ReadMembers: &ReadMembersRequest{
 			Message: ref, Filter: ReadMembersFilter_READ_MEMBERS_FILTER_UNREAD, NextSeq: 7, Count: 100,
 		}}},
+		// A sync page request whose cursors are no acknowledgements (no_ack).
+		"sync_request": &ClientFrame{Id: 7, Body: &ClientFrame_Sync{Sync: &SyncRequest{
+			Cursors: []*SyncCursor{{Conversation: ref.Conversation, Seq: 41}}, Limit: 200, NoAck: true,
+		}}},
 		"new_message_push": &ServerFrame{Body: &ServerFrame_NewMessage{NewMessage: &Message{
 			MsgId: "19a3f0c2b11-5e0d1c2a9b3f", Seq: 41, Sender: "alice", GroupId: "team",
 			TimeMs: 1767225600000, NeedReadReceipt: true, Text: "ship it?",

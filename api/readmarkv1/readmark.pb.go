@@ -1427,13 +1427,22 @@ func (x *Conversation) GetGroupId() string {
 }
 
 // SyncRequest asks for stored messages the client has not received. cursors
-// gives, per conversation, the highest seq the client already has; for a
+// gives, per conversation, the highest seq the client already has (and,
+// unless no_ack, acknowledges it as an AckRequest would); for a
 // conversation the client does not list, the server uses the highest seq
 // delivered to any of the user's sessions. The client repeats while more.
 type SyncRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Cursors       []*SyncCursor          `protobuf:"bytes,1,rep,name=cursors,proto3" json:"cursors,omitempty"`
-	Limit         uint32                 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"` // messages per response, 1..500 (0 = 200)
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Cursors []*SyncCursor          `protobuf:"bytes,1,rep,name=cursors,proto3" json:"cursors,omitempty"`
+	Limit   uint32                 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"` // messages per response, 1..500 (0 = 200)
+	// no_ack: the cursors only say where to continue; the server does not take
+	// them as acknowledgements, so the device's delivery cursors stay where
+	// they are. The client acknowledges what it handed to the application by
+	// AckRequest or ClientFrame.acked, so that messages received but not yet
+	// handed (a crash in between) come again with the device's next sync.
+	// A server that predates it ignores it and takes the cursors as
+	// acknowledgements.
+	NoAck         bool `protobuf:"varint,3,opt,name=no_ack,json=noAck,proto3" json:"no_ack,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1480,6 +1489,13 @@ func (x *SyncRequest) GetLimit() uint32 {
 		return x.Limit
 	}
 	return 0
+}
+
+func (x *SyncRequest) GetNoAck() bool {
+	if x != nil {
+		return x.NoAck
+	}
+	return false
 }
 
 type SyncCursor struct {
@@ -3319,10 +3335,11 @@ const file_readmark_proto_rawDesc = "" +
 	"\x0eserver_time_ms\x18\x01 \x01(\x03R\fserverTimeMs\"B\n" +
 	"\fConversation\x12\x17\n" +
 	"\apeer_id\x18\x01 \x01(\tR\x06peerId\x12\x19\n" +
-	"\bgroup_id\x18\x02 \x01(\tR\agroupId\"V\n" +
+	"\bgroup_id\x18\x02 \x01(\tR\agroupId\"m\n" +
 	"\vSyncRequest\x121\n" +
 	"\acursors\x18\x01 \x03(\v2\x17.readmark.v1.SyncCursorR\acursors\x12\x14\n" +
-	"\x05limit\x18\x02 \x01(\rR\x05limit\"]\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\x12\x15\n" +
+	"\x06no_ack\x18\x03 \x01(\bR\x05noAck\"]\n" +
 	"\n" +
 	"SyncCursor\x12=\n" +
 	"\fconversation\x18\x01 \x01(\v2\x19.readmark.v1.ConversationR\fconversation\x12\x10\n" +

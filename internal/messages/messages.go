@@ -654,9 +654,10 @@ func markReceiptSent(user string, msgs []*pb.Message, wms []uint32, sent func([]
 
 // Sync returns stored messages the caller's device has not acknowledged,
 // per conversation in seq order, at most req.limit of them and no more than
-// fit in one frame. The cursors the client sends are acknowledgements (it
-// holds these): they move the device's cursors, and sync starts after them;
-// a conversation the client does not list starts after the device's cursor
+// fit in one frame. Sync starts after the cursors the client sends; unless
+// req.NoAck they are acknowledgements too (it holds these) and move the
+// device's cursors, while with it only what the client acknowledges moves
+// them (AckRequest, ClientFrame.acked). A conversation the client does not list starts after the device's cursor
 // (docs/protocol.md, section 7). Building the page moves no cursor.
 //
 // Sync runs on the user's node and reads only storage (the user's group
@@ -702,7 +703,9 @@ func (s *Service) Sync(ctx context.Context, caller Caller, req *pb.SyncRequest) 
 		}
 		from := s.cursors.get(user, device, key)
 		if seq, ok := given[key]; ok {
-			s.cursors.ack(user, device, key, min(seq, head))
+			if !req.NoAck {
+				s.cursors.ack(user, device, key, min(seq, head))
+			}
 			from = seq
 		}
 		spans = append(spans, span{key, c, max(from, floor), head})
