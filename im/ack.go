@@ -127,15 +127,21 @@ func (a *acks) unsent(cursors []*pb.SyncCursor) {
 	a.poke()
 }
 
-// newSession forgets what rode on the frames of an ended session that were
-// never written: the new session's sync cursors acknowledge all delivered.
+// newSession makes everything handed due again for a new session: what
+// rode on frames of the ended one that were never written, and what was
+// written but may have been lost with the connection. The sync cursors do
+// not acknowledge (no_ack), so the first requests of the new session carry
+// it, or the acker sends it.
 func (a *acks) newSession() {
 	a.mu.Lock()
-	if len(a.riding) > 0 {
-		clear(a.riding)
-		a.due = true
-	}
+	clear(a.riding)
+	clear(a.acked)
+	due := len(a.handed) > 0
+	a.due = due
 	a.mu.Unlock()
+	if due {
+		a.poke()
+	}
 }
 
 // poke wakes the acker.
@@ -205,8 +211,8 @@ func (c *Client) acker() {
 // per conversation where it grew since the last acknowledgement; noReply as
 // in session.ack. The acker's (noReply) sends what no request took on its
 // way; Close's, confirmed, also what rides on frames not written yet, which
-// the close may drop. Without a session it does nothing: the sync after the
-// next login acknowledges.
+// the close may drop. Without a session it does nothing: the next login
+// makes it all due again (newSession).
 func (c *Client) sendAcks(ctx context.Context, noReply bool) {
 	c.mu.Lock()
 	s := c.sess

@@ -239,3 +239,26 @@ func cursorsString(cursors []*pb.SyncCursor) string {
 	}
 	return "[" + strings.Join(parts, " ") + "]"
 }
+
+// TestAckAgainAfterReconnect: what was handed is acknowledged again on the
+// next session (an ack written just before a connection dies may be lost,
+// and the sync cursors, sent with no_ack, acknowledge nothing).
+func TestAckAgainAfterReconnect(t *testing.T) {
+	fs := newFake(t)
+	c := dial(t, fs, "bob", WithListener(&BaseAdvancedMsgListener{}))
+	s := fs.waitSession(t)
+	for seq := range uint64(2) {
+		s.push(newMsgFrame(pbMsg(seq+1, "alice", "bob", "", "m")))
+	}
+	ackedUpTo2 := func(cs []*pb.SyncCursor) bool {
+		return len(cs) == 1 && cs[0].GetConversation().GetPeerId() == "alice" && cs[0].GetSeq() == 2
+	}
+	for !ackedUpTo2(nextAck(t, fs).GetCursors()) {
+	}
+	fs.dropAll()
+	fs.waitSession(t)
+	fs.waitFrame(t, func(f *pb.ClientFrame) bool {
+		return ackedUpTo2(f.GetAck().GetCursors()) || ackedUpTo2(f.GetAcked())
+	})
+	c.Close()
+}

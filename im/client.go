@@ -278,7 +278,7 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 	// more cursors than a frame takes, sync acknowledges them first and
 	// requests the page itself.
 	if cursors := c.syncCursors(); len(cursors) <= maxCursorsPerFrame {
-		login.Sync = &pb.SyncRequest{Cursors: cursors, Limit: syncPageSize}
+		login.Sync = syncRequest(cursors)
 	}
 	b, err := s.encode(&pb.ClientFrame{Id: id, Body: &pb.ClientFrame_Login{Login: login}})
 	if err == nil {

@@ -33,7 +33,7 @@ func wantSyncRequest(t *testing.T, r *pb.SyncRequest, cursors map[string]uint64)
 	for _, cu := range r.GetCursors() {
 		got[cu.GetConversation().GetPeerId()+"/"+cu.GetConversation().GetGroupId()] = cu.GetSeq()
 	}
-	if len(got) != len(cursors) || r.GetLimit() != syncPageSize {
+	if len(got) != len(cursors) || r.GetLimit() != syncPageSize || !r.GetNoAck() {
 		t.Fatalf("sync request %v, want cursors %v", r, cursors)
 	}
 	for k, seq := range cursors {

@@ -12,10 +12,13 @@ import (
 // in seq order per conversation. The first page comes with the login
 // response when the login asked for it (see connect) and the server
 // answered it; the others by SyncRequest. Each request's cursors are the
-// highest seqs delivered (or held) per conversation, which the server takes
-// as acknowledgements and continues after; for a conversation not listed it
-// starts after the device's last acknowledgement (or the user's, for a device
-// it has never seen). Buffered pushes continue where the sync ends (the session was
+// highest seqs delivered (or held) per conversation, which the server
+// continues after; for a conversation not listed it starts after the
+// device's last acknowledgement (or the user's, for a device it has never
+// seen). They are sent with no_ack: delivered is not yet handed (queued for
+// the listeners, or held), and only what was handed may be acknowledged
+// (acks, riding on the next requests or sent by the acker), or a client that
+// ends before handing them would never get them again on this device. Buffered pushes continue where the sync ends (the session was
 // registered for pushes before the sync started), so delivering them after
 // the last page keeps every conversation in seq order. It runs on the run
 // goroutine while the reader keeps routing responses.
@@ -46,7 +49,8 @@ func (c *Client) sync(s *session) {
 }
 
 // syncCursors are the cursors of the next sync request: the highest seqs
-// delivered, or held, per conversation.
+// delivered, or held, per conversation. They are not acknowledgements (see
+// syncRequest).
 func (c *Client) syncCursors() []*pb.SyncCursor {
 	c.dmu.Lock()
 	defer c.dmu.Unlock()
@@ -73,6 +77,10 @@ func (c *Client) fetchSyncPage(s *session) (sr *pb.SyncResponse, ended bool) {
 		// Too many for one frame: acknowledge them first; the sync then
 		// starts from the device's cursors, which they moved.
 		// Confirmed: the sync must start after the cursors they move.
+		// The one exception to acknowledging only what was handed (a
+		// backlog in over 256 conversations): what is still queued or
+		// held is lost to this device if the client ends before handing
+		// it.
 		if err := s.ack(s.ctx, cursors, false); err != nil {
 			var ie *Error
 			if !errors.As(err, &ie) || ie.Code == CodeUnavailable {
@@ -84,7 +92,7 @@ func (c *Client) fetchSyncPage(s *session) (sr *pb.SyncResponse, ended bool) {
 		cursors = nil
 	}
 	resp, err, sent := s.roundTrip(s.ctx, &pb.ClientFrame{Body: &pb.ClientFrame_Sync{
-		Sync: &pb.SyncRequest{Cursors: cursors, Limit: syncPageSize},
+		Sync: syncRequest(cursors),
 	}})
 	if !sent {
 		return nil, true
@@ -98,6 +106,14 @@ func (c *Client) fetchSyncPage(s *session) (sr *pb.SyncResponse, ended bool) {
 		return nil, false
 	}
 	return resp.GetSync(), false
+}
+
+// syncRequest asks for the page after cursors, without taking them as
+// acknowledgements (no_ack). A server that predates no_ack takes them as
+// acknowledgements still: there, what is delivered but not handed when the
+// client ends is not synced to this device again.
+func syncRequest(cursors []*pb.SyncCursor) *pb.SyncRequest {
+	return &pb.SyncRequest{Cursors: cursors, Limit: syncPageSize, NoAck: true}
 }
 
 // syncPage delivers a sync page, whichever frame carried it, and reports

@@ -256,3 +256,54 @@ func TestHugeBacklogToJSONClient(t *testing.T) {
 		}
 	}
 }
+
+// blockFirst is a listener that, on the first message, waits for release
+// and then closes its client from the callback, so that the messages
+// synced after it are never handed.
+type blockFirst struct {
+	im.BaseAdvancedMsgListener
+	c       chan *im.Client // the client, once Dial returned
+	release chan struct{}
+	seen    []uint64 // seqs handed; read after Close returned
+}
+
+func (l *blockFirst) OnRecvNewMessage(m *im.Message) {
+	l.seen = append(l.seen, m.Seq)
+	if len(l.seen) == 1 {
+		<-l.release
+		(<-l.c).Close()
+	}
+}
+
+// TestSyncedNotHandedComeAgain: messages a client synced but had not handed
+// to the application when it was closed (its listener still busy with the
+// first one) are synced again to the next client of the same device, also
+// those of pages after the first (whose SyncRequest carried cursors past
+// them).
+func TestSyncedNotHandedComeAgain(t *testing.T) {
+	ts := startServer(t)
+	alice, _ := ts.dial("alice")
+	const n = 201 // more than the SDK's sync page
+	sentTexts(t, alice, "bob", n, "m")
+
+	syncs := `readmark_requests_total{code="OK",type="sync"}`
+	base := ts.metric(syncs)
+	l := &blockFirst{c: make(chan *im.Client, 1), release: make(chan struct{})}
+	bob, _ := ts.dial("bob", im.WithDeviceID("phone"), im.WithListener(l))
+	l.c <- bob
+	// The login's page and the SyncRequest for the second one.
+	waitFor(t, "two sync pages", func() bool { return ts.metric(syncs) == base+2 })
+	close(l.release)
+	bob.Close()
+	if !slices.Equal(l.seen, []uint64{1}) {
+		t.Fatalf("the first client was handed %v, want [1]", l.seen)
+	}
+
+	_, rec := ts.dial("bob", im.WithDeviceID("phone"))
+	waitForMsg(t, "the messages again", rec, func() bool { return len(rec.messages()) >= n })
+	for i, m := range rec.messages() {
+		if m.Seq != uint64(i+1) {
+			t.Fatalf("message %d has seq %d, want %d", i, m.Seq, i+1)
+		}
+	}
+}
