@@ -232,7 +232,7 @@ export class Client {
     // cursors than a frame takes, sync acknowledges them first and requests
     // the page itself.
     const cursors = this.delivery.cursors();
-    const sync = cursors.length <= maxCursorsPerFrame ? create(pb.SyncRequestSchema, { cursors, limit: syncPageSize }) : undefined;
+    const sync = cursors.length <= maxCursorsPerFrame ? create(pb.SyncRequestSchema, syncRequest(cursors)) : undefined;
     // Pushes may come before the login response (the server registers the
     // session for them first): buffered from now, for after the sync.
     this.delivery.startSync();
@@ -369,10 +369,15 @@ export class Client {
    * first page comes with the login response when the login asked for it
    * (see connect) and the server answered it; the others by SyncRequest.
    * Each request's cursors are the highest seqs delivered (or held) per
-   * conversation, which the server takes as acknowledgements and continues
-   * after.
+   * conversation, which the server continues after. They are sent with
+   * no_ack: delivered is not yet handed (queued for the listeners, or held),
+   * and only what was handed may be acknowledged (riding on the next
+   * requests or sent by the ack timer), or a client that ends before handing
+   * them would never get them again on this device.
    */
   private async sync(s: Session): Promise<void> {
+    // What was handed is due again on the new session (see Delivery.newSession).
+    if (this.delivery.newSession()) this.scheduleAck();
     let page = s.login.sync;
     for (;;) {
       if (!page) {
@@ -394,13 +399,16 @@ export class Client {
       // Too many for one frame: acknowledge them first; the sync then
       // starts from the device's cursors, which they moved.
       // Confirmed: the sync must start after the cursors they move.
+      // The one exception to acknowledging only what was handed (a backlog
+      // in over 256 conversations): what is still queued or held is lost to
+      // this device if the client ends before handing it.
       const a = await ack(s, cursors, undefined, false);
       if (a === "lost") return "lost";
       cursors = []; // refused: sync anyway; repeats are dropped by seq
     }
     let r;
     try {
-      r = await s.roundTrip({ case: "sync", value: { cursors, limit: syncPageSize } });
+      r = await s.roundTrip({ case: "sync", value: syncRequest(cursors) });
     } catch {
       return "refused"; // cannot be encoded (over the frame limit)
     }
@@ -419,6 +427,11 @@ export class Client {
   /** handed records that the listeners saw a stored message, to be acknowledged shortly. */
   private handed(k: ConvKey, seq: number): void {
     this.delivery.handed(k, seq);
+    this.scheduleAck();
+  }
+
+  /** scheduleAck starts the ack timer unless it runs. */
+  private scheduleAck(): void {
     if (this.ackTimer !== undefined || this.closing) return;
     this.ackTimer = setTimeout(() => {
       this.ackTimer = undefined;
@@ -432,8 +445,8 @@ export class Client {
    * sendAcks tells the server, on the current session, the highest seq
    * handed per conversation where it grew since the last acknowledgement:
    * from the timer, what no request carried on its way (Session.frame).
-   * Without a session it does nothing: the sync after the next login
-   * acknowledges. Best effort: a lost acknowledgement only means a repeat
+   * Without a session it does nothing: the next login makes it all due again
+   * (Delivery.newSession). Best effort: a lost acknowledgement only means a repeat
    * (dropped by seq) after the next login of this device. noReply as in ack.
    */
   private async sendAcks(signal: AbortSignal | undefined, noReply: boolean): Promise<void> {
@@ -808,6 +821,16 @@ export class Client {
     if (l.onGroupEvent) this.addGroupListener(l);
     if (l.onConnected || l.onDisconnected || l.onReconnecting) this.addConnListener(l);
   }
+}
+
+/**
+ * syncRequest asks for the page after cursors, without taking them as
+ * acknowledgements (no_ack). A server that predates no_ack takes them as
+ * acknowledgements still: there, what is delivered but not handed when the
+ * client ends is not synced to this device again.
+ */
+function syncRequest(cursors: pb.SyncCursor[]): { cursors: pb.SyncCursor[]; limit: number; noAck: boolean } {
+  return { cursors, limit: syncPageSize, noAck: true };
 }
 
 /**

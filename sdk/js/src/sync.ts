@@ -54,8 +54,8 @@ export class Delivery {
 
   /**
    * cursors are the per-conversation highest delivered seqs, sent with each
-   * sync request: the server takes them as acknowledgements and continues
-   * after them.
+   * sync request: the server continues after them. They are not
+   * acknowledgements (no_ack): delivered is not yet handed.
    */
   cursors(): pb.SyncCursor[] {
     // Held messages count as received: continue after them, or the server
@@ -180,6 +180,17 @@ export class Delivery {
       grown.set(k, this.handedSeq.get(k) ?? 0);
     }
     return cursorsOf(grown);
+  }
+
+  /**
+   * newSession makes everything handed due again for a new session: an
+   * acknowledgement written on the ended one may have been lost with it, and
+   * the sync cursors do not acknowledge. It reports whether any is due.
+   */
+  newSession(): boolean {
+    this.ackedSeq.clear();
+    for (const k of this.handedSeq.keys()) this.unacked.add(k);
+    return this.unacked.size > 0;
   }
 
   /** acked records an acknowledgement written (with no_reply or riding on a request) or accepted. */

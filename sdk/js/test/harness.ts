@@ -87,6 +87,13 @@ export class Server {
     rmSync(this.dataDir, { recursive: true, force: true });
   }
 
+  /** metric returns the value of a series of the server's /metrics (0 if absent), e.g. `readmark_requests_total{code="OK",type="sync"}`. */
+  async metric(series: string): Promise<number> {
+    const text = await (await fetch(`http://${this.addr}/metrics`)).text();
+    const line = text.split("\n").find((l) => l.startsWith(series + " "));
+    return line ? Number(line.slice(series.length + 1)) : 0;
+  }
+
   /** token mints a token for userID as usersig.Gen does. */
   token(userID: string, ttlSeconds = 3600): string {
     const payload = JSON.stringify({ v: 1, uid: userID, exp: Math.floor(Date.now() / 1000) + ttlSeconds });

@@ -12,11 +12,16 @@ function msg(seq: number, sender: string): pb.Message {
   return create(pb.MessageSchema, { seq: BigInt(seq), sender, receiver: "me", text: `${sender}${seq}` });
 }
 
-/** loginSyncs lists the sync requests the logins carried, as [limit, [peer, seq]...]. */
+/** syncReq shows a sync request as [limit, noAck, [peer, seq]...]. */
+function syncReq(r: pb.SyncRequest): unknown[] {
+  return [r.limit, r.noAck, r.cursors.map((c) => [c.conversation?.peerId, c.seq])];
+}
+
+/** loginSyncs lists the sync requests the logins carried (syncReq). */
 function loginSyncs(srv: FakeServer): unknown[] {
   return srv.requests("login").map((f) => {
     const r = f.body.case === "login" ? f.body.value.sync : undefined;
-    return r && [r.limit, r.cursors.map((c) => [c.conversation?.peerId, c.seq])];
+    return r && syncReq(r);
   });
 }
 
@@ -45,8 +50,8 @@ test("login sync: a page carried by the login response is the whole sync; pushes
     srv.conns[0].drop();
     await waitFor("the second login", () => srv.requests("login").length === 2);
     assert.deepEqual(loginSyncs(srv), [
-      [200, []],
-      [200, [["a", 3n]]],
+      [200, true, []],
+      [200, true, [["a", 3n]]],
     ]);
     srv.conns[1].reply({ id: 0n, body: { case: "newMessage", value: msg(4, "a") } });
     await waitFor("a4", () => got.includes("a4"));
@@ -73,10 +78,7 @@ test("login sync: after a login page with more, SyncRequests continue from the c
   try {
     await waitFor("the pages", () => got.length === 3);
     assert.deepEqual(got, ["a1", "a2", "a3"]);
-    assert.deepEqual(
-      syncs.map((r) => [r.limit, r.cursors.map((c) => [c.conversation?.peerId, c.seq])]),
-      [[200, [["a", 2n]]]],
-    );
+    assert.deepEqual(syncs.map(syncReq), [[200, true, [["a", 2n]]]]);
   } finally {
     await c.close();
   }
@@ -93,8 +95,11 @@ test("login sync: a login response without the page is followed by a SyncRequest
   const c = await dial(srv, got);
   try {
     await waitFor("the page", () => got.length === 1);
-    assert.deepEqual(loginSyncs(srv), [[200, []]], "the login asked for the page");
-    assert.equal(srv.requests("sync").length, 1);
+    assert.deepEqual(loginSyncs(srv), [[200, true, []]], "the login asked for the page");
+    assert.deepEqual(
+      srv.requests("sync").map((f) => f.body.case === "sync" && syncReq(f.body.value)),
+      [[200, true, []]],
+    );
   } finally {
     await c.close();
   }

@@ -249,6 +249,33 @@ test("device ID: a client resumes where the same device acknowledged, without re
   assert.deepEqual(again.map((m) => m.text), ["new 1", "new 2"]);
 });
 
+test("device ID: messages synced but not handed to a listener yet come again to the next client of the device", async () => {
+  const alice = await user("alice");
+  const bobName = id("bob");
+  const device = id("dev");
+  await (await fx.srv.dial(bobName)).close(); // bob exists
+  const n = 201; // more than a sync page: the second page's request carries cursors past the first
+  for (let i = 1; i <= n; i++) await alice.c.sendMessage(alice.c.createTextMessage(`m ${i}`), { receiver: bobName });
+  const syncs = `readmark_requests_total{code="OK",type="sync"}`;
+  const base = await fx.srv.metric(syncs);
+  // No listener: the synced messages wait in the client, handed to none.
+  const b1 = await fx.srv.dial(bobName, { deviceID: device });
+  const deadline = Date.now() + 20000;
+  while ((await fx.srv.metric(syncs)) < base + 2) {
+    if (Date.now() > deadline) throw new Error("timed out waiting for two sync pages");
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  await b1.close();
+
+  const again: Message[] = [];
+  await fx.dial(bobName, { deviceID: device, listeners: [{ onRecvNewMessage: (m) => again.push(m) }] });
+  await waitFor("all of them again", () => again.length >= n);
+  assert.deepEqual(
+    again.map((m) => m.seq),
+    Array.from({ length: n }, (_, i) => i + 1),
+  );
+});
+
 test("the JSON subprotocol (readmark.v1.json) works the same", async () => {
   const aliceName = id("alice");
   const bob = await user("bob");

@@ -240,6 +240,33 @@ test("acknowledgements: at most one a second by default", async (t) => {
   }
 });
 
+test("acknowledgements: what was handed is acknowledged again on the next connection", async () => {
+  const srv = new FakeServer();
+  const c = await Client.dial("ws://fake", "me", "t", {
+    WebSocket: srv.WebSocket,
+    backoffMin: 10,
+    backoffMax: 20,
+    ackDelay: 10,
+    listeners: [{ onRecvNewMessage: () => {} }],
+  });
+  // Whether in an AckRequest or riding on a request (the sync's).
+  const acked = () =>
+    srv
+      .requests("ack")
+      .concat(srv.requests("sync"))
+      .flatMap((f) => (f.body.case === "ack" ? f.body.value.cursors : f.acked))
+      .map((c) => `${c.conversation?.peerId}:${c.seq}`);
+  try {
+    srv.conns[0].reply({ id: 0n, body: { case: "newMessage", value: msg(1, "peer") } });
+    await waitFor("the acknowledgement", () => acked().length === 1);
+    srv.conns[0].drop();
+    await waitFor("the acknowledgement again", () => acked().length === 2);
+    assert.deepEqual(acked(), ["peer:1", "peer:1"]);
+  } finally {
+    await c.close();
+  }
+});
+
 test("acknowledgements from the timer ask for no answer and wait for none", async () => {
   const srv = new FakeServer();
   srv.onRequest = (_conn, f) => f.body.case === "ack"; // answers no ack
