@@ -24,6 +24,26 @@ func seqs(sr *pb.SyncResponse) []uint64 {
 	return out
 }
 
+// wantSeqs fails t unless got are the seqs want.
+func wantSeqs(t *testing.T, what string, got []uint64, want ...uint64) {
+	t.Helper()
+	if !slices.Equal(got, want) {
+		t.Fatalf("%s synced seqs %v, want %v", what, got, want)
+	}
+}
+
+// loginSynced dials ts and logs in as user's device with acked and a
+// first sync page (sync), and returns the connection and the page's seqs.
+func loginSynced(t *testing.T, ts *testServer, subprotocol, user, device string, acked []*pb.SyncCursor, sync *pb.SyncRequest) (*rawConn, []uint64) {
+	t.Helper()
+	r := rawDial(t, ts, subprotocol)
+	lr := r.loginDeviceWith(ts, user, device, acked, sync)
+	if lr.GetSync() == nil {
+		t.Fatalf("login without a sync page: %v", lr)
+	}
+	return r, seqs(lr.GetSync())
+}
+
 // TestCarriedAck: the cursors a request carries (ClientFrame.acked) move
 // the device's delivery cursors before the request's body runs, whatever
 // the request, whose response is its body's own: a sync carrying them
@@ -49,24 +69,10 @@ func TestCarriedAck(t *testing.T) {
 			// returns the connection and the login's sync page.
 			phone := func(acked []*pb.SyncCursor) (*rawConn, []uint64) {
 				t.Helper()
-				r := rawDial(t, ts, sp)
-				r.write(&pb.ClientFrame{Id: 1, Acked: acked, Body: &pb.ClientFrame_Login{Login: &pb.LoginRequest{
-					ProtocolVersion: 1, UserId: "bob", Token: ts.token("bob"), DeviceId: "phone", Sync: &pb.SyncRequest{},
-				}}})
-				f := r.readResponse()
-				if f.GetLogin().GetSync() == nil {
-					t.Fatalf("login: %v", f)
-				}
-				return r, seqs(f.GetLogin().GetSync())
-			}
-			wantSeqs := func(what string, got []uint64, want ...uint64) {
-				t.Helper()
-				if !slices.Equal(got, want) {
-					t.Fatalf("%s synced seqs %v, want %v", what, got, want)
-				}
+				return loginSynced(t, ts, sp, "bob", "phone", acked, &pb.SyncRequest{})
 			}
 			r, got := phone(nil)
-			wantSeqs("the first login", got, 1, 2, 3, 4)
+			wantSeqs(t, "the first login", got, 1, 2, 3, 4)
 			sync := func(id uint64, acked []*pb.SyncCursor) []uint64 {
 				t.Helper()
 				r.write(&pb.ClientFrame{Id: id, Acked: acked, Body: &pb.ClientFrame_Sync{Sync: &pb.SyncRequest{}}})
@@ -82,8 +88,8 @@ func TestCarriedAck(t *testing.T) {
 			if f := r.readResponse(); f.GetId() != 2 || f.GetPing() == nil {
 				t.Fatalf("a ping carrying an ack: got %v, want its ping response", f)
 			}
-			wantSeqs("after a ping carrying 1, a sync", sync(3, nil), 2, 3, 4)
-			wantSeqs("a sync carrying 2", sync(4, upTo("alice", 2)), 3, 4)
+			wantSeqs(t, "after a ping carrying 1, a sync", sync(3, nil), 2, 3, 4)
+			wantSeqs(t, "a sync carrying 2", sync(4, upTo("alice", 2)), 3, 4)
 
 			r.write(&pb.ClientFrame{Id: 5, Acked: upTo("alice", 3), Body: ping})
 			if err := r.c.Close(websocket.StatusNormalClosure, ""); err != nil {
@@ -91,11 +97,11 @@ func TestCarriedAck(t *testing.T) {
 			}
 			acks(3)
 			r, got = phone(nil)
-			wantSeqs("the next login of the device", got, 4)
+			wantSeqs(t, "the next login of the device", got, 4)
 			r.c.CloseNow()
 
 			_, got = phone(upTo("alice", 4))
-			wantSeqs("a login carrying 4", got)
+			wantSeqs(t, "a login carrying 4", got)
 			acks(4)
 		})
 	}

@@ -12,8 +12,15 @@ import (
 // its response.
 func (r *rawConn) loginWith(ts *testServer, user string, sync *pb.SyncRequest) *pb.LoginResponse {
 	r.t.Helper()
-	r.write(&pb.ClientFrame{Id: 1, Body: &pb.ClientFrame_Login{Login: &pb.LoginRequest{
-		ProtocolVersion: 1, UserId: user, Token: ts.token(user), Sync: sync,
+	return r.loginDeviceWith(ts, user, "", nil, sync)
+}
+
+// loginDeviceWith is loginWith as user's device, the login frame carrying
+// acked.
+func (r *rawConn) loginDeviceWith(ts *testServer, user, device string, acked []*pb.SyncCursor, sync *pb.SyncRequest) *pb.LoginResponse {
+	r.t.Helper()
+	r.write(&pb.ClientFrame{Id: 1, Acked: acked, Body: &pb.ClientFrame_Login{Login: &pb.LoginRequest{
+		ProtocolVersion: 1, UserId: user, Token: ts.token(user), DeviceId: device, Sync: sync,
 	}}})
 	f := r.readResponse()
 	if f.GetLogin() == nil {

@@ -2,7 +2,6 @@ package test
 
 import (
 	"fmt"
-	"slices"
 	"testing"
 
 	"github.com/coder/websocket"
@@ -31,35 +30,21 @@ func TestSyncNoAck(t *testing.T) {
 			const device = "phone"
 			login := func(sync *pb.SyncRequest) (*rawConn, []uint64) {
 				t.Helper()
-				r := rawDial(t, ts, "readmark.v1.proto")
-				r.write(&pb.ClientFrame{Id: 1, Body: &pb.ClientFrame_Login{Login: &pb.LoginRequest{
-					ProtocolVersion: 1, UserId: "bob", Token: ts.token("bob"), DeviceId: device, Sync: sync,
-				}}})
-				f := r.readResponse()
-				if f.GetLogin().GetSync() == nil {
-					t.Fatalf("login: %v", f)
-				}
-				return r, seqs(f.GetLogin().GetSync())
-			}
-			wantSeqs := func(what string, got []uint64, want ...uint64) {
-				t.Helper()
-				if !slices.Equal(got, want) {
-					t.Fatalf("%s synced seqs %v, want %v", what, got, want)
-				}
+				return loginSynced(t, ts, "readmark.v1.proto", "bob", device, nil, sync)
 			}
 			r, got := login(&pb.SyncRequest{Cursors: upTo("alice", 2), NoAck: tc.noAck})
-			wantSeqs("a login from 2", got, 3, 4)
+			wantSeqs(t, "a login from 2", got, 3, 4)
 			r.write(&pb.ClientFrame{Id: 2, Body: &pb.ClientFrame_Sync{Sync: &pb.SyncRequest{Cursors: upTo("alice", 3), NoAck: tc.noAck}}})
 			f := r.readResponse()
 			if f.GetSync() == nil {
 				t.Fatalf("sync: %v", f)
 			}
-			wantSeqs("a sync from 3", seqs(f.GetSync()), 4)
+			wantSeqs(t, "a sync from 3", seqs(f.GetSync()), 4)
 			if err := r.c.Close(websocket.StatusNormalClosure, ""); err != nil {
 				t.Fatal(err)
 			}
 			_, got = login(&pb.SyncRequest{})
-			wantSeqs("the next login of the device", got, tc.next...)
+			wantSeqs(t, "the next login of the device", got, tc.next...)
 		})
 	}
 }
