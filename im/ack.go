@@ -127,6 +127,19 @@ func (a *acks) unsent(cursors []*pb.SyncCursor) {
 	a.poke()
 }
 
+// handAll records cursors as handed, for Close of a client without
+// listeners.
+func (a *acks) handAll(cursors []*pb.SyncCursor) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, cur := range cursors {
+		if k := convFromPB(cur.GetConversation()); cur.GetSeq() > a.handed[k] {
+			a.handed[k] = cur.GetSeq()
+			a.due = true
+		}
+	}
+}
+
 // newSession makes everything handed due again for a new session: what
 // rode on frames of the ended one that were never written, and what was
 // written but may have been lost with the connection. The sync cursors do

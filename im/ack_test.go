@@ -262,3 +262,33 @@ func TestAckAgainAfterReconnect(t *testing.T) {
 	})
 	c.Close()
 }
+
+// TestCloseWithoutListenerAcks: a client that never had a listener takes no
+// events, so Close acknowledges what it was delivered; otherwise each login
+// of its device would sync it all again.
+func TestCloseWithoutListenerAcks(t *testing.T) {
+	fs := newFake(t)
+	c := dial(t, fs, "bob")
+	s := fs.waitSession(t)
+	for seq := range uint64(3) {
+		s.push(newMsgFrame(pbMsg(seq+1, "alice", "bob", "", "m")))
+	}
+	k := convKey{peer: "alice"}
+	checkFor(t, 10*time.Second, func() error {
+		c.dmu.Lock()
+		defer c.dmu.Unlock()
+		if c.delivered[k] != 3 {
+			return fmt.Errorf("delivered up to %d, want 3", c.delivered[k])
+		}
+		return nil
+	})
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		c.Close()
+	}()
+	if got := cursorsString(nextAck(t, fs).GetCursors()); got != "[alice:3]" {
+		t.Fatalf("Close acknowledged %s, want alice:3", got)
+	}
+	<-closed
+}

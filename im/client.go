@@ -179,6 +179,13 @@ func (c *Client) Close() error {
 		// for the answer, unlike the acker, makes sure the server has it
 		// before the connection closes.
 		ctx, cancel := context.WithTimeout(context.Background(), closeAckTimeout)
+		if c.q.isHeld() {
+			// No listener was ever added: the application takes no
+			// events, and what was delivered counts as handed, or every
+			// login of this device would sync it all again. (A client
+			// that ends without Close acknowledges nothing: a repeat.)
+			c.acks.handAll(c.syncCursors())
+		}
 		c.sendAcks(ctx, false)
 		cancel()
 		c.cancel()

@@ -71,11 +71,10 @@
 // goroutine per Client, with no SDK lock held: they may call any Client
 // method, Close included. Events are held until the first listener is added,
 // so a listener added right after Dial sees the synced messages; WithListener
-// registers one before connecting. Only what a listener was handed is
-// acknowledged to the server (sync requests acknowledge nothing), so a
-// Client that never adds a listener syncs again, at each login, what its
-// device received since its last acknowledgement: give every Client a
-// listener, even an empty BaseAdvancedMsgListener. Messages this Client sent itself are not
+// registers one before connecting. Only what the listeners were handed is
+// acknowledged to the server (sync requests acknowledge nothing), except
+// that Close of a Client that never had a listener acknowledges all it
+// received: it takes no events. Messages this Client sent itself are not
 // reported as new, even when a sync or push carries one before the response
 // to its send: while a SendMessage to a conversation is unresolved, that
 // conversation's messages from this user, and those after them, wait for it.

@@ -269,6 +269,13 @@ func (q *queue) push(f func()) {
 	q.signal()
 }
 
+// isHeld reports whether no listener was added yet.
+func (q *queue) isHeld() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.held
+}
+
 func (q *queue) release() {
 	q.mu.Lock()
 	q.held = false

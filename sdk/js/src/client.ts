@@ -209,7 +209,11 @@ export class Client {
       // Best effort: acknowledge what the application has seen, so that the
       // next login of this device does not report it again. Waiting for the
       // answer, unlike the timer's, makes sure the server has it before the
-      // connection closes.
+      // connection closes. A client that never had a listener takes no
+      // events: what it received counts as handed, or every login of this
+      // device would sync it all again (one that ends without close()
+      // acknowledges nothing: a repeat).
+      if (this.events.isHeld) this.delivery.handAllReceived();
       await this.sendAcks(AbortSignal.timeout(closeAckTimeout), false);
       this.stopCtl.abort();
       clearTimeout(this.ackTimer);

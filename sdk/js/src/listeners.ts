@@ -75,6 +75,11 @@ export class EventQueue {
     if (i >= 0) list.splice(i, 1);
   }
 
+  /** isHeld reports whether no listener was added yet. */
+  get isHeld(): boolean {
+    return this.held;
+  }
+
   /** push queues f; the listener lists are read when it runs, so a removed listener gets no later event. */
   push(f: () => void): void {
     if (this.closed) return;

@@ -65,6 +65,12 @@ export class Delivery {
     return cursorsOf(received);
   }
 
+  /** handAllReceived counts everything delivered or held as handed: for close() of a client that never had a listener. */
+  handAllReceived(): void {
+    for (const [k, seq] of this.delivered) this.handed(k, seq);
+    for (const [k, h] of this.held) this.handed(k, h.top);
+  }
+
   /** syncPage delivers one page of synced messages. */
   syncPage(msgs: pb.Message[]): void {
     for (const m of msgs) this.deliver(m);

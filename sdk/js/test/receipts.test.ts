@@ -249,7 +249,7 @@ test("device ID: a client resumes where the same device acknowledged, without re
   assert.deepEqual(again.map((m) => m.text), ["new 1", "new 2"]);
 });
 
-test("device ID: messages synced but not handed to a listener yet come again to the next client of the device", async () => {
+test("device ID: messages synced but not handed to a listener yet are not acknowledged: the next client of the device gets them", async () => {
   const alice = await user("alice");
   const bobName = id("bob");
   const device = id("dev");
@@ -265,8 +265,8 @@ test("device ID: messages synced but not handed to a listener yet come again to 
     if (Date.now() > deadline) throw new Error("timed out waiting for two sync pages");
     await new Promise((r) => setTimeout(r, 5));
   }
-  await b1.close();
-
+  // b1 stays connected (its close() would acknowledge what it received,
+  // as it never had a listener): only its sync requests could have.
   const again: Message[] = [];
   await fx.dial(bobName, { deviceID: device, listeners: [{ onRecvNewMessage: (m) => again.push(m) }] });
   await waitFor("all of them again", () => again.length >= n);
@@ -274,6 +274,25 @@ test("device ID: messages synced but not handed to a listener yet come again to 
     again.map((m) => m.seq),
     Array.from({ length: n }, (_, i) => i + 1),
   );
+  await b1.close();
+});
+
+test("device ID: a client that never had a listener acknowledges what it received when closed", async () => {
+  const alice = await user("alice");
+  const bobName = id("bob");
+  const device = id("dev");
+  await (await fx.srv.dial(bobName)).close(); // bob exists
+  for (let i = 1; i <= 3; i++) await alice.c.sendMessage(alice.c.createTextMessage(`old ${i}`), { receiver: bobName });
+  const b1 = await fx.srv.dial(bobName, { deviceID: device });
+  await b1.ping(); // after the login's sync page
+  await b1.close();
+
+  await alice.c.sendMessage(alice.c.createTextMessage("new"), { receiver: bobName });
+  const got: Message[] = [];
+  const b2 = await fx.dial(bobName, { deviceID: device, listeners: [{ onRecvNewMessage: (m) => got.push(m) }] });
+  await waitFor("the new one", () => got.length >= 1);
+  await b2.ping();
+  assert.deepEqual(got.map((m) => m.text), ["new"]);
 });
 
 test("the JSON subprotocol (readmark.v1.json) works the same", async () => {
