@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -182,21 +183,14 @@ func metricsURL(ws string) (string, error) {
 // scrape reads the values of unlabeled metrics from a Prometheus text
 // page, in the order of names.
 func scrape(ctx context.Context, metrics string, names ...string) ([]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metrics, nil)
+	body, err := getMetrics(ctx, metrics)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: %s", metrics, resp.Status)
-	}
+	defer body.Close()
 	out := make([]float64, len(names))
 	found := 0
-	sc := bufio.NewScanner(resp.Body)
+	sc := bufio.NewScanner(body)
 	for sc.Scan() && found < len(names) {
 		name, value, ok := strings.Cut(sc.Text(), " ")
 		if i := slices.Index(names, name); ok && i >= 0 {
@@ -213,6 +207,23 @@ func scrape(ctx context.Context, metrics string, names ...string) ([]float64, er
 		return nil, fmt.Errorf("%s lacks some of %v", metrics, names)
 	}
 	return out, nil
+}
+
+// getMetrics fetches a /metrics page; the caller closes it.
+func getMetrics(ctx context.Context, metrics string) (io.ReadCloser, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metrics, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, fmt.Errorf("%s: %s", metrics, resp.Status)
+	}
+	return resp.Body, nil
 }
 
 // selfCPU is the user+system CPU time of this process so far.

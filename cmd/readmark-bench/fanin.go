@@ -53,6 +53,7 @@ func runFanin(ctx context.Context, cfg *config, t *target, res *Result, prog *pr
 		left, _ := watcher.pending()
 		return fmt.Sprintf("acked %d/%d receipts, %d messages not yet final at the sender", acked.Load(), total, left)
 	})
+	srvLat := startServerLat(ctx, t)
 	cpu := startCPU(ctx, t)
 	err = forEach(ctx, n, cfg.conns, func(ctx context.Context, i int) error {
 		s0 := time.Now()
@@ -80,6 +81,7 @@ func runFanin(ctx context.Context, cfg *config, t *target, res *Result, prog *pr
 		return nil
 	})
 	spent := cpu.snapshot(ctx)
+	srvSpan := srvLat.end(ctx)
 	lastAck := tr.lastAck()
 	first := time.Duration(firstCall.Load())
 	span := lastAck - first
@@ -95,6 +97,7 @@ func runFanin(ctx context.Context, cfg *config, t *target, res *Result, prog *pr
 	spent.cores(res, fmt.Sprintf("the receipt phase (%.1fs)", spent.wall.Seconds()))
 	spent.perOp(res, "member", finished.Load(), "member session (connect, upgrade, login, sync, its receipt calls, close)")
 	spent.perOp(res, "receipt", acked.Load(), "receipt acknowledged")
+	srvSpan.report(res, "the receipt phase", serverReceiptCalls, serverGroupCommits)
 	if err != nil {
 		return err
 	}

@@ -46,6 +46,7 @@ func TestFaninExact(t *testing.T) {
 			if res.Values["push_final_s"] <= 0 {
 				t.Errorf("the sender's pushed counts never reached 500 for every message\n%s", out.String())
 			}
+			wantServerLatency(t, res)
 		})
 	}
 }
@@ -134,6 +135,22 @@ func TestRemoteServerCPU(t *testing.T) {
 	wantMetrics(t, res, map[string]float64{"members_done": 50, "server_cpu_us_per_member": 0, "load_tool_cpu_us_per_member": 0, "gc_cycles": 0})
 	res = runBench(t, "--scenario", "fanin", "--members", "20", "--messages", "2", "--url", srv.URL(), "--secret-file", secret)
 	wantMetrics(t, res, map[string]float64{"verified_exact": 1, "server_cpu_us_per_member": 0, "server_cpu_us_per_receipt": 0})
+	wantServerLatency(t, res)
+}
+
+// wantServerLatency checks a fanin's server-side figures: the server timed
+// at least every acknowledged receipt call (retries add to its count), and
+// committed them.
+func wantServerLatency(t *testing.T, res *Result) {
+	t.Helper()
+	v := res.Values
+	if v["server_receipt_call_count"] < v["receipt_calls"] || v["receipt_calls"] == 0 ||
+		v["server_receipt_call_p50_ms"] <= 0 || v["server_receipt_call_p99_9_ms"] < v["server_receipt_call_p50_ms"] ||
+		v["server_group_commit_count"] == 0 || v["server_group_commit_p99_ms"] <= 0 {
+		var out strings.Builder
+		res.writeTable(&out)
+		t.Errorf("server-side latencies missing or wrong:\n%s", out.String())
+	}
 }
 
 // BenchmarkForEach: items that need a deep stack, as a member session does.

@@ -3,12 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/readmark/readmark/im"
 )
@@ -64,7 +60,7 @@ func runQuery(ctx context.Context, cfg *config, t *target, res *Result, prog *pr
 		half, queryMessages, perSec(float64(half*queryMessages), el)))
 
 	target := msgs[0]
-	before := serverHists(t)
+	listLat := startServerLat(ctx, t)
 	listCPU := startCPU(ctx, t)
 	pageN := int64(0)
 	var pages [2]samples
@@ -101,7 +97,8 @@ func runQuery(ctx context.Context, cfg *config, t *target, res *Result, prog *pr
 		}
 	}
 	listCPU.snapshot(ctx).perOp(res, "page", pageN, fmt.Sprintf("GetGroupMessageReadMemberList page of %d", queryPage))
-	mid := serverHists(t)
+	listLat.end(ctx).report(res, "the list walks", requestSeries("server_read_members", "read_members", "GetGroupMessageReadMemberList pages"))
+	getLat := startServerLat(ctx, t)
 	getCPU := startCPU(ctx, t)
 	var get samples
 	prog.set("get receipts", queryCalls, "calls", nil)
@@ -119,17 +116,11 @@ func runQuery(ctx context.Context, cfg *config, t *target, res *Result, prog *pr
 		prog.add(1)
 	}
 	getCPU.snapshot(ctx).perOp(res, "get_receipts_call", queryCalls, fmt.Sprintf("GetMessageReadReceipts call for %d messages", queryMessages))
-	after := serverHists(t)
+	getLat.end(ctx).report(res, "the get_receipts_100 loop", requestSeries("server_get_receipts", "get_receipts", "GetMessageReadReceipts calls"))
 
 	res.latency("read_members_read_page", fmt.Sprintf("GetGroupMessageReadMemberList read, %d per page, client-side over loopback", queryPage), &pages[0])
 	res.latency("read_members_unread_page", fmt.Sprintf("GetGroupMessageReadMemberList unread, %d per page, client-side over loopback", queryPage), &pages[1])
 	res.latency("get_receipts_100", fmt.Sprintf("GetMessageReadReceipts for %d messages, client-side over loopback", queryMessages), &get)
-	if before != nil {
-		serverQuantiles(res, "server_read_members", before, mid, "read_members")
-		serverQuantiles(res, "server_get_receipts", mid, after, "get_receipts")
-		res.note("server_* latencies come from the server's readmark_request_seconds histogram (request decoded -> response queued), " +
-			"interpolated within its exponential buckets (0.1ms x 2^k), so they are coarse")
-	}
 	res.note("one client issues the queries one after another (no concurrency); walks: %d of each list", queryWalks)
 	res.metric("read_list_members", float64(counts[0]), "", fmt.Sprintf("members in the read list (want %d)", half))
 	res.metric("unread_list_members", float64(counts[1]), "", fmt.Sprintf("members in the unread list (want %d)", n-half))
@@ -146,77 +137,4 @@ func runQuery(ctx context.Context, cfg *config, t *target, res *Result, prog *pr
 		return fmt.Errorf("read state not exact: read list %d, unread list %d (want %d, %d)", counts[0], counts[1], half, n-half)
 	}
 	return nil
-}
-
-// serverHists snapshots readmark_request_seconds by request type (embedded
-// server only; nil otherwise).
-func serverHists(t *target) map[string]*dto.Histogram {
-	if t.srv == nil {
-		return nil
-	}
-	return gatherHists(t.srv.Registry, "readmark_request_seconds", "type")
-}
-
-func gatherHists(reg *prometheus.Registry, name, label string) map[string]*dto.Histogram {
-	mfs, err := reg.Gather()
-	if err != nil {
-		return nil
-	}
-	out := map[string]*dto.Histogram{}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if lp.GetName() == label {
-					out[lp.GetValue()] = m.GetHistogram()
-				}
-			}
-		}
-	}
-	return out
-}
-
-// serverQuantiles reports p50/p99 of the observations of typ between two
-// snapshots, interpolated linearly within buckets.
-func serverQuantiles(res *Result, name string, a, b map[string]*dto.Histogram, typ string) {
-	hb := b[typ]
-	if hb == nil {
-		return
-	}
-	ha := a[typ]
-	var prev []uint64
-	if ha != nil {
-		for _, bk := range ha.GetBucket() {
-			prev = append(prev, bk.GetCumulativeCount())
-		}
-	}
-	total := hb.GetSampleCount()
-	if ha != nil {
-		total -= ha.GetSampleCount()
-	}
-	if total == 0 {
-		return
-	}
-	q := func(p float64) float64 {
-		rank := p * float64(total)
-		lower, below := 0.0, 0.0
-		for i, bk := range hb.GetBucket() {
-			c := float64(bk.GetCumulativeCount())
-			if i < len(prev) {
-				c -= float64(prev[i])
-			}
-			if c >= rank {
-				if c == below {
-					return bk.GetUpperBound() * 1000
-				}
-				return (lower + (bk.GetUpperBound()-lower)*(rank-below)/(c-below)) * 1000
-			}
-			lower, below = bk.GetUpperBound(), c
-		}
-		return math.Inf(1)
-	}
-	res.metric(name+"_p50_ms", q(0.5), "ms", fmt.Sprintf("server-side, %d requests", total))
-	res.metric(name+"_p99_ms", q(0.99), "ms", "server-side (beyond the last bucket: 0)")
 }

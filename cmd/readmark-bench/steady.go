@@ -234,6 +234,7 @@ func runSteady(ctx context.Context, cfg *config, t *target, res *Result, prog *p
 	})
 	start := st.tr.start    // every time below is relative to it
 	t0 := time.Since(start) // the load starts now
+	srvLat := startServerLat(ctx, t)
 	cpu := startCPU(ctx, t)
 	ackBase := st.ackN.Load()
 	go func() { // progress counter
@@ -295,6 +296,7 @@ func runSteady(ctx context.Context, cfg *config, t *target, res *Result, prog *p
 	}
 	drained := time.Since(drain0)
 	allCPU := cpu.snapshot(ctx)
+	srvSpan := srvLat.end(ctx)
 	acked := st.ackN.Load() - ackBase
 
 	st.mu.Lock()
@@ -342,6 +344,7 @@ func runSteady(ctx context.Context, cfg *config, t *target, res *Result, prog *p
 	// taken over load and drain, so that work queued in the window counts.
 	allCPU.perOp(res, "pair", acked, "(message delivery + receipt) pair, over load and drain")
 	allCPU.perOp(res, "receipt_call", st.callN.Load(), "receipt call, over load and drain (all work included)")
+	srvSpan.report(res, "load and drain", serverReceiptCalls, serverSendCalls, serverGroupCommits)
 	left, _ := watcher.pending()
 	res.metric("messages_not_final", float64(left), "", fmt.Sprintf("messages whose pushed ReadCount never reached %d", S))
 	frames, framesSec := watcher.frameStats()

@@ -1,0 +1,294 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// The server's latency histograms the load tool reads.
+var serverHistFamilies = []string{"readmark_request_seconds", "readmark_group_commit_seconds"}
+
+// serverSeries is one server histogram series reported under a metric
+// prefix: prefix_p50_ms, _p99_ms, _p99_9_ms and _count.
+type serverSeries struct {
+	prefix string
+	series string // histSet key
+	what   string // one observation, for the metrics' help
+}
+
+func requestSeries(prefix, typ, what string) serverSeries {
+	return serverSeries{prefix, `readmark_request_seconds{type="` + typ + `"}`, what}
+}
+
+var (
+	serverReceiptCalls = requestSeries("server_receipt_call", "send_receipts", "SendMessageReadReceipts calls")
+	serverSendCalls    = requestSeries("server_send_call", "send_message", "SendMessage calls")
+	serverGroupCommits = serverSeries{"server_group_commit", "readmark_group_commit_seconds", "group commits' durable writes"}
+)
+
+// hist is a Prometheus histogram: its buckets' upper bounds, ascending and
+// ending with +Inf, and the cumulative count of observations ≤ each.
+type hist struct {
+	le, count []float64
+}
+
+// histSet holds histograms by series: the family name and its labels other
+// than le as the page spells them, e.g.
+// `readmark_request_seconds{type="send_receipts"}` (no braces without labels).
+type histSet map[string]*hist
+
+// parseHists reads the buckets of the histograms of families from a
+// Prometheus text page.
+func parseHists(r io.Reader, families []string) (histSet, error) {
+	out := histSet{}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		name, rest, ok := strings.Cut(sc.Text(), "{") // a bucket always has the label le
+		family, bucket := strings.CutSuffix(name, "_bucket")
+		if !ok || !bucket || !slices.Contains(families, family) {
+			continue
+		}
+		labels, rest, err := cutLabels(rest)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		var (
+			kept []string
+			le   = math.NaN()
+		)
+		for _, l := range labels {
+			if l[0] == "le" {
+				if le, err = strconv.ParseFloat(l[1], 64); err != nil {
+					return nil, fmt.Errorf("%s: le: %w", name, err)
+				}
+			} else {
+				kept = append(kept, l[0]+`="`+l[1]+`"`)
+			}
+		}
+		f := strings.Fields(rest) // value [timestamp]
+		if math.IsNaN(le) || len(f) == 0 {
+			return nil, fmt.Errorf("%s: bucket without le or value", name)
+		}
+		v, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		key := family
+		if len(kept) > 0 {
+			key += "{" + strings.Join(kept, ",") + "}"
+		}
+		h := out[key]
+		if h == nil {
+			h = &hist{}
+			out[key] = h
+		}
+		h.le = append(h.le, le)
+		h.count = append(h.count, v)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	for key, h := range out {
+		sort.Sort(byBound{h})
+		if !math.IsInf(h.le[len(h.le)-1], 1) {
+			return nil, fmt.Errorf("%s has no +Inf bucket", key)
+		}
+	}
+	return out, nil
+}
+
+// byBound sorts a hist's buckets by upper bound (a page lists them so, but
+// the format does not promise it).
+type byBound struct{ *hist }
+
+func (b byBound) Len() int           { return len(b.le) }
+func (b byBound) Less(i, j int) bool { return b.le[i] < b.le[j] }
+func (b byBound) Swap(i, j int) {
+	b.le[i], b.le[j] = b.le[j], b.le[i]
+	b.count[i], b.count[j] = b.count[j], b.count[i]
+}
+
+// cutLabels splits `k="v",k2="v2"} rest` into its label pairs (values as
+// written, escapes kept) and what follows the brace.
+func cutLabels(s string) (labels [][2]string, rest string, err error) {
+	for {
+		s = strings.TrimLeft(s, " ")
+		if after, ok := strings.CutPrefix(s, "}"); ok {
+			return labels, after, nil
+		}
+		k, v, ok := strings.Cut(s, `="`)
+		if !ok {
+			return nil, "", errors.New("malformed labels")
+		}
+		i := 0
+		for ; i < len(v) && v[i] != '"'; i++ {
+			if v[i] == '\\' {
+				i++
+			}
+		}
+		if i >= len(v) {
+			return nil, "", errors.New("unterminated label value")
+		}
+		labels = append(labels, [2]string{strings.TrimSpace(k), v[:i]})
+		s = strings.TrimPrefix(strings.TrimLeft(v[i+1:], " "), ",")
+	}
+}
+
+// combine returns a's counts plus (sign 1) or minus (sign -1) b's, series
+// by series; a series missing from b counts as empty.
+func combine(a, b histSet, sign float64) (histSet, error) {
+	out := histSet{}
+	for key, ha := range a {
+		h := &hist{le: ha.le, count: slices.Clone(ha.count)}
+		if hb := b[key]; hb != nil {
+			if !slices.Equal(ha.le, hb.le) {
+				return nil, fmt.Errorf("%s: the buckets differ between nodes or scrapes", key)
+			}
+			for i, c := range hb.count {
+				if h.count[i] += sign * c; h.count[i] < 0 {
+					return nil, fmt.Errorf("%s: counts went down (server restarted?)", key)
+				}
+			}
+		}
+		out[key] = h
+	}
+	if sign > 0 {
+		for key, hb := range b {
+			if a[key] == nil {
+				out[key] = hb
+			}
+		}
+	}
+	return out, nil
+}
+
+// quantile estimates the q-quantile as Prometheus' histogram_quantile does:
+// linearly interpolated within the bucket holding it, the first bucket
+// starting at 0. If that is the +Inf bucket, it returns the highest finite
+// bound and beyond true. NaN if the histogram is empty.
+func (h *hist) quantile(q float64) (v float64, beyond bool) {
+	n := len(h.le)
+	if n < 2 || h.count[n-1] == 0 {
+		return math.NaN(), false
+	}
+	rank := q * h.count[n-1]
+	b := sort.Search(n-1, func(i int) bool { return h.count[i] >= rank })
+	if b == n-1 {
+		return h.le[n-2], true
+	}
+	start, below := 0.0, 0.0
+	if b > 0 {
+		start, below = h.le[b-1], h.count[b-1]
+	}
+	return start + (h.le[b]-start)*(rank-below)/(h.count[b]-below), false
+}
+
+// scrapeHists sums the server histograms over the /metrics of t's nodes.
+func scrapeHists(ctx context.Context, t *target) (histSet, error) {
+	if t == nil || t.echo {
+		return nil, errors.New("not a Readmark server")
+	}
+	sum := histSet{}
+	for _, u := range t.urls {
+		m, err := metricsURL(u)
+		if err != nil {
+			return nil, err
+		}
+		body, err := getMetrics(ctx, m)
+		if err != nil {
+			return nil, err
+		}
+		h, err := parseHists(body, serverHistFamilies)
+		body.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", m, err)
+		}
+		if sum, err = combine(sum, h, 1); err != nil {
+			return nil, err
+		}
+	}
+	return sum, nil
+}
+
+// serverLatWindow reads the server's latency histograms at the start of a
+// phase, serverLatency their change over it.
+type serverLatWindow struct {
+	t     *target
+	start histSet
+	err   error
+}
+
+type serverLatency struct {
+	delta histSet
+	nodes int
+	err   error
+}
+
+func startServerLat(ctx context.Context, t *target) *serverLatWindow {
+	w := &serverLatWindow{t: t}
+	w.start, w.err = scrapeHists(ctx, t)
+	return w
+}
+
+// end reads the histograms again and takes the change since the start.
+func (w *serverLatWindow) end(ctx context.Context) serverLatency {
+	if w.err != nil {
+		return serverLatency{err: w.err}
+	}
+	now, err := scrapeHists(ctx, w.t)
+	if err == nil {
+		var d histSet
+		if d, err = combine(now, w.start, -1); err == nil {
+			return serverLatency{delta: d, nodes: len(w.t.urls)}
+		}
+	}
+	return serverLatency{err: err}
+}
+
+// report adds the quantiles of series over the phase (named by over), or a
+// note saying why they are missing.
+func (l serverLatency) report(res *Result, over string, series ...serverSeries) {
+	if l.err != nil {
+		res.noteOnce("server-side latencies not measured: " + l.err.Error())
+		return
+	}
+	from := "the server's /metrics"
+	if l.nodes > 1 {
+		from = fmt.Sprintf("the /metrics of the %d nodes, summed", l.nodes)
+	}
+	res.noteOnce("server_*_ms figures are SERVER-SIDE, unlike the LATENCY table: quantiles of the change over the measured phase of " +
+		"histograms scraped from " + from + ". Calls: readmark_request_seconds, from a request's decoding to its response " +
+		"being queued (no network, no client-side encoding, scheduling or retries). Group commits: readmark_group_commit_seconds, " +
+		"each commit's durable write. Estimated like Prometheus' histogram_quantile, linearly within buckets that double " +
+		"from 0.1 ms, so the resolution is the bucket's width (a p99 of 5 ms lies somewhere in 3.2-6.4 ms).")
+	for _, s := range series {
+		h := l.delta[s.series]
+		var n float64
+		if h != nil {
+			n = h.count[len(h.count)-1]
+		}
+		res.metric(s.prefix+"_count", n, "", fmt.Sprintf("%s the server timed over %s", s.what, over))
+		if n == 0 {
+			continue
+		}
+		for _, q := range []struct {
+			name string
+			q    float64
+		}{{"p50", 0.5}, {"p99", 0.99}, {"p99_9", 0.999}} {
+			v, beyond := h.quantile(q.q)
+			name := s.prefix + "_" + q.name + "_ms"
+			res.metric(name, v*1000, "ms", fmt.Sprintf("server-side %s of those %s (see notes)", strings.ReplaceAll(q.name, "_", "."), s.what))
+			if beyond {
+				res.note("%s lies beyond the highest bucket: more than %s ms, reported as that bound", name, num(v*1000))
+			}
+		}
+	}
+}
