@@ -97,7 +97,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	devTokens := fs.Bool("dev-tokens", false, "let the demo page mint a token for any user (development only; refused unless --listen is loopback)")
 	memoryLimit := fs.String("memory-limit", "auto", "soft limit of the Go runtime's memory (debug.SetMemoryLimit): a size such as 4GiB, off, or auto: GOMEMLIMIT if set, else 75% of the cgroup limit, else 50% of physical memory")
 	gogc := fs.String("gogc", "auto", "GC target percentage: a number, off (collect only at the memory limit), or auto: GOGC if set, else 200 with a memory limit and 100 without")
-	maxProcs := fs.String("gomaxprocs", "auto", "Go's GOMAXPROCS: a number, or auto: GOMAXPROCS if set, else by load: 1 while the server uses under 0.7 of a core, else the CPUs available but at least 2 (a blocking fsync must not hold the only P)")
+	maxProcs := fs.String("gomaxprocs", "auto", "Go's GOMAXPROCS: a number, or auto: GOMAXPROCS if set, else by load: 1 while the server uses under 0.8 of a core, else the CPUs available but at least 2 (a blocking fsync must not hold the only P)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}

@@ -53,17 +53,16 @@ func planProcs(flag string, getenv func(string) string, runtimeProcs int) (procs
 // procsTuner runs the server on one P while it needs little CPU and on max
 // Ps once it needs more. A second P costs CPU of its own at moderate load:
 // every goroutine a request wakes (worker, commit, writers) starts another
-// thread that looks for work and sleeps again. At 5,000 receipts/s, using
-// about 0.6 of a core, one P took 25 % less server CPU per receipt and
-// gave no worse latencies than two (BENCHMARKS.md). One P can give the
-// server only about one core, so the tuner raises the Ps once the server
-// used upCores on average over the last upTicks periods (one P runs a
-// second of bursts, as a cursor flush or a GC, at up to 0.9 of a core and
-// keeps up), or satCores in the last period alone. It lowers them only
-// after downTicks periods in a row under downCores, which, as the extra
-// P's own cost goes with it, is above upCores. A raise holds for at least
-// hold, so a load between the two levels changes the Ps at most once per
-// hold.
+// thread that looks for work and sleeps again. At 5,000 receipts/s, about
+// 0.6 of a core, one P took 20-25 % less server CPU per receipt than two,
+// with latencies no worse (BENCHMARKS.md). One P gives the server at most
+// one core, so the tuner raises the Ps once the server used upCores on
+// average over the last upTicks periods, or satCores in the last period
+// alone (one P absorbs a half second of burst, as a cursor flush or a GC).
+// It lowers them only after downTicks periods in a row under downCores at
+// max Ps, which one P does with about a fifth less, well under upCores. A
+// raise holds for at least hold, so a load near the levels changes the Ps
+// at most once per hold.
 type procsTuner struct {
 	max       int
 	period    time.Duration
@@ -89,7 +88,7 @@ type procsTuner struct {
 func newProcsTuner(max int, cpu func() (time.Duration, error), set func(int), logger *slog.Logger) *procsTuner {
 	return &procsTuner{
 		max: max, period: 500 * time.Millisecond,
-		upCores: 0.7, upTicks: 4, satCores: 0.95, downCores: 0.85, downTicks: 4, hold: 10 * time.Second,
+		upCores: 0.8, upTicks: 4, satCores: 0.95, downCores: 0.8, downTicks: 4, hold: 10 * time.Second,
 		cpu: cpu, set: set, logger: logger,
 	}
 }
