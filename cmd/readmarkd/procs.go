@@ -162,8 +162,10 @@ func (t *procsTuner) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-tick.C:
-			t.step(now)
+		case <-tick.C:
+			// The time of the reading, not of the tick: a busy P may run
+			// this late, and the CPU read then covers the delay too.
+			t.step(time.Now())
 		}
 	}
 }
