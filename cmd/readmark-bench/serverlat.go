@@ -1,7 +1,7 @@
 package main
 
 import (
-	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +11,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // The server's latency histograms the load tool reads.
@@ -48,98 +52,50 @@ type histSet map[string]*hist
 // parseHists reads the buckets of the histograms of families from a
 // Prometheus text page.
 func parseHists(r io.Reader, families []string) (histSet, error) {
-	out := histSet{}
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		name, rest, ok := strings.Cut(sc.Text(), "{") // a bucket always has the label le
-		family, bucket := strings.CutSuffix(name, "_bucket")
-		if !ok || !bucket || !slices.Contains(families, family) {
-			continue
-		}
-		labels, rest, err := cutLabels(rest)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		var (
-			kept []string
-			le   = math.NaN()
-		)
-		for _, l := range labels {
-			if l[0] == "le" {
-				if le, err = strconv.ParseFloat(l[1], 64); err != nil {
-					return nil, fmt.Errorf("%s: le: %w", name, err)
-				}
-			} else {
-				kept = append(kept, l[0]+`="`+l[1]+`"`)
-			}
-		}
-		f := strings.Fields(rest) // value [timestamp]
-		if math.IsNaN(le) || len(f) == 0 {
-			return nil, fmt.Errorf("%s: bucket without le or value", name)
-		}
-		v, err := strconv.ParseFloat(f[0], 64)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		key := family
-		if len(kept) > 0 {
-			key += "{" + strings.Join(kept, ",") + "}"
-		}
-		h := out[key]
-		if h == nil {
-			h = &hist{}
-			out[key] = h
-		}
-		h.le = append(h.le, le)
-		h.count = append(h.count, v)
-	}
-	if err := sc.Err(); err != nil {
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	page, err := parser.TextToMetricFamilies(r)
+	if err != nil {
 		return nil, err
 	}
-	for key, h := range out {
-		sort.Sort(byBound{h})
-		if !math.IsInf(h.le[len(h.le)-1], 1) {
-			return nil, fmt.Errorf("%s has no +Inf bucket", key)
+	out := histSet{}
+	for _, family := range families {
+		mf := page[family]
+		if mf.GetType() != dto.MetricType_HISTOGRAM {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			key := seriesKey(family, m.GetLabel())
+			buckets := slices.SortedFunc(slices.Values(m.GetHistogram().GetBucket()), func(a, b *dto.Bucket) int {
+				return cmp.Compare(a.GetUpperBound(), b.GetUpperBound())
+			})
+			if len(buckets) == 0 || !math.IsInf(buckets[len(buckets)-1].GetUpperBound(), 1) {
+				return nil, fmt.Errorf("%s has no +Inf bucket", key)
+			}
+			h := &hist{}
+			for _, b := range buckets {
+				// The parser keeps integer counts apart from float ones.
+				h.le = append(h.le, b.GetUpperBound())
+				h.count = append(h.count, float64(b.GetCumulativeCount())+b.GetCumulativeCountFloat())
+			}
+			out[key] = h
 		}
 	}
 	return out, nil
 }
 
-// byBound sorts a hist's buckets by upper bound (a page lists them so, but
-// the format does not promise it).
-type byBound struct{ *hist }
-
-func (b byBound) Len() int           { return len(b.le) }
-func (b byBound) Less(i, j int) bool { return b.le[i] < b.le[j] }
-func (b byBound) Swap(i, j int) {
-	b.le[i], b.le[j] = b.le[j], b.le[i]
-	b.count[i], b.count[j] = b.count[j], b.count[i]
-}
-
-// cutLabels splits `k="v",k2="v2"} rest` into its label pairs (values as
-// written, escapes kept) and what follows the brace.
-func cutLabels(s string) (labels [][2]string, rest string, err error) {
-	for {
-		s = strings.TrimLeft(s, " ")
-		if after, ok := strings.CutPrefix(s, "}"); ok {
-			return labels, after, nil
-		}
-		k, v, ok := strings.Cut(s, `="`)
-		if !ok {
-			return nil, "", errors.New("malformed labels")
-		}
-		i := 0
-		for ; i < len(v) && v[i] != '"'; i++ {
-			if v[i] == '\\' {
-				i++
-			}
-		}
-		if i >= len(v) {
-			return nil, "", errors.New("unterminated label value")
-		}
-		labels = append(labels, [2]string{strings.TrimSpace(k), v[:i]})
-		s = strings.TrimPrefix(strings.TrimLeft(v[i+1:], " "), ",")
+// seriesKey spells a series as the page does: the family and its labels
+// other than le, by name, e.g. `readmark_request_seconds{type="send_receipts"}`
+// (no braces without labels).
+func seriesKey(family string, labels []*dto.LabelPair) string {
+	var kept []string
+	for _, l := range labels {
+		kept = append(kept, l.GetName()+"="+strconv.Quote(l.GetValue()))
 	}
+	if len(kept) == 0 {
+		return family
+	}
+	slices.Sort(kept)
+	return family + "{" + strings.Join(kept, ",") + "}"
 }
 
 // combine returns a's counts plus (sign 1) or minus (sign -1) b's, series

@@ -60,11 +60,14 @@ readmark_request_seconds_bucket{type="send_message",le="0.0001"} 2
 readmark_request_seconds_bucket{type="send_message",le="+Inf"} 3
 readmark_request_seconds_bucket{le="0.0001",type="odd \"x\", y}"} 0
 readmark_request_seconds_bucket{le="+Inf",type="odd \"x\", y}"} 9
+# TYPE readmark_group_commit_ops histogram
 readmark_group_commit_ops_bucket{le="1"} 4
 readmark_group_commit_ops_bucket{le="+Inf"} 4
+# TYPE readmark_group_commit_seconds histogram
 readmark_group_commit_seconds_bucket{le="0.0001"} 6
 readmark_group_commit_seconds_bucket{le="+Inf"} 8
 readmark_group_commit_seconds_count 8
+# TYPE process_cpu_seconds_total counter
 process_cpu_seconds_total 1.5
 `
 
@@ -90,6 +93,7 @@ func TestParseHists(t *testing.T) {
 		"readmark_group_commit_seconds_bucket{le=\"x\"} 1\n",
 		"readmark_group_commit_seconds_bucket{} 1\n",
 	} {
+		bad = "# TYPE readmark_group_commit_seconds histogram\n" + bad
 		if _, err := parseHists(strings.NewReader(bad), serverHistFamilies); err == nil {
 			t.Errorf("%q parsed", bad)
 		}
