@@ -11,10 +11,10 @@ import (
 
 // minProcs is the fewest Ps the server gets once its load needs more than
 // one. With one P, a goroutine in a blocking system call (the WAL's
-// fdatasync, a few thousand times a second under load) holds the only P
-// until the runtime notices and hands it over, and requests wait
-// meanwhile: on one pinned core, 20,000 receipts/s ran 94 % kept up with
-// the core 24 % idle at one P, 97.6 % at two (BENCHMARKS.md).
+// fdatasync) holds the only P until the runtime notices and hands it over,
+// and requests wait meanwhile: on one pinned core, 20,000 receipts/s once
+// ran 94 % kept up with the core 24 % idle at one P, 97.6 % at two (third
+// sitting in BENCHMARKS.md; the fifth, with fewer syncs, saw no difference).
 const minProcs = 2
 
 // procsPlan is what --gomaxprocs decided: a fixed GOMAXPROCS (0 keeps the
