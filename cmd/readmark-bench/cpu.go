@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -9,11 +8,14 @@ import (
 	"net/url"
 	"os"
 	"runtime/metrics"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // cpuWindow measures the CPU spent over a phase of a run. Embedded, the
@@ -134,12 +136,12 @@ func (t *target) serverCPU() (func(context.Context) (usage, bool), string) {
 	fromMetrics := func(ctx context.Context) (usage, bool) {
 		var cpu, gc float64
 		for _, m := range metrics {
-			v, err := scrape(ctx, m, "process_cpu_seconds_total", "go_gc_duration_seconds_count")
+			c, g, err := scrapeUsage(ctx, m)
 			if err != nil {
 				return usage{}, false
 			}
-			cpu += v[0]
-			gc += v[1]
+			cpu += c
+			gc += g
 		}
 		return usage{cpu: time.Duration(cpu * float64(time.Second)), gc: int64(gc)}, len(metrics) > 0
 	}
@@ -180,33 +182,34 @@ func metricsURL(ws string) (string, error) {
 	return u.String(), nil
 }
 
-// scrape reads the values of unlabeled metrics from a Prometheus text
-// page, in the order of names.
-func scrape(ctx context.Context, metrics string, names ...string) ([]float64, error) {
+// scrapeUsage reads a server's CPU seconds (process_cpu_seconds_total) and
+// completed GC cycles (the count of go_gc_duration_seconds) from its
+// /metrics.
+func scrapeUsage(ctx context.Context, metrics string) (cpu, gc float64, err error) {
+	page, err := fetchPage(ctx, metrics)
+	if err != nil {
+		return 0, 0, err
+	}
+	c, g := page["process_cpu_seconds_total"].GetMetric(), page["go_gc_duration_seconds"].GetMetric()
+	if len(c) != 1 || c[0].GetCounter() == nil || len(g) != 1 || g[0].GetSummary() == nil {
+		return 0, 0, fmt.Errorf("%s lacks process_cpu_seconds_total or go_gc_duration_seconds", metrics)
+	}
+	return c[0].GetCounter().GetValue(), float64(g[0].GetSummary().GetSampleCount()), nil
+}
+
+// fetchPage fetches and parses a /metrics page.
+func fetchPage(ctx context.Context, metrics string) (map[string]*dto.MetricFamily, error) {
 	body, err := getMetrics(ctx, metrics)
 	if err != nil {
 		return nil, err
 	}
 	defer body.Close()
-	out := make([]float64, len(names))
-	found := 0
-	sc := bufio.NewScanner(body)
-	for sc.Scan() && found < len(names) {
-		name, value, ok := strings.Cut(sc.Text(), " ")
-		if i := slices.Index(names, name); ok && i >= 0 {
-			if out[i], err = strconv.ParseFloat(strings.TrimSpace(value), 64); err != nil {
-				return nil, fmt.Errorf("%s: %s: %w", metrics, name, err)
-			}
-			found++
-		}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	page, err := parser.TextToMetricFamilies(body)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", metrics, err)
 	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	if found < len(names) {
-		return nil, fmt.Errorf("%s lacks some of %v", metrics, names)
-	}
-	return out, nil
+	return page, nil
 }
 
 // getMetrics fetches a /metrics page; the caller closes it.

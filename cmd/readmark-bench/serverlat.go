@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"slices"
 	"sort"
@@ -13,8 +12,6 @@ import (
 	"strings"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 )
 
 // The server's latency histograms the load tool reads.
@@ -49,14 +46,9 @@ type hist struct {
 // `readmark_request_seconds{type="send_receipts"}` (no braces without labels).
 type histSet map[string]*hist
 
-// parseHists reads the buckets of the histograms of families from a
-// Prometheus text page.
-func parseHists(r io.Reader, families []string) (histSet, error) {
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	page, err := parser.TextToMetricFamilies(r)
-	if err != nil {
-		return nil, err
-	}
+// parseHists reads the buckets of the histograms of families from a parsed
+// Prometheus page.
+func parseHists(page map[string]*dto.MetricFamily, families []string) (histSet, error) {
 	out := histSet{}
 	for _, family := range families {
 		mf := page[family]
@@ -158,12 +150,11 @@ func scrapeHists(ctx context.Context, t *target) (histSet, error) {
 		if err != nil {
 			return nil, err
 		}
-		body, err := getMetrics(ctx, m)
+		page, err := fetchPage(ctx, m)
 		if err != nil {
 			return nil, err
 		}
-		h, err := parseHists(body, serverHistFamilies)
-		body.Close()
+		h, err := parseHists(page, serverHistFamilies)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", m, err)
 		}

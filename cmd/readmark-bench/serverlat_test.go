@@ -6,6 +6,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 func TestHistQuantile(t *testing.T) {
@@ -71,8 +74,18 @@ readmark_group_commit_seconds_count 8
 process_cpu_seconds_total 1.5
 `
 
+// parseText parses a page as fetchPage does, then its histograms.
+func parseText(text string) (histSet, error) {
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	page, err := parser.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		return nil, err
+	}
+	return parseHists(page, serverHistFamilies)
+}
+
 func TestParseHists(t *testing.T) {
-	got, err := parseHists(strings.NewReader(samplePage), serverHistFamilies)
+	got, err := parseText(samplePage)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +107,7 @@ func TestParseHists(t *testing.T) {
 		"readmark_group_commit_seconds_bucket{} 1\n",
 	} {
 		bad = "# TYPE readmark_group_commit_seconds histogram\n" + bad
-		if _, err := parseHists(strings.NewReader(bad), serverHistFamilies); err == nil {
+		if _, err := parseText(bad); err == nil {
 			t.Errorf("%q parsed", bad)
 		}
 	}
