@@ -53,17 +53,10 @@ func loginSynced(t *testing.T, ts *testServer, subprotocol, user, device string,
 func TestCarriedAck(t *testing.T) {
 	for _, sp := range []string{"readmark.v1.proto", "readmark.v1.json"} {
 		t.Run(sp, func(t *testing.T) {
-			ts := startServer(t)
-			alice, _ := ts.dial("alice")
-			sentTexts(t, alice, "bob", 4, "m")
-			// Alice's own acknowledgements (of her sends) are all counted
-			// once her Close returns: acks counts bob's from then on.
-			alice.Close()
-			okAcks := `readmark_requests_total{code="OK",type="ack"}`
-			base := ts.metric(okAcks)
+			ts, bobAcks := aliceSentToBob(t, 4, "m")
 			acks := func(n float64) {
 				t.Helper()
-				waitFor(t, fmt.Sprintf("%v carried acks applied", n), func() bool { return ts.metric(okAcks) == base+n })
+				waitFor(t, fmt.Sprintf("%v carried acks applied", n), func() bool { return bobAcks() == n })
 			}
 			// phone logs in as bob's phone, with login.sync and acked, and
 			// returns the connection and the login's sync page.

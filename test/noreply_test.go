@@ -8,6 +8,20 @@ import (
 	pb "github.com/readmark/readmark/api/readmarkv1"
 )
 
+// aliceSentToBob starts a server where alice has sent bob n texts and
+// closed, and returns it with the OK acks counted since: bob's. Alice's own
+// (of her sends) are all counted once her Close returns.
+func aliceSentToBob(t *testing.T, n int, prefix string) (*testServer, func() float64) {
+	t.Helper()
+	ts := startServer(t)
+	alice, _ := ts.dial("alice")
+	sentTexts(t, alice, "bob", n, prefix)
+	alice.Close()
+	const okAcks = `readmark_requests_total{code="OK",type="ack"}`
+	base := ts.metric(okAcks)
+	return ts, func() float64 { return ts.metric(okAcks) - base }
+}
+
 // TestNoReplyAck: an AckRequest with no_reply gets no frame back, neither
 // on success nor on failure, and still takes effect, also as the last frame
 // before the client's close: a new connection of the device does not sync
@@ -16,15 +30,7 @@ import (
 func TestNoReplyAck(t *testing.T) {
 	for _, sp := range []string{"readmark.v1.proto", "readmark.v1.json"} {
 		t.Run(sp, func(t *testing.T) {
-			ts := startServer(t)
-			alice, _ := ts.dial("alice")
-			sentTexts(t, alice, "bob", 3, "before")
-			// Alice's own acknowledgements (of her sends, riding on them)
-			// are all counted once her Close returns: from then on the
-			// acks counted are bob's.
-			alice.Close()
-			okAcks := `readmark_requests_total{code="OK",type="ack"}`
-			base := ts.metric(okAcks)
+			ts, bobAcks := aliceSentToBob(t, 3, "before")
 			// phone is a connection of bob's phone that synced, and what
 			// the sync had.
 			phone := func() (*rawConn, []*pb.Message) {
@@ -68,7 +74,7 @@ func TestNoReplyAck(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitFor(t, "both acks applied", func() bool {
-				return ts.metric(okAcks) == base+2
+				return bobAcks() == 2
 			})
 			if _, synced := phone(); len(synced) != 0 {
 				t.Fatalf("the next sync of the device had %d acknowledged messages again", len(synced))
