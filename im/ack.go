@@ -214,30 +214,29 @@ func (c *Client) acker() {
 			return
 		case <-t.C:
 		}
-		// Unconfirmed: an answer per second would cost the server a write
-		// per client, and a lost ack only a repeat, dropped by seq.
-		c.sendAcks(c.ctx, true)
+		c.sendAcks(c.ctx, false)
 	}
 }
 
 // sendAcks tells the server, on the current session, the highest seq handed
-// per conversation where it grew since the last acknowledgement; noReply as
-// in session.ack. The acker's (noReply) sends what no request took on its
-// way; Close's, confirmed, also what rides on frames not written yet, which
-// the close may drop. Without a session it does nothing: the next login
-// makes it all due again (newSession).
-func (c *Client) sendAcks(ctx context.Context, noReply bool) {
+// per conversation where it grew since the last acknowledgement, in
+// AckRequests with no_reply: unconfirmed, as an answer would cost the server
+// a write, and a lost ack only a repeat, dropped by seq. The acker's sends
+// what no request took on its way; Close's (all) also what rides on frames
+// not written yet, which the close may drop. Without a session it does
+// nothing: the next login makes it all due again (newSession).
+func (c *Client) sendAcks(ctx context.Context, all bool) {
 	c.mu.Lock()
 	s := c.sess
 	c.mu.Unlock()
 	if s == nil {
 		return
 	}
-	cursors := c.acks.take(!noReply, math.MaxInt)
+	cursors := c.acks.take(all, math.MaxInt)
 	if len(cursors) == 0 {
 		return
 	}
-	if err := s.ack(ctx, cursors, noReply); err != nil {
+	if err := s.ack(ctx, cursors, true); err != nil {
 		c.log.Debug("im: acknowledgement not sent", "err", err)
 		c.acks.unsent(cursors)
 		return

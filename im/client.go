@@ -175,9 +175,9 @@ func (c *Client) UserID() string { return c.userID }
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		// Best effort: acknowledge what the application has seen, so that
-		// the next login of this device does not report it again. Waiting
-		// for the answer, unlike the acker, makes sure the server has it
-		// before the connection closes.
+		// the next login of this device does not report it again. The
+		// server applies an ack with no_reply before it reads the next
+		// frame, so it has this one when it answers the close below.
 		ctx, cancel := context.WithTimeout(context.Background(), closeAckTimeout)
 		if c.q.isHeld() {
 			// No listener was ever added: the application takes no
@@ -186,7 +186,7 @@ func (c *Client) Close() error {
 			// that ends without Close acknowledges nothing: a repeat.)
 			c.acks.handAll(c.syncCursors())
 		}
-		c.sendAcks(ctx, false)
+		c.sendAcks(ctx, true)
 		cancel()
 		c.cancel()
 		c.stopAcker()

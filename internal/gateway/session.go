@@ -125,10 +125,10 @@ func (s *session) run() {
 	defer s.g.cfg.Dispatcher.SessionEnded(s.caller())
 	defer s.g.cfg.Hub.remove(s)
 	// The requests still running end before the session leaves the Hub and
-	// the services: an ack read just before the close frame (no_reply: the
-	// client waited for nothing) moves its cursors while the user still
-	// counts as online, so the cursor flush cannot evict them under it,
-	// and before an ephemeral device's cursors are forgotten.
+	// the services: an ack riding on a request the client no longer waits
+	// for moves its cursors while the user still counts as online, so the
+	// cursor flush cannot evict them under it, and before an ephemeral
+	// device's cursors are forgotten.
 	defer s.reqs.Wait()
 	s.g.cfg.Metrics.sessionOpened()
 	defer s.g.cfg.Metrics.sessionClosed()
@@ -154,6 +154,15 @@ func (s *session) run() {
 			s.respond(0, nil, ae)
 			continue
 		}
+		if frame.GetAck().GetNoReply() {
+			// Applied before the next frame is read: an ack sent just
+			// before a close frame has moved its cursors when the client
+			// hears its close answered, so the device's next login syncs
+			// after them (the Go SDK's Close relies on it). It needs no
+			// slot, as the reader waits for it.
+			s.onWorker(func() { s.serve(frame, false) })
+			continue
+		}
 		if !s.dispatch(frame) {
 			return
 		}
@@ -177,13 +186,23 @@ func (s *session) login() bool {
 	// server's CPU in fanin).
 	// Counted as a request in flight, so that a drain answers it before
 	// its Kickoff: logIn checks for a drain only after this.
-	ok := make(chan bool, 1)
+	var ok bool
+	s.onWorker(func() { ok = s.logIn(frame) })
+	return ok
+}
+
+// onWorker runs fn on a kept worker, counted as a request in flight, and
+// waits for it: for what the reader must finish before it reads the next
+// frame.
+func (s *session) onWorker(fn func()) {
+	done := make(chan struct{})
 	s.reqs.Add(1)
 	s.g.workers.run(func() {
 		defer s.reqs.Done()
-		ok <- s.logIn(frame)
+		defer close(done)
+		fn()
 	})
-	return <-ok
+	<-done
 }
 
 // logIn answers login request frame; see login.
@@ -314,14 +333,22 @@ func (s *session) dispatch(frame *pb.ClientFrame) bool {
 	s.reqs.Add(1)
 	s.g.workers.run(func() {
 		defer s.reqs.Done()
-		s.ackCarried(frame)
-		resp, ae := s.do(frame)
+		s.serve(frame, true)
+	})
+	return true
+}
+
+// serve runs request frame with the ack it carries and answers it; slot
+// says it holds a slot and an entry in inflight, given back as it ends.
+func (s *session) serve(frame *pb.ClientFrame, slot bool) {
+	s.ackCarried(frame)
+	resp, ae := s.do(frame)
+	if slot {
 		s.mu.Lock()
 		delete(s.inflight, frame.Id)
 		s.mu.Unlock()
-		s.answer(frame, resp, ae, true)
-	})
-	return true
+	}
+	s.answer(frame, resp, ae, slot)
 }
 
 // do runs request frame, counts it in the metrics and logs an internal
