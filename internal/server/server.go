@@ -288,7 +288,6 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 			return nil, err
 		}
 	}
-	s.ln = newLimitListener(s.ln, cfg.MaxConnections+adminHeadroom)
 	// IdleTimeout: an idle keep-alive connection must not hold one of the
 	// listener's places for the operator's requests for ever.
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
