@@ -97,7 +97,6 @@ export interface SendMessageOptions extends CallOptions {
 const endpointPath = "/v1/ws";
 const syncPageSize = 200;
 const closeWait = 2000;
-const closeAckTimeout = 1000;
 /** maxCursorsPerFrame keeps a request's cursors well within the 64 KiB frame limit in either encoding. */
 const maxCursorsPerFrame = 256;
 
@@ -207,14 +206,15 @@ export class Client {
     if (!this.closing) {
       this.closing = true;
       // Best effort: acknowledge what the application has seen, so that the
-      // next login of this device does not report it again. Waiting for the
-      // answer, unlike the timer's, makes sure the server has it before the
-      // connection closes. A client that never had a listener takes no
+      // next login of this device does not report it again. The server
+      // applies an ack with no_reply before it reads the next frame, so it
+      // has this one when it answers the close (awaited in run). A client
+      // that never had a listener takes no
       // events: what it received counts as handed, or every login of this
       // device would sync it all again (one that ends without close()
       // acknowledges nothing: a repeat).
       if (this.events.isHeld) this.delivery.handAllReceived();
-      await this.sendAcks(AbortSignal.timeout(closeAckTimeout), false);
+      await this.sendAcks();
       this.stopCtl.abort();
       clearTimeout(this.ackTimer);
       this.sess?.end(unavailable("client closed"), true);
@@ -439,9 +439,7 @@ export class Client {
     if (this.ackTimer !== undefined || this.closing) return;
     this.ackTimer = setTimeout(() => {
       this.ackTimer = undefined;
-      // Unconfirmed: an answer per second would cost the server a write
-      // per client, and a lost ack only a repeat, dropped by seq.
-      void this.sendAcks(undefined, true);
+      void this.sendAcks();
     }, this.opts.ackDelay);
   }
 
@@ -450,14 +448,15 @@ export class Client {
    * handed per conversation where it grew since the last acknowledgement:
    * from the timer, what no request carried on its way (Session.frame).
    * Without a session it does nothing: the next login makes it all due again
-   * (Delivery.newSession). Best effort: a lost acknowledgement only means a repeat
-   * (dropped by seq) after the next login of this device. noReply as in ack.
+   * (Delivery.newSession). Unconfirmed (no_reply): an answer would cost the
+   * server a write, and a lost acknowledgement only means a repeat (dropped
+   * by seq) after the next login of this device.
    */
-  private async sendAcks(signal: AbortSignal | undefined, noReply: boolean): Promise<void> {
+  private async sendAcks(): Promise<void> {
     const s = this.sess;
     if (!s || s.ended) return;
     const cursors = this.delivery.toAck();
-    if (cursors.length > 0 && (await ack(s, cursors, signal, noReply)) === "ok") this.delivery.acked(cursors);
+    if (cursors.length > 0 && (await ack(s, cursors, undefined, true)) === "ok") this.delivery.acked(cursors);
   }
 
   private push(f: pb.ServerFrame): void {
