@@ -22,8 +22,12 @@ import (
 // acknowledged: a device the server has never seen starts there, so a new
 // installation does not get the whole history as new messages.
 //
-// Stored: cur/<user>/<conv> (the baseline), curd/<user>/<device>/<conv> and
-// dev/<user>/<device> (the device is known). Kept in memory and written
+// Stored: curd/<user>/<device>/<conv> and dev/<user>/<device> (the device is
+// known), and cur/<user>/<conv>, the baseline where no device's cursor holds
+// it: most baselines equal the cursor of the device that moved them (a user
+// with one device always), so the flush leaves them out, halving its
+// writes, and a load takes the larger of cur and every device's cursor.
+// Kept in memory and written
 // every CursorFlush; a crash may lose the last interval, which makes sync
 // repeat (never skip) messages. A device registered in that interval starts
 // again from the baseline. Not fenced (users are not partitioned: the node
@@ -147,9 +151,10 @@ func (c *cursors) load(ctx context.Context, s storage.Store, user, device string
 		return nil
 	}
 	var base map[string]uint64
+	var stored map[string]map[string]uint64 // the user's device cursors, by device
 	if !baseLoaded {
 		var err error
-		if base, err = scanCursors(ctx, s, append(storage.Key("cur", user), '/')); err != nil {
+		if base, stored, err = loadBase(ctx, s, user); err != nil {
 			return err
 		}
 	}
@@ -163,8 +168,13 @@ func (c *cursors) load(ctx context.Context, s storage.Store, user, device string
 		case err == nil:
 			known = true
 			seen, hasSeen = deviceSeen(v)
-			if dev, err = scanCursors(ctx, s, deviceCursorPrefix(user, device)); err != nil {
+			if stored != nil {
+				dev = stored[device]
+			} else if dev, err = scanCursors(ctx, s, deviceCursorPrefix(user, device)); err != nil {
 				return err
+			}
+			if dev == nil {
+				dev = make(map[string]uint64)
 			}
 		case !errors.Is(err, storage.ErrNotFound):
 			return err
@@ -209,6 +219,59 @@ func (c *cursors) load(ctx context.Context, s storage.Store, user, device string
 	}
 	u.devices[device] = dev
 	return nil
+}
+
+// loadBase reads user's baseline, the larger per conversation of the
+// stored one and every device's cursor, and the devices' cursors, by device
+// (nil if the user has no device). In that order, device records first: a
+// sweep writes the baseline an expiring device holds before it deletes the
+// device's cursors, and its record last, so whatever this misses of a
+// device swept meanwhile is in the baseline read after it.
+func loadBase(ctx context.Context, s storage.Store, user string) (map[string]uint64, map[string]map[string]uint64, error) {
+	records := append(storage.Key("dev", user), '/')
+	any := false
+	err := s.Scan(ctx, records, storage.PrefixEnd(records), false, func(_, _ []byte) bool {
+		any = true
+		return false
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	var devs map[string]map[string]uint64
+	if any {
+		if devs, err = scanDeviceCursors(ctx, s, user); err != nil {
+			return nil, nil, err
+		}
+	}
+	base, err := scanCursors(ctx, s, append(storage.Key("cur", user), '/'))
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, dev := range devs {
+		for conv, seq := range dev {
+			base[conv] = max(base[conv], seq)
+		}
+	}
+	return base, devs, nil
+}
+
+// scanDeviceCursors reads the cursors of all user's devices, by device and
+// conversation.
+func scanDeviceCursors(ctx context.Context, s storage.Store, user string) (map[string]map[string]uint64, error) {
+	prefix := append(storage.Key("curd", user), '/')
+	out := make(map[string]map[string]uint64)
+	err := s.Scan(ctx, prefix, storage.PrefixEnd(prefix), false, func(k, v []byte) bool {
+		device, conv, ok := strings.Cut(string(k[len(prefix):]), "/")
+		if !ok {
+			return true
+		}
+		if out[device] == nil {
+			out[device] = make(map[string]uint64)
+		}
+		out[device][conv], _ = binary.Uvarint(v)
+		return true
+	})
+	return out, err
 }
 
 // scanCursors reads the cursors stored under prefix, by conversation.
@@ -325,19 +388,36 @@ func (c *cursors) takeDirty() ([]storage.Op, *dirtySet) {
 // appendWritesLocked appends the writes of the given cursors and device
 // records (seen at now), with their values in memory now. Lock sh.mu.
 func (sh *cursorShard) appendWritesLocked(ops []storage.Op, cursors map[cursorKey]struct{}, devs map[deviceKey]struct{}, now time.Time) []storage.Op {
+	ops = slices.Grow(ops, len(devs)+len(cursors))
 	for k := range devs {
 		ops = append(ops, storage.Op{Key: deviceRecordKey(k.user, k.device), Value: deviceRecordValue(now)})
 	}
 	for k := range cursors {
 		u := sh.users[k.user]
 		if k.device == "" {
-			ops = append(ops, storage.Op{Key: baseStoreKey(k.user, k.conv), Value: binary.AppendUvarint(nil, u.base[k.conv])})
+			if !u.deviceHolds(k.conv) {
+				ops = append(ops, storage.Op{Key: baseStoreKey(k.user, k.conv), Value: binary.AppendUvarint(nil, u.base[k.conv])})
+			}
 			continue
 		}
 		key := append(deviceCursorPrefix(k.user, k.device), k.conv...)
 		ops = append(ops, storage.Op{Key: key, Value: binary.AppendUvarint(nil, u.devices[k.device][k.conv])})
 	}
 	return ops
+}
+
+// deviceHolds reports whether the cursor of one of u's stored devices
+// equals its baseline for conv: that cursor is stored, or written in the
+// same flush (a device's cursors move only by ack, which marks them), so a
+// load finds the baseline without cur. A write that fails marks both dirty
+// again (restore), and this is asked anew.
+func (u *userCursors) deviceHolds(conv string) bool {
+	for device, dev := range u.devices {
+		if !isEphemeral(device) && dev[conv] == u.base[conv] {
+			return true
+		}
+	}
+	return false
 }
 
 // restore marks writes that failed dirty again: the values in memory are
@@ -448,9 +528,9 @@ const deviceSweepMax = 1024
 // the next flush refresh their last-seen time if it is stale (a device that
 // stays online never reloads). A record without a time (older data) gets
 // the time of this sweep, so it expires a TTL after the first sweep, never
-// for want of data. The writes go in order, in chunks like the flush; a
-// device's record is deleted after its cursors, so a sweep cut short leaves
-// it expired for the next.
+// for want of data. The writes go in order, in chunks like the flush: the
+// baselines the expired devices held, then their cursors' deletions, then
+// their records', so a sweep cut short leaves them expired for the next.
 func (c *cursors) sweep(ctx context.Context, s storage.Store) (int, error) {
 	if c.ttl <= 0 {
 		return 0, nil
@@ -480,17 +560,39 @@ func (c *cursors) sweep(ctx context.Context, s storage.Store) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	ops := stamp
+	// The baseline an expiring device's cursors hold goes to cur first
+	// (where above it), as no device holds it any more (see loadBase).
+	var deletes []storage.Op
+	held := make(map[string]map[string]uint64) // by user and conversation
 	for _, d := range expired {
 		p := deviceCursorPrefix(d.user, d.device)
-		if err := s.Scan(ctx, p, storage.PrefixEnd(p), false, func(k, _ []byte) bool {
-			ops = append(ops, storage.Op{Key: slices.Clone(k), Delete: true})
+		if err := s.Scan(ctx, p, storage.PrefixEnd(p), false, func(k, v []byte) bool {
+			deletes = append(deletes, storage.Op{Key: slices.Clone(k), Delete: true})
+			if held[d.user] == nil {
+				held[d.user] = make(map[string]uint64)
+			}
+			seq, _ := binary.Uvarint(v)
+			conv := string(k[len(p):])
+			held[d.user][conv] = max(held[d.user][conv], seq)
 			return true
 		}); err != nil {
 			return 0, err
 		}
-		ops = append(ops, storage.Op{Key: deviceRecordKey(d.user, d.device), Delete: true})
+		deletes = append(deletes, storage.Op{Key: deviceRecordKey(d.user, d.device), Delete: true})
 	}
+	ops := stamp
+	for user, convs := range held {
+		base, err := scanCursors(ctx, s, append(storage.Key("cur", user), '/'))
+		if err != nil {
+			return 0, err
+		}
+		for conv, seq := range convs {
+			if seq > base[conv] {
+				ops = append(ops, storage.Op{Key: baseStoreKey(user, conv), Value: binary.AppendUvarint(nil, seq)})
+			}
+		}
+	}
+	ops = append(ops, deletes...)
 	for chunk := range slices.Chunk(ops, cursorFlushChunk) {
 		if err := s.Apply(ctx, &storage.Batch{Ops: chunk}, false); err != nil {
 			return 0, err

@@ -158,11 +158,15 @@ func TestCursorsRestoreAfterFailedWrite(t *testing.T) {
 	if err := c.load(ctx, s, "u", "d"); err != nil {
 		t.Fatal(err)
 	}
+	if err := c.load(ctx, s, "u", ephemeralDevice(1)); err != nil {
+		t.Fatal(err)
+	}
 	c.ack("u", "d", "g:a", 5)
+	c.ack("u", ephemeralDevice(1), "g:b", 7)
 	ops, taken := c.takeDirty()
 	c.restore(taken) // the write failed
 	again, _ := c.takeDirty()
-	if len(again) != len(ops) || len(ops) != 3 { // device record, device cursor, baseline
+	if len(again) != len(ops) || len(ops) != 3 { // device record, device cursor, the baseline of g:b
 		t.Fatalf("%d writes after restore, %d before; want 3", len(again), len(ops))
 	}
 }
@@ -246,7 +250,7 @@ func TestCursorFlushChunked(t *testing.T) {
 	st := openStore(t)
 	rec := &unsyncedBatches{Store: st}
 	s := newNode(t, rec)
-	const users = 300 // 3 writes each: device record, device cursor, baseline
+	const users = 300 // 2 writes each: device record, device cursor (holding the baseline)
 	for i := range users {
 		u := "u" + strconv.Itoa(i)
 		if err := s.cursors.load(ctx, st, u, "d"); err != nil {
@@ -265,8 +269,8 @@ func TestCursorFlushChunked(t *testing.T) {
 		}
 		total += n
 	}
-	if total != 3*users {
-		t.Errorf("%d cursor writes in %d batches, want %d", total, len(sizes), 3*users)
+	if total != 2*users {
+		t.Errorf("%d cursor writes in %d batches, want %d", total, len(sizes), 2*users)
 	}
 	c := newCursors()
 	last := "u" + strconv.Itoa(users-1)
@@ -432,5 +436,102 @@ func TestCursorsExpiredDeviceStartsAtBaseline(t *testing.T) {
 	}
 	if got := c.get("u", "tablet", "g:a"); got != 50 {
 		t.Errorf("returning tablet starts at %d, want the baseline 50", got)
+	}
+}
+
+// TestCursorsBaselineStoredWhereNoDeviceHoldsIt: the flush writes a
+// baseline only where no stored device's cursor equals it, and a new
+// device, after a restart, still starts at it.
+func TestCursorsBaselineStoredWhereNoDeviceHoldsIt(t *testing.T) {
+	ctx := context.Background()
+	eph := ephemeralDevice(1)
+	type ack struct {
+		device string
+		seq    uint64
+	}
+	tests := []struct {
+		name     string
+		acks     []ack // of g:a, in order
+		wantBase bool  // cur/u/g:a written
+		want     uint64
+	}{
+		{"one device: its cursor holds it", []ack{{"phone", 5}}, false, 5},
+		{"a device behind another: the one ahead holds it", []ack{{"phone", 9}, {"tablet", 5}}, false, 9},
+		{"an ephemeral device's ack: only the baseline holds it", []ack{{eph, 5}}, true, 5},
+		{"ahead of the stored devices by an ephemeral one", []ack{{"phone", 5}, {eph, 9}}, true, 9},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := openStore(t)
+			c := newCursors()
+			for _, a := range tt.acks {
+				if err := c.load(ctx, s, "u", a.device); err != nil {
+					t.Fatal(err)
+				}
+				c.ack("u", a.device, "g:a", a.seq)
+			}
+			ops, _ := c.takeDirty()
+			wrote := false
+			for _, op := range ops {
+				wrote = wrote || string(op.Key) == string(baseStoreKey("u", "g:a"))
+			}
+			if wrote != tt.wantBase {
+				t.Errorf("baseline written %v, want %v", wrote, tt.wantBase)
+			}
+			if err := s.Apply(ctx, &storage.Batch{Ops: ops}, false); err != nil {
+				t.Fatal(err)
+			}
+			restarted := newCursors()
+			if err := restarted.load(ctx, s, "u", "laptop"); err != nil {
+				t.Fatal(err)
+			}
+			if got := restarted.get("u", "laptop", "g:a"); got != tt.want {
+				t.Errorf("a new device after a restart starts at %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestCursorsSweepKeepsTheBaseline: a device whose cursor held the
+// baseline (so none was stored) leaves it behind when it expires: a new
+// device still starts there.
+func TestCursorsSweepKeepsTheBaseline(t *testing.T) {
+	ctx := context.Background()
+	const ttl = 90 * 24 * time.Hour
+	s := openStore(t)
+	clk := newClock()
+	c := newCursors()
+	c.now, c.ttl = clk.now, ttl
+	// Both devices are registered before either acks: the tablet stays
+	// behind the phone, which alone holds the baseline.
+	for _, d := range []string{"tablet", "phone"} {
+		if err := c.load(ctx, s, "u", d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, conv := range []string{"g:a", "g:b"} {
+		c.ack("u", "phone", conv, 50)
+		c.ack("u", "tablet", conv, 10)
+	}
+	flush(t, c, s)
+	clk.add(ttl)
+	if err := c.load(ctx, s, "u", "tablet"); err != nil { // the tablet is used again
+		t.Fatal(err)
+	}
+	flush(t, c, s)
+	clk.add(2 * deviceSeenRefresh)
+	if n, err := c.sweep(ctx, s); err != nil || n != 1 {
+		t.Fatalf("sweep deleted %d (%v), want the phone", n, err)
+	}
+	if devs, _ := storedDevices(t, s); devs["u/phone"] || !devs["u/tablet"] {
+		t.Fatalf("devices after the sweep: %v, want the tablet alone", devs)
+	}
+	for _, conv := range []string{"g:a", "g:b"} {
+		if err := c.load(ctx, s, "u", "laptop"); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.get("u", "laptop", conv); got != 50 {
+			t.Errorf("%s: a new device starts at %d, want the expired phone's 50", conv, got)
+		}
 	}
 }
