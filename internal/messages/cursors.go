@@ -26,7 +26,7 @@ import (
 // known), and cur/<user>/<conv>, the baseline where no device's cursor holds
 // it: most baselines equal the cursor of the device that moved them (a user
 // with one device always), so the flush leaves them out, halving its
-// writes, and a load takes the larger of cur and every device's cursor.
+// writes, and a load takes the larger of cur and every device's cursor (loadUser).
 // Kept in memory and written
 // every CursorFlush; a crash may lose the last interval, which makes sync
 // repeat (never skip) messages. A device registered in that interval starts
@@ -150,11 +150,10 @@ func (c *cursors) load(ctx context.Context, s storage.Store, user, device string
 	if devLoaded {
 		return nil
 	}
-	var base map[string]uint64
-	var stored map[string]map[string]uint64 // the user's device cursors, by device
+	var st *storedUser
 	if !baseLoaded {
 		var err error
-		if base, stored, err = loadBase(ctx, s, user); err != nil {
+		if st, err = loadUser(ctx, s, user); err != nil {
 			return err
 		}
 	}
@@ -163,28 +162,35 @@ func (c *cursors) load(ctx context.Context, s storage.Store, user, device string
 	var seen time.Time
 	hasSeen := false
 	if !isEphemeral(device) {
-		v, err := s.Get(ctx, deviceRecordKey(user, device))
-		switch {
-		case err == nil:
-			known = true
-			seen, hasSeen = deviceSeen(v)
-			if stored != nil {
-				dev = stored[device]
-			} else if dev, err = scanCursors(ctx, s, deviceCursorPrefix(user, device)); err != nil {
+		var record []byte
+		if st != nil {
+			record, known = st.records[device]
+			dev = st.devices[device]
+		} else {
+			var err error
+			record, err = s.Get(ctx, deviceRecordKey(user, device))
+			switch {
+			case err == nil:
+				known = true
+				if dev, err = scanCursors(ctx, s, deviceCursorPrefix(user, device)); err != nil {
+					return err
+				}
+			case !errors.Is(err, storage.ErrNotFound):
 				return err
 			}
+		}
+		if known {
+			seen, hasSeen = deviceSeen(record)
 			if dev == nil {
 				dev = make(map[string]uint64)
 			}
-		case !errors.Is(err, storage.ErrNotFound):
-			return err
 		}
 	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	u = sh.userLocked(user)
-	if u.base == nil {
-		u.base = base
+	if u.base == nil && st != nil {
+		u.base = st.base
 	}
 	if u.devices[device] != nil {
 		return nil // loaded meanwhile
@@ -221,38 +227,43 @@ func (c *cursors) load(ctx context.Context, s storage.Store, user, device string
 	return nil
 }
 
-// loadBase reads user's baseline, the larger per conversation of the
-// stored one and every device's cursor, and the devices' cursors, by device
-// (nil if the user has no device). In that order, device records first: a
-// sweep writes the baseline an expiring device holds before it deletes the
-// device's cursors, and its record last, so whatever this misses of a
-// device swept meanwhile is in the baseline read after it.
-func loadBase(ctx context.Context, s storage.Store, user string) (map[string]uint64, map[string]map[string]uint64, error) {
-	records := append(storage.Key("dev", user), '/')
-	any := false
-	err := s.Scan(ctx, records, storage.PrefixEnd(records), false, func(_, _ []byte) bool {
-		any = true
-		return false
+// storedUser is what the store holds of a user's cursors.
+type storedUser struct {
+	base    map[string]uint64            // the baseline, see loadUser
+	records map[string][]byte            // device records, by device
+	devices map[string]map[string]uint64 // device cursors, by device and conversation
+}
+
+// loadUser reads user's device records and cursors and its baseline: per
+// conversation the larger of the stored baseline and every device's
+// cursor. In that order: a sweep writes the baseline an expiring device
+// holds before it deletes the device's cursors, and its record last, so
+// whatever this misses of a device swept meanwhile is in the baseline read
+// after it. A user without devices costs two reads.
+func loadUser(ctx context.Context, s storage.Store, user string) (*storedUser, error) {
+	st := &storedUser{records: make(map[string][]byte)}
+	prefix := append(storage.Key("dev", user), '/')
+	err := s.Scan(ctx, prefix, storage.PrefixEnd(prefix), false, func(k, v []byte) bool {
+		st.records[string(k[len(prefix):])] = slices.Clone(v)
+		return true
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	var devs map[string]map[string]uint64
-	if any {
-		if devs, err = scanDeviceCursors(ctx, s, user); err != nil {
-			return nil, nil, err
+	if len(st.records) > 0 {
+		if st.devices, err = scanDeviceCursors(ctx, s, user); err != nil {
+			return nil, err
 		}
 	}
-	base, err := scanCursors(ctx, s, append(storage.Key("cur", user), '/'))
-	if err != nil {
-		return nil, nil, err
+	if st.base, err = scanCursors(ctx, s, append(storage.Key("cur", user), '/')); err != nil {
+		return nil, err
 	}
-	for _, dev := range devs {
+	for _, dev := range st.devices {
 		for conv, seq := range dev {
-			base[conv] = max(base[conv], seq)
+			st.base[conv] = max(st.base[conv], seq)
 		}
 	}
-	return base, devs, nil
+	return st, nil
 }
 
 // scanDeviceCursors reads the cursors of all user's devices, by device and
@@ -561,7 +572,7 @@ func (c *cursors) sweep(ctx context.Context, s storage.Store) (int, error) {
 		return 0, err
 	}
 	// The baseline an expiring device's cursors hold goes to cur first
-	// (where above it), as no device holds it any more (see loadBase).
+	// (where above it), as no device holds it any more (see loadUser).
 	var deletes []storage.Op
 	held := make(map[string]map[string]uint64) // by user and conversation
 	for _, d := range expired {
