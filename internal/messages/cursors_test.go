@@ -294,6 +294,16 @@ func (c *clock) now() time.Time      { return *c.t.Load() }
 func (c *clock) set(t time.Time)     { c.t.Store(&t) }
 func (c *clock) add(d time.Duration) { c.set(c.now().Add(d)) }
 
+// expiringCursors returns a store and cursors whose devices expire after
+// ttl on the returned clock.
+func expiringCursors(t *testing.T, ttl time.Duration) (storage.Store, *clock, *cursors) {
+	t.Helper()
+	clk := newClock()
+	c := newCursors()
+	c.now, c.ttl = clk.now, ttl
+	return openStore(t), clk, c
+}
+
 // storedDevices returns the users/devices with a record in s, and how many
 // device cursors s holds.
 func storedDevices(t *testing.T, s storage.Store) (map[string]bool, int) {
@@ -381,10 +391,7 @@ func TestCursorsSweepExpiredDevices(t *testing.T) {
 func TestCursorsSweepRecordWithoutTime(t *testing.T) {
 	ctx := context.Background()
 	const ttl = 24 * time.Hour * 30
-	s := openStore(t)
-	clk := newClock()
-	c := newCursors()
-	c.now, c.ttl = clk.now, ttl
+	s, clk, c := expiringCursors(t, ttl)
 	old := &storage.Batch{}
 	old.Set(deviceRecordKey("u", "legacy"), []byte{})
 	old.Set(append(deviceCursorPrefix("u", "legacy"), "g:a"...), []byte{3})
@@ -412,10 +419,7 @@ func TestCursorsSweepRecordWithoutTime(t *testing.T) {
 func TestCursorsExpiredDeviceStartsAtBaseline(t *testing.T) {
 	ctx := context.Background()
 	const ttl = 90 * 24 * time.Hour
-	s := openStore(t)
-	clk := newClock()
-	c := newCursors()
-	c.now, c.ttl = clk.now, ttl
+	s, clk, c := expiringCursors(t, ttl)
 	ack := func(device string, seq uint64) {
 		t.Helper()
 		if err := c.load(ctx, s, "u", device); err != nil {
@@ -498,10 +502,7 @@ func TestCursorsBaselineStoredWhereNoDeviceHoldsIt(t *testing.T) {
 func TestCursorsSweepKeepsTheBaseline(t *testing.T) {
 	ctx := context.Background()
 	const ttl = 90 * 24 * time.Hour
-	s := openStore(t)
-	clk := newClock()
-	c := newCursors()
-	c.now, c.ttl = clk.now, ttl
+	s, clk, c := expiringCursors(t, ttl)
 	// Both devices are registered before either acks: the tablet stays
 	// behind the phone, which alone holds the baseline.
 	for _, d := range []string{"tablet", "phone"} {
