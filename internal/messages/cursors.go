@@ -26,8 +26,8 @@ import (
 // known), and cur/<user>/<conv>, the baseline where no device's cursor holds
 // it: most baselines equal the cursor of the device that moved them (a user
 // with one device always), so the flush leaves them out, halving its
-// writes, and a load takes the larger of cur and every device's cursor (loadUser).
-// Kept in memory and written
+// writes, and a load takes the larger of cur and every device's cursor
+// (loadUser). Kept in memory and written
 // every CursorFlush; a crash may lose the last interval, which makes sync
 // repeat (never skip) messages. A device registered in that interval starts
 // again from the baseline. Not fenced (users are not partitioned: the node
@@ -540,8 +540,8 @@ const deviceSweepMax = 1024
 // stays online never reloads). A record without a time (older data) gets
 // the time of this sweep, so it expires a TTL after the first sweep, never
 // for want of data. The writes go in order, in chunks like the flush: the
-// baselines the expired devices held, then their cursors' deletions, then
-// their records', so a sweep cut short leaves them expired for the next.
+// baselines the expired devices held, then each device's cursors and after
+// them its record, so a sweep cut short leaves it expired for the next.
 func (c *cursors) sweep(ctx context.Context, s storage.Store) (int, error) {
 	if c.ttl <= 0 {
 		return 0, nil
