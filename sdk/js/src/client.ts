@@ -209,10 +209,9 @@ export class Client {
       // next login of this device does not report it again. The server
       // applies an ack with no_reply before it reads the next frame, so it
       // has this one when it answers the close (awaited in run). A client
-      // that never had a listener takes no
-      // events: what it received counts as handed, or every login of this
-      // device would sync it all again (one that ends without close()
-      // acknowledges nothing: a repeat).
+      // that never had a listener takes no events: what it received counts
+      // as handed, or every login of this device would sync it all again
+      // (one that ends without close() acknowledges nothing: a repeat).
       if (this.events.isHeld) this.delivery.handAllReceived();
       await this.sendAcks();
       this.stopCtl.abort();
