@@ -85,11 +85,28 @@ func C2CExists(ctx context.Context, s storage.Store, user, peer string) (bool, e
 
 // HeadSeq returns the highest stored seq of a conversation (0 if none).
 func HeadSeq(ctx context.Context, s storage.Store, key string) (uint64, error) {
-	p := MessagePrefix(key)
-	var head uint64
-	err := s.Scan(ctx, p, storage.PrefixEnd(p), true, func(k, _ []byte) bool {
-		head = storage.Uint64Suffix(k)
-		return false
-	})
-	return head, err
+	heads, err := HeadSeqs(ctx, s, []string{key})
+	if err != nil {
+		return 0, err
+	}
+	return heads[0], nil
+}
+
+// HeadSeqs is HeadSeq for each of keys, in one read.
+func HeadSeqs(ctx context.Context, s storage.Store, keys []string) ([]uint64, error) {
+	prefixes := make([][]byte, len(keys))
+	for i, k := range keys {
+		prefixes[i] = MessagePrefix(k)
+	}
+	last, err := s.LastKeys(ctx, prefixes)
+	if err != nil {
+		return nil, err
+	}
+	heads := make([]uint64, len(keys))
+	for i, k := range last {
+		if k != nil {
+			heads[i] = storage.Uint64Suffix(k)
+		}
+	}
+	return heads, nil
 }

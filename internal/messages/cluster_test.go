@@ -247,3 +247,37 @@ func TestExpiredDeviceSyncsFromBaseline(t *testing.T) {
 		t.Errorf("returning tablet syncs seqs %v, want [6] (after the baseline 5)", seqs)
 	}
 }
+
+// TestSyncReadsHeadsOnce: a sync reads every conversation's head in one
+// lookup, so a device with nothing new costs the same few reads however
+// many conversations its user is in.
+func TestSyncReadsHeadsOnce(t *testing.T) {
+	ctx := context.Background()
+	st := &storagetest.Counting{Store: openStore(t)}
+	s := newNode(t, st, func(c *Config) { c.Online = func(string) bool { return true } })
+	for _, peer := range []string{"alice", "carol"} {
+		sendC2C(t, s, peer, "bob", "")
+	}
+	for _, g := range []string{"team", "ops", "all"} {
+		if _, err := s.cfg.Groups.Create(ctx, "alice", pb.GroupType_GROUP_TYPE_WORK, g, "", []string{"bob"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	phone := Caller{UserID: "bob", SessionID: 1, DeviceID: "phone"}
+	first, err := s.Sync(ctx, phone, &pb.SyncRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Reset()
+	again, err := s.Sync(ctx, phone, &pb.SyncRequest{Cursors: first.Cursors})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again.Messages) != 0 {
+		t.Fatalf("nothing new, but the sync had %d messages", len(again.Messages))
+	}
+	// The user's groups, its C2C peers and the five heads.
+	if got := st.Lookups(); got != 3 {
+		t.Errorf("a sync over 5 conversations made %d lookups, want 3", got)
+	}
+}

@@ -693,35 +693,37 @@ func (s *Service) Sync(ctx context.Context, caller Caller, req *pb.SyncRequest) 
 	type span struct {
 		key      string
 		c        *pb.Conversation
+		floor    uint64 // a group's messages up to it are hidden from the user
 		from, to uint64
 	}
 	spans := make([]span, 0, len(mine)+len(peers))
-	add := func(key string, c *pb.Conversation, floor uint64) error {
-		head, err := conv.HeadSeq(ctx, s.cfg.Store, key)
-		if err != nil {
-			return err
-		}
-		from := s.cursors.get(user, device, key)
-		if seq, ok := given[key]; ok {
-			if !req.NoAck {
-				s.cursors.ack(user, device, key, min(seq, head))
-			}
-			from = seq
-		}
-		spans = append(spans, span{key, c, max(from, floor), head})
-		return nil
-	}
 	ordinals := make(map[string]uint32, len(mine))
 	for _, g := range mine {
 		ordinals[g.GroupID] = g.Ordinal
-		if err := add(conv.Group(g.GroupID), &pb.Conversation{GroupId: g.GroupID}, g.JoinedSeq); err != nil {
-			return nil, err
-		}
+		spans = append(spans, span{key: conv.Group(g.GroupID), c: &pb.Conversation{GroupId: g.GroupID}, floor: g.JoinedSeq})
 	}
 	for _, p := range peers {
-		if err := add(conv.C2C(user, p), &pb.Conversation{PeerId: p}, 0); err != nil {
-			return nil, err
+		spans = append(spans, span{key: conv.C2C(user, p), c: &pb.Conversation{PeerId: p}})
+	}
+	keys := make([]string, len(spans))
+	for i, sp := range spans {
+		keys[i] = sp.key
+	}
+	// Every conversation's head in one read, not one per conversation.
+	heads, err := conv.HeadSeqs(ctx, s.cfg.Store, keys)
+	if err != nil {
+		return nil, err
+	}
+	for i := range spans {
+		sp, head := &spans[i], heads[i]
+		from := s.cursors.get(user, device, sp.key)
+		if seq, ok := given[sp.key]; ok {
+			if !req.NoAck {
+				s.cursors.ack(user, device, sp.key, min(seq, head))
+			}
+			from = seq
 		}
+		sp.from, sp.to = max(from, sp.floor), head
 	}
 	sort.Slice(spans, func(i, j int) bool { return spans[i].key < spans[j].key })
 	// At most this many messages: the page's slices are allocated once.

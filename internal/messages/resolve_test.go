@@ -101,3 +101,31 @@ func BenchmarkSyncGroup20(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSyncIdle100 is a reconnecting device's sync when nothing is new,
+// for a user in 100 groups: the cost that grows with the conversations.
+func BenchmarkSyncIdle100(b *testing.B) {
+	ctx := context.Background()
+	s := newNode(b, openStore(b), func(c *Config) { c.Online = func(string) bool { return true } })
+	for i := range 100 {
+		g := fmt.Sprint("g", i)
+		if _, err := s.cfg.Groups.Create(ctx, "alice", pb.GroupType_GROUP_TYPE_WORK, g, "", []string{"bob"}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Send(ctx, Caller{UserID: "alice"}, &pb.SendMessageRequest{GroupId: g, Text: "hi"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	phone := Caller{UserID: "bob", SessionID: 1, DeviceID: "phone"}
+	first, err := s.Sync(ctx, phone, &pb.SyncRequest{})
+	if err != nil || len(first.Messages) != 100 {
+		b.Fatalf("%d messages, %v", len(first.GetMessages()), err)
+	}
+	req := &pb.SyncRequest{Cursors: first.Cursors}
+	b.ReportAllocs()
+	for b.Loop() {
+		if resp, err := s.Sync(ctx, phone, req); err != nil || len(resp.Messages) != 0 {
+			b.Fatalf("%d messages, %v", len(resp.GetMessages()), err)
+		}
+	}
+}

@@ -39,6 +39,9 @@ func (f *fakeStore) Get(context.Context, []byte) ([]byte, error) { return nil, s
 func (f *fakeStore) GetMany(_ context.Context, keys [][]byte) ([][]byte, error) {
 	return make([][]byte, len(keys)), nil
 }
+func (f *fakeStore) LastKeys(_ context.Context, prefixes [][]byte) ([][]byte, error) {
+	return make([][]byte, len(prefixes)), nil
+}
 func (f *fakeStore) Scan(context.Context, []byte, []byte, bool, func(k, v []byte) bool) error {
 	return nil
 }

@@ -50,6 +50,12 @@ type Store interface {
 	// store costs one round trip whatever the number of keys: use it
 	// instead of Gets in a loop.
 	GetMany(ctx context.Context, keys [][]byte) ([][]byte, error)
+	// LastKeys returns, for each of prefixes, a copy of the greatest key
+	// that starts with it (nil if none), in the order of prefixes. Like
+	// GetMany it reads one consistent snapshot in one round trip: use it
+	// instead of a reverse Scan per prefix (a conversation's head seq is
+	// its last message key; a sync needs one per conversation).
+	LastKeys(ctx context.Context, prefixes [][]byte) ([][]byte, error)
 	// Scan calls fn for every key in [start, end) in ascending order (descending
 	// if reverse) until fn returns false. A nil end means no upper bound. The
 	// slices passed to fn are valid only during the call. Scan sees a

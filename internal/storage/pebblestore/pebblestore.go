@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -121,6 +122,49 @@ func (s *Store) GetMany(ctx context.Context, keys [][]byte) ([][]byte, error) {
 			return nil, err
 		}
 		out[i] = append([]byte{}, v...)
+	}
+	if err := it.Error(); err != nil {
+		it.Close()
+		return nil, err
+	}
+	return out, it.Close()
+}
+
+// LastKeys implements storage.Store: one iterator, sought below each
+// prefix's end in turn. It is bounded by the prefixes' range, so that it
+// skips the tables outside it (for one prefix, as a reverse Scan does).
+func (s *Store) LastKeys(ctx context.Context, prefixes [][]byte) ([][]byte, error) {
+	if s.closed.Load() {
+		return nil, storage.ErrClosed
+	}
+	out := make([][]byte, len(prefixes))
+	if len(prefixes) == 0 {
+		return out, nil
+	}
+	ends := make([][]byte, len(prefixes))
+	unbounded := false
+	for i, p := range prefixes {
+		ends[i] = storage.PrefixEnd(p)
+		unbounded = unbounded || ends[i] == nil
+	}
+	opts := &pebble.IterOptions{LowerBound: slices.MinFunc(prefixes, bytes.Compare)}
+	if !unbounded {
+		opts.UpperBound = slices.MaxFunc(ends, bytes.Compare)
+	}
+	it, err := s.db.NewIterWithContext(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	for i, p := range prefixes {
+		var ok bool
+		if ends[i] != nil {
+			ok = it.SeekLT(ends[i])
+		} else {
+			ok = it.Last()
+		}
+		if ok && bytes.HasPrefix(it.Key(), p) {
+			out[i] = bytes.Clone(it.Key())
+		}
 	}
 	if err := it.Error(); err != nil {
 		it.Close()

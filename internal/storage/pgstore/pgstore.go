@@ -79,7 +79,7 @@ type Store struct {
 	pageSize int
 	closed   atomic.Bool
 
-	qGet, qGetMany, qUpsert, qDelete, qLock, qFence string
+	qGet, qGetMany, qLastKeys, qUpsert, qDelete, qLock, qFence string
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -123,6 +123,14 @@ func Open(ctx context.Context, dsn string, table string) (*Store, error) {
 		pageSize: defaultPageSize,
 		qGet:     "SELECT v FROM " + t + " WHERE k = $1",
 		qGetMany: "SELECT k, v FROM " + t + " WHERE k = ANY($1::bytea[])",
+		// Per prefix, the last key below its end (an index scan backwards,
+		// stopping at the first row); a prefix without an end (all 0xff)
+		// has every key at or above it, and the second subquery, gated off
+		// for the others, takes the last of those.
+		qLastKeys: "SELECT COALESCE(" +
+			"(SELECT k FROM " + t + " WHERE k >= p.lo AND k < p.hi ORDER BY k DESC LIMIT 1), " +
+			"(SELECT k FROM " + t + " WHERE p.hi IS NULL AND k >= p.lo ORDER BY k DESC LIMIT 1)) " +
+			"FROM unnest($1::bytea[], $2::bytea[]) WITH ORDINALITY AS p(lo, hi, i) ORDER BY p.i",
 		qUpsert: "INSERT INTO " + t + " (k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[]) " +
 			"ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
 		qDelete: "DELETE FROM " + t + " WHERE k = ANY($1::bytea[])",
@@ -251,6 +259,47 @@ func (s *Store) GetMany(ctx context.Context, keys [][]byte) ([][]byte, error) {
 		}
 		given[string(k)] = true
 		out[i] = v
+	}
+	return out, nil
+}
+
+// LastKeys implements storage.Store: one statement.
+func (s *Store) LastKeys(ctx context.Context, prefixes [][]byte) ([][]byte, error) {
+	if s.closed.Load() {
+		return nil, storage.ErrClosed
+	}
+	out := make([][]byte, 0, len(prefixes))
+	if len(prefixes) == 0 {
+		return out, nil
+	}
+	los := make([][]byte, len(prefixes))
+	his := make([][]byte, len(prefixes)) // nil: NULL, no end
+	for i, p := range prefixes {
+		los[i], his[i] = nonNil(p), storage.PrefixEnd(p)
+	}
+	c, err := s.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Release()
+	rows, err := c.Query(ctx, s.qLastKeys, los, his)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var k []byte // scanning into []byte copies; NULL: nil
+		if err := rows.Scan(&k); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(out) != len(prefixes) {
+		return nil, fmt.Errorf("pgstore: %d last keys for %d prefixes", len(out), len(prefixes))
 	}
 	return out, nil
 }

@@ -8,8 +8,8 @@ import (
 )
 
 // Counting is a Store that counts the reads made through it: each Get,
-// GetMany and Scan is one lookup (at least one round trip on a networked
-// store). Tests use it to pin how many lookups a request makes, so that a
+// GetMany, LastKeys and Scan is one lookup (at least one round trip on a
+// networked store). Tests use it to pin how many lookups a request makes, so that a
 // loop of Gets per item cannot come back unnoticed.
 type Counting struct {
 	storage.Store
@@ -32,6 +32,12 @@ func (c *Counting) Get(ctx context.Context, key []byte) ([]byte, error) {
 func (c *Counting) GetMany(ctx context.Context, keys [][]byte) ([][]byte, error) {
 	c.lookups.Add(1)
 	return c.Store.GetMany(ctx, keys)
+}
+
+// LastKeys implements storage.Store.
+func (c *Counting) LastKeys(ctx context.Context, prefixes [][]byte) ([][]byte, error) {
+	c.lookups.Add(1)
+	return c.Store.LastKeys(ctx, prefixes)
 }
 
 // Scan implements storage.Store.

@@ -80,6 +80,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store, opts ...Option) {
 		{"GetMany", testGetMany},
 		{"GetManyLarge", testGetManyLarge},
 		{"GetManyAtomic", testGetManyAtomic},
+		{"LastKeys", testLastKeys},
 		{"Overwrite", testOverwrite},
 		{"Delete", testDelete},
 		{"SetAndDeleteInOneBatch", testSetDeleteOneBatch},
@@ -318,6 +319,51 @@ func testGetMany(t *testing.T, h *harness) {
 	}
 	if again := getMany(t, s, []byte("a")); string(again[0]) != "1" {
 		t.Errorf("GetMany after changing a returned value: %q", again[0])
+	}
+}
+
+// testLastKeys: per prefix the greatest key starting with it, nil if none,
+// in the order of the prefixes, each a copy of its own; prefixes without an
+// end (empty, all 0xff) included.
+func testLastKeys(t *testing.T, h *harness) {
+	s, _ := h.store(t)
+	lastKeys := func(prefixes ...string) [][]byte {
+		t.Helper()
+		bs := make([][]byte, len(prefixes))
+		for i, p := range prefixes {
+			bs[i] = []byte(p)
+		}
+		ks, err := s.LastKeys(t.Context(), bs)
+		if err != nil {
+			t.Fatalf("LastKeys: %v", err)
+		}
+		if len(ks) != len(prefixes) {
+			t.Fatalf("LastKeys of %d prefixes returned %d keys", len(prefixes), len(ks))
+		}
+		return ks
+	}
+	if ks := lastKeys(); len(ks) != 0 {
+		t.Fatalf("LastKeys() = %q", ks)
+	}
+	if ks := lastKeys("m/", ""); ks[0] != nil || ks[1] != nil {
+		t.Fatalf("LastKeys of an empty store = %q", ks)
+	}
+	apply(t, s, true, set("m/a/1", "x"), set("m/a/3", "x"), set("m/a/2", "x"), set("m/b/1", "x"),
+		set("m/c", "x"), set("n", "x"), set("\xff\xff", "x"), set("\xff\xff\x01", "x"), set("\xff\xfe\xff", "x"))
+	prefixes := []string{"m/a/", "m/x/", "m/", "m/b/", "", "\xff\xff", "\xff", "m/a/3", "o", "m/a/"}
+	want := []any{"m/a/3", nil, "m/c", "m/b/1", "\xff\xff\x01", "\xff\xff\x01", "\xff\xff\x01", "m/a/3", nil, "m/a/3"}
+	ks := lastKeys(prefixes...)
+	for i, w := range want {
+		switch {
+		case w == nil && ks[i] != nil:
+			t.Errorf("prefix %q: last key %q, want none", prefixes[i], ks[i])
+		case w != nil && string(ks[i]) != w:
+			t.Errorf("prefix %q: last key %q, want %q", prefixes[i], ks[i], w)
+		}
+	}
+	ks[0][0] = 'X'
+	if string(ks[9]) != "m/a/3" {
+		t.Errorf("a prefix asked twice shares memory: %q", ks[9])
 	}
 }
 
