@@ -341,14 +341,37 @@ func (c *cursors) state(user, device, conv string, seq uint64) cursorState {
 // seq. load must have run; if the user was evicted since (its last session
 // ended meanwhile), the ack is dropped: a repeat, never a skip.
 func (c *cursors) ack(user, device, conv string, seq uint64) {
+	c.move(user, device, conv, seq, true)
+}
+
+// advance is ack for a cursor the device has already, in one locked step
+// with the check state makes: it moves nothing if the device's cursors are
+// not in memory or hold none for conv, and returns what state would have.
+func (c *cursors) advance(user, device, conv string, seq uint64) cursorState {
+	return c.move(user, device, conv, seq, false)
+}
+
+// move is ack (create: a cursor new to the device is made) and advance.
+func (c *cursors) move(user, device, conv string, seq uint64, create bool) cursorState {
 	sh := c.shard(user)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	u := sh.users[user]
 	if u == nil || u.devices[device] == nil {
-		return
+		return cursorUnloaded
 	}
-	if dev := u.devices[device]; seq > dev[conv] {
+	dev := u.devices[device]
+	cur, ok := dev[conv]
+	st := cursorMoves
+	switch {
+	case !ok && !create:
+		return cursorNew
+	case !ok:
+		st = cursorNew
+	case seq <= cur && seq <= u.base[conv]:
+		return cursorCovered
+	}
+	if seq > cur {
 		dev[conv] = seq
 		if !isEphemeral(device) {
 			sh.dirty[cursorKey{user, device, conv}] = struct{}{}
@@ -358,6 +381,7 @@ func (c *cursors) ack(user, device, conv string, seq uint64) {
 		u.base[conv] = seq
 		sh.dirty[cursorKey{user, "", conv}] = struct{}{}
 	}
+	return st
 }
 
 // forget drops an ephemeral device.

@@ -804,6 +804,13 @@ func (s *Service) Ack(ctx context.Context, caller Caller, req *pb.AckRequest) er
 		if !ok {
 			return apierr.InvalidArgument("an ack cursor must name one conversation: exactly one of peer_id and group_id, not yourself")
 		}
+		// The common case, an existing cursor moving to a message just
+		// delivered (cached once stored): one locked step, no read.
+		if _, ok := s.recent.get(key, c.Seq); ok {
+			if st := s.cursors.advance(user, device, key, c.Seq); st == cursorMoves || st == cursorCovered {
+				continue
+			}
+		}
 		st := s.cursors.state(user, device, key, c.Seq)
 		if st == cursorUnloaded {
 			if err := s.cursors.load(ctx, s.cfg.Store, user, device); err != nil {
