@@ -59,7 +59,7 @@ const cursorShards = 64
 
 // cursorShard holds the cursors of the users hashed to it.
 type cursorShard struct {
-	mu    sync.RWMutex // read-locked by get and state: most acks move nothing
+	mu    sync.RWMutex // read-locked by get and state
 	users map[string]*userCursors
 	dirty map[cursorKey]struct{} // device "" = the baseline
 	devs  map[deviceKey]struct{} // device records to write
