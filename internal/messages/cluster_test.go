@@ -281,3 +281,40 @@ func TestSyncReadsHeadsOnce(t *testing.T) {
 		t.Errorf("a sync over 5 conversations made %d lookups, want 3", got)
 	}
 }
+
+// TestAckReadsHeadsOnce: an ack moving cursors of several conversations to
+// messages not in the cache (an older backlog, or after a restart) reads
+// their heads in one lookup.
+func TestAckReadsHeadsOnce(t *testing.T) {
+	ctx := context.Background()
+	st := &storagetest.Counting{Store: openStore(t)}
+	s := newNode(t, st, func(c *Config) { c.Online = func(string) bool { return true } })
+	peers := []string{"alice", "carol", "dave"}
+	for _, p := range peers {
+		sendC2C(t, s, p, "bob", "")
+		sendC2C(t, s, p, "bob", "")
+	}
+	phone := Caller{UserID: "bob", SessionID: 1, DeviceID: "phone"}
+	ack := func(seq uint64) {
+		t.Helper()
+		req := &pb.AckRequest{}
+		for _, p := range peers {
+			req.Cursors = append(req.Cursors, &pb.SyncCursor{Conversation: &pb.Conversation{PeerId: p}, Seq: seq})
+		}
+		if err := s.Ack(ctx, phone, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ack(1)
+	s.recent = newMsgCache(s.cfg.CacheMessages) // as after a restart
+	st.Reset()
+	ack(2)
+	if got := st.Lookups(); got != 1 {
+		t.Errorf("moving 3 cursors to uncached messages made %d lookups, want 1", got)
+	}
+	for _, p := range peers {
+		if got := s.cursors.get("bob", "phone", conv.C2C("bob", p)); got != 2 {
+			t.Errorf("%s: cursor %d, want 2", p, got)
+		}
+	}
+}

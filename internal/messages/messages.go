@@ -795,18 +795,48 @@ func syncKey(user string, c *pb.Conversation) (string, bool) {
 // Sync it reads only storage, on the user's node, and only what it needs:
 // SDKs ack every second whatever happened, so an ack that moves nothing
 // (the common case) reads nothing once the device's cursors are in memory
-// (they are while the user is online), and moving an existing cursor reads
-// only the conversation's head.
+// (they are while the user is online), and moving existing cursors reads
+// at most the heads of their conversations, all in one lookup, and none for
+// a message in the cache of recent ones (as one just delivered is).
 func (s *Service) Ack(ctx context.Context, caller Caller, req *pb.AckRequest) error {
 	user, device := caller.UserID, caller.device()
+	// A cursor moving to a message not in the cache is never moved past
+	// its conversation's head: the heads are read at the end, in one
+	// lookup however many conversations.
+	type move struct {
+		key string
+		seq uint64
+	}
+	var uncached []move
+	ackUncached := func() error {
+		if len(uncached) == 0 {
+			return nil
+		}
+		keys := make([]string, len(uncached))
+		for i, m := range uncached {
+			keys[i] = m.key
+		}
+		heads, err := conv.HeadSeqs(ctx, s.cfg.Store, keys)
+		if err != nil {
+			return err
+		}
+		for i, m := range uncached {
+			s.cursors.ack(user, device, m.key, min(m.seq, heads[i]))
+		}
+		return nil
+	}
 	for _, c := range req.Cursors {
 		key, ok := syncKey(user, c.GetConversation())
 		if !ok {
+			if err := ackUncached(); err != nil {
+				return err
+			}
 			return apierr.InvalidArgument("an ack cursor must name one conversation: exactly one of peer_id and group_id, not yourself")
 		}
 		// The common case, an existing cursor moving to a message just
 		// delivered (cached once stored): one locked step, no read.
-		if _, ok := s.recent.get(key, c.Seq); ok {
+		_, cached := s.recent.get(key, c.Seq)
+		if cached {
 			if st := s.cursors.advance(user, device, key, c.Seq); st == cursorMoves || st == cursorCovered {
 				continue
 			}
@@ -835,23 +865,13 @@ func (s *Service) Ack(ctx context.Context, caller Caller, req *pb.AckRequest) er
 				continue
 			}
 		}
-		head, err := s.headAtLeast(ctx, key, c.Seq)
-		if err != nil {
-			return err
+		if cached {
+			s.cursors.ack(user, device, key, c.Seq)
+			continue
 		}
-		s.cursors.ack(user, device, key, min(c.Seq, head))
+		uncached = append(uncached, move{key, c.Seq})
 	}
-	return nil
-}
-
-// headAtLeast returns seq if conversation key's message seq is stored, else
-// its head seq. Acks name messages just delivered, which the cache of
-// recent messages holds once they are durable: then no read.
-func (s *Service) headAtLeast(ctx context.Context, key string, seq uint64) (uint64, error) {
-	if _, ok := s.recent.get(key, seq); ok {
-		return seq, nil
-	}
-	return conv.HeadSeq(ctx, s.cfg.Store, key)
+	return ackUncached()
 }
 
 // member reports whether user is in conversation c (stored state).
