@@ -323,6 +323,11 @@ func (c *cursors) state(user, device, conv string, seq uint64) cursorState {
 	sh := c.shard(user)
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
+	return sh.stateLocked(user, device, conv, seq)
+}
+
+// stateLocked is state with sh.mu held.
+func (sh *cursorShard) stateLocked(user, device, conv string, seq uint64) cursorState {
 	u := sh.users[user]
 	if u == nil || u.devices[device] == nil {
 		return cursorUnloaded
@@ -356,22 +361,12 @@ func (c *cursors) move(user, device, conv string, seq uint64, create bool) curso
 	sh := c.shard(user)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	st := sh.stateLocked(user, device, conv, seq)
+	if st == cursorUnloaded || st == cursorCovered || (st == cursorNew && !create) {
+		return st
+	}
 	u := sh.users[user]
-	if u == nil || u.devices[device] == nil {
-		return cursorUnloaded
-	}
-	dev := u.devices[device]
-	cur, ok := dev[conv]
-	st := cursorMoves
-	switch {
-	case !ok && !create:
-		return cursorNew
-	case !ok:
-		st = cursorNew
-	case seq <= cur && seq <= u.base[conv]:
-		return cursorCovered
-	}
-	if seq > cur {
+	if dev := u.devices[device]; seq > dev[conv] {
 		dev[conv] = seq
 		if !isEphemeral(device) {
 			sh.dirty[cursorKey{user, device, conv}] = struct{}{}
