@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,7 +55,10 @@ type restingLimit struct {
 }
 
 type userSessions struct {
-	sessions map[*session]struct{}
+	// A slice, not a set: a user has a few sessions (MaxSessionsPerUser),
+	// and every push ranges over them; ranging over a map costs more than
+	// the push itself when the user has one.
+	sessions []*session
 	sub      bus.Subscription
 	limit    *rate.Limiter // shared by the sessions
 }
@@ -92,7 +96,7 @@ func (h *Hub) Reaches(user string, except uint64) bool {
 	if us == nil {
 		return false
 	}
-	for s := range us.sessions {
+	for _, s := range us.sessions {
 		if s.id != except {
 			return true
 		}
@@ -125,13 +129,13 @@ func (h *Hub) add(s *session) (*rate.Limiter, error) {
 			limit = rate.NewLimiter(h.cfg.RateLimit, h.cfg.RateBurst)
 		}
 		delete(h.resting, user)
-		us = &userSessions{sessions: make(map[*session]struct{}), sub: sub, limit: limit}
+		us = &userSessions{sub: sub, limit: limit}
 		h.users[user] = us
 	}
 	if len(us.sessions) >= h.cfg.MaxSessionsPerUser {
 		return nil, apierr.New(pb.CodeSessionLimit, "user %q already has %d sessions on this server, the most allowed", s.user, len(us.sessions))
 	}
-	us.sessions[s] = struct{}{}
+	us.sessions = append(us.sessions, s)
 	return us.limit, nil
 }
 
@@ -142,7 +146,9 @@ func (h *Hub) remove(s *session) {
 		h.mu.Unlock()
 		return
 	}
-	delete(us.sessions, s)
+	if i := slices.Index(us.sessions, s); i >= 0 {
+		us.sessions = slices.Delete(us.sessions, i, i+1)
+	}
 	var sub bus.Subscription
 	if len(us.sessions) == 0 {
 		delete(h.users, s.user)
@@ -224,7 +230,7 @@ func (h *Hub) deliverFan(data []byte) {
 
 // push queues p to each session but except. Hub.mu must be held.
 func (us *userSessions) push(p *push, except uint64) {
-	for s := range us.sessions {
+	for _, s := range us.sessions {
 		if s.id != except {
 			s.push(p)
 		}

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/readmark/readmark/internal/bus/membus"
 )
 
 // TestRestingLimits: a user's limiter outlives its last session only while
@@ -31,8 +33,8 @@ func TestRestingLimits(t *testing.T) {
 
 func TestHubReaches(t *testing.T) {
 	h := NewHub(nil, HubConfig{})
-	h.users["alice"] = &userSessions{sessions: map[*session]struct{}{{id: 7}: {}, {id: 8}: {}}}
-	h.users["bob"] = &userSessions{sessions: map[*session]struct{}{{id: 9}: {}}}
+	h.users["alice"] = &userSessions{sessions: []*session{{id: 7}, {id: 8}}}
+	h.users["bob"] = &userSessions{sessions: []*session{{id: 9}}}
 	tests := []struct {
 		user   string
 		except uint64
@@ -48,5 +50,29 @@ func TestHubReaches(t *testing.T) {
 		if got := h.Reaches(tt.user, tt.except); got != tt.want {
 			t.Errorf("Reaches(%s, %d) = %v, want %v", tt.user, tt.except, got, tt.want)
 		}
+	}
+}
+
+// TestHubRemove: removing one of a user's sessions leaves the others
+// registered, and the user leaves the hub with the last one.
+func TestHubRemove(t *testing.T) {
+	h := NewHub(membus.New(), HubConfig{})
+	ss := []*session{{id: 1, user: "alice"}, {id: 2, user: "alice"}, {id: 3, user: "alice"}}
+	for _, s := range ss {
+		if _, err := h.add(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.remove(ss[1])
+	if !h.Reaches("alice", 1) || !h.Reaches("alice", 3) {
+		t.Fatal("removing session 2 dropped another session")
+	}
+	h.remove(ss[0])
+	if h.Reaches("alice", 3) || !h.Reaches("alice", 0) {
+		t.Fatal("after removing 1 and 2, session 3 is not alice's only one")
+	}
+	h.remove(ss[2])
+	if h.users["alice"] != nil {
+		t.Fatal("alice still in the hub after her last session left")
 	}
 }

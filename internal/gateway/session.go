@@ -49,6 +49,9 @@ type session struct {
 	slots chan struct{}
 	limit *rate.Limiter // the user's, shared with the user's other sessions
 	reqs  sync.WaitGroup
+	// onWorkerDone tells the reader that what it ran on a worker ended
+	// (onWorker); the reader's own, so one channel serves every call.
+	onWorkerDone chan struct{}
 
 	mu       sync.Mutex
 	inflight map[uint64]struct{}
@@ -195,14 +198,16 @@ func (s *session) login() bool {
 // waits for it: for what the reader must finish before it reads the next
 // frame.
 func (s *session) onWorker(fn func()) {
-	done := make(chan struct{})
+	if s.onWorkerDone == nil {
+		s.onWorkerDone = make(chan struct{}, 1) // reused: one at a time
+	}
 	s.reqs.Add(1)
 	s.g.workers.run(func() {
 		defer s.reqs.Done()
-		defer close(done)
+		defer func() { s.onWorkerDone <- struct{}{} }()
 		fn()
 	})
-	<-done
+	<-s.onWorkerDone
 }
 
 // logIn answers login request frame; see login.
