@@ -63,7 +63,14 @@ type cursorShard struct {
 	users map[string]*userCursors
 	dirty map[cursorKey]struct{} // device "" = the baseline
 	devs  map[deviceKey]struct{} // device records to write
-	_     [64]byte               // keeps neighbouring shards' locks off one cache line
+	// spare is the dirty set the last successful flush wrote, emptied:
+	// the next takeDirty swaps it in, so the maps keep their size instead
+	// of growing anew from empty every flush (recycle).
+	spare struct {
+		dirty map[cursorKey]struct{}
+		devs  map[deviceKey]struct{}
+	}
+	_ [64]byte // keeps neighbouring shards' locks off one cache line
 }
 
 // userCursors are one user's cursors in memory. base is nil until loaded;
@@ -323,23 +330,29 @@ func (c *cursors) state(user, device, conv string, seq uint64) cursorState {
 	sh := c.shard(user)
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
-	return sh.stateLocked(user, device, conv, seq)
+	st, _, _ := sh.stateLocked(user, device, conv, seq)
+	return st
 }
 
-// stateLocked is state with sh.mu held.
-func (sh *cursorShard) stateLocked(user, device, conv string, seq uint64) cursorState {
+// stateLocked is state with sh.mu held. It also returns the user's cursors
+// and the device's, where loaded, so that move looks neither up again.
+func (sh *cursorShard) stateLocked(user, device, conv string, seq uint64) (cursorState, *userCursors, map[string]uint64) {
 	u := sh.users[user]
-	if u == nil || u.devices[device] == nil {
-		return cursorUnloaded
+	if u == nil {
+		return cursorUnloaded, nil, nil
 	}
-	cur, ok := u.devices[device][conv]
+	dev := u.devices[device]
+	if dev == nil {
+		return cursorUnloaded, u, nil
+	}
+	cur, ok := dev[conv]
 	switch {
 	case !ok:
-		return cursorNew
+		return cursorNew, u, dev
 	case seq <= cur && seq <= u.base[conv]:
-		return cursorCovered
+		return cursorCovered, u, dev
 	}
-	return cursorMoves
+	return cursorMoves, u, dev
 }
 
 // ack moves device's cursor for conv, and the user's baseline, forward to
@@ -361,12 +374,11 @@ func (c *cursors) move(user, device, conv string, seq uint64, create bool) curso
 	sh := c.shard(user)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	st := sh.stateLocked(user, device, conv, seq)
+	st, u, dev := sh.stateLocked(user, device, conv, seq)
 	if st == cursorUnloaded || st == cursorCovered || (st == cursorNew && !create) {
 		return st
 	}
-	u := sh.users[user]
-	if dev := u.devices[device]; seq > dev[conv] {
+	if seq > dev[conv] {
 		dev[conv] = seq
 		if !isEphemeral(device) {
 			sh.dirty[cursorKey{user, device, conv}] = struct{}{}
@@ -407,7 +419,11 @@ func (c *cursors) takeDirty() ([]storage.Op, *dirtySet) {
 		sh.mu.Lock()
 		if len(sh.dirty) > 0 || len(sh.devs) > 0 {
 			taken[i].cursors, taken[i].devs = sh.dirty, sh.devs
-			sh.dirty, sh.devs = make(map[cursorKey]struct{}), make(map[deviceKey]struct{})
+			sh.dirty, sh.devs = sh.spare.dirty, sh.spare.devs
+			sh.spare.dirty, sh.spare.devs = nil, nil
+			if sh.dirty == nil {
+				sh.dirty, sh.devs = make(map[cursorKey]struct{}), make(map[deviceKey]struct{})
+			}
 			ops = sh.appendWritesLocked(ops, taken[i].cursors, taken[i].devs, now)
 		}
 		sh.mu.Unlock()
@@ -466,6 +482,22 @@ func (c *cursors) restore(d *dirtySet) {
 	}
 }
 
+// recycle keeps the maps of a dirty set that was written as the shards'
+// spares.
+func (c *cursors) recycle(d *dirtySet) {
+	for i := range c.shards {
+		if d[i].cursors == nil {
+			continue
+		}
+		clear(d[i].cursors)
+		clear(d[i].devs)
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		sh.spare.dirty, sh.spare.devs = d[i].cursors, d[i].devs
+		sh.mu.Unlock()
+	}
+}
+
 // flushLoop writes the cursors every CursorFlush and sweeps expired
 // devices every deviceSweepEvery. Both in one goroutine: a sweep never runs
 // between a load that read a record the sweep deletes and the flush that
@@ -510,6 +542,7 @@ func (s *Service) flushCursors() {
 			return
 		}
 	}
+	s.cursors.recycle(taken)
 	s.cursors.evictOffline(s.cfg.Online)
 }
 

@@ -171,6 +171,40 @@ func TestCursorsRestoreAfterFailedWrite(t *testing.T) {
 	}
 }
 
+// TestCursorsRecycledAfterWrite: the maps of a written dirty set, kept for
+// the next flush, come back empty: the next flush writes what changed
+// since, nothing of what was written before.
+func TestCursorsRecycledAfterWrite(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	c := newCursors()
+	for _, u := range []string{"u", "v"} {
+		if err := c.load(ctx, s, u, "d"); err != nil {
+			t.Fatal(err)
+		}
+		c.ack(u, "d", "g:a", 5)
+	}
+	_, taken := c.takeDirty()
+	c.recycle(taken) // written
+	c.ack("u", "d", "g:a", 6)
+	ops, taken := c.takeDirty()
+	if len(ops) != 1 || string(ops[0].Key) != string(append(deviceCursorPrefix("u", "d"), "g:a"...)) {
+		t.Fatalf("after a written flush and one ack: writes %q, want u's cursor only", opKeys(ops))
+	}
+	c.recycle(taken)
+	if ops, _ := c.takeDirty(); len(ops) != 0 {
+		t.Fatalf("nothing changed, yet writes %q", opKeys(ops))
+	}
+}
+
+func opKeys(ops []storage.Op) []string {
+	keys := make([]string, len(ops))
+	for i, op := range ops {
+		keys[i] = string(op.Key)
+	}
+	return keys
+}
+
 // TestCursorsShardedByUser: one user's cursors being locked (by a flush
 // of its shard, or a slow ack) holds up no user of another shard.
 func TestCursorsShardedByUser(t *testing.T) {
