@@ -448,21 +448,18 @@ func (s *Store) Apply(ctx context.Context, b *storage.Batch, sync bool) error {
 	return err
 }
 
+// applyOnce runs batch's statements in one round trip. They need no BEGIN
+// and COMMIT (two more round trips per group commit): the statements of a
+// pipeline up to its Sync run in one implicit transaction, which commits at
+// the Sync, or rolls back whole when one fails (SET LOCAL holds within it
+// too).
 func (s *Store) applyOnce(ctx context.Context, batch *pgx.Batch) error {
 	c, err := s.acquire(ctx)
 	if err != nil {
 		return err
 	}
 	defer c.Release()
-	tx, err := c.Begin(ctx)
-	if err != nil {
-		return err
-	}
-	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
-		_ = tx.Rollback(context.Background())
-		return err
-	}
-	return tx.Commit(ctx)
+	return c.SendBatch(ctx, batch).Close()
 }
 
 // reduce keeps the last write of each key, in key order: sets as parallel

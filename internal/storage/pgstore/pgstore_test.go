@@ -155,3 +155,45 @@ func leases(t *testing.T, s storage.Store) func(part uint32, epoch int64) {
 		}
 	}
 }
+
+// TestApplyAtomic: a batch's writes commit together or not at all, even when
+// a statement after the first fails (here the deletes, refused by a
+// trigger, after the sets were written): Apply runs its statements as one
+// pipeline, whose implicit transaction must roll back whole.
+func TestApplyAtomic(t *testing.T) {
+	testenv.NeedPostgres(t)
+	s := open(t, testenv.TempTable(t), 0)
+	defer s.Close()
+	table := pgstore.SuffixedTable(pgstore.Table(s.(*pgstore.Store)), "")
+	fn := pgstore.SuffixedTable(pgstore.Table(s.(*pgstore.Store)), "_refuse")
+	conn, err := pgx.Connect(t.Context(), testenv.PostgresDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	for _, q := range []string{
+		"CREATE FUNCTION " + fn + "() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$",
+		"CREATE TRIGGER refuse BEFORE DELETE ON " + table + " FOR EACH ROW WHEN (OLD.k = 'poison') EXECUTE FUNCTION " + fn + "()",
+	} {
+		if _, err := conn.Exec(t.Context(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { conn.Exec(context.Background(), "DROP FUNCTION IF EXISTS "+fn+" CASCADE") })
+	poison := &storage.Batch{}
+	poison.Set([]byte("poison"), []byte("x"))
+	if err := s.Apply(t.Context(), poison, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, sync := range []bool{true, false} {
+		b := &storage.Batch{}
+		b.Set([]byte("a"), []byte("1"))
+		b.Delete([]byte("poison"))
+		if err := s.Apply(t.Context(), b, sync); err == nil {
+			t.Fatalf("sync=%v: Apply succeeded, want the trigger's error", sync)
+		}
+		if _, err := s.Get(t.Context(), []byte("a")); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("sync=%v: the set before the failed delete was committed (Get: %v)", sync, err)
+		}
+	}
+}
