@@ -306,7 +306,8 @@ func TestAckReadsHeadsOnce(t *testing.T) {
 		}
 	}
 	ack(1)
-	s.recent = newMsgCache(s.cfg.CacheMessages) // as after a restart
+	// As after a restart, or on a node that stored none of these messages.
+	s.recent, s.heads = newMsgCache(s.cfg.CacheMessages), newKnownHeads(s.cfg.CacheMessages)
 	st.Reset()
 	ack(2)
 	if got := st.Lookups(); got != 1 {
@@ -316,5 +317,42 @@ func TestAckReadsHeadsOnce(t *testing.T) {
 		if got := s.cursors.get("bob", "phone", conv.C2C("bob", p)); got != 2 {
 			t.Errorf("%s: cursor %d, want 2", p, got)
 		}
+	}
+}
+
+// TestAckKnowsHeads: on a node that did not store a conversation's
+// messages (its recent-message cache never holds them), an ack reads the
+// head once; later acks up to it read nothing, and one past it reads the
+// head again and stops there.
+func TestAckKnowsHeads(t *testing.T) {
+	ctx := context.Background()
+	st := &storagetest.Counting{Store: openStore(t)}
+	owner := newNode(t, st)
+	other := newNode(t, st, func(c *Config) { c.Online = func(string) bool { return true } })
+	sendC2C(t, owner, "alice", "bob", "")
+	sendC2C(t, owner, "alice", "bob", "")
+	ack := func(device string, seq uint64) int64 {
+		t.Helper()
+		st.Reset()
+		err := other.Ack(ctx, Caller{UserID: "bob", SessionID: 1, DeviceID: device}, &pb.AckRequest{
+			Cursors: []*pb.SyncCursor{{Conversation: &pb.Conversation{PeerId: "alice"}, Seq: seq}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Lookups()
+	}
+	ack("phone", 0) // loads the phone's cursors
+	if got := ack("phone", 1); got != 2 {
+		t.Errorf("first ack on this node: %d lookups, want 2 (the conversation, for a new cursor, and its head)", got)
+	}
+	if got := ack("phone", 2); got != 0 {
+		t.Errorf("ack up to the head read before: %d lookups, want 0", got)
+	}
+	if got := ack("phone", 9); got != 1 {
+		t.Errorf("ack past the known head: %d lookups, want 1", got)
+	}
+	if got := other.cursors.get("bob", "phone", conv.C2C("bob", "alice")); got != 2 {
+		t.Errorf("cursor %d, want 2 (the head)", got)
 	}
 }

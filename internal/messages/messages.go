@@ -121,6 +121,7 @@ type Service struct {
 
 	cursors *cursors
 	recent  *msgCache
+	heads   *knownHeads
 	sent    *dedup
 
 	deliveries chan delivery
@@ -160,6 +161,7 @@ func New(cfg Config) *Service {
 		c2c:        make(map[string]*c2cConv),
 		cursors:    newCursors(),
 		recent:     newMsgCache(cfg.CacheMessages),
+		heads:      newKnownHeads(cfg.CacheMessages),
 		sent:       newDedup(),
 		deliveries: make(chan delivery, 1<<14),
 		stop:       make(chan struct{}),
@@ -395,6 +397,7 @@ func (s *Service) enqueue(ctx context.Context, key string, d delivery, clientMsg
 	err = s.cfg.Committer.Submit(ctx, prepare, func(err error) {
 		if err == nil {
 			s.recent.put(toReceiptMsg(key, msg, d.watermark))
+			s.heads.note(key, msg.Seq)
 			s.deliveries <- d
 		}
 		ch <- err
@@ -714,6 +717,7 @@ func (s *Service) Sync(ctx context.Context, caller Caller, req *pb.SyncRequest) 
 	if err != nil {
 		return nil, err
 	}
+	s.heads.noteEach(keys, heads)
 	for i := range spans {
 		sp, head := &spans[i], heads[i]
 		from := s.cursors.get(user, device, sp.key)
@@ -797,7 +801,9 @@ func syncKey(user string, c *pb.Conversation) (string, bool) {
 // (the common case) reads nothing once the device's cursors are in memory
 // (they are while the user is online), and moving existing cursors reads
 // at most the heads of their conversations, all in one lookup, and none for
-// a message in the cache of recent ones (as one just delivered is).
+// a conversation whose head this node knows has reached the seq
+// (knownHeads: on every node, once one ack of a new message read it) or a
+// message in the cache of recent ones.
 func (s *Service) Ack(ctx context.Context, caller Caller, req *pb.AckRequest) error {
 	user, device := caller.UserID, caller.device()
 	// A cursor moving to a message not in the cache is never moved past
@@ -820,6 +826,7 @@ func (s *Service) Ack(ctx context.Context, caller Caller, req *pb.AckRequest) er
 		if err != nil {
 			return err
 		}
+		s.heads.noteEach(keys, heads)
 		for i, m := range uncached {
 			s.cursors.ack(user, device, m.key, min(m.seq, heads[i]))
 		}
@@ -834,8 +841,12 @@ func (s *Service) Ack(ctx context.Context, caller Caller, req *pb.AckRequest) er
 			return apierr.InvalidArgument("an ack cursor must name one conversation: exactly one of peer_id and group_id, not yourself")
 		}
 		// The common case, an existing cursor moving to a message just
-		// delivered (cached once stored): one locked step, no read.
-		_, cached := s.recent.get(key, c.Seq)
+		// delivered (its head known once one ack or the store reached it):
+		// one locked step, no read.
+		cached := s.heads.reached(key, c.Seq)
+		if !cached {
+			_, cached = s.recent.get(key, c.Seq)
+		}
 		if cached {
 			if st := s.cursors.advance(user, device, key, c.Seq); st == cursorMoves || st == cursorCovered {
 				continue
