@@ -154,21 +154,30 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 		return nil, err
 	}
 	s.ln = newLimitListener(s.ln, cfg.MaxConnections+adminHeadroom)
+	// What a failed open returns is not kept: it may be a nil *Store in a
+	// non-nil interface, which the cleanup would close.
 	storageName := cfg.StorageName
+	var store storage.Store
 	if cfg.OpenStore != nil {
-		s.store, err = cfg.OpenStore(ctx)
+		store, err = cfg.OpenStore(ctx)
 	} else {
 		storageName = "embedded (Pebble) at " + filepath.Join(cfg.DataDir, "db")
 		interval := cmp.Or(cfg.WALSyncInterval, pebblestore.DefaultWALSyncInterval)
-		s.store, err = pebblestore.OpenWith(filepath.Join(cfg.DataDir, "db"), pebblestore.Options{WALSyncInterval: max(interval, 0)})
+		var ps *pebblestore.Store
+		if ps, err = pebblestore.OpenWith(filepath.Join(cfg.DataDir, "db"), pebblestore.Options{WALSyncInterval: max(interval, 0)}); err == nil {
+			store = ps
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("opening storage: %w", err)
 	}
+	s.store = store
 	if cfg.OpenBus != nil {
-		if s.bus, err = cfg.OpenBus(ctx); err != nil {
+		b, err := cfg.OpenBus(ctx)
+		if err != nil {
 			return nil, fmt.Errorf("opening bus: %w", err)
 		}
+		s.bus = b
 	} else {
 		s.bus = membus.New()
 	}

@@ -10,12 +10,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"slices"
 	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/readmark/readmark/internal/storage"
 )
@@ -23,6 +26,7 @@ import (
 // Store is a storage.Store backed by a Pebble database.
 type Store struct {
 	db     *pebble.DB
+	fs     io.Closer // the disk-health checks' goroutine
 	closed atomic.Bool
 }
 
@@ -56,10 +60,17 @@ func Open(dir string) (*Store, error) { return OpenWith(dir, Options{}) }
 func OpenWith(dir string, o Options) (*Store, error) {
 	cache := pebble.NewCache(cacheBytes)
 	defer cache.Unref() // the DB holds its own reference
+	// Pebble's default file system, with its disk-health checks, made
+	// here: Pebble closes the checks' goroutine when the DB closes, but
+	// not when Open fails (say, the directory is another server's).
+	fs, fsCloser := vfs.WithDiskHealthChecks(vfs.Default, diskSlowThreshold, nil, func(info vfs.DiskSlowInfo) {
+		slog.Warn("storage: a disk operation is slow", "path", info.Path, "op", info.OpType.String(), "for", info.Duration)
+	})
 	opts := &pebble.Options{
 		Logger:       quietLogger{},
 		Cache:        cache,
 		MemTableSize: 64 << 20,
+		FS:           fs,
 	}
 	if o.WALSyncInterval > 0 {
 		opts.WALMinSyncInterval = func() time.Duration { return o.WALSyncInterval }
@@ -70,10 +81,14 @@ func OpenWith(dir string, o Options) (*Store, error) {
 	}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
+		fsCloser.Close()
 		return nil, err
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, fs: fsCloser}, nil
 }
+
+// diskSlowThreshold is Pebble's default for its disk-health checks.
+const diskSlowThreshold = 5 * time.Second
 
 // DB exposes the Pebble handle, for metrics and disk-usage reports.
 func (s *Store) DB() *pebble.DB { return s.db }
@@ -238,6 +253,7 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	defer s.fs.Close() // after the DB's last file operation
 	if err := s.db.Flush(); err != nil {
 		s.db.Close()
 		return err
