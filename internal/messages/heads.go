@@ -1,6 +1,13 @@
 package messages
 
-import "sync"
+import (
+	"context"
+	"slices"
+	"sync"
+
+	"github.com/readmark/readmark/internal/conv"
+	"github.com/readmark/readmark/internal/storage"
+)
 
 // knownHeads remembers, per conversation, a seq its head has reached, so
 // that an ack up to it need not read the head. Heads only grow (messages
@@ -13,13 +20,24 @@ import "sync"
 // stores. At most max conversations: when full it forgets all of them at
 // once, which costs only the reads that refill it.
 type knownHeads struct {
-	mu  sync.RWMutex
-	max int
-	m   map[string]uint64
+	mu       sync.RWMutex
+	max      int
+	m        map[string]uint64
+	inflight map[string]*headRead // reads under way, by conversation
+}
+
+// headRead is one read of a conversation's head that acks arriving while
+// it is under way wait for, rather than read it again: a new group
+// message is acked by its members all at once, and on a busy store each of
+// those reads would queue behind the others.
+type headRead struct {
+	done chan struct{}
+	head uint64
+	err  error
 }
 
 func newKnownHeads(max int) *knownHeads {
-	return &knownHeads{max: max, m: make(map[string]uint64)}
+	return &knownHeads{max: max, m: make(map[string]uint64), inflight: make(map[string]*headRead)}
 }
 
 // reached reports whether conversation key's head is at seq or beyond.
@@ -56,4 +74,75 @@ func (h *knownHeads) noteLocked(key string, seq uint64) {
 	if seq > cur {
 		h.m[key] = seq
 	}
+}
+
+// read returns the heads of conversations keys, at least seqs[i] where
+// the head has reached it by now. The conversations no read is under way
+// for are read in one lookup; the others wait for the read under way.
+// That read may have begun before the message acked was stored: where it
+// returns less than seqs[i], the head is read again. Every head read is
+// noted.
+func (h *knownHeads) read(ctx context.Context, s storage.Store, keys []string, seqs []uint64) ([]uint64, error) {
+	heads := make([]uint64, len(keys))
+	waits := make([]*headRead, len(keys))
+	var mine []string
+	var reads []*headRead
+	h.mu.Lock()
+	for i, k := range keys {
+		r := h.inflight[k]
+		if r == nil {
+			r = &headRead{done: make(chan struct{})}
+			h.inflight[k] = r
+			mine, reads = append(mine, k), append(reads, r)
+		}
+		waits[i] = r
+	}
+	h.mu.Unlock()
+	if len(mine) > 0 {
+		got, err := conv.HeadSeqs(ctx, s, mine)
+		h.mu.Lock()
+		for j, k := range mine {
+			r := reads[j]
+			if err != nil {
+				r.err = err
+			} else {
+				r.head = got[j]
+				h.noteLocked(k, got[j])
+			}
+			delete(h.inflight, k)
+			close(r.done)
+		}
+		h.mu.Unlock()
+	}
+	var again []int // waited for a read that fell short of the seq acked
+	for i, r := range waits {
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if r.err != nil {
+			return nil, r.err
+		}
+		heads[i] = r.head
+		if heads[i] < seqs[i] && !slices.Contains(reads, r) {
+			again = append(again, i)
+		}
+	}
+	if len(again) == 0 {
+		return heads, nil
+	}
+	ks := make([]string, len(again))
+	for j, i := range again {
+		ks[j] = keys[i]
+	}
+	got, err := conv.HeadSeqs(ctx, s, ks)
+	if err != nil {
+		return nil, err
+	}
+	h.noteEach(ks, got)
+	for j, i := range again {
+		heads[i] = got[j]
+	}
+	return heads, nil
 }

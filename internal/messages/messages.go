@@ -819,14 +819,14 @@ func (s *Service) Ack(ctx context.Context, caller Caller, req *pb.AckRequest) er
 			return nil
 		}
 		keys := make([]string, len(uncached))
+		seqs := make([]uint64, len(uncached))
 		for i, m := range uncached {
-			keys[i] = m.key
+			keys[i], seqs[i] = m.key, m.seq
 		}
-		heads, err := conv.HeadSeqs(ctx, s.cfg.Store, keys)
+		heads, err := s.heads.read(ctx, s.cfg.Store, keys, seqs)
 		if err != nil {
 			return err
 		}
-		s.heads.noteEach(keys, heads)
 		for i, m := range uncached {
 			s.cursors.ack(user, device, m.key, min(m.seq, heads[i]))
 		}
