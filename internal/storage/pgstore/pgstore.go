@@ -12,10 +12,11 @@
 //   - Scan reads in pages of pageSize rows (keyset pagination on k, ORDER BY
 //     k ASC or DESC), so a huge range is never loaded at once, all inside one
 //     REPEATABLE READ READ ONLY transaction: the scan sees one snapshot.
-//   - Apply is one transaction. The batch is first reduced to the last write
-//     of each key (later writes win), then sent in one round trip: one
+//   - Apply is one transaction, in one round trip. The batch is first reduced
+//     to the last write of each key (later writes win); its statements, one
 //     INSERT ... ON CONFLICT DO UPDATE over unnest'ed arrays for the sets and
-//     one DELETE ... = ANY for the deletes. Rows are locked in key order so
+//     one DELETE ... = ANY for the deletes, are sent as one pipeline, which
+//     PostgreSQL runs as one implicit transaction. Rows are locked in key order so
 //     that concurrent batches over the same keys queue instead of deadlocking;
 //     a deadlock or serialization failure that happens anyway is retried.
 //   - Fencing: a batch with Fences (cluster path, see storage.Batch) first
@@ -33,8 +34,8 @@
 //     (never partially). sync=true uses the server's synchronous_commit, which
 //     must not be off for Apply(sync=true) to mean durable.
 //
-// Limits. Every call is at least one network round trip (Apply three: begin,
-// batch, commit; Scan one per page plus begin and end; plus a ping when
+// Limits. Every call is at least one network round trip (Scan one per page
+// plus begin and end; plus a ping when
 // pgxpool hands out a connection idle for over a second), so per-operation
 // latency is far above pebblestore's: put the Committer in front of it, as the
 // services do. A Scan holds a connection and a snapshot for as long as its
