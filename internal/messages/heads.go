@@ -99,7 +99,8 @@ func (h *knownHeads) read(ctx context.Context, s storage.Store, keys []string, s
 	}
 	h.mu.Unlock()
 	if len(mine) > 0 {
-		got, err := conv.HeadSeqs(ctx, s, mine)
+		// Not cancelled with this ack's request: others wait for it.
+		got, err := conv.HeadSeqs(context.WithoutCancel(ctx), s, mine)
 		h.mu.Lock()
 		for j, k := range mine {
 			r := reads[j]
