@@ -34,6 +34,7 @@ func BenchmarkSession(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		<-fs.loginReqs // the fake server blocks once 100 are unread
 		<-fs.ready
 		if err := c.SendMessageReadReceipts(ctx, msgs); err != nil {
 			b.Fatal(err)
