@@ -9,9 +9,13 @@
 //
 //   - Get is one SELECT; GetMany one SELECT ... WHERE k = ANY($1) for all
 //     its keys (one statement: one snapshot).
-//   - Scan reads in pages of pageSize rows (keyset pagination on k, ORDER BY
-//     k ASC or DESC), so a huge range is never loaded at once, all inside one
-//     REPEATABLE READ READ ONLY transaction: the scan sees one snapshot.
+//   - Scan first reads up to 128 rows (128 kB) by one SELECT, one snapshot,
+//     into memory. If that is the whole range, the scan is done in one round
+//     trip, without a transaction. Otherwise it reads the range again
+//     from its start in pages of pageSize rows (keyset pagination on k,
+//     ORDER BY k ASC or DESC), so a huge range is never loaded at once, all
+//     inside one REPEATABLE READ READ ONLY transaction: the scan sees one
+//     snapshot.
 //   - Apply is one transaction, in one round trip. The batch is first reduced
 //     to the last write of each key (later writes win); its statements, one
 //     INSERT ... ON CONFLICT DO UPDATE over unnest'ed arrays for the sets and
@@ -34,14 +38,14 @@
 //     (never partially). sync=true uses the server's synchronous_commit, which
 //     must not be off for Apply(sync=true) to mean durable.
 //
-// Limits. Every call is at least one network round trip (Scan one per page
-// plus begin and end; plus a ping when
+// Limits. Every call is at least one network round trip (a Scan past its
+// first page one per page plus begin and end; plus a ping when
 // pgxpool hands out a connection idle for over a second), so per-operation
 // latency is far above pebblestore's: put the Committer in front of it, as the
-// services do. A Scan holds a connection and a snapshot for as long as its
-// callback runs; a callback that calls the store needs a second connection, so
-// do not nest scans deeper than the pool size. Long-running scans hold back
-// vacuum. Keys are limited by the btree index entry size (about 2.7 kB);
+// services do. A Scan past its first page holds a connection and a snapshot
+// for as long as its callback runs; a callback that calls the store then
+// needs a second connection, so do not nest scans deeper than the pool size.
+// Long-running scans hold back vacuum. Keys are limited by the btree index entry size (about 2.7 kB);
 // values by bytea (1 GB) and memory.
 //
 // A transaction left idle for 5 s (idle_in_transaction_session_timeout,
@@ -62,6 +66,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
@@ -305,8 +310,69 @@ func (s *Store) LastKeys(ctx context.Context, prefixes [][]byte) ([][]byte, erro
 	return out, nil
 }
 
-// Scan implements storage.Store.
+// Scan implements storage.Store. Most scans are small (a user's groups,
+// devices and cursors at every login): their first page, of at most
+// firstPageRows rows and firstPageBytes bytes, is read by one statement,
+// which sees one snapshot by itself, so they need no transaction (its BEGIN
+// and ROLLBACK were two of a small scan's three round trips). That page is
+// buffered until it is known to be the whole range: rows handed to fn
+// cannot be taken back, and a longer range is read again from its start in
+// one transaction. fn runs after the connection is released.
 func (s *Store) Scan(ctx context.Context, start, end []byte, reverse bool, fn func(key, value []byte) bool) error {
+	page := pageBufs.Get().(*pageBuf)
+	defer page.release()
+	whole, err := s.firstPage(ctx, start, end, reverse, page)
+	if err != nil {
+		return err
+	}
+	if whole {
+		page.each(fn)
+		return nil
+	}
+	return s.scanSnapshot(ctx, start, end, reverse, fn)
+}
+
+// firstPageRows and firstPageBytes bound the first page a Scan reads into
+// memory: a scan that needs more pays one such page twice, one that stops
+// early (a sync page, the last key of a range) reads only this much.
+const (
+	firstPageRows  = 128
+	firstPageBytes = 128 << 10
+)
+
+// firstPage reads the first rows of [start, end) into page by one
+// statement; whole reports whether they are all the range holds.
+func (s *Store) firstPage(ctx context.Context, start, end []byte, reverse bool, page *pageBuf) (whole bool, err error) {
+	c, err := s.acquire(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer c.Release()
+	limit := min(firstPageRows, s.pageSize)
+	q, args := s.pageQuery(start, end, reverse, nil, false, limit)
+	rows, err := c.Query(ctx, q, args...)
+	if err != nil {
+		return false, err
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var k, v pgtype.DriverBytes // valid until the next row: copied below
+		if err := rows.Scan(&k, &v); err != nil {
+			return false, err
+		}
+		if n++; n == limit || len(page.data)+len(k)+len(v) > firstPageBytes {
+			return false, nil // perhaps more: read in one snapshot instead
+		}
+		page.add(k, v)
+	}
+	rows.Close()
+	return true, rows.Err()
+}
+
+// scanSnapshot scans in pages inside one REPEATABLE READ transaction, so
+// that every page sees the same snapshot.
+func (s *Store) scanSnapshot(ctx context.Context, start, end []byte, reverse bool, fn func(key, value []byte) bool) error {
 	c, err := s.acquire(ctx)
 	if err != nil {
 		return err
@@ -322,7 +388,7 @@ func (s *Store) Scan(ctx context.Context, start, end []byte, reverse bool, fn fu
 
 	var cursor []byte // last key of the previous page
 	for page := 0; ; page++ {
-		q, args := s.pageQuery(start, end, reverse, cursor, page > 0)
+		q, args := s.pageQuery(start, end, reverse, cursor, page > 0, s.pageSize)
 		rows, err := tx.Query(ctx, q, args...)
 		if err != nil {
 			return err
@@ -355,9 +421,49 @@ func (s *Store) Scan(ctx context.Context, start, end []byte, reverse bool, fn fu
 	}
 }
 
-// pageQuery builds the query for one page: bounds [start, end), continuing
-// after cursor if more.
-func (s *Store) pageQuery(start, end []byte, reverse bool, cursor []byte, more bool) (string, []any) {
+// pageBuf holds the rows of a first page: their keys and values one after
+// another in data, ends[i] the end of the i-th slice.
+type pageBuf struct {
+	data []byte
+	ends []int
+}
+
+var pageBufs = sync.Pool{New: func() any { return &pageBuf{data: make([]byte, 0, 1024)} }}
+
+func (p *pageBuf) add(k, v []byte) {
+	p.data = append(p.data, k...)
+	p.ends = append(p.ends, len(p.data))
+	p.data = append(p.data, v...)
+	p.ends = append(p.ends, len(p.data))
+}
+
+// each calls fn with the rows in order until it returns false.
+func (p *pageBuf) each(fn func(key, value []byte) bool) {
+	from := 0
+	for i := 0; i < len(p.ends); i += 2 {
+		kEnd, vEnd := p.ends[i], p.ends[i+1]
+		// Capacities cut at the ends: fn appending to a slice must not
+		// overwrite the next row.
+		if !fn(p.data[from:kEnd:kEnd], p.data[kEnd:vEnd:vEnd]) {
+			return
+		}
+		from = vEnd
+	}
+}
+
+// release empties p and returns it to the pool; a buffer grown past a
+// page's bound is dropped.
+func (p *pageBuf) release() {
+	if cap(p.data) > 2*firstPageBytes {
+		return
+	}
+	p.data, p.ends = p.data[:0], p.ends[:0]
+	pageBufs.Put(p)
+}
+
+// pageQuery builds the query for one page of limit rows: bounds [start,
+// end), continuing after cursor if more.
+func (s *Store) pageQuery(start, end []byte, reverse bool, cursor []byte, more bool, limit int) (string, []any) {
 	var (
 		conds []string
 		args  []any
@@ -391,7 +497,7 @@ func (s *Store) pageQuery(start, end []byte, reverse bool, cursor []byte, more b
 	if len(conds) > 0 {
 		q += " WHERE " + strings.Join(conds, " AND ")
 	}
-	q += " ORDER BY k " + order + " LIMIT " + strconv.Itoa(s.pageSize)
+	q += " ORDER BY k " + order + " LIMIT " + strconv.Itoa(limit)
 	return q, args
 }
 

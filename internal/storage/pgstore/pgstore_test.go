@@ -1,6 +1,7 @@
 package pgstore_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"sync"
@@ -195,5 +196,39 @@ func TestApplyAtomic(t *testing.T) {
 		if _, err := s.Get(t.Context(), []byte("a")); !errors.Is(err, storage.ErrNotFound) {
 			t.Fatalf("sync=%v: the set before the failed delete was committed (Get: %v)", sync, err)
 		}
+	}
+}
+
+// TestScanOnePageReleasesConnection: a range that fits Scan's first page is
+// read whole before the callback runs, so the callback may use the store
+// even when the pool has a single connection (a scan read page by page in a
+// transaction would still hold it).
+func TestScanOnePageReleasesConnection(t *testing.T) {
+	testenv.NeedPostgres(t)
+	s, err := pgstore.Open(t.Context(), testenv.PostgresDSN()+"&pool_max_conns=1", testenv.TempTable(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	b := &storage.Batch{}
+	for i := range 10 {
+		b.Set([]byte{'k', byte(i)}, []byte{byte(i)})
+	}
+	if err := s.Apply(t.Context(), b, false); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	n := 0
+	err = s.Scan(ctx, []byte("k"), []byte("l"), false, func(k, v []byte) bool {
+		got, err := s.Get(ctx, k)
+		if err != nil || !bytes.Equal(got, v) {
+			t.Fatalf("Get(%q) in the callback = %q, %v; want %q", k, got, err, v)
+		}
+		n++
+		return true
+	})
+	if err != nil || n != 10 {
+		t.Fatalf("Scan: %d rows, %v; want 10", n, err)
 	}
 }
