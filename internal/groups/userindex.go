@@ -47,22 +47,35 @@ type UserGroup struct {
 // UserGroups lists the groups user is a member of, from storage (no group
 // is loaded), in group ID order.
 func (s *Service) UserGroups(ctx context.Context, user string) ([]UserGroup, error) {
-	p := append(storage.Key("ug", user), '/')
+	p := UserGroupsPrefix(user)
 	var out []UserGroup
 	var decErr error
 	err := s.store.Scan(ctx, p, storage.PrefixEnd(p), false, func(k, v []byte) bool {
-		joined, ord, err := decodeUserIndex(v)
-		if err != nil {
-			decErr = err
+		var g UserGroup
+		if g, decErr = UserGroupRow(p, k, v); decErr != nil {
 			return false
 		}
-		out = append(out, UserGroup{GroupID: string(k[len(p):]), JoinedSeq: joined, Ordinal: ord})
+		out = append(out, g)
 		return true
 	})
 	if err == nil {
 		err = decErr
 	}
 	return out, err
+}
+
+// UserGroupsPrefix is the prefix of user's rows in the index, for callers
+// that read it together with other ranges (storage.Store.ScanPrefixes);
+// UserGroupRow decodes each.
+func UserGroupsPrefix(user string) []byte { return append(storage.Key("ug", user), '/') }
+
+// UserGroupRow decodes a row k, v under prefix UserGroupsPrefix.
+func UserGroupRow(prefix, k, v []byte) (UserGroup, error) {
+	joined, ord, err := decodeUserIndex(v)
+	if err != nil {
+		return UserGroup{}, err
+	}
+	return UserGroup{GroupID: string(k[len(prefix):]), JoinedSeq: joined, Ordinal: ord}, nil
 }
 
 // userIndexMarker records that the user index was built from the

@@ -248,9 +248,10 @@ func TestExpiredDeviceSyncsFromBaseline(t *testing.T) {
 	}
 }
 
-// TestSyncReadsHeadsOnce: a sync reads every conversation's head in one
-// lookup, so a device with nothing new costs the same few reads however
-// many conversations its user is in.
+// TestSyncReadsHeadsOnce: a sync reads what it needs of the user in one
+// lookup and every conversation's head in another, so a device with
+// nothing new costs two reads however many conversations its user is in,
+// even where its cursors are not in memory.
 func TestSyncReadsHeadsOnce(t *testing.T) {
 	ctx := context.Background()
 	st := &storagetest.Counting{Store: openStore(t)}
@@ -276,9 +277,23 @@ func TestSyncReadsHeadsOnce(t *testing.T) {
 	if len(again.Messages) != 0 {
 		t.Fatalf("nothing new, but the sync had %d messages", len(again.Messages))
 	}
-	// The user's groups, its C2C peers and the five heads.
-	if got := st.Lookups(); got != 3 {
-		t.Errorf("a sync over 5 conversations made %d lookups, want 3", got)
+	// The user's groups and C2C peers together, then the five heads.
+	if got := st.Lookups(); got != 2 {
+		t.Errorf("a sync over 5 conversations made %d lookups, want 2", got)
+	}
+	// On a node that has none of bob's cursors in memory (another node, a
+	// restart: a login storm), they are read in the same lookup.
+	cold := newNode(t, st, func(c *Config) { c.Online = func(string) bool { return true } })
+	st.Reset()
+	again, err = cold.Sync(ctx, phone, &pb.SyncRequest{Cursors: first.Cursors})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again.Messages) != 0 {
+		t.Fatalf("nothing new, but the sync on a cold node had %d messages", len(again.Messages))
+	}
+	if got := st.Lookups(); got != 2 {
+		t.Errorf("a sync on a cold node made %d lookups, want 2", got)
 	}
 }
 

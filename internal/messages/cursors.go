@@ -148,6 +148,23 @@ func (sh *cursorShard) userLocked(user string) *userCursors {
 // registering a device the server has not seen (its cursors start at the
 // baseline).
 func (c *cursors) load(ctx context.Context, s storage.Store, user, device string) error {
+	return c.loadWith(ctx, s, user, device, nil)
+}
+
+// needsUser reports whether load would read user's stored cursors
+// (loadUser): a caller reading other ranges of the user may read them in
+// the same lookup and pass them to loadWith.
+func (c *cursors) needsUser(user, device string) bool {
+	sh := c.shard(user)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	u := sh.users[user]
+	return u == nil || u.base == nil && u.devices[device] == nil
+}
+
+// loadWith is load with st, user's stored cursors if the caller read them
+// (else nil).
+func (c *cursors) loadWith(ctx context.Context, s storage.Store, user, device string, st *storedUser) error {
 	sh := c.shard(user)
 	sh.mu.RLock()
 	u := sh.users[user]
@@ -157,8 +174,7 @@ func (c *cursors) load(ctx context.Context, s storage.Store, user, device string
 	if devLoaded {
 		return nil
 	}
-	var st *storedUser
-	if !baseLoaded {
+	if !baseLoaded && st == nil {
 		var err error
 		if st, err = loadUser(ctx, s, user); err != nil {
 			return err
@@ -241,55 +257,71 @@ type storedUser struct {
 	devices map[string]map[string]uint64 // device cursors, by device and conversation
 }
 
-// loadUser reads user's device records and cursors and its baseline: per
-// conversation the larger of the stored baseline and every device's
-// cursor. In that order: a sweep writes the baseline an expiring device
-// holds before it deletes the device's cursors, and its record last, so
-// whatever this misses of a device swept meanwhile is in the baseline read
-// after it. A user without devices costs two reads.
-func loadUser(ctx context.Context, s storage.Store, user string) (*storedUser, error) {
-	st := &storedUser{records: make(map[string][]byte)}
-	prefix := append(storage.Key("dev", user), '/')
-	err := s.Scan(ctx, prefix, storage.PrefixEnd(prefix), false, func(k, v []byte) bool {
-		st.records[string(k[len(prefix):])] = slices.Clone(v)
-		return true
-	})
-	if err != nil {
-		return nil, err
+// userCursorPrefixes are the prefixes of a user's device records, device
+// cursors and baseline: storedUser.add takes their rows by index.
+func userCursorPrefixes(user string) [][]byte {
+	return [][]byte{
+		append(storage.Key("dev", user), '/'),
+		append(storage.Key("curd", user), '/'),
+		append(storage.Key("cur", user), '/'),
 	}
-	if len(st.records) > 0 {
-		if st.devices, err = scanDeviceCursors(ctx, s, user); err != nil {
-			return nil, err
+}
+
+func newStoredUser() *storedUser {
+	return &storedUser{
+		base:    make(map[string]uint64),
+		records: make(map[string][]byte),
+		devices: make(map[string]map[string]uint64),
+	}
+}
+
+// add takes a row of userCursorPrefixes()[which], rest being its key after
+// the prefix.
+func (st *storedUser) add(which int, rest, v []byte) {
+	switch which {
+	case 0:
+		st.records[string(rest)] = slices.Clone(v)
+	case 1:
+		device, conv, ok := strings.Cut(string(rest), "/")
+		if !ok {
+			return
 		}
+		if st.devices[device] == nil {
+			st.devices[device] = make(map[string]uint64)
+		}
+		st.devices[device][conv], _ = binary.Uvarint(v)
+	case 2:
+		st.base[string(rest)], _ = binary.Uvarint(v)
 	}
-	if st.base, err = scanCursors(ctx, s, append(storage.Key("cur", user), '/')); err != nil {
-		return nil, err
-	}
+}
+
+// merge makes the baseline what loadUser says, once every row is added.
+func (st *storedUser) merge() {
 	for _, dev := range st.devices {
 		for conv, seq := range dev {
 			st.base[conv] = max(st.base[conv], seq)
 		}
 	}
-	return st, nil
 }
 
-// scanDeviceCursors reads the cursors of all user's devices, by device and
-// conversation.
-func scanDeviceCursors(ctx context.Context, s storage.Store, user string) (map[string]map[string]uint64, error) {
-	prefix := append(storage.Key("curd", user), '/')
-	out := make(map[string]map[string]uint64)
-	err := s.Scan(ctx, prefix, storage.PrefixEnd(prefix), false, func(k, v []byte) bool {
-		device, conv, ok := strings.Cut(string(k[len(prefix):]), "/")
-		if !ok {
-			return true
-		}
-		if out[device] == nil {
-			out[device] = make(map[string]uint64)
-		}
-		out[device][conv], _ = binary.Uvarint(v)
+// loadUser reads user's device records and cursors and its baseline: per
+// conversation the larger of the stored baseline and every device's
+// cursor. One lookup, one snapshot: a sweep writes the baseline an expiring
+// device holds before it deletes the device's cursors, so no snapshot
+// misses a cursor that is in neither. Sync reads the same prefixes with
+// others (see Service.userReads).
+func loadUser(ctx context.Context, s storage.Store, user string) (*storedUser, error) {
+	st := newStoredUser()
+	prefixes := userCursorPrefixes(user)
+	err := s.ScanPrefixes(ctx, prefixes, func(i int, k, v []byte) bool {
+		st.add(i, k[len(prefixes[i]):], v)
 		return true
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	st.merge()
+	return st, nil
 }
 
 // scanCursors reads the cursors stored under prefix, by conversation.

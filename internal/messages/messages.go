@@ -675,14 +675,7 @@ func (s *Service) Sync(ctx context.Context, caller Caller, req *pb.SyncRequest) 
 		return nil, apierr.TooMany("sync limit %d is over %d", limit, MaxSyncLimit)
 	}
 	user, device := caller.UserID, caller.device()
-	if err := s.cursors.load(ctx, s.cfg.Store, user, device); err != nil {
-		return nil, err
-	}
-	mine, err := s.cfg.Groups.UserGroups(ctx, user)
-	if err != nil {
-		return nil, err
-	}
-	peers, err := s.peers(ctx, user)
+	mine, peers, err := s.userReads(ctx, user, device)
 	if err != nil {
 		return nil, err
 	}
@@ -901,15 +894,47 @@ func (s *Service) SessionEnded(caller Caller) {
 	}
 }
 
-// peers lists the users user has a C2C conversation with.
-func (s *Service) peers(ctx context.Context, user string) ([]string, error) {
-	p := conv.PeerPrefix(user)
-	var out []string
-	err := s.cfg.Store.Scan(ctx, p, storage.PrefixEnd(p), false, func(k, _ []byte) bool {
-		out = append(out, string(k[len(p):]))
+// userReads reads what a sync needs of user before its conversations, in
+// one storage lookup (a login's five reads were five round trips on
+// PostgreSQL): its groups, its C2C peers and, unless they are in memory,
+// its cursors, which it loads for device.
+func (s *Service) userReads(ctx context.Context, user, device string) ([]groups.UserGroup, []string, error) {
+	prefixes := [][]byte{groups.UserGroupsPrefix(user), conv.PeerPrefix(user)}
+	var st *storedUser
+	if s.cursors.needsUser(user, device) {
+		st = newStoredUser()
+		prefixes = append(prefixes, userCursorPrefixes(user)...)
+	}
+	var (
+		mine   []groups.UserGroup
+		peers  []string
+		decErr error
+	)
+	err := s.cfg.Store.ScanPrefixes(ctx, prefixes, func(i int, k, v []byte) bool {
+		switch i {
+		case 0:
+			var g groups.UserGroup
+			if g, decErr = groups.UserGroupRow(prefixes[0], k, v); decErr != nil {
+				return false
+			}
+			mine = append(mine, g)
+		case 1:
+			peers = append(peers, string(k[len(prefixes[1]):]))
+		default:
+			st.add(i-2, k[len(prefixes[i]):], v)
+		}
 		return true
 	})
-	return out, err
+	if err == nil {
+		err = decErr
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if st != nil {
+		st.merge()
+	}
+	return mine, peers, s.cursors.loadWith(ctx, s.cfg.Store, user, device, st)
 }
 
 func groupTypeName(t pb.GroupType) string {

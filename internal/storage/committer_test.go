@@ -42,6 +42,9 @@ func (f *fakeStore) GetMany(_ context.Context, keys [][]byte) ([][]byte, error) 
 func (f *fakeStore) LastKeys(_ context.Context, prefixes [][]byte) ([][]byte, error) {
 	return make([][]byte, len(prefixes)), nil
 }
+func (f *fakeStore) ScanPrefixes(context.Context, [][]byte, func(i int, k, v []byte) bool) error {
+	return nil
+}
 func (f *fakeStore) Scan(context.Context, []byte, []byte, bool, func(k, v []byte) bool) error {
 	return nil
 }

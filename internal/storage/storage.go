@@ -56,6 +56,14 @@ type Store interface {
 	// instead of a reverse Scan per prefix (a conversation's head seq is
 	// its last message key; a sync needs one per conversation).
 	LastKeys(ctx context.Context, prefixes [][]byte) ([][]byte, error)
+	// ScanPrefixes calls fn(i, key, value) for every key that starts with
+	// prefixes[i], prefix by prefix in the order given and keys ascending
+	// within each (a key under two prefixes comes once for each), until fn
+	// returns false. Like GetMany it reads one consistent snapshot, and on
+	// a networked store costs one round trip when every range is small:
+	// use it instead of a Scan per prefix (a login reads five of a user's
+	// small ranges). The slices passed to fn are valid only during the call.
+	ScanPrefixes(ctx context.Context, prefixes [][]byte, fn func(i int, key, value []byte) bool) error
 	// Scan calls fn for every key in [start, end) in ascending order (descending
 	// if reverse) until fn returns false. A nil end means no upper bound. The
 	// slices passed to fn are valid only during the call. Scan sees a

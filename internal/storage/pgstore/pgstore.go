@@ -16,6 +16,9 @@
 //     ORDER BY k ASC or DESC), so a huge range is never loaded at once, all
 //     inside one REPEATABLE READ READ ONLY transaction: the scan sees one
 //     snapshot.
+//   - ScanPrefixes reads the first page of every prefix by one SELECT (a
+//     LATERAL subquery with a LIMIT per prefix); if one may hold more, it
+//     reads them all again, prefix by prefix, in one such transaction.
 //   - Apply is one transaction, in one round trip. The batch is first reduced
 //     to the last write of each key (later writes win); its statements, one
 //     INSERT ... ON CONFLICT DO UPDATE over unnest'ed arrays for the sets and
@@ -85,7 +88,7 @@ type Store struct {
 	pageSize int
 	closed   atomic.Bool
 
-	qGet, qGetMany, qLastKeys, qUpsert, qDelete, qLock, qFence string
+	qGet, qGetMany, qLastKeys, qScanPrefixes, qUpsert, qDelete, qLock, qFence string
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -137,6 +140,10 @@ func Open(ctx context.Context, dsn string, table string) (*Store, error) {
 			"(SELECT k FROM " + t + " WHERE k >= p.lo AND k < p.hi ORDER BY k DESC LIMIT 1), " +
 			"(SELECT k FROM " + t + " WHERE p.hi IS NULL AND k >= p.lo ORDER BY k DESC LIMIT 1)) " +
 			"FROM unnest($1::bytea[], $2::bytea[]) WITH ORDINALITY AS p(lo, hi, i) ORDER BY p.i",
+		// The first rows of each prefix: bounded on both sides, so that each
+		// is an index range scan that stops at its LIMIT or its end.
+		qScanPrefixes: "SELECT p.i, r.k, r.v FROM unnest($1::bytea[], $2::bytea[]) WITH ORDINALITY AS p(lo, hi, i), " +
+			"LATERAL (SELECT k, v FROM " + t + " WHERE k >= p.lo AND k < p.hi ORDER BY k LIMIT $3) r ORDER BY p.i, r.k",
 		qUpsert: "INSERT INTO " + t + " (k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[]) " +
 			"ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
 		qDelete: "DELETE FROM " + t + " WHERE k = ANY($1::bytea[])",
@@ -319,60 +326,118 @@ func (s *Store) LastKeys(ctx context.Context, prefixes [][]byte) ([][]byte, erro
 // cannot be taken back, and a longer range is read again from its start in
 // one transaction. fn runs after the connection is released.
 func (s *Store) Scan(ctx context.Context, start, end []byte, reverse bool, fn func(key, value []byte) bool) error {
-	page := pageBufs.Get().(*pageBuf)
-	defer page.release()
-	whole, err := s.firstPage(ctx, start, end, reverse, page)
-	if err != nil {
+	q, args := s.pageQuery(start, end, reverse, nil, false, s.firstLimit())
+	err := s.scanSmall(ctx, q, args, false, func(_ int, k, v []byte) bool { return fn(k, v) })
+	if err != errTooBig {
 		return err
 	}
-	if whole {
-		page.each(fn)
+	return s.inSnapshot(ctx, func(tx pgx.Tx) error {
+		_, err := s.pages(ctx, tx, start, end, reverse, fn)
+		return err
+	})
+}
+
+// ScanPrefixes implements storage.Store: as Scan, one statement reads the
+// first page of every prefix (LATERAL, a LIMIT each), and only if one of
+// them may hold more are the prefixes read again, one by one, in a
+// transaction.
+func (s *Store) ScanPrefixes(ctx context.Context, prefixes [][]byte, fn func(i int, key, value []byte) bool) error {
+	if s.closed.Load() {
+		return storage.ErrClosed
+	}
+	if len(prefixes) == 0 {
 		return nil
 	}
-	return s.scanSnapshot(ctx, start, end, reverse, fn)
+	los, his := make([][]byte, len(prefixes)), make([][]byte, len(prefixes))
+	bounded := true
+	for i, p := range prefixes {
+		los[i], his[i] = nonNil(p), storage.PrefixEnd(p)
+		bounded = bounded && his[i] != nil
+	}
+	err := errTooBig
+	if bounded { // a prefix without an end (all 0xff) is not worth a statement of its own
+		err = s.scanSmall(ctx, s.qScanPrefixes, []any{los, his, s.firstLimit()}, true, fn)
+	}
+	if err != errTooBig {
+		return err
+	}
+	return s.inSnapshot(ctx, func(tx pgx.Tx) error {
+		for i := range prefixes {
+			stopped, err := s.pages(ctx, tx, los[i], his[i], false, func(k, v []byte) bool { return fn(i, k, v) })
+			if stopped || err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // firstPageRows and firstPageBytes bound the first page a Scan reads into
-// memory: a scan that needs more pays one such page twice, one that stops
-// early (a sync page, the last key of a range) reads only this much.
+// memory (per prefix for ScanPrefixes): a scan that needs more pays one
+// such page twice, one that stops early (a sync page, the last key of a
+// range) reads only this much.
 const (
 	firstPageRows  = 128
 	firstPageBytes = 128 << 10
 )
 
-// firstPage reads the first rows of [start, end) into page by one
-// statement; whole reports whether they are all the range holds.
-func (s *Store) firstPage(ctx context.Context, start, end []byte, reverse bool, page *pageBuf) (whole bool, err error) {
-	c, err := s.acquire(ctx)
-	if err != nil {
-		return false, err
+func (s *Store) firstLimit() int { return min(firstPageRows, s.pageSize) }
+
+// errTooBig reports that a first page may not be the whole range.
+var errTooBig = errors.New("pgstore: more than a first page")
+
+// scanSmall runs query, which returns at most firstLimit rows per range
+// (columns k, v; with indexed, the range's 1-based index first), buffers
+// them and, if no range filled its limit and they fit in firstPageBytes,
+// calls fn with them once the connection is released; else it returns
+// errTooBig and calls nothing.
+func (s *Store) scanSmall(ctx context.Context, query string, args []any, indexed bool, fn func(i int, key, value []byte) bool) error {
+	page := pageBufs.Get().(*pageBuf)
+	defer page.release()
+	if err := s.readPage(ctx, query, args, indexed, page); err != nil {
+		return err
 	}
-	defer c.Release()
-	limit := min(firstPageRows, s.pageSize)
-	q, args := s.pageQuery(start, end, reverse, nil, false, limit)
-	rows, err := c.Query(ctx, q, args...)
-	if err != nil {
-		return false, err
-	}
-	defer rows.Close()
-	n := 0
-	for rows.Next() {
-		var k, v pgtype.DriverBytes // valid until the next row: copied below
-		if err := rows.Scan(&k, &v); err != nil {
-			return false, err
-		}
-		if n++; n == limit || len(page.data)+len(k)+len(v) > firstPageBytes {
-			return false, nil // perhaps more: read in one snapshot instead
-		}
-		page.add(k, v)
-	}
-	rows.Close()
-	return true, rows.Err()
+	page.each(fn)
+	return nil
 }
 
-// scanSnapshot scans in pages inside one REPEATABLE READ transaction, so
-// that every page sees the same snapshot.
-func (s *Store) scanSnapshot(ctx context.Context, start, end []byte, reverse bool, fn func(key, value []byte) bool) error {
+func (s *Store) readPage(ctx context.Context, query string, args []any, indexed bool, page *pageBuf) error {
+	c, err := s.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Release()
+	rows, err := c.Query(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	limit := s.firstLimit()
+	i, last, n := int64(1), int64(0), 0
+	for rows.Next() {
+		var k, v pgtype.DriverBytes // valid until the next row: copied below
+		dest := []any{&k, &v}
+		if indexed {
+			dest = []any{&i, &k, &v}
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return err
+		}
+		if i != last {
+			last, n = i, 0
+		}
+		if n++; n == limit || len(page.data)+len(k)+len(v) > firstPageBytes {
+			return errTooBig
+		}
+		page.add(int(i-1), k, v)
+	}
+	rows.Close()
+	return rows.Err()
+}
+
+// inSnapshot runs fn in a REPEATABLE READ READ ONLY transaction: every
+// statement of it sees the same snapshot.
+func (s *Store) inSnapshot(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	c, err := s.acquire(ctx)
 	if err != nil {
 		return err
@@ -385,22 +450,27 @@ func (s *Store) scanSnapshot(ctx context.Context, start, end []byte, reverse boo
 	// Read-only: ending it with a rollback loses nothing. A failed rollback
 	// leaves the connection in a transaction, and Release then destroys it.
 	defer tx.Rollback(context.Background()) //nolint:errcheck
+	return fn(tx)
+}
 
+// pages scans [start, end) in pages of pageSize rows in tx; stopped
+// reports that fn returned false.
+func (s *Store) pages(ctx context.Context, tx pgx.Tx, start, end []byte, reverse bool, fn func(key, value []byte) bool) (stopped bool, err error) {
 	var cursor []byte // last key of the previous page
 	for page := 0; ; page++ {
 		q, args := s.pageQuery(start, end, reverse, cursor, page > 0, s.pageSize)
 		rows, err := tx.Query(ctx, q, args...)
 		if err != nil {
-			return err
+			return false, err
 		}
-		n, stopped := 0, false
+		n := 0
 		for rows.Next() {
 			// DriverBytes alias the connection's read buffer, valid until the
 			// next row: what Scan promises fn, without a copy per row.
 			var k, v pgtype.DriverBytes
 			if err := rows.Scan(&k, &v); err != nil {
 				rows.Close()
-				return err
+				return false, err
 			}
 			n++
 			if n == s.pageSize {
@@ -413,38 +483,41 @@ func (s *Store) scanSnapshot(ctx context.Context, start, end []byte, reverse boo
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			return err
+			return false, err
 		}
 		if stopped || n < s.pageSize {
-			return nil
+			return stopped, nil
 		}
 	}
 }
 
 // pageBuf holds the rows of a first page: their keys and values one after
-// another in data, ends[i] the end of the i-th slice.
+// another in data, ends[2j] and ends[2j+1] the ends of row j's key and
+// value, ranges[j] the index of its range.
 type pageBuf struct {
-	data []byte
-	ends []int
+	data   []byte
+	ends   []int
+	ranges []int
 }
 
 var pageBufs = sync.Pool{New: func() any { return &pageBuf{data: make([]byte, 0, 1024)} }}
 
-func (p *pageBuf) add(k, v []byte) {
+func (p *pageBuf) add(i int, k, v []byte) {
 	p.data = append(p.data, k...)
 	p.ends = append(p.ends, len(p.data))
 	p.data = append(p.data, v...)
 	p.ends = append(p.ends, len(p.data))
+	p.ranges = append(p.ranges, i)
 }
 
 // each calls fn with the rows in order until it returns false.
-func (p *pageBuf) each(fn func(key, value []byte) bool) {
+func (p *pageBuf) each(fn func(i int, key, value []byte) bool) {
 	from := 0
-	for i := 0; i < len(p.ends); i += 2 {
-		kEnd, vEnd := p.ends[i], p.ends[i+1]
+	for j, i := range p.ranges {
+		kEnd, vEnd := p.ends[2*j], p.ends[2*j+1]
 		// Capacities cut at the ends: fn appending to a slice must not
 		// overwrite the next row.
-		if !fn(p.data[from:kEnd:kEnd], p.data[kEnd:vEnd:vEnd]) {
+		if !fn(i, p.data[from:kEnd:kEnd], p.data[kEnd:vEnd:vEnd]) {
 			return
 		}
 		from = vEnd
@@ -457,7 +530,7 @@ func (p *pageBuf) release() {
 	if cap(p.data) > 2*firstPageBytes {
 		return
 	}
-	p.data, p.ends = p.data[:0], p.ends[:0]
+	p.data, p.ends, p.ranges = p.data[:0], p.ends[:0], p.ranges[:0]
 	pageBufs.Put(p)
 }
 

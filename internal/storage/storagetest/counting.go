@@ -8,7 +8,7 @@ import (
 )
 
 // Counting is a Store that counts the reads made through it: each Get,
-// GetMany, LastKeys and Scan is one lookup (at least one round trip on a
+// GetMany, LastKeys, ScanPrefixes and Scan is one lookup (at least one round trip on a
 // networked store). Tests use it to pin how many lookups a request makes, so that a
 // loop of Gets per item cannot come back unnoticed.
 type Counting struct {
@@ -38,6 +38,12 @@ func (c *Counting) GetMany(ctx context.Context, keys [][]byte) ([][]byte, error)
 func (c *Counting) LastKeys(ctx context.Context, prefixes [][]byte) ([][]byte, error) {
 	c.lookups.Add(1)
 	return c.Store.LastKeys(ctx, prefixes)
+}
+
+// ScanPrefixes implements storage.Store.
+func (c *Counting) ScanPrefixes(ctx context.Context, prefixes [][]byte, fn func(i int, k, v []byte) bool) error {
+	c.lookups.Add(1)
+	return c.Store.ScanPrefixes(ctx, prefixes, fn)
 }
 
 // Scan implements storage.Store.

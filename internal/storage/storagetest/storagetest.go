@@ -81,6 +81,9 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store, opts ...Option) {
 		{"GetManyLarge", testGetManyLarge},
 		{"GetManyAtomic", testGetManyAtomic},
 		{"LastKeys", testLastKeys},
+		{"ScanPrefixes", testScanPrefixes},
+		{"ScanPrefixesLarge", testScanPrefixesLarge},
+		{"BatchAtomicUnderScanPrefixes", testAtomicScanPrefixes},
 		{"Overwrite", testOverwrite},
 		{"Delete", testDelete},
 		{"SetAndDeleteInOneBatch", testSetDeleteOneBatch},
@@ -365,6 +368,122 @@ func testLastKeys(t *testing.T, h *harness) {
 	if string(ks[9]) != "m/a/3" {
 		t.Errorf("a prefix asked twice shares memory: %q", ks[9])
 	}
+}
+
+// scanPrefixes collects a ScanPrefixes, copying the slices: per prefix,
+// its keys and values.
+func scanPrefixes(t *testing.T, s storage.Store, prefixes ...string) [][]kv {
+	t.Helper()
+	bs := make([][]byte, len(prefixes))
+	for i, p := range prefixes {
+		bs[i] = []byte(p)
+	}
+	out := make([][]kv, len(prefixes))
+	err := s.ScanPrefixes(t.Context(), bs, func(i int, k, v []byte) bool {
+		out[i] = append(out[i], kv{string(k), string(v)})
+		return true
+	})
+	if err != nil {
+		t.Fatalf("ScanPrefixes(%q): %v", prefixes, err)
+	}
+	return out
+}
+
+func testScanPrefixes(t *testing.T, h *harness) {
+	s, _ := h.store(t)
+	if got := scanPrefixes(t, s); len(got) != 0 {
+		t.Fatalf("ScanPrefixes() = %q", got)
+	}
+	if got := scanPrefixes(t, s, "m/", ""); got[0] != nil || got[1] != nil {
+		t.Fatalf("ScanPrefixes of an empty store = %q", got)
+	}
+	apply(t, s, true, set("m/a/1", "1"), set("m/a/3", "3"), set("m/a/2", ""), set("m/b/1", "b"),
+		set("m/c", "c"), set("n", "n"), set("\xff\xff", "f"), set("\xff\xff\x01", "g"))
+	prefixes := []string{"m/b/", "m/x/", "m/a/", "", "\xff\xff", "m/a/", "m/a/3"}
+	want := [][]string{
+		{"m/b/1"}, nil, {"m/a/1", "m/a/2", "m/a/3"},
+		{"m/a/1", "m/a/2", "m/a/3", "m/b/1", "m/c", "n", "\xff\xff", "\xff\xff\x01"},
+		{"\xff\xff", "\xff\xff\x01"}, {"m/a/1", "m/a/2", "m/a/3"}, {"m/a/3"},
+	}
+	got := scanPrefixes(t, s, prefixes...)
+	for i := range prefixes {
+		if !slices.Equal(keysOf(got[i]), want[i]) {
+			t.Errorf("prefix %q: keys %q, want %q", prefixes[i], keysOf(got[i]), want[i])
+		}
+	}
+	if got[2][0].v != "1" || got[2][1].v != "" || got[6][0].v != "3" {
+		t.Errorf("values under m/a/: %q", got[2])
+	}
+	// Stopping ends the whole scan.
+	var seen []string
+	err := s.ScanPrefixes(t.Context(), [][]byte{[]byte("m/a/"), []byte("m/b/")}, func(i int, k, _ []byte) bool {
+		seen = append(seen, string(k))
+		return len(seen) < 2
+	})
+	if err != nil || !slices.Equal(seen, []string{"m/a/1", "m/a/2"}) {
+		t.Errorf("stopping after two keys: saw %q, %v", seen, err)
+	}
+}
+
+// testScanPrefixesLarge: prefixes of thousands of keys beside small ones
+// (stores that read small ranges in one round trip must not cut the
+// large).
+func testScanPrefixesLarge(t *testing.T, h *harness) {
+	s, _ := h.store(t)
+	const n = 3000
+	b := &storage.Batch{}
+	for i := range n {
+		b.Set(storage.AppendUint64([]byte("big/"), uint64(i)), fmt.Appendf(nil, "%d", i))
+	}
+	b.Set([]byte("small/1"), []byte("s"))
+	if err := s.Apply(t.Context(), b, false); err != nil {
+		t.Fatal(err)
+	}
+	got := scanPrefixes(t, s, "small/", "big/", "none/")
+	if len(got[0]) != 1 || got[2] != nil {
+		t.Fatalf("small prefixes beside a large one: %q, %q", got[0], got[2])
+	}
+	if len(got[1]) != n {
+		t.Fatalf("large prefix: %d keys, want %d", len(got[1]), n)
+	}
+	for i, x := range got[1] {
+		if storage.Uint64Suffix([]byte(x.k)) != uint64(i) || x.v != fmt.Sprint(i) {
+			t.Fatalf("large prefix: row %d is %q=%q", i, x.k, x.v)
+		}
+	}
+}
+
+// testAtomicScanPrefixes: ScanPrefixes reads one snapshot across its
+// prefixes, as Scan does across a range.
+func testAtomicScanPrefixes(t *testing.T, h *harness) {
+	s, _ := h.store(t)
+	// Each key its own prefix, plus the whole range: every row of one read
+	// must be of one generation.
+	prefixes := [][]byte{[]byte("atom/")}
+	for i := range atomKeys {
+		prefixes = append(prefixes, atomKey(i))
+	}
+	writeGenerations(t, s, func(reads int) bool {
+		var first string
+		count := 0
+		err := s.ScanPrefixes(t.Context(), prefixes, func(_ int, _, v []byte) bool {
+			if count == 0 {
+				first = string(v)
+			} else if string(v) != first {
+				t.Errorf("read %d saw a torn batch: %q and %q", reads, first, v)
+				return false
+			}
+			count++
+			return true
+		})
+		if err != nil {
+			t.Fatalf("ScanPrefixes: %v", err)
+		}
+		if count != 0 && count != 2*atomKeys {
+			t.Fatalf("read %d saw %d rows, want 0 or %d", reads, count, 2*atomKeys)
+		}
+		return !t.Failed()
+	})
 }
 
 // testGetManyLarge: thousands of keys in one call, half of them missing.
@@ -973,6 +1092,9 @@ func testErrClosed(t *testing.T, h *harness) {
 		t.Errorf("GetMany after Close: %v, want ErrClosed", err)
 	}
 	called := false
+	if err := s.ScanPrefixes(ctx, [][]byte{[]byte("a")}, func(int, []byte, []byte) bool { called = true; return true }); !errors.Is(err, storage.ErrClosed) {
+		t.Errorf("ScanPrefixes after Close: %v, want ErrClosed", err)
+	}
 	if err := s.Scan(ctx, nil, nil, false, func(_, _ []byte) bool { called = true; return true }); !errors.Is(err, storage.ErrClosed) {
 		t.Errorf("Scan after Close: %v, want ErrClosed", err)
 	}
