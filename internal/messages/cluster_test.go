@@ -269,31 +269,29 @@ func TestSyncReadsHeadsOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.Reset()
-	again, err := s.Sync(ctx, phone, &pb.SyncRequest{Cursors: first.Cursors})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(again.Messages) != 0 {
-		t.Fatalf("nothing new, but the sync had %d messages", len(again.Messages))
-	}
-	// The user's groups and C2C peers together, then the five heads.
-	if got := st.Lookups(); got != 2 {
-		t.Errorf("a sync over 5 conversations made %d lookups, want 2", got)
-	}
-	// On a node that has none of bob's cursors in memory (another node, a
-	// restart: a login storm), they are read in the same lookup.
-	cold := newNode(t, st, func(c *Config) { c.Online = func(string) bool { return true } })
-	st.Reset()
-	again, err = cold.Sync(ctx, phone, &pb.SyncRequest{Cursors: first.Cursors})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(again.Messages) != 0 {
-		t.Fatalf("nothing new, but the sync on a cold node had %d messages", len(again.Messages))
-	}
-	if got := st.Lookups(); got != 2 {
-		t.Errorf("a sync on a cold node made %d lookups, want 2", got)
+	// Each sync: nothing new, and 2 lookups: the user's groups and C2C
+	// peers (and its cursors where they are not in memory) together, then
+	// the five heads.
+	for _, node := range []struct {
+		name string
+		s    *Service
+	}{
+		{"warm", s},
+		// None of bob's cursors in memory: another node, a restart (a
+		// login storm).
+		{"cold", newNode(t, st, func(c *Config) { c.Online = func(string) bool { return true } })},
+	} {
+		st.Reset()
+		again, err := node.s.Sync(ctx, phone, &pb.SyncRequest{Cursors: first.Cursors})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(again.Messages) != 0 {
+			t.Fatalf("%s: nothing new, but the sync had %d messages", node.name, len(again.Messages))
+		}
+		if got := st.Lookups(); got != 2 {
+			t.Errorf("%s: a sync over 5 conversations made %d lookups, want 2", node.name, got)
+		}
 	}
 }
 

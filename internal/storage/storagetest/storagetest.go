@@ -431,10 +431,7 @@ func testScanPrefixes(t *testing.T, h *harness) {
 func testScanPrefixesLarge(t *testing.T, h *harness) {
 	s, _ := h.store(t)
 	const n = 3000
-	b := &storage.Batch{}
-	for i := range n {
-		b.Set(storage.AppendUint64([]byte("big/"), uint64(i)), fmt.Appendf(nil, "%d", i))
-	}
+	b := numbered("big/", n)
 	b.Set([]byte("small/1"), []byte("s"))
 	if err := s.Apply(t.Context(), b, false); err != nil {
 		t.Fatal(err)
@@ -464,23 +461,13 @@ func testAtomicScanPrefixes(t *testing.T, h *harness) {
 		prefixes = append(prefixes, atomKey(i))
 	}
 	writeGenerations(t, s, func(reads int) bool {
-		var first string
-		count := 0
-		err := s.ScanPrefixes(t.Context(), prefixes, func(_ int, _, v []byte) bool {
-			if count == 0 {
-				first = string(v)
-			} else if string(v) != first {
-				t.Errorf("read %d saw a torn batch: %q and %q", reads, first, v)
-				return false
-			}
-			count++
-			return true
-		})
+		g := &oneGeneration{t: t, read: reads}
+		err := s.ScanPrefixes(t.Context(), prefixes, func(_ int, _, v []byte) bool { return g.see(v) })
 		if err != nil {
 			t.Fatalf("ScanPrefixes: %v", err)
 		}
-		if count != 0 && count != 2*atomKeys {
-			t.Fatalf("read %d saw %d rows, want 0 or %d", reads, count, 2*atomKeys)
+		if g.count != 0 && g.count != 2*atomKeys {
+			t.Fatalf("read %d saw %d rows, want 0 or %d", reads, g.count, 2*atomKeys)
 		}
 		return !t.Failed()
 	})
@@ -852,16 +839,22 @@ func testUint64Order(t *testing.T, h *harness) {
 	}
 }
 
+// numbered is a batch setting prefix + uint64(i) to the decimal i, for i
+// in [0, n).
+func numbered(prefix string, n int) *storage.Batch {
+	b := &storage.Batch{}
+	for i := range n {
+		b.Set(storage.AppendUint64([]byte(prefix), uint64(i)), []byte(fmt.Sprint(i)))
+	}
+	return b
+}
+
 // testScanLarge scans more keys than any reasonable page or buffer, in both
 // directions, with and without bounds.
 func testScanLarge(t *testing.T, h *harness) {
 	s, _ := h.store(t)
 	const n = 5000
-	b := &storage.Batch{}
-	for i := range n {
-		b.Set(storage.AppendUint64([]byte("big"), uint64(i)), []byte(fmt.Sprint(i)))
-	}
-	if err := s.Apply(t.Context(), b, false); err != nil {
+	if err := s.Apply(t.Context(), numbered("big", n), false); err != nil {
 		t.Fatal(err)
 	}
 	for _, reverse := range []bool{false, true} {
@@ -924,27 +917,38 @@ func testAtomicScan(t *testing.T, h *harness) {
 	s, _ := h.store(t)
 	writeGenerations(t, s, func(reads int) bool {
 		for _, reverse := range []bool{false, true} {
-			var first string
-			count := 0
-			err := s.Scan(t.Context(), []byte("atom/"), []byte("atom0"), reverse, func(_, v []byte) bool {
-				if count == 0 {
-					first = string(v)
-				} else if string(v) != first {
-					t.Errorf("scan %d saw a torn batch: %q and %q", reads, first, v)
-					return false
-				}
-				count++
-				return true
-			})
+			g := &oneGeneration{t: t, read: reads}
+			err := s.Scan(t.Context(), []byte("atom/"), []byte("atom0"), reverse, func(_, v []byte) bool { return g.see(v) })
 			if err != nil {
 				t.Fatalf("Scan: %v", err)
 			}
-			if count != 0 && count != atomKeys {
+			if count := g.count; count != 0 && count != atomKeys {
 				t.Fatalf("scan %d saw %d keys, want 0 or %d", reads, count, atomKeys)
 			}
 		}
 		return !t.Failed()
 	})
+}
+
+// oneGeneration checks that the values one read sees are all of one
+// batch of writeGenerations.
+type oneGeneration struct {
+	t     *testing.T
+	read  int
+	first string
+	count int
+}
+
+// see takes the next value; false (and an error) if it is of another batch.
+func (g *oneGeneration) see(v []byte) bool {
+	if g.count == 0 {
+		g.first = string(v)
+	} else if string(v) != g.first {
+		g.t.Errorf("read %d saw a torn batch: %q and %q", g.read, g.first, v)
+		return false
+	}
+	g.count++
+	return true
 }
 
 // atomKeys keys atomKey(i) are written together by writeGenerations.
