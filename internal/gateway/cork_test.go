@@ -95,9 +95,8 @@ func dialSession(t testing.TB, g *Gateway, serve func(s *session)) *websocket.Co
 			return
 		}
 		s.idle = time.AfterFunc(time.Hour, func() { s.conn.CloseNow() })
-		s.stuck = time.AfterFunc(time.Hour, func() { s.conn.CloseNow() })
+		s.stuck = newWatchdog(time.Hour, func() { s.conn.CloseNow() })
 		s.idle.Stop()
-		s.stuck.Stop()
 		serve(s)
 	}))
 	t.Cleanup(srv.Close)

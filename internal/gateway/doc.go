@@ -24,6 +24,8 @@
 // Goroutines: each session owns its reader (the ServeHTTP goroutine), its
 // writer, and one goroutine per request in flight; all end before ServeHTTP
 // returns. A request's slot is given back by the writer once its response
-// is written, so a client that does not read stops being read. Timers, not
-// per-frame deadline contexts, bound idle reads and stuck writes.
+// is written, so a client that does not read stops being read. A timer
+// (idle reads) and a watchdog (stuck writes), not per-frame deadline
+// contexts, bound them. Requests run on kept workers (workers.go), which
+// one timer of the pool ends after workerIdle unused.
 package gateway

@@ -40,8 +40,8 @@ type session struct {
 	idle *time.Timer
 	// stuck closes the connection when a write takes longer than
 	// writeTimeout (the client stopped reading), or at once for a slow
-	// consumer.
-	stuck *time.Timer
+	// consumer. A watchdog, not a timer reset per write.
+	stuck *watchdog
 	wake  chan struct{} // signals the writer that out has frames (capacity 1)
 	// slots bounds the requests whose response is not yet written: the
 	// reader takes one per request, the writer gives it back after writing
@@ -109,8 +109,7 @@ func (s *session) run() {
 	defer s.cancel()
 	s.idle = time.AfterFunc(loginTimeout, func() { s.conn.CloseNow() })
 	defer s.idle.Stop()
-	s.stuck = time.AfterFunc(writeTimeout, func() { s.conn.CloseNow() })
-	s.stuck.Stop()
+	s.stuck = newWatchdog(writeTimeout, func() { s.conn.CloseNow() })
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
@@ -511,7 +510,7 @@ func (s *session) enqueue(f outFrame) {
 		s.g.cfg.Logger.Warn("closing a slow consumer", "user", s.user, "session", s.id, "queued_bytes", queued)
 		// Cut the connection now, without a close frame: the writer is
 		// most likely blocked on a full socket that would not take one.
-		s.stuck.Reset(0)
+		s.stuck.now()
 		return
 	}
 	s.out = append(s.out, f)
@@ -602,7 +601,7 @@ func (s *session) encode(b []byte, f *pb.ServerFrame) ([]byte, error) {
 
 func (s *session) writer() {
 	defer func() {
-		s.stuck.Stop()
+		s.stuck.stop()
 		s.cork.uncork() // after a failed write: a close frame must not stay corked
 		s.mu.Lock()
 		draining := s.draining
@@ -652,7 +651,7 @@ func (s *session) msgType() websocket.MessageType {
 // writeBatch writes batch, with one write call if it holds several frames
 // (corked). Its caller holds the writing token (take, writeNow).
 func (s *session) writeBatch(batch []outFrame, typ websocket.MessageType) error {
-	s.stuck.Reset(writeTimeout)
+	s.stuck.begin()
 	if len(batch) > 1 {
 		s.cork.cork()
 	}
@@ -672,7 +671,7 @@ func (s *session) writeBatch(batch []outFrame, typ websocket.MessageType) error 
 	if err := s.cork.uncork(); err != nil {
 		return err
 	}
-	s.stuck.Stop()
+	s.stuck.end()
 	return nil
 }
 

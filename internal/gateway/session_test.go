@@ -9,8 +9,7 @@ import (
 
 func testSession(maxQueue int) *session {
 	s := newSession(context.Background(), New(Config{MaxQueueBytes: maxQueue, MaxInFlight: 4}), nil, false)
-	s.stuck = time.AfterFunc(time.Hour, func() {})
-	s.stuck.Stop()
+	s.stuck = newWatchdog(time.Hour, func() {})
 	return s
 }
 

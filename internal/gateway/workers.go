@@ -16,19 +16,24 @@ const workerIdle = 10 * time.Second
 // server's CPU under steady load, and a kept worker has grown its stack
 // already. The most recently idle worker is reused first, so the ones a
 // burst added sit idle until workerIdle ends them; stop ends them all.
+//
+// One timer for the pool ends the workers idle too long, not one per
+// worker: arming a worker's timer and selecting on it at every request
+// was 3 % of the server's CPU at 20,000 receipts/s.
 type workers struct {
 	idleFor time.Duration // 0 = workerIdle
 
 	mu      sync.Mutex
-	idle    []*worker // most recently idle last
+	idle    []*worker   // most recently idle last, so in order of idleSince
+	reaper  *time.Timer // armed while a worker is idle; nil until needed
+	armed   bool
 	stopped bool
 	wg      sync.WaitGroup
 }
 
 type worker struct {
-	jobs    chan func() // capacity 1; closed by stop
-	idleFor time.Duration
-	timer   *time.Timer
+	jobs      chan func() // capacity 1; closed to end the worker
+	idleSince time.Time
 }
 
 // run runs job on an idle worker, or on a new one.
@@ -49,9 +54,7 @@ func (p *workers) run(job func()) {
 
 func (p *workers) work(job func()) {
 	defer p.wg.Done()
-	w := &worker{jobs: make(chan func(), 1), idleFor: cmp.Or(p.idleFor, workerIdle)}
-	w.timer = time.NewTimer(w.idleFor)
-	defer w.timer.Stop()
+	w := &worker{jobs: make(chan func(), 1)}
 	for job != nil {
 		job()
 		job = p.park(w)
@@ -65,23 +68,46 @@ func (p *workers) park(w *worker) func() {
 		p.mu.Unlock()
 		return nil
 	}
+	w.idleSince = time.Now()
 	p.idle = append(p.idle, w)
-	p.mu.Unlock()
-	w.timer.Reset(w.idleFor)
-	select {
-	case job := <-w.jobs:
-		return job
-	case <-w.timer.C:
+	if !p.armed {
+		p.arm(p.idleTime())
 	}
+	p.mu.Unlock()
+	return <-w.jobs // nil once closed
+}
+
+func (p *workers) idleTime() time.Duration { return cmp.Or(p.idleFor, workerIdle) }
+
+// arm sets the reaper to run after d. p.mu is held.
+func (p *workers) arm(d time.Duration) {
+	p.armed = true
+	if p.reaper == nil {
+		p.reaper = time.AfterFunc(d, p.reap)
+	} else {
+		p.reaper.Reset(d)
+	}
+}
+
+// reap ends the workers idle for idleFor or longer, and arms itself for
+// the next one to reach it.
+func (p *workers) reap() {
 	p.mu.Lock()
-	if i := slices.Index(p.idle, w); i >= 0 {
-		p.idle = slices.Delete(p.idle, i, i+1)
-		p.mu.Unlock()
-		return nil
+	defer p.mu.Unlock()
+	p.armed = false
+	if p.stopped {
+		return
 	}
-	p.mu.Unlock()
-	// Taken by run (its job is on the way) or by stop (jobs is closed).
-	return <-w.jobs
+	idleFor := p.idleTime()
+	n := 0
+	for n < len(p.idle) && time.Since(p.idle[n].idleSince) >= idleFor {
+		close(p.idle[n].jobs)
+		n++
+	}
+	p.idle = slices.Delete(p.idle, 0, n)
+	if len(p.idle) > 0 {
+		p.arm(idleFor - time.Since(p.idle[0].idleSince))
+	}
 }
 
 // stop ends the idle workers, makes the busy ones end after their request
@@ -93,6 +119,9 @@ func (p *workers) stop() {
 		close(w.jobs)
 	}
 	p.idle = nil
+	if p.reaper != nil {
+		p.reaper.Stop()
+	}
 	p.mu.Unlock()
 	p.wg.Wait()
 }

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
@@ -79,4 +80,42 @@ func TestWorkers(t *testing.T) {
 			p.stop()
 		})
 	}
+}
+
+// TestWorkersIdleExpiry: a worker ends once it has been idle for idleFor,
+// not before, and one that went idle later outlives it.
+func TestWorkersIdleExpiry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := &workers{idleFor: time.Second}
+		defer p.stop()
+		first, second := make(chan struct{}), make(chan struct{})
+		p.run(func() { <-first })
+		p.run(func() { <-second }) // a worker of its own: the first is busy
+		close(first)
+		synctest.Wait()
+		if n := p.idleCount(); n != 1 {
+			t.Fatalf("%d idle workers, want 1", n)
+		}
+		time.Sleep(600 * time.Millisecond)
+		close(second) // the second goes idle 0.6 s after the first
+		synctest.Wait()
+		if n := p.idleCount(); n != 2 {
+			t.Fatalf("%d idle workers, want 2", n)
+		}
+		time.Sleep(399 * time.Millisecond)
+		synctest.Wait()
+		if n := p.idleCount(); n != 2 {
+			t.Fatalf("0.999 s after the first went idle: %d idle workers, want 2", n)
+		}
+		time.Sleep(2 * time.Millisecond)
+		synctest.Wait()
+		if n := p.idleCount(); n != 1 {
+			t.Fatalf("1.001 s after the first went idle: %d idle workers, want 1", n)
+		}
+		time.Sleep(600 * time.Millisecond)
+		synctest.Wait()
+		if n := p.idleCount(); n != 0 {
+			t.Fatalf("1.001 s after the second went idle: %d idle workers, want 0", n)
+		}
+	})
 }
