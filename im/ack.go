@@ -9,10 +9,12 @@ import (
 	pb "github.com/readmark/readmark/api/readmarkv1"
 )
 
-// ackDelay is how long the client collects handed messages before it
-// acknowledges them: one AckRequest per ackDelay at most. A second keeps
-// acks a small share of a busy server's requests; what a lost second costs
-// is a repeat after the next login, dropped by seq.
+// ackDelay is how long a handed message waits for a request to carry its
+// acknowledgement before the acker sends an AckRequest for it: one
+// AckRequest per ackDelay at most. A second keeps acks a small share of a
+// busy server's requests; what a lost second costs is a repeat after the
+// next login, dropped by seq. A client that reads and sends receipts
+// acknowledges on its receipts alone.
 const ackDelay = time.Second
 
 // maxCursorsPerFrame keeps a request's cursors well within the 64 KiB frame
@@ -52,45 +54,92 @@ type acks struct {
 	acked  map[convKey]uint64 // in a frame written (or an ack answered)
 	// riding: on a frame queued but not written yet, so that the next
 	// request or the acker does not send the same again.
-	riding  map[convKey]uint64
-	due     bool          // handed may hold seqs neither acked nor riding
-	wake    chan struct{} // capacity 1
-	started bool          // the acker runs
-	closed  bool          // Close began: start no acker
+	riding map[convKey]uint64
+	// dueSince: the conversations whose handed seq is neither acked nor
+	// riding, and since when (the zero time: due at once).
+	dueSince map[convKey]time.Time
+	delay    time.Duration // ackDelay; tests stretch it
+	wake     chan struct{} // capacity 1
+	started  bool          // the acker runs
+	closed   bool          // Close began: start no acker
 }
 
 func newAcks() *acks {
 	return &acks{
-		handed: make(map[convKey]uint64),
-		acked:  make(map[convKey]uint64),
-		riding: make(map[convKey]uint64),
-		wake:   make(chan struct{}, 1),
+		handed:   make(map[convKey]uint64),
+		acked:    make(map[convKey]uint64),
+		riding:   make(map[convKey]uint64),
+		dueSince: make(map[convKey]time.Time),
+		delay:    ackDelay,
+		wake:     make(chan struct{}, 1),
 	}
 }
 
 // take returns up to n cursors to acknowledge and marks them riding: per
-// conversation the highest seq handed, where it is above what was
-// acknowledged and, unless all, above what rides already. The periodic ack
-// and a request's ride take what is due; Close takes all.
-func (a *acks) take(all bool, n int) []*pb.SyncCursor {
+// conversation the highest seq handed, where it is due (above what was
+// acknowledged and what rides already) and was due at dueBy or earlier. A
+// request's ride takes what is due (dueBy in the future), the acker what
+// no request carried for ackDelay.
+func (a *acks) take(dueBy time.Time, n int) []*pb.SyncCursor {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if !all && !a.due {
-		return nil // a request costs no walk of handed while nothing is due
-	}
 	var cursors []*pb.SyncCursor
-	for k, seq := range a.handed {
-		if seq <= a.acked[k] || !all && seq <= a.riding[k] {
+	for k, since := range a.dueSince {
+		if since.After(dueBy) {
 			continue
 		}
 		if len(cursors) == n {
-			return cursors // still due: the rest
+			break // still due: the rest
 		}
+		seq := a.handed[k]
 		cursors = append(cursors, &pb.SyncCursor{Conversation: k.pb(), Seq: seq})
-		a.riding[k] = max(a.riding[k], seq)
+		a.riding[k] = seq
+		delete(a.dueSince, k)
 	}
-	a.due = false
 	return cursors
+}
+
+// anyDue is the dueBy of a take of everything due.
+var anyDue = time.Unix(1<<40, 0)
+
+// takeAll is take for Close: every conversation whose handed seq is above
+// what was acknowledged, riding or not (what rides on frames not written
+// yet may be dropped by the close).
+func (a *acks) takeAll() []*pb.SyncCursor {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var cursors []*pb.SyncCursor
+	for k, seq := range a.handed {
+		if seq > a.acked[k] {
+			cursors = append(cursors, &pb.SyncCursor{Conversation: k.pb(), Seq: seq})
+			a.riding[k] = seq
+			delete(a.dueSince, k)
+		}
+	}
+	return cursors
+}
+
+// oldestDue reports since when the longest-due conversation is due; false
+// if none is.
+func (a *acks) oldestDue() (time.Time, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var oldest time.Time
+	found := false
+	for _, since := range a.dueSince {
+		if !found || since.Before(oldest) {
+			oldest, found = since, true
+		}
+	}
+	return oldest, found
+}
+
+// becameDue records that k is due from since, unless it already was.
+// a.mu is held.
+func (a *acks) becameDue(k convKey, since time.Time) {
+	if _, ok := a.dueSince[k]; !ok {
+		a.dueSince[k] = since
+	}
 }
 
 // sent records that cursors reached the server: their frame was written
@@ -120,9 +169,11 @@ func (a *acks) unsent(cursors []*pb.SyncCursor) {
 	for _, cur := range cursors {
 		if k := convFromPB(cur.GetConversation()); a.riding[k] <= cur.GetSeq() {
 			delete(a.riding, k)
+			if a.handed[k] > a.acked[k] {
+				a.becameDue(k, time.Time{}) // a request took it already: at once
+			}
 		}
 	}
-	a.due = true
 	a.mu.Unlock()
 	a.poke()
 }
@@ -135,7 +186,6 @@ func (a *acks) handAll(cursors []*pb.SyncCursor) {
 	for _, cur := range cursors {
 		if k := convFromPB(cur.GetConversation()); cur.GetSeq() > a.handed[k] {
 			a.handed[k] = cur.GetSeq()
-			a.due = true
 		}
 	}
 }
@@ -149,8 +199,11 @@ func (a *acks) newSession() {
 	a.mu.Lock()
 	clear(a.riding)
 	clear(a.acked)
+	now := time.Now()
+	for k := range a.handed {
+		a.becameDue(k, now)
+	}
 	due := len(a.handed) > 0
-	a.due = due
 	a.mu.Unlock()
 	if due {
 		a.poke()
@@ -175,7 +228,9 @@ func (c *Client) handed(k convKey, seq uint64) {
 	a.mu.Lock()
 	if seq > a.handed[k] {
 		a.handed[k] = seq
-		a.due = true
+		if _, due := a.dueSince[k]; !due {
+			a.dueSince[k] = time.Now()
+		}
 	}
 	if !a.started && !a.closed {
 		a.started = true
@@ -201,20 +256,41 @@ func (c *Client) acker() {
 	defer c.wg.Done()
 	t := time.NewTimer(0)
 	<-t.C
+	sleep := func(d time.Duration) bool {
+		t.Reset(d)
+		select {
+		case <-c.ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+			return true
+		}
+	}
 	for {
 		select {
 		case <-c.ctx.Done():
 			return
 		case <-c.acks.wake:
 		}
-		t.Reset(ackDelay)
-		select {
-		case <-c.ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
+		// Until nothing is due: wait until the longest-due conversation
+		// has waited ackDelay for a request, send what has, then rest
+		// ackDelay (one AckRequest per ackDelay at most).
+		for {
+			oldest, due := c.acks.oldestDue()
+			if !due {
+				break
+			}
+			if wait := time.Until(oldest.Add(c.acks.delay)); wait > 0 {
+				if !sleep(wait) {
+					return
+				}
+				continue // a request may have carried it meanwhile
+			}
+			c.sendAcks(c.ctx, false)
+			if !sleep(c.acks.delay) {
+				return
+			}
 		}
-		c.sendAcks(c.ctx, false)
 	}
 }
 
@@ -232,7 +308,12 @@ func (c *Client) sendAcks(ctx context.Context, all bool) {
 	if s == nil {
 		return
 	}
-	cursors := c.acks.take(all, math.MaxInt)
+	var cursors []*pb.SyncCursor
+	if all {
+		cursors = c.acks.takeAll()
+	} else {
+		cursors = c.acks.take(time.Now().Add(-c.acks.delay), math.MaxInt)
+	}
 	if len(cursors) == 0 {
 		return
 	}

@@ -228,6 +228,58 @@ func TestAckRidesOnRequests(t *testing.T) {
 	}
 }
 
+// TestAckerLeavesRecentToRequests: the acker sends only what no request
+// carried for ackDelay. A message handed shortly before its turn is left
+// to the next request, as a reader's receipt soon follows the message:
+// reading and sending receipts, a client sends no AckRequest at all.
+func TestAckerLeavesRecentToRequests(t *testing.T) {
+	fs := newFake(t)
+	c := dial(t, fs, "bob", WithListener(&BaseAdvancedMsgListener{}))
+	const delay = 3 * time.Second // stretched: the margins below are a quarter of it
+	c.acks.mu.Lock()
+	c.acks.delay = delay // before anything is handed: the acker starts then
+	c.acks.mu.Unlock()
+	s := <-fs.ready
+	alice := convKey{peer: "alice"}
+	hand := func(seq uint64) time.Time {
+		t.Helper()
+		s.push(newMsgFrame(pbMsg(seq, "alice", "bob", "", "m")))
+		checkFor(t, 10*time.Second, func() error {
+			c.acks.mu.Lock()
+			defer c.acks.mu.Unlock()
+			if got := c.acks.handed[alice]; got != seq {
+				return fmt.Errorf("handed up to %d, want %d", got, seq)
+			}
+			return nil
+		})
+		return time.Now()
+	}
+	request := func(want string) {
+		t.Helper()
+		if err := c.MarkC2CMessageAsRead(ctxT(t), "alice"); err != nil {
+			t.Fatal(err)
+		}
+		f := fs.waitFrame(t, func(f *pb.ClientFrame) bool {
+			if f.GetAck() != nil {
+				t.Fatalf("the acker sent %v", f)
+			}
+			return f.GetMarkC2CRead() != nil
+		})
+		if got := cursorsString(f.GetAcked()); got != want {
+			t.Fatalf("the request carried acked %s, want %s", got, want)
+		}
+	}
+	first := hand(1)
+	request("[alice:1]")
+	time.Sleep(time.Until(first.Add(delay / 2)))
+	second := hand(2)
+	// The acker's turn, delay after the first message, finds the second due
+	// for only half of it: it waits, and the request takes it.
+	time.Sleep(time.Until(second.Add(delay * 3 / 4)))
+	request("[alice:2]")
+	c.Close()
+}
+
 // cursorsString is cursors as "[peer:seq ...]", "" for none.
 func cursorsString(cursors []*pb.SyncCursor) string {
 	if len(cursors) == 0 {

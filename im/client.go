@@ -588,7 +588,7 @@ func (s *session) prepare(f *pb.ClientFrame) ([]byte, error) {
 	f.Id = s.c.nextID.Add(1)
 	f.Acked = nil
 	if f.GetAck() == nil {
-		f.Acked = s.c.acks.take(false, maxCursorsPerFrame)
+		f.Acked = s.c.acks.take(anyDue, maxCursorsPerFrame)
 	}
 	b, err := s.encodeChecked(f)
 	if err != nil && len(f.Acked) > 0 {

@@ -28,8 +28,9 @@
 // first sync page comes with the login response, saving a round trip; the
 // others follow by sync requests. The
 // Client acknowledges a message to the server once OnRecvNewMessage has
-// returned for it (batched: on the next request the Client sends, or else at
-// most once a second, and on Close), and only then: a message synced but
+// returned for it (batched: on the next request the Client sends within a
+// second, or else by an acknowledgement of its own, at most one a second;
+// and on Close), and only then: a message synced but
 // not yet handed when the Client is closed comes again. The server
 // keeps what each device acknowledged, so set WithDeviceID to a stable value
 // per installation to resume exactly after a restart. A

@@ -65,7 +65,11 @@ export interface ClientOptions {
    * 30000; 0 = none). Per call: CallOptions.timeout.
    */
   timeout?: number;
-  /** Acknowledgements of delivered messages are sent at most once per ackDelay (default 1000). */
+  /**
+   * How long (ms, default 1000) a message the listeners were handed waits for
+   * a request to carry its acknowledgement before an AckRequest is sent for
+   * it; AckRequests go at most once per ackDelay.
+   */
   ackDelay?: number;
   /** Speak the readmark.v1.json subprotocol instead of binary protobuf (for debugging). */
   json?: boolean;
@@ -213,7 +217,7 @@ export class Client {
       // as handed, or every login of this device would sync it all again
       // (one that ends without close() acknowledges nothing: a repeat).
       if (this.events.isHeld) this.delivery.handAllReceived();
-      await this.sendAcks();
+      await this.sendAcks(true);
       this.stopCtl.abort();
       clearTimeout(this.ackTimer);
       this.sess?.end(unavailable("client closed"), true);
@@ -433,28 +437,43 @@ export class Client {
     this.scheduleAck();
   }
 
-  /** scheduleAck starts the ack timer unless it runs. */
-  private scheduleAck(): void {
+  /**
+   * scheduleAck starts the ack timer unless it runs: it goes off when the
+   * longest-unacknowledged conversation has waited ackDelay for a request
+   * to carry it, and not within rest (ms) from now.
+   */
+  private scheduleAck(rest = 0): void {
     if (this.ackTimer !== undefined || this.closing) return;
-    this.ackTimer = setTimeout(() => {
-      this.ackTimer = undefined;
-      void this.sendAcks();
-    }, this.opts.ackDelay);
+    const oldest = this.delivery.oldestDue();
+    if (oldest === undefined) return;
+    this.ackTimer = setTimeout(
+      () => {
+        this.ackTimer = undefined;
+        const due = this.delivery.oldestDue();
+        if (due === undefined || due + this.opts.ackDelay > Date.now()) {
+          this.scheduleAck(); // a request carried it: time the next
+          return;
+        }
+        void this.sendAcks().finally(() => this.scheduleAck(this.opts.ackDelay));
+      },
+      Math.max(rest, oldest + this.opts.ackDelay - Date.now()),
+    );
   }
 
   /**
    * sendAcks tells the server, on the current session, the highest seq
    * handed per conversation where it grew since the last acknowledgement:
-   * from the timer, what no request carried on its way (Session.frame).
+   * from the timer, what no request carried on its way (Session.frame) for
+   * ackDelay; from close, all of it.
    * Without a session it does nothing: the next login makes it all due again
    * (Delivery.newSession). Unconfirmed (no_reply): an answer would cost the
    * server a write, and a lost acknowledgement only means a repeat (dropped
    * by seq) after the next login of this device.
    */
-  private async sendAcks(): Promise<void> {
+  private async sendAcks(all = false): Promise<void> {
     const s = this.sess;
     if (!s || s.ended) return;
-    const cursors = this.delivery.toAck();
+    const cursors = this.delivery.toAck(Infinity, all ? Infinity : Date.now() - this.opts.ackDelay);
     if (cursors.length > 0 && (await ack(s, cursors, undefined, true)) === "ok") this.delivery.acked(cursors);
   }
 

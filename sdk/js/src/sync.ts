@@ -38,8 +38,11 @@ export class Delivery {
   private readonly handedSeq = new Map<ConvKey, number>();
   /** Highest seq acknowledged to the server, per conversation. */
   private readonly ackedSeq = new Map<ConvKey, number>();
-  /** Conversations handed beyond what was acknowledged: toAck looks at no other, as it runs for every request. */
-  private readonly unacked = new Set<ConvKey>();
+  /**
+   * Conversations handed beyond what was acknowledged, and since when (ms):
+   * toAck looks at no other, as it runs for every request.
+   */
+  private readonly unacked = new Map<ConvKey, number>();
 
   constructor(
     private readonly me: string,
@@ -175,17 +178,28 @@ export class Delivery {
   handed(k: ConvKey, seq: number): void {
     if (seq <= (this.handedSeq.get(k) ?? 0)) return;
     this.handedSeq.set(k, seq);
-    if (seq > (this.ackedSeq.get(k) ?? 0)) this.unacked.add(k);
+    if (seq > (this.ackedSeq.get(k) ?? 0) && !this.unacked.has(k)) this.unacked.set(k, Date.now());
   }
 
-  /** toAck returns up to max cursors where what was handed grew since the last acknowledgement. */
-  toAck(max = Infinity): pb.SyncCursor[] {
+  /**
+   * toAck returns up to max cursors where what was handed grew since the
+   * last acknowledgement, unacknowledged since dueBy (ms) or earlier: a
+   * request carries all, the ack timer what no request carried for ackDelay.
+   */
+  toAck(max = Infinity, dueBy = Infinity): pb.SyncCursor[] {
     const grown = new Map<ConvKey, number>();
-    for (const k of this.unacked) {
+    for (const [k, since] of this.unacked) {
       if (grown.size >= max) break;
-      grown.set(k, this.handedSeq.get(k) ?? 0);
+      if (since <= dueBy) grown.set(k, this.handedSeq.get(k) ?? 0);
     }
     return cursorsOf(grown);
+  }
+
+  /** oldestDue returns since when (ms) the longest-unacknowledged conversation is, or undefined if none is. */
+  oldestDue(): number | undefined {
+    let oldest: number | undefined;
+    for (const since of this.unacked.values()) if (oldest === undefined || since < oldest) oldest = since;
+    return oldest;
   }
 
   /**
@@ -195,7 +209,8 @@ export class Delivery {
    */
   newSession(): boolean {
     this.ackedSeq.clear();
-    for (const k of this.handedSeq.keys()) this.unacked.add(k);
+    const now = Date.now();
+    for (const k of this.handedSeq.keys()) if (!this.unacked.has(k)) this.unacked.set(k, now);
     return this.unacked.size > 0;
   }
 
@@ -205,7 +220,9 @@ export class Delivery {
       const k = convFromPB(c.conversation);
       const seq = Math.max(this.ackedSeq.get(k) ?? 0, Number(c.seq));
       this.ackedSeq.set(k, seq);
+      // What was handed beyond seq is due from about now.
       if (seq >= (this.handedSeq.get(k) ?? 0)) this.unacked.delete(k);
+      else if (this.unacked.has(k)) this.unacked.set(k, Date.now());
     }
   }
 }

@@ -219,7 +219,7 @@ test("acknowledgements: at most one a second by default", async (t) => {
 
     // From here the clock is the test's: the fake server's setTimeout(0)s
     // run on tick(0), the acknowledgement's delay once the ticks add up.
-    t.mock.timers.enable({ apis: ["setTimeout"] });
+    t.mock.timers.enable({ apis: ["setTimeout", "Date"], now: Date.now() });
     const settle = async () => {
       for (let i = 0; i < 10; i++) {
         t.mock.timers.tick(0);
@@ -304,7 +304,7 @@ test("acknowledgements ride on the next request; the timer sends only what none 
     await t.test(tc.name, async (t) => {
       // The clock is the test's: the fake server's setTimeout(0)s run on
       // tick(0), the acknowledgement's delay once the ticks add up.
-      t.mock.timers.enable({ apis: ["setTimeout"] });
+      t.mock.timers.enable({ apis: ["setTimeout", "Date"], now: Date.now() });
       const settle = async () => {
         for (let i = 0; i < 10; i++) {
           t.mock.timers.tick(0);
@@ -338,6 +338,46 @@ test("acknowledgements ride on the next request; the timer sends only what none 
         await c.close();
       }
     });
+  }
+});
+
+test("acknowledgements: the timer leaves to requests what was handed less than ackDelay ago", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout", "Date"], now: Date.now() });
+  const settle = async () => {
+    for (let i = 0; i < 10; i++) {
+      t.mock.timers.tick(0);
+      await new Promise((r) => setImmediate(r));
+    }
+  };
+  const srv = new FakeServer();
+  const dialing = Client.dial("ws://fake", "me", "t", { WebSocket: srv.WebSocket, listeners: [{ onRecvNewMessage: () => {} }] });
+  await settle();
+  const c = await dialing;
+  const carried = () => srv.requests("markC2cRead").map((f) => f.acked.map((c) => `${c.conversation?.peerId}:${c.seq}`).join(" "));
+  const read = async () => {
+    const req = c.markC2CMessageAsRead("peer");
+    await settle();
+    await req;
+  };
+  try {
+    srv.conns[0].reply({ id: 0n, body: { case: "newMessage", value: msg(1, "peer") } });
+    await settle();
+    await read();
+    t.mock.timers.tick(500);
+    srv.conns[0].reply({ id: 0n, body: { case: "newMessage", value: msg(2, "peer") } });
+    await settle();
+    // The timer, started by the first message, finds the second due for
+    // half of ackDelay: it waits, and the next request carries it.
+    t.mock.timers.tick(750);
+    await settle();
+    await read();
+    t.mock.timers.tick(2000);
+    await settle();
+    assert.deepEqual(carried(), ["peer:1", "peer:2"]);
+    assert.deepEqual(srv.requests("ack"), [], "AckRequests");
+  } finally {
+    t.mock.timers.reset();
+    await c.close();
   }
 });
 
