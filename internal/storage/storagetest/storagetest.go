@@ -907,6 +907,7 @@ func testScanCanceled(t *testing.T, h *harness) {
 	// context for a short scan), but it must not panic or hang, and the store
 	// stays usable.
 	_ = s.Scan(ctx, nil, nil, false, func(_, _ []byte) bool { return true })
+	_ = s.ScanPrefixes(ctx, [][]byte{[]byte("a"), nil}, func(int, []byte, []byte) bool { return true })
 	wantValue(t, s, "a", "1")
 }
 
