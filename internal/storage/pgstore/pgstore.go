@@ -401,6 +401,8 @@ func (s *Store) scanSmall(ctx context.Context, query string, args []any, indexed
 	return nil
 }
 
+// readPage reads query's rows into page for scanSmall, or fails with
+// errTooBig.
 func (s *Store) readPage(ctx context.Context, query string, args []any, indexed bool, page *pageBuf) error {
 	c, err := s.acquire(ctx)
 	if err != nil {
@@ -414,12 +416,12 @@ func (s *Store) readPage(ctx context.Context, query string, args []any, indexed 
 	defer rows.Close()
 	limit := s.firstLimit()
 	i, last, n := int64(1), int64(0), 0
+	var k, v pgtype.DriverBytes // valid until the next row: copied below
+	dest := []any{&k, &v}
+	if indexed {
+		dest = []any{&i, &k, &v}
+	}
 	for rows.Next() {
-		var k, v pgtype.DriverBytes // valid until the next row: copied below
-		dest := []any{&k, &v}
-		if indexed {
-			dest = []any{&i, &k, &v}
-		}
 		if err := rows.Scan(dest...); err != nil {
 			return err
 		}
