@@ -56,12 +56,15 @@ func (r *reader) OnRecvNewMessage(m *im.Message) {
 		return
 	}
 	now := time.Since(r.run.tr.start)
-	f := strings.Fields(m.Text) // "steady <scheduled ns since start> <call start ns since start>"
-	if len(f) != 3 || f[0] != "steady" {
+	// "steady <scheduled ns since start> <call start ns since start>"; Cut,
+	// not Fields: this runs for every delivery, on the load tool's core.
+	rest, ok := strings.CutPrefix(m.Text, "steady ")
+	f1, f2, ok2 := strings.Cut(rest, " ")
+	if !ok || !ok2 {
 		return
 	}
-	sched, _ := strconv.ParseInt(f[1], 10, 64)
-	callStart, _ := strconv.ParseInt(f[2], 10, 64)
+	sched, _ := strconv.ParseInt(f1, 10, 64)
+	callStart, _ := strconv.ParseInt(f2, 10, 64)
 	r.run.deliver.add(now - time.Duration(callStart))
 	r.run.recvN.Add(1)
 	due := time.Duration(sched) + r.offset
