@@ -18,6 +18,7 @@ import (
 	"github.com/readmark/readmark/internal/cluster/clusterpb"
 	"github.com/readmark/readmark/internal/storage"
 	"github.com/readmark/readmark/internal/storage/pgstore"
+	"github.com/readmark/readmark/internal/workers"
 )
 
 // Config is what a Node needs.
@@ -64,8 +65,8 @@ type Config struct {
 // that it lost a lease cannot write over the new owner.
 //
 // Goroutines: the loop; one handoff at a time and the release of lost
-// partitions (bg); one per forwarded request being served (serving). Close
-// ends and waits for all of them.
+// partitions (bg); the workers serving forwarded requests (work, counted
+// in serving while they do). Close ends and waits for all of them.
 //
 // Lock order: Node.mu before part.mu. Neither is held across I/O.
 type Node struct {
@@ -103,6 +104,7 @@ type Node struct {
 	servingMu sync.Mutex
 	closing   bool           // under servingMu: receive serves no more
 	serving   sync.WaitGroup // forwarded requests being served
+	work      workers.Pool   // serves them
 }
 
 // part is one partition's admission gate and lease as this node holds it.
@@ -397,6 +399,7 @@ func (n *Node) Close() error {
 		n.closing = true
 		n.servingMu.Unlock()
 		n.serving.Wait()
+		n.work.Stop()
 	}
 	n.bg.Wait()
 	n.dropAll()

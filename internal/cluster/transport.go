@@ -28,7 +28,9 @@ const (
 )
 
 // receive is the NATS callback of the node's subject. It runs each request
-// on a goroutine of its own (the callback is called one message at a time).
+// on a worker of the node's pool (the callback is called one message at a
+// time; a goroutine of its own per request grew its stack every time: 2.8 %
+// of a node's CPU in steady 5,000/s on two nodes).
 func (n *Node) receive(m *nats.Msg) {
 	n.servingMu.Lock()
 	if n.closing {
@@ -37,7 +39,7 @@ func (n *Node) receive(m *nats.Msg) {
 	}
 	n.serving.Add(1)
 	n.servingMu.Unlock()
-	go func() {
+	n.work.Run(func() {
 		defer n.serving.Done()
 		var req clusterpb.Forward
 		if err := proto.Unmarshal(m.Data, &req); err != nil {
@@ -59,7 +61,7 @@ func (n *Node) receive(m *nats.Msg) {
 		if err := m.Respond(data); err != nil {
 			n.cfg.Logger.Warn("cluster: answering a forwarded request", "err", err)
 		}
-	}()
+	})
 }
 
 // runLocal runs req here if its partition is admitted, else answers "not

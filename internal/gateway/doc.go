@@ -26,6 +26,6 @@
 // returns. A request's slot is given back by the writer once its response
 // is written, so a client that does not read stops being read. A timer
 // (idle reads) and a watchdog (stuck writes), not per-frame deadline
-// contexts, bound them. Requests run on kept workers (workers.go), which
-// one timer of the pool ends after workerIdle unused.
+// contexts, bound them. Requests run on kept workers (package
+// workers).
 package gateway

@@ -14,6 +14,7 @@ import (
 	pb "github.com/readmark/readmark/api/readmarkv1"
 	"github.com/readmark/readmark/internal/apierr"
 	"github.com/readmark/readmark/internal/dispatch"
+	"github.com/readmark/readmark/internal/workers"
 )
 
 // Subprotocols: the major protocol version is part of the name.
@@ -84,7 +85,7 @@ type Gateway struct {
 	draining atomic.Bool
 	conns    atomic.Int64   // WebSocket connections being served
 	wg       sync.WaitGroup // one per session
-	workers  workers        // run the sessions' requests
+	workers  workers.Pool   // run the sessions' requests
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -171,7 +172,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	go func() {
 		drains.Wait()
 		g.wg.Wait()
-		g.workers.stop() // the sessions have ended: no request starts any more
+		g.workers.Stop() // the sessions have ended: no request starts any more
 		close(done)
 	}()
 	select {

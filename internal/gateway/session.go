@@ -201,7 +201,7 @@ func (s *session) onWorker(fn func()) {
 		s.onWorkerDone = make(chan struct{}, 1) // reused: one at a time
 	}
 	s.reqs.Add(1)
-	s.g.workers.run(func() {
+	s.g.workers.Run(func() {
 		defer s.reqs.Done()
 		defer func() { s.onWorkerDone <- struct{}{} }()
 		fn()
@@ -335,7 +335,7 @@ func (s *session) dispatch(frame *pb.ClientFrame) bool {
 		return false
 	}
 	s.reqs.Add(1)
-	s.g.workers.run(func() {
+	s.g.workers.Run(func() {
 		defer s.reqs.Done()
 		s.serve(frame, true)
 	})

@@ -1,4 +1,4 @@
-package gateway
+package workers
 
 import (
 	"testing"
@@ -8,14 +8,14 @@ import (
 	"go.uber.org/goleak"
 )
 
-func (p *workers) idleCount() int {
+func (p *Pool) idleCount() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.idle)
 }
 
 // waitIdle waits until p has n idle workers.
-func waitIdle(t *testing.T, p *workers, n int) {
+func waitIdle(t *testing.T, p *Pool, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for p.idleCount() != n {
@@ -30,21 +30,21 @@ func TestWorkers(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	tests := []struct {
 		name string
-		run  func(t *testing.T, p *workers)
+		run  func(t *testing.T, p *Pool)
 	}{
-		{"a worker is reused", func(t *testing.T, p *workers) {
+		{"a worker is reused", func(t *testing.T, p *Pool) {
 			for range 5 {
 				done := make(chan struct{})
-				p.run(func() { close(done) })
+				p.Run(func() { close(done) })
 				<-done
 				waitIdle(t, p, 1)
 			}
 		}},
-		{"concurrent requests get workers of their own", func(t *testing.T, p *workers) {
+		{"concurrent requests get workers of their own", func(t *testing.T, p *Pool) {
 			release := make(chan struct{})
 			started := make(chan struct{})
 			for range 3 {
-				p.run(func() { started <- struct{}{}; <-release })
+				p.Run(func() { started <- struct{}{}; <-release })
 			}
 			for range 3 {
 				<-started
@@ -52,18 +52,18 @@ func TestWorkers(t *testing.T) {
 			close(release)
 			waitIdle(t, p, 3)
 		}},
-		{"idle workers end", func(t *testing.T, p *workers) {
-			p.idleFor = 5 * time.Millisecond
+		{"idle workers end", func(t *testing.T, p *Pool) {
+			p.IdleFor = 5 * time.Millisecond
 			done := make(chan struct{})
-			p.run(func() { close(done) })
+			p.Run(func() { close(done) })
 			<-done
 			waitIdle(t, p, 0)
 		}},
-		{"stop waits for a busy worker", func(t *testing.T, p *workers) {
+		{"stop waits for a busy worker", func(t *testing.T, p *Pool) {
 			release, started, stopped := make(chan struct{}), make(chan struct{}), make(chan struct{})
-			p.run(func() { close(started); <-release })
+			p.Run(func() { close(started); <-release })
 			<-started
-			go func() { p.stop(); close(stopped) }()
+			go func() { p.Stop(); close(stopped) }()
 			select {
 			case <-stopped:
 				t.Fatal("stop returned while a request ran")
@@ -75,22 +75,22 @@ func TestWorkers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := &workers{}
+			p := &Pool{}
 			tt.run(t, p)
-			p.stop()
+			p.Stop()
 		})
 	}
 }
 
-// TestWorkersIdleExpiry: a worker ends once it has been idle for idleFor,
+// TestWorkersIdleExpiry: a worker ends once it has been idle for IdleFor,
 // not before, and one that went idle later outlives it.
 func TestWorkersIdleExpiry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		p := &workers{idleFor: time.Second}
-		defer p.stop()
+		p := &Pool{IdleFor: time.Second}
+		defer p.Stop()
 		first, second := make(chan struct{}), make(chan struct{})
-		p.run(func() { <-first })
-		p.run(func() { <-second }) // a worker of its own: the first is busy
+		p.Run(func() { <-first })
+		p.Run(func() { <-second }) // a worker of its own: the first is busy
 		close(first)
 		synctest.Wait()
 		if n := p.idleCount(); n != 1 {

@@ -1,4 +1,7 @@
-package gateway
+// Package workers owns a pool of goroutines kept for the next job: the
+// gateway runs sessions' requests on one, the cluster node the requests
+// other nodes forward to it.
+package workers
 
 import (
 	"cmp"
@@ -7,21 +10,22 @@ import (
 	"time"
 )
 
-// workerIdle is how long a worker waits for a request before it ends.
-const workerIdle = 10 * time.Second
+// DefaultIdle is how long a worker waits for a job before it ends.
+const DefaultIdle = 10 * time.Second
 
-// workers runs requests on goroutines kept for the next request. A request
-// grows its goroutine's stack to what protobuf, Pebble and the dispatcher
-// need; with a new goroutine per request that stack copying was 7 % of the
-// server's CPU under steady load, and a kept worker has grown its stack
-// already. The most recently idle worker is reused first, so the ones a
-// burst added sit idle until workerIdle ends them; stop ends them all.
+// Pool runs jobs on goroutines kept for the next job. A request grows its
+// goroutine's stack to what protobuf, Pebble and the dispatcher need; with
+// a new goroutine per request that stack copying was 7 % of the server's
+// CPU under steady load, and a kept worker has grown its stack already.
+// The most recently idle worker is reused first, so the ones a burst added
+// sit idle until IdleFor ends them; Stop ends them all. The zero Pool is
+// ready to use.
 //
 // One timer for the pool ends the workers idle too long, not one per
 // worker: arming a worker's timer and selecting on it at every request
 // was 3 % of the server's CPU at 20,000 receipts/s.
-type workers struct {
-	idleFor time.Duration // 0 = workerIdle
+type Pool struct {
+	IdleFor time.Duration // 0: DefaultIdle; set before the first Run
 
 	mu      sync.Mutex
 	idle    []*worker   // most recently idle last, so in order of idleSince
@@ -36,8 +40,8 @@ type worker struct {
 	idleSince time.Time
 }
 
-// run runs job on an idle worker, or on a new one.
-func (p *workers) run(job func()) {
+// Run runs job on an idle worker, or on a new one.
+func (p *Pool) Run(job func()) {
 	p.mu.Lock()
 	if n := len(p.idle); n > 0 {
 		w := p.idle[n-1]
@@ -52,7 +56,7 @@ func (p *workers) run(job func()) {
 	go p.work(job)
 }
 
-func (p *workers) work(job func()) {
+func (p *Pool) work(job func()) {
 	defer p.wg.Done()
 	w := &worker{jobs: make(chan func(), 1)}
 	for job != nil {
@@ -62,7 +66,7 @@ func (p *workers) work(job func()) {
 }
 
 // park makes w idle and returns its next job, or nil when it is to end.
-func (p *workers) park(w *worker) func() {
+func (p *Pool) park(w *worker) func() {
 	p.mu.Lock()
 	if p.stopped {
 		p.mu.Unlock()
@@ -77,10 +81,10 @@ func (p *workers) park(w *worker) func() {
 	return <-w.jobs // nil once closed
 }
 
-func (p *workers) idleTime() time.Duration { return cmp.Or(p.idleFor, workerIdle) }
+func (p *Pool) idleTime() time.Duration { return cmp.Or(p.IdleFor, DefaultIdle) }
 
 // arm sets the reaper to run after d. p.mu is held.
-func (p *workers) arm(d time.Duration) {
+func (p *Pool) arm(d time.Duration) {
 	p.armed = true
 	if p.reaper == nil {
 		p.reaper = time.AfterFunc(d, p.reap)
@@ -89,9 +93,9 @@ func (p *workers) arm(d time.Duration) {
 	}
 }
 
-// reap ends the workers idle for idleFor or longer, and arms itself for
+// reap ends the workers idle for IdleFor or longer, and arms itself for
 // the next one to reach it.
-func (p *workers) reap() {
+func (p *Pool) reap() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.armed = false
@@ -110,9 +114,9 @@ func (p *workers) reap() {
 	}
 }
 
-// stop ends the idle workers, makes the busy ones end after their request
-// and waits for them. Call it once no request can start any more.
-func (p *workers) stop() {
+// Stop ends the idle workers, makes the busy ones end after their job and
+// waits for them. Call it once no job can start any more.
+func (p *Pool) Stop() {
 	p.mu.Lock()
 	p.stopped = true
 	for _, w := range p.idle {
