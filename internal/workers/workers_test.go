@@ -96,26 +96,19 @@ func TestWorkersIdleExpiry(t *testing.T) {
 		if n := p.idleCount(); n != 1 {
 			t.Fatalf("%d idle workers, want 1", n)
 		}
+		idleAfter := func(d time.Duration, want int, when string) {
+			t.Helper()
+			time.Sleep(d)
+			synctest.Wait()
+			if n := p.idleCount(); n != want {
+				t.Fatalf("%s: %d idle workers, want %d", when, n, want)
+			}
+		}
 		time.Sleep(600 * time.Millisecond)
 		close(second) // the second goes idle 0.6 s after the first
-		synctest.Wait()
-		if n := p.idleCount(); n != 2 {
-			t.Fatalf("%d idle workers, want 2", n)
-		}
-		time.Sleep(399 * time.Millisecond)
-		synctest.Wait()
-		if n := p.idleCount(); n != 2 {
-			t.Fatalf("0.999 s after the first went idle: %d idle workers, want 2", n)
-		}
-		time.Sleep(2 * time.Millisecond)
-		synctest.Wait()
-		if n := p.idleCount(); n != 1 {
-			t.Fatalf("1.001 s after the first went idle: %d idle workers, want 1", n)
-		}
-		time.Sleep(600 * time.Millisecond)
-		synctest.Wait()
-		if n := p.idleCount(); n != 0 {
-			t.Fatalf("1.001 s after the second went idle: %d idle workers, want 0", n)
-		}
+		idleAfter(0, 2, "both idle")
+		idleAfter(399*time.Millisecond, 2, "0.999 s after the first went idle")
+		idleAfter(2*time.Millisecond, 1, "1.001 s after the first went idle")
+		idleAfter(600*time.Millisecond, 0, "1.001 s after the second went idle")
 	})
 }

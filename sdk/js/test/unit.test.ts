@@ -1,6 +1,6 @@
 // Unit tests of the delivery rules, the event queue, and of connection
 // behaviour driven by a fake server (heartbeat, retries after a lost connection).
-import { test } from "node:test";
+import { type TestContext, test } from "node:test";
 import assert from "node:assert/strict";
 import { create, toBinary } from "@bufbuild/protobuf";
 import * as pb from "../src/gen/readmark_pb.js";
@@ -12,6 +12,21 @@ import { waitFor } from "./harness.js";
 
 function msg(seq: number, sender: string, group = "", text = `${sender}${group}${seq}`): pb.Message {
   return create(pb.MessageSchema, { seq: BigInt(seq), sender, receiver: group ? "" : "me", groupId: group, text });
+}
+
+/**
+ * mockClock makes setTimeout and Date the test's, and returns settle: it
+ * runs what is due now (the fake server's setTimeout(0)s) and lets the
+ * promises it resolves run, while t.mock.timers.tick(ms) moves the clock.
+ */
+function mockClock(t: TestContext): () => Promise<void> {
+  t.mock.timers.enable({ apis: ["setTimeout", "Date"], now: Date.now() });
+  return async () => {
+    for (let i = 0; i < 10; i++) {
+      t.mock.timers.tick(0);
+      await new Promise((r) => setImmediate(r));
+    }
+  };
 }
 
 function delivery() {
@@ -219,13 +234,7 @@ test("acknowledgements: at most one a second by default", async (t) => {
 
     // From here the clock is the test's: the fake server's setTimeout(0)s
     // run on tick(0), the acknowledgement's delay once the ticks add up.
-    t.mock.timers.enable({ apis: ["setTimeout", "Date"], now: Date.now() });
-    const settle = async () => {
-      for (let i = 0; i < 10; i++) {
-        t.mock.timers.tick(0);
-        await new Promise((r) => setImmediate(r));
-      }
-    };
+    const settle = mockClock(t);
     srv.conns[0].reply({ id: 0n, body: { case: "newMessage", value: msg(2, "peer") } });
     await settle();
     t.mock.timers.tick(999);
@@ -304,13 +313,7 @@ test("acknowledgements ride on the next request; the timer sends only what none 
     await t.test(tc.name, async (t) => {
       // The clock is the test's: the fake server's setTimeout(0)s run on
       // tick(0), the acknowledgement's delay once the ticks add up.
-      t.mock.timers.enable({ apis: ["setTimeout", "Date"], now: Date.now() });
-      const settle = async () => {
-        for (let i = 0; i < 10; i++) {
-          t.mock.timers.tick(0);
-          await new Promise((r) => setImmediate(r));
-        }
-      };
+      const settle = mockClock(t);
       const srv = new FakeServer();
       const dialing = Client.dial("ws://fake", "me", "t", { WebSocket: srv.WebSocket, listeners: [{ onRecvNewMessage: () => {} }] });
       await settle();
@@ -342,13 +345,7 @@ test("acknowledgements ride on the next request; the timer sends only what none 
 });
 
 test("acknowledgements: the timer leaves to requests what was handed less than ackDelay ago", async (t) => {
-  t.mock.timers.enable({ apis: ["setTimeout", "Date"], now: Date.now() });
-  const settle = async () => {
-    for (let i = 0; i < 10; i++) {
-      t.mock.timers.tick(0);
-      await new Promise((r) => setImmediate(r));
-    }
-  };
+  const settle = mockClock(t);
   const srv = new FakeServer();
   const dialing = Client.dial("ws://fake", "me", "t", { WebSocket: srv.WebSocket, listeners: [{ onRecvNewMessage: () => {} }] });
   await settle();
