@@ -227,8 +227,9 @@ func (c *cursors) loadWith(ctx context.Context, s storage.Store, user, device st
 		// (but before the device was in memory, where the sweep would have
 		// kept it): writing all its cursors again with the record restores
 		// them. Rare, so cheap. Had the sweep deleted the cursors between
-		// the two reads above, the device syncs from the beginning: a
-		// repeat, never a skip.
+		// the record's Get and the cursors' scan above (a user whose
+		// baseline was in memory; loadUser reads one snapshot), the device
+		// syncs from the beginning: a repeat, never a skip.
 		if c.ttl > 0 && hasSeen && now.Sub(seen) > c.ttl/2 {
 			for conv := range dev {
 				sh.dirty[cursorKey{user, device, conv}] = struct{}{}
