@@ -28,8 +28,9 @@ type Bus interface {
 	// keep data until delivered: the caller must not modify it afterwards.
 	// Messages from one publisher on one subject arrive in publish order.
 	Publish(ctx context.Context, subject string, data []byte) error
-	// Subscribe registers handler for subject. The handler is called from a
-	// goroutine owned by the bus, one message at a time per subscription, and
+	// Subscribe registers handler for subject. The handler is called one
+	// message at a time per subscription, from a goroutine of the bus or,
+	// for a message published on the same node, from the publisher's, and
 	// must not block. It may keep data but must not modify it (subscribers
 	// may share one slice). It must not unsubscribe its own subscription:
 	// Unsubscribe waits for a handler call in progress.

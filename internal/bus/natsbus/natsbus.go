@@ -8,9 +8,20 @@
 // push recovers by sync or pull. A publisher's messages on one subject arrive
 // in order, as core NATS keeps the order of one connection's publishes.
 //
-// Handlers run on nats.go's goroutine for the subscription, one message at a
-// time, as bus.Bus requires; a slow handler makes the subscription's pending
-// queue grow and NATS drops messages beyond its limits (a slow consumer),
+// Subscribers on the publishing node are called directly, on the
+// publisher's goroutine as membus does, and the connection is opened with
+// NoEcho, so NATS carries a message only to the other nodes. Most pushes
+// are for sessions on the node that publishes them (every receipt call
+// pushes self_receipts to its reader, whose only session is usually the
+// one that called), and a round trip through the NATS server and back
+// cost both of them CPU for nothing. NoEcho applies to the whole
+// connection: whoever shares it (the cluster's request forwarding) never
+// receives what it publishes itself.
+//
+// Handlers of messages from other nodes run on nats.go's goroutine for the
+// subscription; either way one message at a time per subscription, as
+// bus.Bus requires. A slow handler makes the subscription's pending queue
+// grow and NATS drops messages beyond its limits (a slow consumer),
 // reported to nats.ErrorHandler if one is set in the options.
 //
 // Subjects. bus.UserSubject gives "rm.u.<userID>". User IDs are validated to
@@ -22,14 +33,16 @@
 // "_RMX.x<hex of subject>", and subjects that begin with "_RMX." are mapped
 // too, so the mapping is one-to-one and a wildcard is never interpreted.
 //
-// Lock order: Bus.mu before sub.mu. A handler runs holding its sub.mu, so it
-// must not call Unsubscribe on its own subscription (nor Close).
+// Lock order: Bus.mu before sub.mu; Publish releases Bus.mu before it calls
+// handlers. A handler runs holding its sub.mu, so it must not call
+// Unsubscribe on its own subscription (nor Close).
 package natsbus
 
 import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -46,13 +59,17 @@ type Bus struct {
 	closedCh chan struct{} // closed by the connection's ClosedCB
 	waitCB   bool          // ClosedCB will run on Close
 
-	mu     sync.Mutex
+	mu     sync.RWMutex
 	closed bool
 	subs   map[*sub]struct{}
+	// local holds the subscriptions of each bus subject, copied on write:
+	// Publish calls those of its subject after reading the slice under mu.
+	local map[string][]*sub
 }
 
 type sub struct {
 	b       *Bus
+	subject string // as given to Subscribe
 	ns      *nats.Subscription
 	handler func([]byte)
 	// mu serialises handler calls with Unsubscribe and Close, so that no call
@@ -91,7 +108,9 @@ func OpenPrefixed(url, prefix string, opts ...nats.Option) (*Bus, error) {
 			return nil, err
 		}
 	}
-	b := &Bus{closedCh: make(chan struct{}), subs: make(map[*sub]struct{})}
+	// Local subscribers are called by Publish itself (see the package doc).
+	o.NoEcho = true
+	b := &Bus{closedCh: make(chan struct{}), subs: make(map[*sub]struct{}), local: make(map[string][]*sub)}
 	if prefix != "" {
 		b.prefix = prefix + "."
 	}
@@ -114,16 +133,19 @@ func OpenPrefixed(url, prefix string, opts ...nats.Option) (*Bus, error) {
 // Conn exposes the NATS connection, for metrics and health checks.
 func (b *Bus) Conn() *nats.Conn { return b.nc }
 
-// Publish implements bus.Bus. nats.go copies data into its write buffer before
-// returning. While reconnecting, publishes are buffered (up to nats.go's
-// ReconnectBufSize) and fail beyond that.
+// Publish implements bus.Bus: it hands data to the other nodes through
+// NATS, then calls this node's subscribers of subject. nats.go copies data
+// into its write buffer before returning. While reconnecting, publishes
+// are buffered (up to nats.go's ReconnectBufSize) and fail beyond that; a
+// publish that fails reaches no subscriber here either, as it would not
+// have come back through NATS.
 func (b *Bus) Publish(ctx context.Context, subject string, data []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	b.mu.Lock()
-	closed := b.closed
-	b.mu.Unlock()
+	b.mu.RLock()
+	closed, local := b.closed, b.local[subject]
+	b.mu.RUnlock()
 	if closed {
 		return bus.ErrClosed
 	}
@@ -131,7 +153,13 @@ func (b *Bus) Publish(ctx context.Context, subject string, data []byte) error {
 	if errors.Is(err, nats.ErrConnectionClosed) {
 		return bus.ErrClosed
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	for _, s := range local {
+		s.call(data)
+	}
+	return nil
 }
 
 // Subscribe implements bus.Bus. It returns once the server has the
@@ -144,7 +172,7 @@ func (b *Bus) Subscribe(subject string, handler func(data []byte)) (bus.Subscrip
 		b.mu.Unlock()
 		return nil, bus.ErrClosed
 	}
-	s := &sub{b: b, handler: handler}
+	s := &sub{b: b, subject: subject, handler: handler}
 	ns, err := b.nc.Subscribe(b.prefix+natsSubject(subject), s.deliver)
 	if err != nil {
 		b.mu.Unlock()
@@ -155,6 +183,7 @@ func (b *Bus) Subscribe(subject string, handler func(data []byte)) (bus.Subscrip
 	}
 	s.ns = ns
 	b.subs[s] = struct{}{}
+	b.local[subject] = append(slices.Clip(b.local[subject]), s)
 	b.mu.Unlock()
 	// Best effort: on a failure the subscription is still registered
 	// locally and nats.go sends it again on reconnect.
@@ -162,12 +191,16 @@ func (b *Bus) Subscribe(subject string, handler func(data []byte)) (bus.Subscrip
 	return s, nil
 }
 
-func (s *sub) deliver(m *nats.Msg) {
+// deliver takes a message from another node. nats.go gives each message
+// its own Data: the handler may keep it.
+func (s *sub) deliver(m *nats.Msg) { s.call(m.Data) }
+
+// call runs the handler unless the subscription has ended.
+func (s *sub) call(data []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.dead {
-		// nats.go gives each message its own Data: the handler may keep it.
-		s.handler(m.Data)
+		s.handler(data)
 	}
 }
 
@@ -185,6 +218,9 @@ func (s *sub) Unsubscribe() error {
 	b.mu.Lock()
 	_, live := b.subs[s]
 	delete(b.subs, s)
+	if live {
+		b.dropLocal(s)
+	}
 	b.mu.Unlock()
 	if !live {
 		// Already unsubscribed, or dropped (and killed) by Close.
@@ -199,6 +235,17 @@ func (s *sub) Unsubscribe() error {
 	return err
 }
 
+// dropLocal removes s from the local subscriptions of its subject. b.mu
+// must be held.
+func (b *Bus) dropLocal(s *sub) {
+	rest := slices.DeleteFunc(slices.Clone(b.local[s.subject]), func(x *sub) bool { return x == s })
+	if len(rest) == 0 {
+		delete(b.local, s.subject)
+	} else {
+		b.local[s.subject] = rest
+	}
+}
+
 // Close implements bus.Bus: no handler runs after it returns. Messages
 // already published are flushed to the server before the connection closes.
 func (b *Bus) Close() error {
@@ -209,7 +256,7 @@ func (b *Bus) Close() error {
 	}
 	b.closed = true
 	subs := b.subs
-	b.subs = make(map[*sub]struct{})
+	b.subs, b.local = make(map[*sub]struct{}), make(map[string][]*sub)
 	b.mu.Unlock()
 	for s := range subs {
 		s.kill()

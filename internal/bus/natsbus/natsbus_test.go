@@ -1,6 +1,8 @@
 package natsbus
 
 import (
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -55,6 +57,81 @@ func TestAcrossConnections(t *testing.T) {
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatalf("timed out at message %d", i)
+		}
+	}
+}
+
+// TestLocalOnce: a subscriber on the publishing bus is called once per
+// message (directly, not again when NATS would echo it back), and one on
+// another bus still gets every message through NATS.
+func TestLocalOnce(t *testing.T) {
+	testenv.NeedNATS(t)
+	a, b := open(t), open(t)
+	defer a.Close()
+	defer b.Close()
+	subject := bus.UserSubject("local." + nats.NewInbox()[7:])
+	const n = 100
+	var (
+		mu    sync.Mutex
+		local []string
+	)
+	marker := make(chan struct{})
+	subA, err := a.Subscribe(subject, func(d []byte) {
+		if string(d) == "marker" {
+			close(marker)
+			return
+		}
+		mu.Lock()
+		local = append(local, string(d))
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer subA.Unsubscribe()
+	remote := make(chan string, n)
+	subB, err := b.Subscribe(subject, func(d []byte) { remote <- string(d) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer subB.Unsubscribe()
+	for i := range n {
+		if err := a.Publish(t.Context(), subject, []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		select {
+		case d := <-remote:
+			if d != strconv.Itoa(i) {
+				t.Fatalf("remote got %q as message %d", d, i)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("remote timed out at message %d", i)
+		}
+	}
+	// Once the server has answered a's flush, any echo of a's messages was
+	// written to a's connection before the marker b publishes next, and
+	// a's subscription handles its messages in order.
+	if err := a.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(t.Context(), subject, []byte("marker")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-marker:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the marker from the other bus did not arrive")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(local) != n {
+		t.Fatalf("local subscriber called %d times for %d messages", len(local), n)
+	}
+	for i, d := range local {
+		if d != strconv.Itoa(i) {
+			t.Fatalf("local message %d is %q", i, d)
 		}
 	}
 }
