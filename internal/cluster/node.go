@@ -68,7 +68,8 @@ type Config struct {
 // partitions (bg); the workers serving forwarded requests (work, counted
 // in serving while they do). Close ends and waits for all of them.
 //
-// Lock order: Node.mu before part.mu. Neither is held across I/O.
+// Lock order: Node.mu before part.mu; refreshMu before awaitMu. None is
+// held across I/O.
 type Node struct {
 	cfg     Config
 	pool    *pgxpool.Pool
@@ -91,6 +92,9 @@ type Node struct {
 	routes    atomic.Pointer[[Partitions]route]
 	refreshMu sync.Mutex // one routing refresh at a time
 	refreshed time.Time  // under refreshMu
+
+	awaitMu  sync.Mutex
+	awaiting map[*awaited]struct{} // forwarded requests waiting for a reply
 
 	draining atomic.Bool
 	handing  atomic.Bool    // a handoff is running (one at a time)
@@ -157,17 +161,18 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	n := &Node{
-		cfg:     cfg,
-		pool:    pool,
-		leases:  pgstore.LeasesTable(cfg.Table),
-		nodes:   pgstore.SuffixedTable(cfg.Table, "_nodes"),
-		subject: forwardSubject(cfg.Cluster, cfg.NodeID),
-		start:   time.Now(),
-		m:       newMetrics(cfg.NodeID),
-		kick:    make(chan struct{}, 1),
-		drained: make(chan struct{}),
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
+		cfg:      cfg,
+		pool:     pool,
+		leases:   pgstore.LeasesTable(cfg.Table),
+		nodes:    pgstore.SuffixedTable(cfg.Table, "_nodes"),
+		subject:  forwardSubject(cfg.Cluster, cfg.NodeID),
+		start:    time.Now(),
+		m:        newMetrics(cfg.NodeID),
+		awaiting: make(map[*awaited]struct{}),
+		kick:     make(chan struct{}, 1),
+		drained:  make(chan struct{}),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 	for i := range n.parts {
 		pt := &n.parts[i]
@@ -557,6 +562,7 @@ func (n *Node) refresh(ctx context.Context) error {
 	}
 	n.routes.Store(&rt)
 	n.refreshed = time.Now()
+	n.endMoved(&rt)
 	return nil
 }
 

@@ -162,9 +162,9 @@ func (n *Node) forward(ctx context.Context, p uint32, req *clusterpb.Forward, id
 var errOwnerChanged = errors.New("cluster: partition owner changed during the request")
 
 // request is one attempt: it waits for the reply until ctx ends, or until
-// the routing table (refreshed by the node's loop) no longer names the
-// owner it was sent to. A slow owner is thus waited for (no duplicate
-// runs), a dead one is given up once its lease is gone.
+// the routing table no longer names the owner it was sent to (the refresh
+// that finds so ends it: endMoved). A slow owner is thus waited for (no
+// duplicate runs), a dead one is given up once its lease is gone.
 func (n *Node) request(ctx context.Context, p uint32, to route, req *clusterpb.Forward) (*clusterpb.ForwardReply, error) {
 	if d, ok := ctx.Deadline(); ok {
 		req.TimeoutMs = uint32(max(time.Until(d).Milliseconds(), 1))
@@ -175,23 +175,20 @@ func (n *Node) request(ctx context.Context, p uint32, to route, req *clusterpb.F
 	}
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	watching := make(chan struct{})
-	defer close(watching)
-	go func() {
-		t := time.NewTicker(n.cfg.Renew / 4)
-		defer t.Stop()
-		for {
-			select {
-			case <-watching:
-				return
-			case <-t.C:
-				if r := n.routes.Load()[p]; r.owner != to.owner || !r.live {
-					cancel(errOwnerChanged)
-					return
-				}
-			}
-		}
+	w := &awaited{p: p, owner: to.owner, cancel: cancel}
+	n.awaitMu.Lock()
+	n.awaiting[w] = struct{}{}
+	n.awaitMu.Unlock()
+	defer func() {
+		n.awaitMu.Lock()
+		delete(n.awaiting, w)
+		n.awaitMu.Unlock()
 	}()
+	// A refresh that stored new routes before w was registered did not see
+	// it; one that stores them later will.
+	if moved(n.routes.Load()[p], to.owner) {
+		cancel(errOwnerChanged)
+	}
 	m, err := n.cfg.Conn.RequestWithContext(actx, to.subject, data)
 	if err != nil {
 		if cause := context.Cause(actx); errors.Is(cause, errOwnerChanged) {
@@ -204,6 +201,29 @@ func (n *Node) request(ctx context.Context, p uint32, to route, req *clusterpb.F
 		return nil, err
 	}
 	return &reply, nil
+}
+
+// awaited is a request waiting for its partition's owner to reply.
+type awaited struct {
+	p      uint32
+	owner  string
+	cancel context.CancelCauseFunc
+}
+
+// moved reports whether r no longer routes to a live owner.
+func moved(r route, owner string) bool { return r.owner != owner || !r.live }
+
+// endMoved ends the requests awaiting an owner that rt no longer routes
+// to. One check per routing refresh, not a timer per request: routes
+// change only there.
+func (n *Node) endMoved(rt *[Partitions]route) {
+	n.awaitMu.Lock()
+	defer n.awaitMu.Unlock()
+	for w := range n.awaiting {
+		if moved(rt[w.p], w.owner) {
+			w.cancel(errOwnerChanged)
+		}
+	}
 }
 
 func unavailable(ctx context.Context, p uint32) error {
