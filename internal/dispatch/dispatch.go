@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -354,12 +355,24 @@ func wrap(err error, resp func() *pb.ServerFrame) (*pb.ServerFrame, error) {
 
 // RequestName is the request's type for metrics and logs, e.g. "send_message".
 func RequestName(f *pb.ClientFrame) string {
-	if f.Body == nil {
-		return "none"
+	if name, ok := requestNames[reflect.TypeOf(f.Body)]; ok {
+		return name
 	}
-	fd := f.ProtoReflect().WhichOneof(f.ProtoReflect().Descriptor().Oneofs().ByName("body"))
-	if fd == nil {
-		return "none"
-	}
-	return strings.ToLower(string(fd.Name()))
+	return "none"
 }
+
+// requestNames maps the type of each ClientFrame body to its field's name,
+// lower-cased. Built once: RequestName runs for every request, and
+// looking the oneof up by reflection each time was 1 % of a busy server's
+// CPU.
+var requestNames = func() map[reflect.Type]string {
+	names := make(map[reflect.Type]string)
+	fields := (&pb.ClientFrame{}).ProtoReflect().Descriptor().Oneofs().ByName("body").Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		f := &pb.ClientFrame{}
+		f.ProtoReflect().Set(fd, f.ProtoReflect().NewField(fd))
+		names[reflect.TypeOf(f.Body)] = strings.ToLower(string(fd.Name()))
+	}
+	return names
+}()
