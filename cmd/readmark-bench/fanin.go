@@ -97,7 +97,7 @@ func runFanin(ctx context.Context, cfg *config, t *target, res *Result, prog *pr
 	spent.cores(res, fmt.Sprintf("the receipt phase (%.1fs)", spent.wall.Seconds()))
 	spent.perOp(res, "member", finished.Load(), "member session (connect, upgrade, login, sync, its receipt calls, close)")
 	spent.perOp(res, "receipt", acked.Load(), "receipt acknowledged")
-	srvSpan.report(res, "the receipt phase", serverReceiptCalls, serverGroupCommits)
+	srvSpan.report(res, "the receipt phase", serverReceiptCalls, serverGroupCommits, serverPushWaits, serverReceiptPushWrites)
 	if err != nil {
 		return err
 	}

@@ -15,7 +15,8 @@ import (
 )
 
 // The server's latency histograms the load tool reads.
-var serverHistFamilies = []string{"readmark_request_seconds", "readmark_group_commit_seconds"}
+var serverHistFamilies = []string{"readmark_request_seconds", "readmark_group_commit_seconds",
+	"readmark_receipt_push_wait_seconds", "readmark_push_write_seconds"}
 
 // serverSeries is one server histogram series reported under a metric
 // prefix: prefix_p50_ms, _p99_ms, _p99_9_ms and _count.
@@ -30,9 +31,14 @@ func requestSeries(prefix, typ, what string) serverSeries {
 }
 
 var (
-	serverReceiptCalls = requestSeries("server_receipt_call", "send_receipts", "SendMessageReadReceipts calls")
-	serverSendCalls    = requestSeries("server_send_call", "send_message", "SendMessage calls")
-	serverGroupCommits = serverSeries{"server_group_commit", "readmark_group_commit_seconds", "group commits' durable writes"}
+	serverReceiptCalls      = requestSeries("server_receipt_call", "send_receipts", "SendMessageReadReceipts calls")
+	serverSendCalls         = requestSeries("server_send_call", "send_message", "SendMessage calls")
+	serverGroupCommits      = serverSeries{"server_group_commit", "readmark_group_commit_seconds", "group commits' durable writes"}
+	serverPushWaits         = serverSeries{"server_receipt_push_wait", "readmark_receipt_push_wait_seconds", "waits of a message's receipts for their push frame"}
+	serverReceiptPushWrites = serverSeries{"server_receipt_push_write", `readmark_push_write_seconds{kind="receipts"}`,
+		"receipt pushes, from reaching the session to written"}
+	serverMessagePushWrites = serverSeries{"server_message_push_write", `readmark_push_write_seconds{kind="new_message"}`,
+		"message deliveries, from reaching the session to written"}
 )
 
 // hist is a Prometheus histogram: its buckets' upper bounds, ascending and
@@ -214,7 +220,9 @@ func (l serverLatency) report(res *Result, over string, series ...serverSeries) 
 	res.noteOnce("server_*_ms figures are SERVER-SIDE, unlike the LATENCY table: quantiles of the change over the measured phase of " +
 		"histograms scraped from " + from + ". Calls: readmark_request_seconds, from a request's decoding to its response " +
 		"being queued (no network, no client-side encoding, scheduling or retries). Group commits: readmark_group_commit_seconds, " +
-		"each commit's durable write. Estimated like Prometheus' histogram_quantile, linearly within buckets that double " +
+		"each commit's durable write. Receipt push waits: readmark_receipt_push_wait_seconds, how long a message's receipts " +
+		"waited for their push frame (the push rate limit). Push writes: readmark_push_write_seconds, from a push reaching " +
+		"the node's sessions to its frame being written. Estimated like Prometheus' histogram_quantile, linearly within buckets that double " +
 		"from 0.1 ms, so the resolution is the bucket's width (a p99 of 5 ms lies somewhere in 3.2-6.4 ms).")
 	for _, s := range series {
 		h := l.delta[s.series]

@@ -347,7 +347,8 @@ func runSteady(ctx context.Context, cfg *config, t *target, res *Result, prog *p
 	// taken over load and drain, so that work queued in the window counts.
 	allCPU.perOp(res, "pair", acked, "(message delivery + receipt) pair, over load and drain")
 	allCPU.perOp(res, "receipt_call", st.callN.Load(), "receipt call, over load and drain (all work included)")
-	srvSpan.report(res, "load and drain", serverReceiptCalls, serverSendCalls, serverGroupCommits)
+	srvSpan.report(res, "load and drain", serverReceiptCalls, serverSendCalls, serverGroupCommits,
+		serverPushWaits, serverReceiptPushWrites, serverMessagePushWrites)
 	left, _ := watcher.pending()
 	res.metric("messages_not_final", float64(left), "", fmt.Sprintf("messages whose pushed ReadCount never reached %d", S))
 	frames, framesSec := watcher.frameStats()

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
@@ -201,7 +202,7 @@ func (h *Hub) deliver(user string, data []byte) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	if us := h.users[user]; us != nil {
-		us.push(&push{bin: frame}, except)
+		us.push(newPush(frame), except)
 	}
 }
 
@@ -222,7 +223,7 @@ func (h *Hub) deliverFan(data []byte) {
 			continue
 		}
 		if p == nil {
-			p = &push{bin: frame}
+			p = newPush(frame)
 		}
 		us.push(p, except)
 	}
@@ -241,12 +242,21 @@ func (us *userSessions) push(p *push, except uint64) {
 // encoding from the bus, and the JSON encoding, made once by the first JSON
 // session's writer that needs it and shared with the others.
 type push struct {
-	bin []byte
+	bin  []byte
+	at   time.Time        // when it reached this node's hub
+	kind protowire.Number // the ServerFrame body field it carries
 
 	once    sync.Once
 	json    []byte
 	err     error
 	jsonLen atomic.Int64 // len(json), readable without the Once
+}
+
+// newPush wraps an encoded push frame that has just come from the bus. A
+// push has neither id nor error, so its first field is its body.
+func newPush(frame []byte) *push {
+	kind, _, _ := protowire.ConsumeTag(frame)
+	return &push{bin: frame, at: time.Now(), kind: kind}
 }
 
 // encoded returns the push in the binary or the JSON encoding.

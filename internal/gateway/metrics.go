@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
 )
@@ -20,6 +21,10 @@ type Metrics struct {
 	slowConsumers prometheus.Counter
 	jsonPushes    prometheus.Counter
 	socketWrites  prometheus.Counter
+	// pushWrites observes pushes by the number of their ServerFrame body
+	// field; other holds any number not in the schema.
+	pushWrites map[protowire.Number]prometheus.Observer
+	otherPush  prometheus.Observer
 
 	// ok and timed hold each request type's children of
 	// requests{code="OK"} (prometheus.Counter) and of latency
@@ -54,8 +59,42 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "readmark_socket_writes_total", Help: "Write calls on client connections: one per batch of queued frames, not one per frame.",
 		}),
 	}
-	reg.MustRegister(m.sessions, m.requests, m.latency, m.pushes, m.slowConsumers, m.jsonPushes, m.socketWrites)
+	pushWrites := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "readmark_push_write_seconds", Help: "Time from a push reaching this node (from the bus) to its frame being written to a session's connection, by the push's kind (its ServerFrame body field: new_message, receipts, self_receipts, ...).",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+	}, []string{"kind"})
+	// Children resolved once: a push frame costs a map lookup.
+	m.pushWrites = make(map[protowire.Number]prometheus.Observer)
+	fields := (&pb.ServerFrame{}).ProtoReflect().Descriptor().Oneofs().ByName("body").Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		m.pushWrites[fd.Number()] = pushWrites.WithLabelValues(string(fd.Name()))
+	}
+	m.otherPush = pushWrites.WithLabelValues("other")
+	reg.MustRegister(m.sessions, m.requests, m.latency, m.pushes, m.slowConsumers, m.jsonPushes, m.socketWrites, pushWrites)
 	return m
+}
+
+// pushesWritten observes how long each push of batch, just written, took
+// from reaching the hub.
+func (m *Metrics) pushesWritten(batch []outFrame) {
+	if m == nil {
+		return
+	}
+	var now time.Time
+	for _, f := range batch {
+		if f.push == nil {
+			continue
+		}
+		if now.IsZero() {
+			now = time.Now()
+		}
+		o := m.pushWrites[f.push.kind]
+		if o == nil {
+			o = m.otherPush
+		}
+		o.Observe(now.Sub(f.push.at).Seconds())
+	}
 }
 
 func (m *Metrics) sessionOpened() {

@@ -5,6 +5,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
 )
@@ -50,4 +53,51 @@ func BenchmarkMetricsRequest(b *testing.B) {
 			m.request("send_receipts", 0, time.Millisecond)
 		}
 	})
+}
+
+// TestMetricsPushWrites: each written push is observed under its kind,
+// from the time it reached the hub; responses are not.
+func TestMetricsPushWrites(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	encode := func(f *pb.ServerFrame) []byte {
+		b, err := proto.Marshal(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	receipts := newPush(encode(&pb.ServerFrame{Body: &pb.ServerFrame_Receipts_{Receipts_: &pb.ReceiptsPush{}}}))
+	receipts.at = time.Now().Add(-50 * time.Millisecond)
+	message := newPush(encode(&pb.ServerFrame{Body: &pb.ServerFrame_NewMessage{NewMessage: &pb.Message{Seq: 1}}}))
+	unknown := newPush(protowire.AppendVarint(protowire.AppendTag(nil, 999, protowire.VarintType), 1))
+	m.pushesWritten([]outFrame{{push: receipts}, {data: []byte("response")}, {push: message}, {push: unknown}, {push: message}})
+
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]*dto.Histogram{}
+	for _, mf := range mfs {
+		if mf.GetName() != "readmark_push_write_seconds" {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			if h := mt.GetHistogram(); h.GetSampleCount() > 0 {
+				got[mt.GetLabel()[0].GetValue()] = h
+			}
+		}
+	}
+	want := map[string]uint64{"receipts": 1, "new_message": 2, "other": 1}
+	if len(got) != len(want) {
+		t.Fatalf("kinds observed: %v, want %v", got, want)
+	}
+	for kind, n := range want {
+		if c := got[kind].GetSampleCount(); c != n {
+			t.Errorf("%s: %d observations, want %d", kind, c, n)
+		}
+	}
+	if s := got["receipts"].GetSampleSum(); s < 0.05 {
+		t.Errorf("receipts push observed %v s after waiting 50 ms", s)
+	}
 }

@@ -633,6 +633,7 @@ func (s *session) writer() {
 		if err := s.writeBatch(batch, typ); err != nil {
 			return
 		}
+		s.g.cfg.Metrics.pushesWritten(batch)
 		s.written(batch)
 		clear(batch)
 		if last {

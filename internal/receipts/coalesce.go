@@ -37,6 +37,7 @@ const (
 type coalescer struct {
 	pusher    Pusher
 	now       func() time.Time
+	onWait    func(time.Duration) // Config.OnPushWait; nil = not observed
 	interval  time.Duration // one token per interval
 	tolerance time.Duration // (burst-1) * interval
 
@@ -67,6 +68,7 @@ type noteItem struct {
 	key    msgKey
 	sender string
 	r      *pb.MessageReceipt
+	held   time.Time // when the oldest receipt of the message now held came (hold)
 }
 
 // newCoalescer returns a coalescer whose flush loop is not started yet (see
@@ -103,7 +105,7 @@ func (c *coalescer) note(items []noteItem) {
 			r = &receiver{user: it.sender, index: -1}
 			c.rcv[it.sender] = r
 		}
-		r.hold(it)
+		r.hold(it, now)
 		if r.noted != c.epoch {
 			r.noted = c.epoch
 			touched = append(touched, r)
@@ -118,12 +120,15 @@ func (c *coalescer) note(items []noteItem) {
 	}
 }
 
-// hold keeps it as the newest receipt of its message.
-func (r *receiver) hold(it noteItem) {
+// hold keeps it as the newest receipt of its message, which has been held
+// since the first of its receipts not pushed yet came.
+func (r *receiver) hold(it noteItem, now time.Time) {
 	if i, ok := r.at[it.key]; ok {
+		it.held = r.held[i].held
 		r.held[i] = it
 		return
 	}
+	it.held = now
 	if r.at == nil {
 		r.at = make(map[msgKey]int)
 	}
@@ -137,6 +142,9 @@ func (c *coalescer) send(r *receiver, now time.Time) {
 	rs := make([]*pb.MessageReceipt, len(r.held))
 	for i, it := range r.held {
 		rs[i] = it.r
+		if c.onWait != nil {
+			c.onWait(now.Sub(it.held))
+		}
 	}
 	c.pusher.Push(r.user, &pb.ServerFrame{Body: &pb.ServerFrame_Receipts_{
 		Receipts_: &pb.ReceiptsPush{Receipts: rs},

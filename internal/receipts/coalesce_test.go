@@ -178,6 +178,28 @@ func TestCoalescerPushes(t *testing.T) {
 	}
 }
 
+// TestCoalescerPushWait: each message of a frame is reported with how long
+// its oldest held receipt waited; a receipt pushed at once waited 0, and a
+// newer receipt replacing a held one does not restart its wait.
+func TestCoalescerPushWait(t *testing.T) {
+	c, clock, _ := newTestCoalescer()
+	var waits []time.Duration
+	c.onWait = func(d time.Duration) { waits = append(waits, d) }
+	a := func(seq, count uint64) noteItem { return rc("alice", "g", seq, count) }
+	for i := range uint64(3) { // the burst: pushed at once
+		c.note([]noteItem{a(9, i+1)})
+	}
+	advance(c, clock, 10*time.Millisecond)
+	c.note([]noteItem{a(1, 1)})
+	advance(c, clock, 20*time.Millisecond)
+	c.note([]noteItem{a(1, 2), a(2, 1)})
+	advance(c, clock, time.Second)
+	want := []time.Duration{0, 0, 0, tick - 10*time.Millisecond, tick - 20*time.Millisecond}
+	if !slices.Equal(waits, want) {
+		t.Fatalf("waits %v, want %v", waits, want)
+	}
+}
+
 // TestCoalescerBurst: two senders whose 20 messages each are read by 200
 // members within two seconds, in commits of 1 to 8 receipts. Each sender
 // gets at most 20 frames in any second, every receipt is pushed within one

@@ -40,6 +40,11 @@ type Config struct {
 	// second, and a held receipt waits at most ~56 ms).
 	PushBurst    int
 	PushInterval time.Duration
+	// OnPushWait, if set, is called for each message in each receipt push
+	// frame with how long the message's oldest receipt in the frame was
+	// held for it (0 for a receipt pushed at once). It runs under the
+	// coalescer's lock: it must be quick (a histogram).
+	OnPushWait func(time.Duration)
 	// CacheMessages: read states kept in memory (0 = 20000); LRU; misses load
 	// from Store.
 	CacheMessages int
@@ -105,6 +110,7 @@ func New(cfg Config) (*Engine, error) {
 	}
 	e.cache = newStateCache(cfg.Store, cfg.CacheMessages)
 	e.co = newCoalescer(cfg.Pusher, time.Now, cfg.PushBurst, cfg.PushInterval)
+	e.co.onWait = cfg.OnPushWait
 	e.co.start()
 	return e, nil
 }

@@ -243,9 +243,19 @@ func Start(ctx context.Context, cfg Config) (srv *Server, err error) {
 	if err := s.shareCaches(profiles); err != nil {
 		return nil, err
 	}
+	// With readmark_push_write_seconds{kind="receipts"}, where a receipt
+	// push's time goes: held for a token, then queued to the session.
+	pushWait := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "readmark_receipt_push_wait_seconds", Help: "How long each message's receipts waited for their push frame to the sender (the push rate limit; 0 when pushed at once), per message per frame.",
+		// Fine around the push interval (1/18 s), where a busy sender's
+		// waits gather: doubling buckets would spread them over 51-102 ms.
+		Buckets: []float64{0.0001, 0.001, 0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.055, 0.06, 0.065, 0.07, 0.08, 0.1, 0.15, 0.25, 0.5, 1},
+	})
+	s.Registry.MustRegister(pushWait)
 	s.receipts, err = receipts.New(receipts.Config{
 		Store: s.store, Committer: s.commit, Messages: s.messages, Roster: s.groups,
 		Pusher: pusher, Profiles: profiles, Logger: cfg.Logger, Webhooks: wh,
+		OnPushWait: func(d time.Duration) { pushWait.Observe(d.Seconds()) },
 	})
 	if err != nil {
 		return nil, err
