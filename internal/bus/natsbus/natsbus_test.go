@@ -25,6 +25,19 @@ func open(t *testing.T) *Bus {
 	return b
 }
 
+// twoNodes opens two buses, as two nodes would, closed when the test ends,
+// and a user subject unique to the run.
+func twoNodes(t *testing.T, name string) (a, b *Bus, subject string) {
+	t.Helper()
+	testenv.NeedNATS(t)
+	a, b = open(t), open(t)
+	t.Cleanup(func() {
+		a.Close()
+		b.Close()
+	})
+	return a, b, bus.UserSubject(name + "." + nats.NewInbox()[7:])
+}
+
 func TestConformance(t *testing.T) {
 	testenv.NeedNATS(t)
 	bustest.Run(t, func(t *testing.T) bus.Bus { return open(t) })
@@ -33,11 +46,7 @@ func TestConformance(t *testing.T) {
 // TestAcrossConnections: two buses are two nodes; a subscription on one gets
 // what the other publishes after Subscribe returned, in order.
 func TestAcrossConnections(t *testing.T) {
-	testenv.NeedNATS(t)
-	a, b := open(t), open(t)
-	defer a.Close()
-	defer b.Close()
-	subject := bus.UserSubject("cross." + nats.NewInbox()[7:])
+	a, b, subject := twoNodes(t, "cross")
 	got := make(chan []byte, 1000)
 	sub, err := b.Subscribe(subject, func(d []byte) { got <- d })
 	if err != nil {
@@ -65,11 +74,7 @@ func TestAcrossConnections(t *testing.T) {
 // message (directly, not again when NATS would echo it back), and one on
 // another bus still gets every message through NATS.
 func TestLocalOnce(t *testing.T) {
-	testenv.NeedNATS(t)
-	a, b := open(t), open(t)
-	defer a.Close()
-	defer b.Close()
-	subject := bus.UserSubject("local." + nats.NewInbox()[7:])
+	a, b, subject := twoNodes(t, "local")
 	const n = 100
 	var (
 		mu    sync.Mutex
