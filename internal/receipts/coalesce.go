@@ -38,8 +38,8 @@ type coalescer struct {
 	pusher    Pusher
 	now       func() time.Time
 	onWait    func(time.Duration) // Config.OnPushWait; nil = not observed
-	interval  time.Duration // one token per interval
-	tolerance time.Duration // (burst-1) * interval
+	interval  time.Duration       // one token per interval
+	tolerance time.Duration       // (burst-1) * interval
 
 	mu      sync.Mutex
 	rcv     map[string]*receiver
