@@ -62,6 +62,13 @@ type userSessions struct {
 	sessions []*session
 	sub      bus.Subscription
 	limit    *rate.Limiter // shared by the sessions
+	// subscribed is closed once the add that created the entry has
+	// subscribed to the user's subject (subErr: it failed). It does so
+	// without the hub's lock, which must not wait for the bus (on NATS a
+	// round trip: every login and push of the node would queue behind
+	// it); the user's other adds wait for it instead.
+	subscribed chan struct{}
+	subErr     error
 }
 
 // NewHub returns an empty hub on b.
@@ -106,37 +113,54 @@ func (h *Hub) Reaches(user string, except uint64) bool {
 }
 
 // add registers s and returns the user's rate limiter; an *apierr.Error
-// with CodeSessionLimit when the user has the most sessions allowed.
+// with CodeSessionLimit when the user has the most sessions allowed. It
+// returns once the user's subject is subscribed to.
 func (h *Hub) add(s *session) (*rate.Limiter, error) {
+	user := s.user
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.fan == nil {
+	if h.fan == nil { // once per hub
 		sub, err := h.bus.Subscribe(bus.FanSubject, h.deliverFan)
 		if err != nil {
+			h.mu.Unlock()
 			return nil, err
 		}
 		h.fan = sub
 	}
-	us := h.users[s.user]
-	if us == nil {
-		user := s.user
-		sub, err := h.bus.Subscribe(bus.UserSubject(user), func(data []byte) { h.deliver(user, data) })
-		if err != nil {
-			return nil, err
-		}
+	us := h.users[user]
+	first := us == nil
+	if first {
 		h.pruneResting(time.Now())
 		limit := h.resting[user]
 		if limit == nil {
 			limit = rate.NewLimiter(h.cfg.RateLimit, h.cfg.RateBurst)
 		}
 		delete(h.resting, user)
-		us = &userSessions{sub: sub, limit: limit}
+		us = &userSessions{limit: limit, subscribed: make(chan struct{})}
 		h.users[user] = us
 	}
 	if len(us.sessions) >= h.cfg.MaxSessionsPerUser {
-		return nil, apierr.New(pb.CodeSessionLimit, "user %q already has %d sessions on this server, the most allowed", s.user, len(us.sessions))
+		h.mu.Unlock()
+		return nil, apierr.New(pb.CodeSessionLimit, "user %q already has %d sessions on this server, the most allowed", user, len(us.sessions))
 	}
 	us.sessions = append(us.sessions, s)
+	h.mu.Unlock()
+
+	// The entry outlives the subscribing: s is removed only after add
+	// returns (a session removes itself once logged in), and so are the
+	// user's other sessions, whose adds wait for it.
+	if first {
+		sub, err := h.bus.Subscribe(bus.UserSubject(user), func(data []byte) { h.deliver(user, data) })
+		h.mu.Lock()
+		us.sub, us.subErr = sub, err
+		h.mu.Unlock()
+		close(us.subscribed)
+	} else {
+		<-us.subscribed
+	}
+	if us.subErr != nil {
+		h.remove(s)
+		return nil, us.subErr
+	}
 	return us.limit, nil
 }
 
@@ -153,7 +177,7 @@ func (h *Hub) remove(s *session) {
 	var sub bus.Subscription
 	if len(us.sessions) == 0 {
 		delete(h.users, s.user)
-		sub = us.sub
+		sub = us.sub // nil if subscribing failed
 		h.rest(s.user, us.limit, time.Now())
 	}
 	h.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/readmark/readmark/internal/bus"
 	"github.com/readmark/readmark/internal/bus/membus"
 )
 
@@ -74,5 +75,80 @@ func TestHubRemove(t *testing.T) {
 	h.remove(ss[2])
 	if h.users["alice"] != nil {
 		t.Fatal("alice still in the hub after her last session left")
+	}
+}
+
+// gatedBus is a membus whose Subscribe to one subject waits until let is
+// closed, as a NATS subscription waits for a round trip.
+type gatedBus struct {
+	*membus.Bus
+	gated    string
+	entered  chan struct{} // closed when the gated Subscribe begins
+	let      chan struct{}
+	subjects chan string // every Subscribe's subject
+}
+
+func (b *gatedBus) Subscribe(subject string, handler func([]byte)) (bus.Subscription, error) {
+	b.subjects <- subject
+	if subject == b.gated {
+		close(b.entered)
+		<-b.let
+	}
+	return b.Bus.Subscribe(subject, handler)
+}
+
+// TestHubAddSubscribesUnlocked: while one user's subscription waits for the
+// bus, other users log in and get their pushes, and the user's own second
+// session waits for that subscription rather than making another.
+func TestHubAddSubscribesUnlocked(t *testing.T) {
+	b := &gatedBus{Bus: membus.New(), gated: bus.UserSubject("alice"),
+		entered: make(chan struct{}), let: make(chan struct{}), subjects: make(chan string, 10)}
+	h := NewHub(b, HubConfig{})
+	alice1, alice2 := &session{id: 1, user: "alice"}, &session{id: 2, user: "alice"}
+	added := make(chan error, 2)
+	go func() { _, err := h.add(alice1); added <- err }()
+	<-b.entered
+	go func() { _, err := h.add(alice2); added <- err }()
+
+	bob := &session{id: 3, user: "bob"}
+	bobAdded := make(chan error, 1)
+	go func() { _, err := h.add(bob); bobAdded <- err }()
+	select {
+	case err := <-bobAdded:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		close(b.let)
+		t.Fatal("bob's add waited for alice's subscription")
+	}
+	if !h.Reaches("bob", 0) {
+		t.Fatal("bob not registered")
+	}
+	select {
+	case err := <-added:
+		t.Fatalf("an add of alice returned (%v) before her subscription was made", err)
+	default:
+	}
+	close(b.let)
+	for range 2 {
+		if err := <-added; err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(b.subjects)
+	var alices int
+	for s := range b.subjects {
+		if s == bus.UserSubject("alice") {
+			alices++
+		}
+	}
+	if alices != 1 {
+		t.Fatalf("alice's subject subscribed %d times, want once", alices)
+	}
+	h.remove(alice1)
+	h.remove(alice2)
+	if h.Online("alice") {
+		t.Fatal("alice still online after both sessions left")
 	}
 }
