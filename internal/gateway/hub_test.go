@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -79,12 +80,14 @@ func TestHubRemove(t *testing.T) {
 }
 
 // gatedBus is a membus whose Subscribe to one subject waits until let is
-// closed, as a NATS subscription waits for a round trip.
+// closed, as a NATS subscription waits for a round trip, and then fails
+// with fail if set.
 type gatedBus struct {
 	*membus.Bus
 	gated    string
 	entered  chan struct{} // closed when the gated Subscribe begins
 	let      chan struct{}
+	fail     error
 	subjects chan string // every Subscribe's subject
 }
 
@@ -93,22 +96,30 @@ func (b *gatedBus) Subscribe(subject string, handler func([]byte)) (bus.Subscrip
 	if subject == b.gated {
 		close(b.entered)
 		<-b.let
+		if b.fail != nil {
+			return nil, b.fail
+		}
 	}
 	return b.Bus.Subscribe(subject, handler)
+}
+
+func newGatedBus(gated string, fail error) *gatedBus {
+	return &gatedBus{Bus: membus.New(), gated: gated, fail: fail,
+		entered: make(chan struct{}), let: make(chan struct{}), subjects: make(chan string, 10)}
 }
 
 // TestHubAddSubscribesUnlocked: while one user's subscription waits for the
 // bus, other users log in and get their pushes, and the user's own second
 // session waits for that subscription rather than making another.
 func TestHubAddSubscribesUnlocked(t *testing.T) {
-	b := &gatedBus{Bus: membus.New(), gated: bus.UserSubject("alice"),
-		entered: make(chan struct{}), let: make(chan struct{}), subjects: make(chan string, 10)}
+	b := newGatedBus(bus.UserSubject("alice"), nil)
 	h := NewHub(b, HubConfig{})
 	alice1, alice2 := &session{id: 1, user: "alice"}, &session{id: 2, user: "alice"}
 	added := make(chan error, 2)
 	go func() { _, err := h.add(alice1); added <- err }()
 	<-b.entered
 	go func() { _, err := h.add(alice2); added <- err }()
+	waitSessions(t, h, "alice", 2, b) // alice2 waits for alice1's subscription
 
 	bob := &session{id: 3, user: "bob"}
 	bobAdded := make(chan error, 1)
@@ -151,4 +162,52 @@ func TestHubAddSubscribesUnlocked(t *testing.T) {
 	if h.Online("alice") {
 		t.Fatal("alice still online after both sessions left")
 	}
+}
+
+// TestHubAddSubscribeFails: when the user's subscription fails, every
+// session of the user that waited for it fails with it, and the user is
+// not left in the hub.
+func TestHubAddSubscribeFails(t *testing.T) {
+	boom := errors.New("bus down")
+	b := newGatedBus(bus.UserSubject("alice"), boom)
+	h := NewHub(b, HubConfig{})
+	added := make(chan error, 2)
+	go func() { _, err := h.add(&session{id: 1, user: "alice"}); added <- err }()
+	<-b.entered
+	go func() { _, err := h.add(&session{id: 2, user: "alice"}); added <- err }()
+	// Both wait on the same subscription (a later add would subscribe anew).
+	waitSessions(t, h, "alice", 2, b)
+	close(b.let)
+	for range 2 {
+		if err := <-added; !errors.Is(err, boom) {
+			t.Fatalf("add: %v, want %v", err, boom)
+		}
+	}
+	if h.Online("alice") {
+		t.Fatal("alice left in the hub after her subscription failed")
+	}
+}
+
+// waitSessions waits until h holds n sessions of user, whose subscription
+// b holds back (let go if the wait fails).
+func waitSessions(t *testing.T, h *Hub, user string, n int, b *gatedBus) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for sessions(h, user) < n {
+		if time.Now().After(deadline) {
+			close(b.let)
+			t.Fatalf("%s has %d sessions in the hub, want %d", user, sessions(h, user), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// sessions counts the sessions h holds for user.
+func sessions(h *Hub, user string) int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if us := h.users[user]; us != nil {
+		return len(us.sessions)
+	}
+	return 0
 }
