@@ -223,7 +223,8 @@ func (l serverLatency) report(res *Result, over string, series ...serverSeries) 
 		"each commit's durable write. Receipt push waits: readmark_receipt_push_wait_seconds, how long a message's receipts " +
 		"waited for their push frame (the push rate limit). Push writes: readmark_push_write_seconds, from a push reaching " +
 		"the node's sessions to its frame being written. Estimated like Prometheus' histogram_quantile, linearly within buckets that double " +
-		"from 0.1 ms, so the resolution is the bucket's width (a p99 of 5 ms lies somewhere in 3.2-6.4 ms).")
+		"from 0.1 ms (the push waits': finer, 5 ms apart around the 1/18 s push interval), so the resolution is the bucket's width " +
+		"(a p99 of 5 ms lies somewhere in 3.2-6.4 ms).")
 	for _, s := range series {
 		h := l.delta[s.series]
 		var n float64
