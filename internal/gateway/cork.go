@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"encoding/binary"
 	"net"
 	"net/http"
 	"sync"
@@ -16,13 +17,13 @@ const corkMax = 64 << 10
 // given back by uncork, so that an idle session holds none.
 var corkBufs = sync.Pool{New: func() any { b := make([]byte, 0, corkMax); return &b }}
 
-// corkConn is a session's connection as the WebSocket library writes to
-// it. The library flushes every message with its own write call; while
-// the session's writer has the connection corked, those writes collect in
-// a buffer that uncork writes with one call, so a batch of queued frames
-// costs one system call, not one per frame. Control frames the library
-// writes from other goroutines (pongs, a close) take their turn in the
-// same byte order.
+// corkConn is a session's connection. The session's writer frames its
+// messages itself (writeMessage); the WebSocket library writes its control
+// frames (pongs, the close handshake) through Write, from other goroutines,
+// each with one call, and they take their turn in the same byte order.
+// While the writer has the connection corked, frames collect in a buffer
+// that uncork writes with one call, so a batch of queued frames costs one
+// system call, not one per frame.
 type corkConn struct {
 	net.Conn
 	m *Metrics
@@ -30,12 +31,85 @@ type corkConn struct {
 	mu     sync.Mutex // held across the write to Conn, to keep byte order
 	corked bool
 	buf    *[]byte // from corkBufs while corked
+	// closeSent is set once the library has written a close frame: no
+	// message may follow it (RFC 6455, section 5.5.1).
+	closeSent bool
 }
 
-// Write implements io.Writer for the library's buffered writer.
+// WebSocket frame opcodes (RFC 6455, section 5.2).
+const (
+	opText   = 0x1
+	opBinary = 0x2
+	opClose  = 0x8
+	finBit   = 0x80
+)
+
+// copyMax is the largest payload writeMessage copies after its header
+// for one write call; a larger one goes out with its header in one
+// writev, not copied.
+const copyMax = 16 << 10
+
+// appendFrameHeader appends the header of a final, unmasked frame (as a
+// server sends) of n payload bytes.
+func appendFrameHeader(b []byte, op byte, n int) []byte {
+	b = append(b, finBit|op)
+	switch {
+	case n <= 125:
+		return append(b, byte(n))
+	case n <= 0xffff:
+		return binary.BigEndian.AppendUint16(append(b, 126), uint16(n))
+	default:
+		return binary.BigEndian.AppendUint64(append(b, 127), uint64(n))
+	}
+}
+
+// writeMessage writes p as one unfragmented message of type op (opText,
+// opBinary). The writer frames its messages itself rather than through
+// the library's Write, which took about 2 µs per frame (two select-based
+// locks, a deferred closure, a copy into its buffer: 6 % of the CPU of a
+// server at 20,000 receipts/s) to produce a header of 2 to 10 bytes.
+func (c *corkConn) writeMessage(op byte, p []byte) error {
+	var h [10]byte
+	hdr := appendFrameHeader(h[:0], op, len(p))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closeSent {
+		return net.ErrClosed
+	}
+	if c.corked {
+		if len(*c.buf)+len(hdr)+len(p) <= corkMax {
+			*c.buf = append(append(*c.buf, hdr...), p...)
+			return nil
+		}
+		// Full: what collected and the frame in one call (writev on TCP).
+		c.m.socketWrite()
+		bufs := net.Buffers{*c.buf, hdr, p}
+		_, err := bufs.WriteTo(c.Conn)
+		*c.buf = (*c.buf)[:0]
+		return err
+	}
+	c.m.socketWrite()
+	if len(p) > copyMax {
+		bufs := net.Buffers{hdr, p}
+		_, err := bufs.WriteTo(c.Conn)
+		return err
+	}
+	b := corkBufs.Get().(*[]byte)
+	*b = append(append((*b)[:0], hdr...), p...)
+	_, err := c.Conn.Write(*b)
+	*b = (*b)[:0] // the pool's buffers are empty (cork appends to them)
+	corkBufs.Put(b)
+	return err
+}
+
+// Write implements io.Writer for the library's buffered writer, which
+// writes each of its control frames whole, with one call.
 func (c *corkConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if len(p) > 0 && p[0] == finBit|opClose {
+		c.closeSent = true
+	}
 	if !c.corked {
 		c.m.socketWrite()
 		return c.Conn.Write(p)

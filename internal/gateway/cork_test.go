@@ -3,8 +3,11 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -165,4 +168,73 @@ func TestResponseWrittenByRequest(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the writer did not end after a response's failed write")
 	}
+}
+
+// Messages the session frames itself reach a WebSocket client intact, of
+// their type, at every length encoding of the header (7-bit, 16-bit,
+// 64-bit) and on both sides of copyMax (copied after the header, or
+// written with it by one writev).
+func TestWriteMessageFrames(t *testing.T) {
+	sizes := []int{0, 1, 125, 126, 127, 0xffff, 0x10000, copyMax, copyMax + 1, 200_000}
+	for _, op := range []byte{opBinary, opText} {
+		want := make([][]byte, len(sizes))
+		for i, n := range sizes {
+			want[i] = bytes.Repeat([]byte{'a' + byte(i)}, n)
+		}
+		errs := make(chan error, 1)
+		c := dialSession(t, New(Config{}), func(s *session) {
+			for _, data := range want {
+				if err := s.cork.writeMessage(op, data); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		})
+		c.SetReadLimit(1 << 20)
+		wantType := websocket.MessageBinary
+		if op == opText {
+			wantType = websocket.MessageText
+		}
+		for i, w := range want {
+			typ, got, err := c.Read(context.Background())
+			if err != nil {
+				t.Fatalf("opcode %d, %d bytes: %v", op, sizes[i], err)
+			}
+			if typ != wantType || !bytes.Equal(got, w) {
+				t.Fatalf("opcode %d: got %v of %d bytes, want %v of %d", op, typ, len(got), wantType, len(w))
+			}
+		}
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Once the library has sent a close frame, the session's own messages are
+// refused, not written after it, though the connection is still open for
+// the closing handshake.
+func TestNoMessageAfterClose(t *testing.T) {
+	errs := make(chan error, 1)
+	c := dialSession(t, New(Config{}), func(s *session) {
+		go s.conn.Close(websocket.StatusNormalClosure, "bye")
+		for !sentClose(s.cork) {
+			runtime.Gosched()
+		}
+		errs <- s.cork.writeMessage(opBinary, []byte("late"))
+	})
+	if err := <-errs; !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("a message after the close frame: %v, want net.ErrClosed", err)
+	}
+	_, data, err := c.Read(context.Background())
+	if websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+		t.Fatalf("client read %q, %v; want the close frame", data, err)
+	}
+}
+
+// sentClose reports whether the library has written a close frame on c.
+func sentClose(c *corkConn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closeSent
 }

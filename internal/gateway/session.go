@@ -463,7 +463,7 @@ func (s *session) writeNow(f outFrame) bool {
 	s.writing = true
 	s.queued += f.size
 	s.mu.Unlock()
-	err := s.writeBatch([]outFrame{f}, s.msgType())
+	err := s.writeBatch([]outFrame{f}, s.opcode())
 	s.mu.Lock()
 	s.queued -= f.size
 	if err != nil {
@@ -614,7 +614,7 @@ func (s *session) writer() {
 		}
 		s.cancel()
 	}()
-	typ := s.msgType()
+	op := s.opcode()
 	var batch []outFrame
 	for {
 		var last bool
@@ -630,7 +630,7 @@ func (s *session) writer() {
 			}
 			continue
 		}
-		if err := s.writeBatch(batch, typ); err != nil {
+		if err := s.writeBatch(batch, op); err != nil {
 			return
 		}
 		s.g.cfg.Metrics.pushesWritten(batch)
@@ -642,16 +642,17 @@ func (s *session) writer() {
 	}
 }
 
-func (s *session) msgType() websocket.MessageType {
+// opcode is the WebSocket opcode of the session's messages.
+func (s *session) opcode() byte {
 	if s.json {
-		return websocket.MessageText
+		return opText
 	}
-	return websocket.MessageBinary
+	return opBinary
 }
 
 // writeBatch writes batch, with one write call if it holds several frames
 // (corked). Its caller holds the writing token (take, writeNow).
-func (s *session) writeBatch(batch []outFrame, typ websocket.MessageType) error {
+func (s *session) writeBatch(batch []outFrame, op byte) error {
 	s.stuck.begin()
 	if len(batch) > 1 {
 		s.cork.cork()
@@ -665,7 +666,7 @@ func (s *session) writeBatch(batch []outFrame, typ websocket.MessageType) error 
 				continue
 			}
 		}
-		if err := s.conn.Write(context.Background(), typ, data); err != nil {
+		if err := s.cork.writeMessage(op, data); err != nil {
 			return err
 		}
 	}
