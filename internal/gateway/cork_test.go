@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -237,4 +238,29 @@ func sentClose(c *corkConn) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.closeSent
+}
+
+// Writing a message allocates nothing, corked or not.
+func TestWriteMessageAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops buffers under the race detector")
+	}
+	client, server := net.Pipe()
+	go io.Copy(io.Discard, client)
+	defer client.Close()
+	c := &corkConn{Conn: server, m: NewMetrics(prometheus.NewRegistry())}
+	data := bytes.Repeat([]byte{1}, 200)
+	if n := testing.AllocsPerRun(100, func() {
+		if err := c.writeMessage(opBinary, data); err != nil {
+			t.Fatal(err)
+		}
+		c.cork()
+		c.writeMessage(opBinary, data)
+		c.writeMessage(opBinary, data)
+		if err := c.uncork(); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Fatalf("%v allocations per round", n)
+	}
 }
