@@ -16,5 +16,7 @@ if ! git diff --quiet -- api/readmarkv1/codes.go im/codes.go sdk/js/src/codes.ts
 fi
 go vet ./... ./_examples/receipts  # "..." patterns skip _examples
 go test -race -count=1 -timeout 20m ./...
+# The benchmark driver (BENCHMARKS.md) still runs a scenario end to end.
+./scripts/bench.sh -- --scenario fanin --members 50 --messages 2 --quiet >/dev/null
 ./scripts/test-js.sh
 ./scripts/test-web.sh
