@@ -4,9 +4,12 @@
 # picks on 127.0.0.1), whose CPU the load tool reads from its /metrics, and the
 # server is stopped after the run.
 #
-#   scripts/bench.sh [-p] [-r RUNS] [-s "READMARKD FLAGS"] [--] READMARK-BENCH FLAGS
+#   scripts/bench.sh [-p] [-c NODES] [-r RUNS] [-s "READMARKD FLAGS"] [--] READMARK-BENCH FLAGS
 #
 #   -p  pin the server to CPU 0 and the load tool to CPU 1 (taskset)
+#   -c  a cluster of NODES nodes on PostgreSQL ($READMARK_PG) and NATS
+#       ($READMARK_NATS), with a table and cluster name of its own per run,
+#       dropped afterwards; the load tool spreads its users over the nodes
 #   -r  run the scenario RUNS times (default 1), one report each
 #   -s  extra readmarkd flags, e.g. "--gomaxprocs 1"
 #
@@ -17,24 +20,32 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pin=false runs=1 server_flags=""
-while getopts "pr:s:" opt; do
+pin=false nodes=0 runs=1 server_flags=""
+while getopts "pc:r:s:" opt; do
   case $opt in
     p) pin=true ;;
+    c) nodes=$OPTARG ;;
     r) runs=$OPTARG ;;
     s) server_flags=$OPTARG ;;
-    *) sed -n '2,17p' "$0" >&2; exit 2 ;;
+    *) sed -n '2,19p' "$0" >&2; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
+pg=${READMARK_PG:-postgres://postgres@127.0.0.1:5432/test}
+nats=${READMARK_NATS:-nats://127.0.0.1:4222}
 
 work=$(mktemp -d)
-server_pid=""
-cleanup() {
-  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
+pids=() table=""
+stop_servers() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  pids=()
+  if [ -n "$table" ]; then
+    psql -q "$pg" -c "DROP TABLE IF EXISTS $table, ${table}_leases, ${table}_nodes" >/dev/null
+    table=""
+  fi
 }
-trap cleanup EXIT
+trap 'stop_servers; rm -rf "$work"' EXIT
 
 readmarkd=${READMARKD:-}
 bench=${READMARK_BENCH:-}
@@ -44,24 +55,38 @@ if [ -z "$bench" ]; then bench=$work/readmark-bench; go build -o "$bench" ./cmd/
 server_cpu=() bench_cpu=()
 if $pin; then server_cpu=(taskset -c 0) bench_cpu=(taskset -c 1); fi
 
-for run in $(seq 1 "$runs"); do
-  data=$work/data$run
+# start_server LOG FLAGS...: starts readmarkd and, once it listens, adds its
+# WebSocket URL to urls.
+start_server() {
+  local log=$1 addr=""; shift
   # shellcheck disable=SC2086 # server_flags is a list of flags
-  "${server_cpu[@]}" "$readmarkd" --listen 127.0.0.1:0 --data "$data" $server_flags >"$work/server$run.log" 2>&1 &
-  server_pid=$!
-  addr=""
+  "${server_cpu[@]}" "$readmarkd" --listen 127.0.0.1:0 "$@" $server_flags >"$log" 2>&1 &
+  pids+=($!)
   for _ in $(seq 1 100); do
-    addr=$(sed -n 's/^listening on //p' "$work/server$run.log")
-    [ -n "$addr" ] && break
-    kill -0 "$server_pid" 2>/dev/null || break
+    addr=$(sed -n 's/^listening on //p' "$log")
+    if [ -n "$addr" ]; then urls=${urls:+$urls,}ws://$addr; return; fi
+    kill -0 "${pids[-1]}" 2>/dev/null || break
     sleep 0.1
   done
-  if [ -z "$addr" ]; then
-    echo "bench: readmarkd did not start:" >&2; cat "$work/server$run.log" >&2; exit 1
+  echo "bench: readmarkd did not start:" >&2; cat "$log" >&2; return 1
+}
+
+for run in $(seq 1 "$runs"); do
+  data=$work/data$run
+  mkdir -p "$data"
+  urls=""
+  if [ "$nodes" -gt 0 ]; then
+    table=bench_$$_$run
+    for n in $(seq 1 "$nodes"); do
+      # The first node creates the shared secret; the others start after it.
+      start_server "$work/server$run.$n.log" --data "$data/node$n" --secret-file "$data/secret" \
+        --postgres "$pg" --postgres-table "$table" --nats "$nats" --node-id "node$n" --cluster "$table"
+    done
+  else
+    start_server "$work/server$run.log" --data "$data"
   fi
   [ "$runs" -gt 1 ] && echo "== run $run of $runs"
-  "${bench_cpu[@]}" "$bench" --url "ws://$addr" --secret-file "$data/secret" --server-pid "$server_pid" "$@"
-  kill "$server_pid"; wait "$server_pid" || true
-  server_pid=""
+  "${bench_cpu[@]}" "$bench" --url "$urls" --secret-file "$data/secret" --server-pid "${pids[0]}" "$@"
+  stop_servers
   rm -rf "$data"
 done

@@ -16,7 +16,11 @@ if ! git diff --quiet -- api/readmarkv1/codes.go im/codes.go sdk/js/src/codes.ts
 fi
 go vet ./... ./_examples/receipts  # "..." patterns skip _examples
 go test -race -count=1 -timeout 20m ./...
-# The benchmark driver (BENCHMARKS.md) still runs a scenario end to end.
+# The benchmark driver (BENCHMARKS.md) still runs a scenario end to end, on
+# one node and, where the services are required, on a two-node cluster.
 ./scripts/bench.sh -- --scenario fanin --members 50 --messages 2 --quiet >/dev/null
+if [ "${READMARK_REQUIRE_SERVICES:-}" = 1 ]; then
+  ./scripts/bench.sh -c 2 -- --scenario fanin --members 50 --messages 2 --quiet >/dev/null
+fi
 ./scripts/test-js.sh
 ./scripts/test-web.sh
