@@ -7,9 +7,10 @@
 #   scripts/bench.sh [-p] [-c NODES] [-r RUNS] [-s "READMARKD FLAGS"] [--] READMARK-BENCH FLAGS
 #
 #   -p  pin the server to CPU 0 and the load tool to CPU 1 (taskset)
-#   -c  a cluster of NODES nodes on PostgreSQL ($READMARK_PG) and NATS
-#       ($READMARK_NATS), with a table and cluster name of its own per run,
-#       dropped afterwards; the load tool spreads its users over the nodes
+#   -c  a cluster of NODES nodes on PostgreSQL and NATS (the tests' services:
+#       $READMARK_TEST_POSTGRES, $READMARK_TEST_NATS), with a table and cluster
+#       name of its own per run, dropped afterwards; the load tool spreads its
+#       users over the nodes
 #   -r  run the scenario RUNS times (default 1), one report each
 #   -s  extra readmarkd flags, e.g. "--gomaxprocs 1"
 #
@@ -27,12 +28,12 @@ while getopts "pc:r:s:" opt; do
     c) nodes=$OPTARG ;;
     r) runs=$OPTARG ;;
     s) server_flags=$OPTARG ;;
-    *) sed -n '2,19p' "$0" >&2; exit 2 ;;
+    *) sed -n '2,20p' "$0" >&2; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
-pg=${READMARK_PG:-postgres://postgres@127.0.0.1:5432/test}
-nats=${READMARK_NATS:-nats://127.0.0.1:4222}
+pg=${READMARK_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}
+nats=${READMARK_TEST_NATS:-nats://127.0.0.1:4222}
 
 work=$(mktemp -d)
 pids=() table=""
