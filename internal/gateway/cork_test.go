@@ -255,8 +255,11 @@ func TestWriteMessageAllocs(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.cork()
-		c.writeMessage(opBinary, data)
-		c.writeMessage(opBinary, data)
+		for range 2 {
+			if err := c.writeMessage(opBinary, data); err != nil {
+				t.Fatal(err)
+			}
+		}
 		if err := c.uncork(); err != nil {
 			t.Fatal(err)
 		}
