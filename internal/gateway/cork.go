@@ -77,15 +77,7 @@ func (c *corkConn) writeMessage(op byte, p []byte) error {
 	}
 	hdr := appendFrameHeader(c.hdr[:0], op, len(p))
 	if c.corked {
-		if len(*c.buf)+len(hdr)+len(p) <= corkMax {
-			*c.buf = append(append(*c.buf, hdr...), p...)
-			return nil
-		}
-		// Full: what collected and the frame in one call (writev on TCP).
-		c.m.socketWrite()
-		bufs := net.Buffers{*c.buf, hdr, p}
-		_, err := bufs.WriteTo(c.Conn)
-		*c.buf = (*c.buf)[:0]
+		_, err := c.collect(hdr, p)
 		return err
 	}
 	c.m.socketWrite()
@@ -114,14 +106,21 @@ func (c *corkConn) Write(p []byte) (int, error) {
 		c.m.socketWrite()
 		return c.Conn.Write(p)
 	}
+	return c.collect(p, nil)
+}
+
+// collect adds a and b to what the corked connection holds or, when they
+// would overfill it, writes what it holds and them with one call (writev
+// on TCP). It returns how many bytes of a and b it took. c.mu must be
+// held and the connection corked.
+func (c *corkConn) collect(a, b []byte) (int, error) {
 	held := len(*c.buf)
-	if held+len(p) <= corkMax {
-		*c.buf = append(*c.buf, p...)
-		return len(p), nil
+	if held+len(a)+len(b) <= corkMax {
+		*c.buf = append(append(*c.buf, a...), b...)
+		return len(a) + len(b), nil
 	}
-	// Full: what collected and p in one call (writev on TCP).
 	c.m.socketWrite()
-	bufs := net.Buffers{*c.buf, p}
+	bufs := net.Buffers{*c.buf, a, b}
 	n, err := bufs.WriteTo(c.Conn)
 	*c.buf = (*c.buf)[:0]
 	return max(0, int(n)-held), err
