@@ -45,11 +45,6 @@ const (
 	finBit   = 0x80
 )
 
-// copyMax is the largest payload writeMessage copies after its header
-// for one write call; a larger one goes out with its header in one
-// writev, not copied.
-const copyMax = 16 << 10
-
 // appendFrameHeader appends the header of a final, unmasked frame (as a
 // server sends) of n payload bytes.
 func appendFrameHeader(b []byte, op byte, n int) []byte {
@@ -80,17 +75,13 @@ func (c *corkConn) writeMessage(op byte, p []byte) error {
 		_, err := c.collect(hdr, p)
 		return err
 	}
-	c.m.socketWrite()
-	if len(p) > copyMax {
-		bufs := net.Buffers{hdr, p}
-		_, err := bufs.WriteTo(c.Conn)
-		return err
+	// Alone: corked for this frame, so that header and payload go out
+	// with one call.
+	c.corkLocked()
+	_, err := c.collect(hdr, p)
+	if ferr := c.uncorkLocked(); err == nil {
+		err = ferr
 	}
-	b := corkBufs.Get().(*[]byte)
-	*b = append(append((*b)[:0], hdr...), p...)
-	_, err := c.Conn.Write(*b)
-	*b = (*b)[:0] // the pool's buffers are empty (cork appends to them)
-	corkBufs.Put(b)
 	return err
 }
 
@@ -130,6 +121,10 @@ func (c *corkConn) collect(a, b []byte) (int, error) {
 func (c *corkConn) cork() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.corkLocked()
+}
+
+func (c *corkConn) corkLocked() {
 	if !c.corked {
 		c.corked, c.buf = true, corkBufs.Get().(*[]byte)
 	}
@@ -140,6 +135,10 @@ func (c *corkConn) cork() {
 func (c *corkConn) uncork() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.uncorkLocked()
+}
+
+func (c *corkConn) uncorkLocked() error {
 	if !c.corked {
 		return nil
 	}

@@ -173,10 +173,10 @@ func TestResponseWrittenByRequest(t *testing.T) {
 
 // Messages the session frames itself reach a WebSocket client intact, of
 // their type, at every length encoding of the header (7-bit, 16-bit,
-// 64-bit) and on both sides of copyMax (copied after the header, or
+// 64-bit) and on both sides of corkMax (copied after the header, or
 // written with it by one writev).
 func TestWriteMessageFrames(t *testing.T) {
-	sizes := []int{0, 1, 125, 126, 127, 0xffff, 0x10000, copyMax, copyMax + 1, 200_000}
+	sizes := []int{0, 1, 125, 126, 127, 0xffff, 0x10000, corkMax - 10, corkMax, 200_000}
 	for _, op := range []byte{opBinary, opText} {
 		want := make([][]byte, len(sizes))
 		for i, n := range sizes {

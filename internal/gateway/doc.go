@@ -18,10 +18,10 @@
 // library owns the handshake, reading, and the control frames it writes.
 // A push to a group's members arrives once per node (bus.FanSubject) and is
 // one push object shared by all their sessions here, encoded to JSON at
-// most once. Responses are encoded and requests
-// read in pooled buffers. Bus handlers hold Hub.mu (read) while they queue
-// a push to each of the user's sessions, which never blocks: a session over
-// its byte bound is marked a slow consumer and cut by a timer.
+// most once. Responses are encoded and requests read in pooled buffers.
+// Bus handlers hold Hub.mu (read) while they queue a push to each of the
+// user's sessions, which never blocks: a session over its byte bound is
+// marked a slow consumer and cut by a timer.
 //
 // Goroutines: each session owns its reader (the ServeHTTP goroutine), its
 // writer, and one goroutine per request in flight; all end before ServeHTTP
