@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -288,6 +289,73 @@ func TestDrainAnswersLoginFirst(t *testing.T) {
 	}
 	conn.Close(websocket.StatusNormalClosure, "")
 	if err := <-shutdown; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSessionOutlivesHandler: a session runs on a goroutine of its own, so
+// the HTTP handler returns once the WebSocket is upgraded (net/http lets
+// go of the request and response it kept for it), and the session serves
+// on until it is closed.
+func TestSessionOutlivesHandler(t *testing.T) {
+	hub := NewHub(membus.New(), HubConfig{})
+	d := &onlineDispatcher{hub: hub, started: make(chan struct{}, 1), release: make(chan struct{}), online: make(chan bool, 1)}
+	close(d.release)
+	g := New(Config{
+		Authenticate: func(string) (string, error) { return "u1", nil },
+		Hub:          hub,
+		Dispatcher:   d,
+	})
+	returned := make(chan struct{}, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.ServeHTTP(w, r)
+		returned <- struct{}{}
+	}))
+	defer srv.Close()
+	ctx := t.Context()
+	conn, _, err := websocket.Dial(ctx, srv.URL, &websocket.DialOptions{Subprotocols: []string{SubprotocolProto}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-returned:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler still runs after the upgrade")
+	}
+	roundTrip := func(f *pb.ClientFrame) *pb.ServerFrame {
+		t.Helper()
+		data, err := proto.Marshal(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := conn.Write(ctx, websocket.MessageBinary, data); err != nil {
+			t.Fatal(err)
+		}
+		_, data, err = conn.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp := &pb.ServerFrame{}
+		if err := proto.Unmarshal(data, resp); err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	if resp := roundTrip(&pb.ClientFrame{Id: 1, Body: &pb.ClientFrame_Login{Login: &pb.LoginRequest{ProtocolVersion: 1, UserId: "u1", Token: "t"}}}); resp.GetLogin() == nil {
+		t.Fatalf("login answered %v", resp)
+	}
+	if resp := roundTrip(&pb.ClientFrame{Id: 2, Body: &pb.ClientFrame_Ping{Ping: &pb.PingRequest{}}}); resp.GetOk() == nil || resp.Id != 2 {
+		t.Fatalf("request answered %v", resp)
+	}
+	if !<-d.online {
+		t.Error("the session was not online while it served a request")
+	}
+	if err := conn.Close(websocket.StatusNormalClosure, ""); err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := g.Shutdown(sctx); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -169,16 +169,23 @@ type corkingWriter struct {
 	conn *corkConn // set by Hijack
 }
 
+// controlFrameBytes is the size of a server's largest control frame: a
+// 2-byte header and 125 bytes of payload (RFC 6455, section 5.5).
+const controlFrameBytes = 2 + 125
+
 // Hijack implements http.Hijacker. The library writes through the
-// returned bufio.Writer, so it is pointed at the corkConn too; net/http
-// has just flushed and reset it, so it holds nothing.
+// returned bufio.Writer, so it is pointed at the corkConn too. The library
+// writes only its control frames there (the session frames its messages
+// itself), so it gets a writer just big enough to hand each one to the
+// corkConn with one call, not net/http's 4 KiB one (empty: net/http has
+// just flushed it), which the session would keep for its whole life.
 func (w *corkingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
 	w.conn = &corkConn{Conn: conn, m: w.m}
-	brw.Writer.Reset(w.conn)
+	brw.Writer = bufio.NewWriterSize(w.conn, controlFrameBytes)
 	return w.conn, brw, nil
 }
 

@@ -267,3 +267,21 @@ func TestWriteMessageAllocs(t *testing.T) {
 		t.Fatalf("%v allocations per round", n)
 	}
 }
+
+// The library's control frames, the largest one too, reach the connection
+// with one write call each (the writer given to the library holds one).
+func TestControlFrameOneWrite(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reason := strings.Repeat("r", 123) // with the 2-byte code, the most a close frame carries
+	c := dialSession(t, New(Config{Metrics: NewMetrics(reg)}), func(s *session) {
+		s.conn.Close(websocket.StatusNormalClosure, reason)
+	})
+	_, _, err := c.Read(context.Background())
+	var ce websocket.CloseError
+	if !errors.As(err, &ce) || ce.Reason != reason {
+		t.Fatalf("client read %v, want the close frame", err)
+	}
+	if n := counter(t, reg, "readmark_socket_writes_total"); n != 1 {
+		t.Fatalf("the close frame took %v write calls, want 1", n)
+	}
+}

@@ -23,9 +23,10 @@
 // user's sessions, which never blocks: a session over its byte bound is
 // marked a slow consumer and cut by a timer.
 //
-// Goroutines: each session owns its reader (the ServeHTTP goroutine), its
-// writer, and one goroutine per request in flight; all end before ServeHTTP
-// returns. A request's slot is given back by the writer once its response
+// Goroutines: each session owns its reader (started by ServeHTTP, which
+// then returns), its writer, and one goroutine per request in flight; all
+// end before the reader does, and Shutdown waits for every reader. A
+// request's slot is given back by the writer once its response
 // is written, so a client that does not read stops being read. A timer
 // (idle reads) and a watchdog (stuck writes), not per-frame deadline
 // contexts, bound them. Requests run on kept workers (package

@@ -112,7 +112,10 @@ func New(cfg Config) *Gateway {
 	return g
 }
 
-// ServeHTTP accepts a WebSocket and runs its session until it ends.
+// ServeHTTP accepts a WebSocket and starts its session. The session runs
+// on a goroutine of its own and the handler returns: until it does,
+// net/http keeps the upgrade's request, response and their buffers
+// (about 6 KiB per session, measured in BENCHMARKS.md).
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if g.draining.Load() {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
@@ -124,16 +127,19 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		apierr.WriteHTTP(w, apierr.New(pb.CodeConnectionLimit, "the server has its most connections (%d); retry later", g.cfg.MaxConnections))
 		return
 	}
-	defer g.conns.Add(-1)
 	s := g.accept(w, r)
 	if s == nil {
+		g.conns.Add(-1)
 		return
 	}
 	g.wg.Add(1)
-	defer g.wg.Done()
 	g.track(s)
-	defer g.untrack(s)
-	s.run()
+	go func() {
+		defer g.wg.Done()
+		defer g.conns.Add(-1)
+		defer g.untrack(s)
+		s.run()
+	}()
 }
 
 // accept upgrades the connection and returns its session, not yet running;
