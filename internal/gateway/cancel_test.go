@@ -2,8 +2,11 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -352,6 +355,86 @@ func TestSessionOutlivesHandler(t *testing.T) {
 	}
 	if err := conn.Close(websocket.StatusNormalClosure, ""); err != nil {
 		t.Fatal(err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := g.Shutdown(sctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestIdleSessionOneGoroutine: a logged-in session with nothing to write
+// holds one goroutine, its reader: its writer, started by a push, retires
+// once it has waited through a sweep.
+func TestIdleSessionOneGoroutine(t *testing.T) {
+	const sessions = 20
+	hub := NewHub(membus.New(), HubConfig{})
+	d := &onlineDispatcher{hub: hub, started: make(chan struct{}, sessions), release: make(chan struct{}), online: make(chan bool, sessions)}
+	close(d.release)
+	g := New(Config{Authenticate: func(token string) (string, error) { return token, nil }, Hub: hub, Dispatcher: d})
+	g.writerIdle = 10 * time.Millisecond
+	srv := httptest.NewServer(g)
+	defer srv.Close()
+	ctx := t.Context()
+	var conns []*websocket.Conn
+	defer func() {
+		for _, c := range conns {
+			c.CloseNow()
+		}
+	}()
+	for i := range sessions {
+		conn, _, err := websocket.Dial(ctx, srv.URL, &websocket.DialOptions{Subprotocols: []string{SubprotocolProto}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, conn)
+		user := fmt.Sprintf("u%d", i)
+		login, err := proto.Marshal(&pb.ClientFrame{Id: 1, Body: &pb.ClientFrame_Login{Login: &pb.LoginRequest{ProtocolVersion: 1, UserId: user, Token: user}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := conn.Write(ctx, websocket.MessageBinary, login); err != nil {
+			t.Fatal(err)
+		}
+		if _, data, err := conn.Read(ctx); err != nil {
+			t.Fatal(err)
+		} else if resp := (&pb.ServerFrame{}); proto.Unmarshal(data, resp) != nil || resp.GetLogin() == nil {
+			t.Fatalf("login answered %v", resp)
+		}
+	}
+	for _, s := range g.all() {
+		s.push(&push{bin: []byte{1}})
+	}
+	for _, c := range conns {
+		if _, data, err := c.Read(ctx); err != nil || len(data) != 1 {
+			t.Fatalf("read %q, %v; want the push", data, err)
+		}
+	}
+	// Goroutines running a session's code; a worker that answered a login
+	// may still be on its way back to the pool, a writer not yet retired.
+	inSessions := func() int {
+		buf := make([]byte, 1<<20)
+		for runtime.Stack(buf, true) == len(buf) {
+			buf = make([]byte, 2*len(buf))
+		}
+		buf = buf[:runtime.Stack(buf, true)]
+		n := 0
+		for g := range strings.SplitSeq(string(buf), "\n\n") {
+			if strings.Contains(g, "internal/gateway.(*session).") {
+				n++
+			}
+		}
+		return n
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for n := inSessions(); n != sessions; n = inSessions() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d idle sessions run on %d goroutines, want %d", sessions, n, sessions)
+		}
+		runtime.Gosched()
+	}
+	for _, c := range conns {
+		c.CloseNow()
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -283,5 +285,74 @@ func TestControlFrameOneWrite(t *testing.T) {
 	}
 	if n := counter(t, reg, "readmark_socket_writes_total"); n != 1 {
 		t.Fatalf("the close frame took %v write calls, want 1", n)
+	}
+}
+
+// Frames queued from many goroutines at once, pushes and responses that a
+// request's worker writes itself, all reach the client without waiting
+// for a later frame, while the writer retires at every sweep (a
+// millisecond here) and is started again by the next frame. In rounds, so
+// that every round's last frame could be the one left behind. Closing then
+// ends the session.
+func TestFramesFromManyGoroutines(t *testing.T) {
+	const senders, rounds = 8, 300
+	g := New(Config{Metrics: NewMetrics(prometheus.NewRegistry()), MaxQueueBytes: 1 << 30, MaxInFlight: senders})
+	g.writerIdle = time.Millisecond
+	read := make(chan struct{}) // the client has read a round
+	c := dialSession(t, g, func(s *session) {
+		s.mu.Lock()
+		s.hasWriter = false // as run does
+		s.mu.Unlock()
+		for k := range rounds {
+			var wg sync.WaitGroup
+			for i := range senders {
+				wg.Go(func() {
+					if i%2 == 0 {
+						s.push(&push{bin: []byte{byte(i), byte(k), byte(k >> 8)}})
+						return
+					}
+					// A response, written by its request's worker when
+					// nothing is queued before it.
+					s.slots <- struct{}{}
+					s.send(uint64(i<<16|k), &pb.ServerFrame{}, nil, true, true)
+				})
+			}
+			wg.Wait()
+			if _, ok := <-read; !ok {
+				return
+			}
+		}
+		s.closeOut()
+		<-s.done
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for k := range rounds {
+		got := make([]bool, senders)
+		for range senders {
+			_, data, err := c.Read(ctx)
+			if err != nil {
+				close(read)
+				t.Fatalf("round %d, after %d frames: %v", k, slices.Index(got, false), err)
+			}
+			var i, frameRound int
+			if len(data) == 3 { // a push
+				i, frameRound = int(data[0]), int(data[1])|int(data[2])<<8
+			} else {
+				f := &pb.ServerFrame{}
+				if err := proto.Unmarshal(data, f); err != nil {
+					t.Fatal(err)
+				}
+				i, frameRound = int(f.Id>>16), int(f.Id&0xffff)
+			}
+			if frameRound != k || got[i] {
+				t.Fatalf("round %d: sender %d's frame of round %d", k, i, frameRound)
+			}
+			got[i] = true
+		}
+		read <- struct{}{}
+	}
+	if _, data, err := c.Read(ctx); err == nil {
+		t.Fatalf("after the last frame: %q, want the connection closed", data)
 	}
 }

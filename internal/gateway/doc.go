@@ -24,9 +24,11 @@
 // marked a slow consumer and cut by a timer.
 //
 // Goroutines: each session owns its reader (started by ServeHTTP, which
-// then returns), its writer, and one goroutine per request in flight; all
-// end before the reader does, and Shutdown waits for every reader. A
-// request's slot is given back by the writer once its response
+// then returns), its writer (started by the first frame queued while none
+// runs; it retires once it has waited through two sweeps, 5 to 10 s,
+// so an idle session holds one goroutine) and one job per request in
+// flight on a kept worker; all end before the reader does, and Shutdown
+// waits for every reader. A request's slot is given back by the writer once its response
 // is written, so a client that does not read stops being read. A timer
 // (idle reads) and a watchdog (stuck writes), not per-frame deadline
 // contexts, bound them. Requests run on kept workers (package

@@ -41,6 +41,9 @@ const (
 	// (at least one frame), so that written bytes leave the queue's
 	// account soon.
 	writeBatchBytes = 256 << 10
+	// writerIdle is how often idle session writers are swept: a writer
+	// that waits through two sweeps for frames retires (session.writer).
+	writerIdle = 5 * time.Second
 )
 
 // Config wires a Gateway.
@@ -87,6 +90,13 @@ type Gateway struct {
 	wg       sync.WaitGroup // one per session
 	workers  workers.Pool   // run the sessions' requests
 
+	// sweep is closed at the next sweep of idle writers; nil while none
+	// waits for one. A writer waiting for frames reads it with one atomic
+	// load; the first to find none arms a timer.
+	sweep      atomic.Pointer[chan struct{}]
+	sweepMu    sync.Mutex
+	writerIdle time.Duration // writerIdle; shorter in tests
+
 	mu       sync.Mutex
 	sessions map[*session]struct{}
 }
@@ -105,7 +115,7 @@ func New(cfg Config) *Gateway {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	g := &Gateway{cfg: cfg, sessions: make(map[*session]struct{})}
+	g := &Gateway{cfg: cfg, sessions: make(map[*session]struct{}), writerIdle: writerIdle}
 	// Session IDs must not repeat across nodes either: a request forwarded
 	// to another node names its session, which pushes then skip.
 	g.nextID.Store(rand.Uint64() &^ 0xffffffff)
@@ -191,6 +201,26 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		<-done
 		return ctx.Err()
 	}
+}
+
+// writerSweep returns a channel closed at the next sweep of idle writers,
+// arming the sweep if none is due.
+func (g *Gateway) writerSweep() <-chan struct{} {
+	if ch := g.sweep.Load(); ch != nil {
+		return *ch
+	}
+	g.sweepMu.Lock()
+	defer g.sweepMu.Unlock()
+	if ch := g.sweep.Load(); ch != nil {
+		return *ch
+	}
+	ch := make(chan struct{})
+	g.sweep.Store(&ch)
+	time.AfterFunc(g.writerIdle, func() {
+		g.sweep.Store(nil)
+		close(ch)
+	})
+	return ch
 }
 
 func (g *Gateway) track(s *session) {

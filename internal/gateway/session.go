@@ -21,8 +21,9 @@ import (
 )
 
 // session is one client connection. Goroutines: run (the reader, which owns
-// the session), writer, and one per request in flight; all end before run
-// returns.
+// the session), the writer while the session is busy (it retires when
+// idle, see writer), and one job per request in flight on a kept worker;
+// all end before run returns.
 type session struct {
 	g      *Gateway
 	conn   *websocket.Conn
@@ -42,7 +43,8 @@ type session struct {
 	// writeTimeout (the client stopped reading), or at once for a slow
 	// consumer. A watchdog, not a timer reset per write.
 	stuck *watchdog
-	wake  chan struct{} // signals the writer that out has frames (capacity 1)
+	wake  chan struct{} // signals a running writer that out has frames (capacity 1)
+	done  chan struct{} // closed once the writer has ended the session (finish)
 	// slots bounds the requests whose response is not yet written: the
 	// reader takes one per request, the writer gives it back after writing
 	// the response. A client that does not read stalls its own reader.
@@ -67,6 +69,10 @@ type session struct {
 	// writer ends the session.
 	writing bool
 	failed  bool
+	// hasWriter: the writer runs (or the session is not yet running, or
+	// has ended): nobody starts another; wake it instead.
+	hasWriter bool
+	batch     []outFrame // the writer's, reused
 }
 
 // outFrame is one frame for the writer: a response encoded in the
@@ -92,17 +98,20 @@ var (
 
 func newSession(parent context.Context, g *Gateway, conn *websocket.Conn, json bool) *session {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
-	return &session{
-		ctx:      ctx,
-		cancel:   cancel,
-		g:        g,
-		conn:     conn,
-		json:     json,
-		id:       g.nextID.Add(1),
-		wake:     make(chan struct{}, 1),
-		slots:    make(chan struct{}, g.cfg.MaxInFlight),
-		inflight: make(map[uint64]struct{}),
+	s := &session{
+		ctx:       ctx,
+		cancel:    cancel,
+		g:         g,
+		conn:      conn,
+		json:      json,
+		id:        g.nextID.Add(1),
+		wake:      make(chan struct{}, 1),
+		done:      make(chan struct{}),
+		hasWriter: true, // until run
+		slots:     make(chan struct{}, g.cfg.MaxInFlight),
+		inflight:  make(map[uint64]struct{}),
 	}
+	return s
 }
 
 func (s *session) run() {
@@ -110,15 +119,13 @@ func (s *session) run() {
 	s.idle = time.AfterFunc(loginTimeout, func() { s.conn.CloseNow() })
 	defer s.idle.Stop()
 	s.stuck = newWatchdog(writeTimeout, func() { s.conn.CloseNow() })
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		s.writer()
-	}()
+	s.mu.Lock()
+	s.hasWriter = false // started by the first frame
+	s.mu.Unlock()
 	defer func() {
 		s.reqs.Wait()
 		s.closeOut()
-		<-writerDone
+		<-s.done
 		s.conn.CloseNow()
 	}()
 	if !s.login() {
@@ -451,8 +458,8 @@ func (s *session) send(id uint64, resp *pb.ServerFrame, e *apierr.Error, slot, d
 
 // writeNow writes a request's response on the request's own goroutine when
 // nothing is queued or being written before it, and reports whether it
-// did. The response then need not wait for the writer goroutine to be
-// scheduled: after a group message, the writers of a thousand sessions may
+// did. The response then need not wait for the writer to be scheduled:
+// after a group message, the writers of a thousand sessions may
 // be runnable ahead of it.
 func (s *session) writeNow(f outFrame) bool {
 	s.mu.Lock()
@@ -471,10 +478,11 @@ func (s *session) writeNow(f outFrame) bool {
 	}
 	s.writing = false
 	wake := s.failed || s.closed || s.head < len(s.out)
+	start := wake && s.claimWriterLocked()
 	s.mu.Unlock()
 	s.giveBack(f)
 	if wake {
-		s.wakeWriter()
+		s.wakeWriter(start)
 	}
 	return true
 }
@@ -515,8 +523,9 @@ func (s *session) enqueue(f outFrame) {
 	}
 	s.out = append(s.out, f)
 	s.queued += f.size
+	start := s.claimWriterLocked()
 	s.mu.Unlock()
-	s.wakeWriter()
+	s.wakeWriter(start)
 }
 
 // giveBack returns the request slot and the buffer of a frame that has
@@ -530,19 +539,37 @@ func (s *session) giveBack(f outFrame) {
 	}
 }
 
-func (s *session) wakeWriter() {
+// claimWriterLocked reports whether the caller is to start the writer (it
+// does not run), and if so marks it running. s.mu is held.
+func (s *session) claimWriterLocked() bool {
+	if s.hasWriter {
+		return false
+	}
+	s.hasWriter = true
+	return true
+}
+
+// wakeWriter tells the writer that there is work for it; start (from
+// claimWriterLocked) starts it instead.
+func (s *session) wakeWriter(start bool) {
+	if start {
+		go s.writer()
+		return
+	}
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
 }
 
-// closeOut tells the writer to end once what is queued is written.
+// closeOut tells the writer to end the session once what is queued is
+// written.
 func (s *session) closeOut() {
 	s.mu.Lock()
 	s.closed = true
+	start := s.claimWriterLocked()
 	s.mu.Unlock()
-	s.wakeWriter()
+	s.wakeWriter(start)
 }
 
 // take moves up to writeBatchBytes of queued frames (at least one) into
@@ -599,47 +626,79 @@ func (s *session) encode(b []byte, f *pb.ServerFrame) ([]byte, error) {
 	return proto.MarshalOptions{}.MarshalAppend(b, f)
 }
 
+// writer writes the queued frames in batches. It ends the session once it
+// is closed and everything is written, or at once when a write failed.
+// Started by the first frame, it waits for the next while the session is
+// busy, and retires at the second sweep (writerSweep) it waits through:
+// most sessions are idle most of the time, and an idle one then keeps no
+// writer's stack, while a session with a frame every few seconds keeps
+// its writer rather than start one per frame.
 func (s *session) writer() {
-	defer func() {
-		s.stuck.stop()
-		s.cork.uncork() // after a failed write: a close frame must not stay corked
-		s.mu.Lock()
-		draining := s.draining
-		s.mu.Unlock()
-		if draining {
-			s.conn.Close(websocket.StatusGoingAway, "server shutting down")
-		} else {
-			// The reader waits on the connection, not on ctx: close it.
-			s.conn.CloseNow()
-		}
-		s.cancel()
-	}()
 	op := s.opcode()
-	var batch []outFrame
+	swept := false // a sweep came while waiting
 	for {
-		var last bool
-		batch, last = s.take(batch)
+		batch, last := s.take(s.batch)
+		s.batch = batch
 		if len(batch) == 0 {
 			if last {
+				s.finish()
 				return
 			}
 			select {
 			case <-s.wake:
-			case <-s.ctx.Done():
-				return
+				swept = false
+			case <-s.g.writerSweep():
+				if swept && s.rest() {
+					return
+				}
+				swept = true
 			}
 			continue
 		}
+		swept = false
 		if err := s.writeBatch(batch, op); err != nil {
+			s.finish()
 			return
 		}
 		s.g.cfg.Metrics.pushesWritten(batch)
 		s.written(batch)
 		clear(batch)
 		if last {
+			s.finish()
 			return
 		}
 	}
+}
+
+// rest retires the writer when nothing is left for it: the queue is empty
+// and the session open, or a request's worker is writing (which wakes the
+// writer, starting it again, if it must). False if frames came since take.
+func (s *session) rest() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.writing && (s.head < len(s.out) || s.closed || s.slow || s.failed) {
+		return false
+	}
+	s.hasWriter = false
+	return true
+}
+
+// finish ends the session from the writer. hasWriter stays set: no writer
+// starts after it.
+func (s *session) finish() {
+	s.stuck.stop()
+	s.cork.uncork() // after a failed write: a close frame must not stay corked
+	s.mu.Lock()
+	draining := s.draining
+	s.mu.Unlock()
+	if draining {
+		s.conn.Close(websocket.StatusGoingAway, "server shutting down")
+	} else {
+		// The reader waits on the connection, not on ctx: close it.
+		s.conn.CloseNow()
+	}
+	s.cancel()
+	close(s.done)
 }
 
 // opcode is the WebSocket opcode of the session's messages.

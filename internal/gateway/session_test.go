@@ -98,3 +98,35 @@ func TestQueueCompacts(t *testing.T) {
 		t.Fatalf("queue slice holds %d entries for 1 frame waiting", len(s.out))
 	}
 }
+
+// rest stops the writer only when nothing is left for it: not when a frame
+// or the close came after its take found the queue empty, which would
+// then wait for the next frame; but it does while a request's worker
+// writes, which starts the writer again when done.
+func TestWriterRests(t *testing.T) {
+	tests := []struct {
+		name     string
+		between  func(s *session) // after take found nothing, before rest
+		wantRest bool
+	}{
+		{"nothing came", func(*session) {}, true},
+		{"a frame came", func(s *session) { s.enqueue(outFrame{data: []byte{1}, size: 1}) }, false},
+		{"the session closed", func(s *session) { s.closeOut() }, false},
+		{"a request's worker writes", func(s *session) {
+			s.writing = true
+			s.enqueue(outFrame{data: []byte{1}, size: 1})
+		}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := testSession(1 << 30) // hasWriter: as a writer that runs
+			if batch, last := s.take(nil); len(batch) != 0 || last {
+				t.Fatalf("take of an empty open session: %d frames, last %v", len(batch), last)
+			}
+			tt.between(s)
+			if got := s.rest(); got != tt.wantRest || s.hasWriter == got {
+				t.Fatalf("rest %v with hasWriter %v after, want rest %v", got, s.hasWriter, tt.wantRest)
+			}
+		})
+	}
+}
