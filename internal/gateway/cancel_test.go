@@ -73,24 +73,9 @@ func TestReadOnlyCancelledWithConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	send := func(f *pb.ClientFrame) {
-		t.Helper()
-		data, err := proto.Marshal(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := conn.Write(ctx, websocket.MessageBinary, data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	send(&pb.ClientFrame{Id: 1, Body: &pb.ClientFrame_Login{Login: &pb.LoginRequest{ProtocolVersion: 1, UserId: "u1", Token: "t"}}})
-	if _, data, err := conn.Read(ctx); err != nil {
-		t.Fatal(err)
-	} else if resp := (&pb.ServerFrame{}); proto.Unmarshal(data, resp) != nil || resp.GetLogin() == nil {
-		t.Fatalf("login answered %v", resp)
-	}
-	send(&pb.ClientFrame{Id: 2, Body: &pb.ClientFrame_Sync{Sync: &pb.SyncRequest{}}})
-	send(&pb.ClientFrame{Id: 3, Body: &pb.ClientFrame_Ack{Ack: &pb.AckRequest{}}})
+	logIn(t, conn, "u1")
+	sendFrame(t, conn, &pb.ClientFrame{Id: 2, Body: &pb.ClientFrame_Sync{Sync: &pb.SyncRequest{}}})
+	sendFrame(t, conn, &pb.ClientFrame{Id: 3, Body: &pb.ClientFrame_Ack{Ack: &pb.AckRequest{}}})
 	<-d.started
 	<-d.started
 	conn.CloseNow()
@@ -188,22 +173,9 @@ func dialOnline(t *testing.T, reg *prometheus.Registry) (*Gateway, *onlineDispat
 func TestNoReplyAckEndsBeforeCloseAnswer(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	g, d, conn := dialOnline(t, reg)
-	ctx := t.Context()
-	for _, f := range []*pb.ClientFrame{
-		{Id: 1, Body: &pb.ClientFrame_Login{Login: &pb.LoginRequest{ProtocolVersion: 1, UserId: "u1", Token: "t"}}},
-		{Id: 2, Body: &pb.ClientFrame_Ack{Ack: &pb.AckRequest{NoReply: true}}},
-	} {
-		data, err := proto.Marshal(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := conn.Write(ctx, websocket.MessageBinary, data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, data, err := conn.Read(ctx); err != nil {
-		t.Fatal(err)
-	} else if resp := (&pb.ServerFrame{}); proto.Unmarshal(data, resp) != nil || resp.GetLogin() == nil {
+	sendFrame(t, conn, loginFrame("u1"))
+	sendFrame(t, conn, &pb.ClientFrame{Id: 2, Body: &pb.ClientFrame_Ack{Ack: &pb.AckRequest{NoReply: true}}})
+	if resp := readFrame(t, conn); resp.GetLogin() == nil {
 		t.Fatalf("login answered %v", resp)
 	}
 	<-d.started
@@ -325,29 +297,9 @@ func TestSessionOutlivesHandler(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the handler still runs after the upgrade")
 	}
-	roundTrip := func(f *pb.ClientFrame) *pb.ServerFrame {
-		t.Helper()
-		data, err := proto.Marshal(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := conn.Write(ctx, websocket.MessageBinary, data); err != nil {
-			t.Fatal(err)
-		}
-		_, data, err = conn.Read(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp := &pb.ServerFrame{}
-		if err := proto.Unmarshal(data, resp); err != nil {
-			t.Fatal(err)
-		}
-		return resp
-	}
-	if resp := roundTrip(&pb.ClientFrame{Id: 1, Body: &pb.ClientFrame_Login{Login: &pb.LoginRequest{ProtocolVersion: 1, UserId: "u1", Token: "t"}}}); resp.GetLogin() == nil {
-		t.Fatalf("login answered %v", resp)
-	}
-	if resp := roundTrip(&pb.ClientFrame{Id: 2, Body: &pb.ClientFrame_Ping{Ping: &pb.PingRequest{}}}); resp.GetOk() == nil || resp.Id != 2 {
+	logIn(t, conn, "u1")
+	sendFrame(t, conn, &pb.ClientFrame{Id: 2, Body: &pb.ClientFrame_Ping{Ping: &pb.PingRequest{}}})
+	if resp := readFrame(t, conn); resp.GetOk() == nil || resp.Id != 2 {
 		t.Fatalf("request answered %v", resp)
 	}
 	if !<-d.online {
@@ -388,19 +340,7 @@ func TestIdleSessionOneGoroutine(t *testing.T) {
 			t.Fatal(err)
 		}
 		conns = append(conns, conn)
-		user := fmt.Sprintf("u%d", i)
-		login, err := proto.Marshal(&pb.ClientFrame{Id: 1, Body: &pb.ClientFrame_Login{Login: &pb.LoginRequest{ProtocolVersion: 1, UserId: user, Token: user}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := conn.Write(ctx, websocket.MessageBinary, login); err != nil {
-			t.Fatal(err)
-		}
-		if _, data, err := conn.Read(ctx); err != nil {
-			t.Fatal(err)
-		} else if resp := (&pb.ServerFrame{}); proto.Unmarshal(data, resp) != nil || resp.GetLogin() == nil {
-			t.Fatalf("login answered %v", resp)
-		}
+		logIn(t, conn, fmt.Sprintf("u%d", i))
 	}
 	for _, s := range g.all() {
 		s.push(&push{bin: []byte{1}})
@@ -441,4 +381,46 @@ func TestIdleSessionOneGoroutine(t *testing.T) {
 	if err := g.Shutdown(sctx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// loginFrame is the login request of user, whose token is its ID (as the
+// tests' Authenticate funcs take it).
+func loginFrame(user string) *pb.ClientFrame {
+	return &pb.ClientFrame{Id: 1, Body: &pb.ClientFrame_Login{Login: &pb.LoginRequest{ProtocolVersion: 1, UserId: user, Token: user}}}
+}
+
+// logIn logs conn in as user and fails the test unless it is answered as a
+// login.
+func logIn(t *testing.T, conn *websocket.Conn, user string) {
+	t.Helper()
+	sendFrame(t, conn, loginFrame(user))
+	if resp := readFrame(t, conn); resp.GetLogin() == nil {
+		t.Fatalf("login answered %v", resp)
+	}
+}
+
+// sendFrame writes f to the server.
+func sendFrame(t *testing.T, conn *websocket.Conn, f *pb.ClientFrame) {
+	t.Helper()
+	data, err := proto.Marshal(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Write(t.Context(), websocket.MessageBinary, data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readFrame reads the server's next frame.
+func readFrame(t *testing.T, conn *websocket.Conn) *pb.ServerFrame {
+	t.Helper()
+	_, data, err := conn.Read(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &pb.ServerFrame{}
+	if err := proto.Unmarshal(data, f); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
