@@ -124,8 +124,7 @@ func New(cfg Config) *Gateway {
 
 // ServeHTTP accepts a WebSocket and starts its session. The session runs
 // on a goroutine of its own and the handler returns: until it does,
-// net/http keeps the upgrade's request, response and their buffers
-// (about 6 KiB per session, measured in BENCHMARKS.md).
+// net/http keeps the upgrade's request, response and their buffers.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if g.draining.Load() {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)

@@ -98,7 +98,7 @@ var (
 
 func newSession(parent context.Context, g *Gateway, conn *websocket.Conn, json bool) *session {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
-	s := &session{
+	return &session{
 		ctx:       ctx,
 		cancel:    cancel,
 		g:         g,
@@ -111,7 +111,6 @@ func newSession(parent context.Context, g *Gateway, conn *websocket.Conn, json b
 		slots:     make(chan struct{}, g.cfg.MaxInFlight),
 		inflight:  make(map[uint64]struct{}),
 	}
-	return s
 }
 
 func (s *session) run() {
