@@ -633,6 +633,14 @@ func (s *session) encode(b []byte, f *pb.ServerFrame) ([]byte, error) {
 // writer's stack, while a session with a frame every few seconds keeps
 // its writer rather than start one per frame.
 func (s *session) writer() {
+	if s.writeQueued() {
+		s.finish()
+	}
+}
+
+// writeQueued is the writer's loop: true when the session is to end, false
+// when the writer retires.
+func (s *session) writeQueued() bool {
 	op := s.opcode()
 	swept := false // a sweep came while waiting
 	for {
@@ -640,15 +648,14 @@ func (s *session) writer() {
 		s.batch = batch
 		if len(batch) == 0 {
 			if last {
-				s.finish()
-				return
+				return true
 			}
 			select {
 			case <-s.wake:
 				swept = false
 			case <-s.g.writerSweep():
 				if swept && s.rest() {
-					return
+					return false
 				}
 				swept = true
 			}
@@ -656,15 +663,13 @@ func (s *session) writer() {
 		}
 		swept = false
 		if err := s.writeBatch(batch, op); err != nil {
-			s.finish()
-			return
+			return true
 		}
 		s.g.cfg.Metrics.pushesWritten(batch)
 		s.written(batch)
 		clear(batch)
 		if last {
-			s.finish()
-			return
+			return true
 		}
 	}
 }
