@@ -72,7 +72,6 @@ type session struct {
 	// hasWriter: the writer runs (or the session is not yet running, or
 	// has ended): nobody starts another; wake it instead.
 	hasWriter bool
-	batch     []outFrame // the writer's, reused
 }
 
 // outFrame is one frame for the writer: a response encoded in the
@@ -643,9 +642,10 @@ func (s *session) writer() {
 func (s *session) writeQueued() bool {
 	op := s.opcode()
 	swept := false // a sweep came while waiting
+	var batch []outFrame
 	for {
-		batch, last := s.take(s.batch)
-		s.batch = batch
+		var last bool
+		batch, last = s.take(batch)
 		if len(batch) == 0 {
 			if last {
 				return true
