@@ -4,9 +4,11 @@
 # picks on 127.0.0.1), whose CPU the load tool reads from its /metrics, and the
 # server is stopped after the run.
 #
-#   scripts/bench.sh [-p] [-c NODES] [-r RUNS] [-s "READMARKD FLAGS"] [--] READMARK-BENCH FLAGS
+#   scripts/bench.sh [-p] [-c NODES | -e] [-r RUNS] [-s "READMARKD FLAGS"] [--] READMARK-BENCH FLAGS
 #
 #   -p  pin the server to CPU 0 and the load tool to CPU 1 (taskset)
+#   -e  the server is the load tool's bare echo server (--scenario echo-server),
+#       not readmarkd: the floor for churn and steady-echo
 #   -c  a cluster of NODES nodes on PostgreSQL and NATS (the tests' services:
 #       $READMARK_TEST_POSTGRES, $READMARK_TEST_NATS), with a table and cluster
 #       name of its own per run, dropped afterwards; the load tool spreads its
@@ -21,10 +23,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pin=false nodes=0 runs=1 server_flags=""
-while getopts "pc:r:s:" opt; do
+pin=false echo=false nodes=0 runs=1 server_flags=""
+while getopts "pec:r:s:" opt; do
   case $opt in
     p) pin=true ;;
+    e) echo=true ;;
     c) nodes=$OPTARG ;;
     r) runs=$OPTARG ;;
     s) server_flags=$OPTARG ;;
@@ -56,37 +59,44 @@ if [ -z "$bench" ]; then bench=$work/readmark-bench; go build -o "$bench" ./cmd/
 server_cpu=() bench_cpu=()
 if $pin; then server_cpu=(taskset -c 0) bench_cpu=(taskset -c 1); fi
 
-# start_server LOG FLAGS...: starts readmarkd and, once it listens, adds its
-# WebSocket URL to urls.
+# start_server LOG COMMAND...: starts a server (readmarkd or the echo server)
+# and, once it listens, adds its WebSocket URL to urls.
 start_server() {
   local log=$1 addr=""; shift
-  # shellcheck disable=SC2086 # server_flags is a list of flags
-  "${server_cpu[@]}" "$readmarkd" --listen 127.0.0.1:0 "$@" $server_flags >"$log" 2>&1 &
+  "${server_cpu[@]}" "$@" >"$log" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 100); do
-    addr=$(sed -n 's/^listening on //p' "$log")
+    addr=$(sed -n -e 's/^listening on //p' -e 's|^echo server on ws://\([^ ]*\) .*|\1|p' "$log")
     if [ -n "$addr" ]; then urls=${urls:+$urls,}ws://$addr; return; fi
     kill -0 "${pids[-1]}" 2>/dev/null || break
     sleep 0.1
   done
-  echo "bench: readmarkd did not start:" >&2; cat "$log" >&2; return 1
+  echo "bench: the server did not start:" >&2; cat "$log" >&2; return 1
 }
 
 for run in $(seq 1 "$runs"); do
   data=$work/data$run
   mkdir -p "$data"
   urls=""
+  [ "$runs" -gt 1 ] && echo "== run $run of $runs"
+  if $echo; then
+    start_server "$work/server$run.log" "$bench" --scenario echo-server --listen 127.0.0.1:0
+    "${bench_cpu[@]}" "$bench" --url "$urls" --server-pid "${pids[0]}" "$@"
+    stop_servers
+    continue
+  fi
   if [ "$nodes" -gt 0 ]; then
     table=bench_$$_$run
     for n in $(seq 1 "$nodes"); do
       # The first node creates the shared secret; the others start after it.
-      start_server "$work/server$run.$n.log" --data "$data/node$n" --secret-file "$data/secret" \
+      # shellcheck disable=SC2086 # server_flags is a list of flags
+      start_server "$work/server$run.$n.log" "$readmarkd" --listen 127.0.0.1:0 $server_flags --data "$data/node$n" --secret-file "$data/secret" \
         --postgres "$pg" --postgres-table "$table" --nats "$nats" --node-id "node$n" --cluster "$table"
     done
   else
-    start_server "$work/server$run.log" --data "$data"
+    # shellcheck disable=SC2086 # server_flags is a list of flags
+    start_server "$work/server$run.log" "$readmarkd" --listen 127.0.0.1:0 $server_flags --data "$data"
   fi
-  [ "$runs" -gt 1 ] && echo "== run $run of $runs"
   "${bench_cpu[@]}" "$bench" --url "$urls" --secret-file "$data/secret" --server-pid "${pids[0]}" "$@"
   stop_servers
   rm -rf "$data"

@@ -17,8 +17,10 @@ fi
 go vet ./... ./_examples/receipts  # "..." patterns skip _examples
 go test -race -count=1 -timeout 20m ./...
 # The benchmark driver (BENCHMARKS.md) still runs a scenario end to end, on
-# one node and, where the services are required, on a two-node cluster.
+# one node, against its echo server and, where the services are required, on
+# a two-node cluster.
 ./scripts/bench.sh -- --scenario fanin --members 50 --messages 2 --quiet >/dev/null
+./scripts/bench.sh -e -- --scenario steady-echo --groups 2 --members 20 --rate 200 --duration 1s --read-spread 100ms --quiet >/dev/null
 if [ "${READMARK_REQUIRE_SERVICES:-}" = 1 ]; then
   ./scripts/bench.sh -c 2 -- --scenario fanin --members 50 --messages 2 --quiet >/dev/null
 fi

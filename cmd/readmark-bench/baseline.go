@@ -140,7 +140,9 @@ func runBaseline(ctx context.Context, cfg *config, res *Result, prog *progress) 
 }
 
 // echoServer is a bare github.com/coder/websocket echo server: each
-// connection's frames are written back as they come. It serves the
+// connection's frames are written back as they come, except that a
+// connection opened with ?room=NAME joins that room and its echoMessage
+// frames go to the whole room (steady-echo's group messages). It serves the
 // process's CPU time on /metrics (process_cpu_seconds_total), as readmarkd
 // does, so the load tool can measure it from another process.
 type echoServer struct {
@@ -150,6 +152,9 @@ type echoServer struct {
 	conns    atomic.Int64 // WebSocket connections accepted
 	served   chan error
 	cancel   context.CancelFunc // ends the handlers' request contexts
+
+	mu    sync.Mutex
+	rooms map[string]map[*websocket.Conn]struct{} // ?room= connections, for steady-echo
 }
 
 func startEcho(addr string) (*echoServer, error) {
@@ -157,7 +162,7 @@ func startEcho(addr string) (*echoServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &echoServer{url: "ws://" + ln.Addr().String(), served: make(chan error, 1)}
+	e := &echoServer{url: "ws://" + ln.Addr().String(), served: make(chan error, 1), rooms: map[string]map[*websocket.Conn]struct{}{}}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
 	mux := http.NewServeMux()
@@ -179,14 +184,58 @@ func (e *echoServer) echo(w http.ResponseWriter, r *http.Request) {
 	}
 	e.conns.Add(1)
 	defer c.CloseNow()
+	room := r.URL.Query().Get("room")
+	if room != "" {
+		e.join(room, c)
+		defer e.leave(room, c)
+	}
 	for {
 		typ, b, err := c.Read(r.Context())
 		if err != nil {
 			return
 		}
+		if room != "" && len(b) > 0 && b[0] == echoMessage {
+			e.fanOut(r.Context(), room, typ, b)
+			continue
+		}
 		if err := c.Write(r.Context(), typ, b); err != nil {
 			return
 		}
+	}
+}
+
+// echoMessage marks a frame that a connection in a room sends to the whole
+// room, itself included (see steady-echo); every other frame is echoed to
+// its sender alone.
+const echoMessage = 'M'
+
+func (e *echoServer) join(room string, c *websocket.Conn) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.rooms[room] == nil {
+		e.rooms[room] = map[*websocket.Conn]struct{}{}
+	}
+	e.rooms[room][c] = struct{}{}
+}
+
+func (e *echoServer) leave(room string, c *websocket.Conn) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.rooms[room], c)
+}
+
+// fanOut writes b to every connection in room, one after another from the
+// sender's goroutine: the least a server can do to deliver a group
+// message. A connection that fails is its own reader's to close.
+func (e *echoServer) fanOut(ctx context.Context, room string, typ websocket.MessageType, b []byte) {
+	e.mu.Lock()
+	to := make([]*websocket.Conn, 0, len(e.rooms[room]))
+	for c := range e.rooms[room] {
+		to = append(to, c)
+	}
+	e.mu.Unlock()
+	for _, c := range to {
+		c.Write(ctx, typ, b)
 	}
 }
 

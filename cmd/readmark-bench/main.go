@@ -19,6 +19,7 @@
 //	go run ./cmd/readmark-bench --scenario baseline --conns 64 --duration 10s
 //	go run ./cmd/readmark-bench --scenario echo-server --listen 127.0.0.1:7799 &
 //	go run ./cmd/readmark-bench --scenario churn --members 20000 --url ws://127.0.0.1:7799
+//	go run ./cmd/readmark-bench --scenario steady-echo --groups 5 --members 1000 --rate 5000 --duration 15s --url ws://127.0.0.1:7799
 //
 // Scenarios:
 //
@@ -45,9 +46,16 @@
 //	          request is a login against Readmark, a 64-byte frame against an
 //	          echo server (--url without --secret-file): members/s and CPU
 //	          per member are the floor under fanin's member sessions.
+//	steady-echo  steady's frames without Readmark: --groups rooms of an echo
+//	          server (in this process, or --url of an echo-server without
+//	          --secret-file), each with a sender and --members members; the
+//	          sender's messages go to its whole room, each member answers each
+//	          message with a receipt frame when steady's member would read it,
+//	          and the server echoes it. Its server CPU per pair is the floor
+//	          under steady's with the same --groups, --members and --rate.
 //	echo-server  serves a bare echo server on --listen until interrupted, with
-//	          its CPU time on /metrics, so churn can run against it from
-//	          another process and measure the echo server's CPU alone.
+//	          its CPU time on /metrics, so churn and steady-echo can run
+//	          against it from another process and measure its CPU alone.
 //
 // Every scenario reports CPU per operation in µs. Embedded, the server and
 // the simulated clients share this process, and the metric says so
@@ -102,14 +110,14 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	cfg := &config{}
 	fs := flag.NewFlagSet("readmark-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.scenario, "scenario", "fanin", "fanin, steady, query, baseline, churn or echo-server")
+	fs.StringVar(&cfg.scenario, "scenario", "fanin", "fanin, steady, steady-echo, query, baseline, churn or echo-server")
 	fs.IntVar(&cfg.members, "members", 0, "group members besides the sender (default: fanin 1000, steady 1000, query 100000)")
 	fs.IntVar(&cfg.messages, "messages", 20, "fanin: messages the sender sends")
-	fs.IntVar(&cfg.conns, "conns", 0, "max concurrent client connections (steady: concurrent logins; baseline: connections) (default 2000; baseline 64)")
+	fs.IntVar(&cfg.conns, "conns", 0, "max concurrent client connections (steady: concurrent logins; steady-echo: concurrent connects; baseline: connections) (default 2000; baseline 64)")
 	fs.IntVar(&cfg.batch, "batch", 20, "messages per SendMessageReadReceipts call (server max 100)")
 	fs.IntVar(&cfg.groups, "groups", 10, "steady: number of groups")
-	fs.DurationVar(&cfg.duration, "duration", 20*time.Second, "steady, baseline: how long to offer load")
-	fs.Float64Var(&cfg.rate, "rate", 10000, "steady: offered receipts/s")
+	fs.DurationVar(&cfg.duration, "duration", 20*time.Second, "steady, steady-echo, baseline: how long to offer load")
+	fs.Float64Var(&cfg.rate, "rate", 10000, "steady, steady-echo: offered receipts/s")
 	fs.DurationVar(&cfg.readSpread, "read-spread", time.Second, "steady: each member reads a message a random (fixed per member) delay in [0, read-spread) after it was sent")
 	fs.StringVar(&cfg.url, "url", "", "target a running server (ws://HOST:PORT) instead of an embedded one; several comma-separated URLs (cluster nodes): users are spread over them round-robin")
 	fs.StringVar(&cfg.secretFile, "secret-file", "", "with --url: the server's secret file")
@@ -146,8 +154,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, errors.New("--batch must be in 1..100")
 	case cfg.rate <= 0 || cfg.duration <= 0 || cfg.timeout <= 0:
 		return nil, errors.New("--rate, --duration and --timeout must be positive")
-	case cfg.url != "" && cfg.secretFile == "" && cfg.scenario != "churn":
-		return nil, errors.New("--url needs --secret-file (only churn runs against an echo server without one)")
+	case cfg.url != "" && cfg.secretFile == "" && cfg.scenario != "churn" && cfg.scenario != "steady-echo":
+		return nil, errors.New("--url needs --secret-file (only churn and steady-echo run against an echo server without one)")
+	case cfg.scenario == "steady-echo" && cfg.secretFile != "":
+		return nil, errors.New("steady-echo runs against an echo server (--scenario echo-server), which needs no --secret-file")
 	}
 	return cfg, nil
 }
@@ -228,6 +238,13 @@ func execute(ctx context.Context, cfg *config, logw io.Writer) *Result {
 		err = runBaseline(ctx, cfg, res, prog)
 	case "echo-server":
 		err = runEchoServer(ctx, cfg, res, logw)
+	case "steady-echo":
+		if cfg.url == "" {
+			res.Target = "in-process echo server"
+			err = runSteadyEcho(ctx, cfg, nil, res, prog)
+			break
+		}
+		fallthrough
 	default:
 		var t *target
 		t, err = startTarget(ctx, cfg, logw)
@@ -242,6 +259,8 @@ func execute(ctx context.Context, cfg *config, logw io.Writer) *Result {
 				err = runQuery(ctx, cfg, t, res, prog)
 			case "churn":
 				err = runChurn(ctx, cfg, t, res, prog)
+			case "steady-echo":
+				err = runSteadyEcho(ctx, cfg, t, res, prog)
 			default:
 				err = fmt.Errorf("unknown scenario %q", cfg.scenario)
 			}

@@ -115,6 +115,30 @@ func TestChurnEcho(t *testing.T) {
 	}
 }
 
+// TestSteadyEcho: steady-echo against an echo server in another "process"
+// (reached only by --url) gets every message to every member of its room
+// and every receipt echoed, and reads the server's CPU from its /metrics;
+// in-process it reports the CPU of server and clients together.
+func TestSteadyEcho(t *testing.T) {
+	e, err := startEcho("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.close()
+	// 20 messages (1 s at one per 50 ms), each read by 25 members.
+	args := []string{"--scenario", "steady-echo", "--groups", "2", "--members", "25", "--rate", "500", "--duration", "1s", "--read-spread", "100ms"}
+	res := runBench(t, append(args, "--url", e.url)...)
+	wantMetrics(t, res, map[string]float64{
+		"messages_sent": 20, "deliveries": 500, "receipts_acked_total": 500, "kept_up_ratio": 0,
+		"server_cpu_us_per_pair": 0, "load_tool_cpu_us_per_pair": 0,
+	})
+	if n := e.conns.Load(); n != 2*26 {
+		t.Errorf("echo server accepted %d connections, want %d", n, 2*26)
+	}
+	res = runBench(t, args...)
+	wantMetrics(t, res, map[string]float64{"receipts_acked_total": 500, "server_and_clients_cpu_us_per_pair": 0})
+}
+
 // TestRemoteServerCPU: against a separate Readmark server (here started in
 // the test, reached only by --url), the per-operation CPU is the server's,
 // read from its /metrics.

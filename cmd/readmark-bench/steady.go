@@ -158,15 +158,8 @@ func runSteady(ctx context.Context, cfg *config, t *target, res *Result, prog *p
 	interval := time.Duration(float64(time.Second) * float64(S) / cfg.rate)
 	res.param("message_interval", interval.String())
 
-	conns := G * (S + 1)
-	need := conns + 200
-	if t.srv != nil {
-		need += conns // the server's side of every connection is in this process too
-	}
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil && uint64(need) > rl.Cur {
-		return fmt.Errorf("%d connections need about %d file descriptors, the limit is %d: "+
-			"run readmarkd as a separate process and use --url/--secret-file (halves the need), or use fewer members", conns, need, rl.Cur)
+	if err := checkFDs(G*(S+1), t.srv != nil); err != nil {
+		return err
 	}
 
 	st := &steadyRun{cfg: cfg, t: t, tr: newTracker(time.Now()), stop: make(chan struct{})}
@@ -305,41 +298,13 @@ func runSteady(ctx context.Context, cfg *config, t *target, res *Result, prog *p
 	st.mu.Lock()
 	dues, acks, runErr := slices.Clone(st.dues), slices.Clone(st.acks), st.first
 	st.mu.Unlock()
-	slices.Sort(dues)
-	slices.Sort(acks)
-	countLE := func(s []time.Duration, t time.Duration) int {
-		i, _ := slices.BinarySearch(s, t+1)
-		return i
-	}
-	dueIn := countLE(dues, t0+window)
-	ackIn := countLE(acks, t0+window)
 
 	res.metric("messages_sent", float64(nSent), "", fmt.Sprintf("%.1f messages/s over %d groups", perSec(float64(nSent), window), G))
 	res.metric("send_errors", float64(sendErr.Load()), "", "failed SendMessage calls")
 	res.metric("deliveries", float64(st.recvN.Load()), "", fmt.Sprintf("OnRecvNewMessage at members, of %d expected", expected))
-	res.metric("receipts_due_in_window", float64(dueIn), "", "receipts whose intended read time fell in the load window")
-	res.metric("receipts_acked_in_window", float64(ackIn), "", "receipts acknowledged within the load window")
-	res.metric("achieved_receipts_per_s", perSec(float64(ackIn), window), "1/s", fmt.Sprintf("acked in window / window (%.1fs); offered %.0f/s", window.Seconds(), cfg.rate))
-	res.metric("kept_up_ratio", float64(ackIn)/float64(max(1, dueIn)), "ratio", "acked in window / due in window (1 = kept up)")
-	relative(cfg, res, "achieved_receipts_per_s", perSec(float64(ackIn), window), "achieved receipts/s")
+	reportKeptUp(cfg, res, dues, acks, &st.late, t0, window)
 	res.metric("receipt_calls", float64(st.callN.Load()), "", "SendMessageReadReceipts calls acknowledged")
 	res.metric("receipt_errors", float64(st.errN.Load()), "", "receipt calls failed after retries")
-	for _, at := range []struct {
-		name string
-		t    time.Duration
-	}{{"backlog_at_half", window / 2}, {"backlog_at_end", window}} {
-		res.metric(at.name, float64(countLE(dues, t0+at.t)-countLE(acks, t0+at.t)), "receipts",
-			fmt.Sprintf("due but not yet acknowledged at t=%.1fs (growth = falling behind)", at.t.Seconds()))
-	}
-	lateN := 0
-	st.late.mu.Lock()
-	for _, d := range st.late.d {
-		if d > time.Second {
-			lateN++
-		}
-	}
-	st.late.mu.Unlock()
-	res.metric("receipts_acked_late", float64(lateN), "", "acknowledged more than 1s after their intended read time")
 	res.metric("receipts_acked_total", float64(acked), "", fmt.Sprintf("of %d offered", expected))
 	res.metric("drain_s", drained.Seconds(), "s", "end of load -> all receipts acked and final counts pushed")
 	loadCPU.cores(res, "the load window")
@@ -420,4 +385,57 @@ func closeAll(senders []*im.Client, readers []*reader) {
 		closeOne(c)
 	}
 	wg.Wait()
+}
+
+// checkFDs fails early when conns client connections would exceed the
+// open-file limit (embedded, the server's side of each is in this process
+// too).
+func checkFDs(conns int, embedded bool) error {
+	need := conns + 200
+	if embedded {
+		need += conns
+	}
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil && uint64(need) > rl.Cur {
+		return fmt.Errorf("%d connections need about %d file descriptors, the limit is %d: "+
+			"run the server as a separate process and use --url (halves the need), or use fewer members", conns, need, rl.Cur)
+	}
+	return nil
+}
+
+// reportKeptUp reports whether the receipts due in the load window [t0,
+// t0+window] (dues: their intended read times) were acknowledged in it
+// (acks: acknowledgement times), the backlog along the way, and how many
+// were acknowledged over a second late (late: intended read time ->
+// acknowledged).
+func reportKeptUp(cfg *config, res *Result, dues, acks []time.Duration, late *samples, t0, window time.Duration) {
+	slices.Sort(dues)
+	slices.Sort(acks)
+	countLE := func(s []time.Duration, t time.Duration) int {
+		i, _ := slices.BinarySearch(s, t+1)
+		return i
+	}
+	dueIn := countLE(dues, t0+window)
+	ackIn := countLE(acks, t0+window)
+	res.metric("receipts_due_in_window", float64(dueIn), "", "receipts whose intended read time fell in the load window")
+	res.metric("receipts_acked_in_window", float64(ackIn), "", "receipts acknowledged within the load window")
+	res.metric("achieved_receipts_per_s", perSec(float64(ackIn), window), "1/s", fmt.Sprintf("acked in window / window (%.1fs); offered %.0f/s", window.Seconds(), cfg.rate))
+	res.metric("kept_up_ratio", float64(ackIn)/float64(max(1, dueIn)), "ratio", "acked in window / due in window (1 = kept up)")
+	relative(cfg, res, "achieved_receipts_per_s", perSec(float64(ackIn), window), "achieved receipts/s")
+	for _, at := range []struct {
+		name string
+		t    time.Duration
+	}{{"backlog_at_half", window / 2}, {"backlog_at_end", window}} {
+		res.metric(at.name, float64(countLE(dues, t0+at.t)-countLE(acks, t0+at.t)), "receipts",
+			fmt.Sprintf("due but not yet acknowledged at t=%.1fs (growth = falling behind)", at.t.Seconds()))
+	}
+	lateN := 0
+	late.mu.Lock()
+	for _, d := range late.d {
+		if d > time.Second {
+			lateN++
+		}
+	}
+	late.mu.Unlock()
+	res.metric("receipts_acked_late", float64(lateN), "", "acknowledged more than 1s after their intended read time")
 }
