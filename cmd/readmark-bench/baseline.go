@@ -150,6 +150,7 @@ type echoServer struct {
 	srv      *http.Server
 	handlers sync.WaitGroup
 	conns    atomic.Int64 // WebSocket connections accepted
+	frames   atomic.Int64 // frames read
 	served   chan error
 	cancel   context.CancelFunc // ends the handlers' request contexts
 
@@ -194,6 +195,7 @@ func (e *echoServer) echo(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return
 		}
+		e.frames.Add(1)
 		if room != "" && len(b) > 0 && b[0] == echoMessage {
 			e.fanOut(r.Context(), room, typ, b)
 			continue

@@ -44,8 +44,9 @@
 //	churn     --members bare WebSocket connections (at most --conns at once),
 //	          each: connect, upgrade, one request and its answer, close. The
 //	          request is a login against Readmark, a 64-byte frame against an
-//	          echo server (--url without --secret-file): members/s and CPU
-//	          per member are the floor under fanin's member sessions.
+//	          echo server (--url without --secret-file; --requests of them one
+//	          after another): members/s and CPU per member are the floor under
+//	          fanin's member sessions.
 //	steady-echo  steady's frames without Readmark: --groups rooms of an echo
 //	          server (in this process, or --url of an echo-server without
 //	          --secret-file), each with a sender and --members members; the
@@ -104,6 +105,7 @@ type config struct {
 	baselineFPS float64
 	quiet       bool
 	listen      string
+	requests    int
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -129,6 +131,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.Float64Var(&cfg.baselineFPS, "baseline-fps", 0, "frames/s measured by the baseline scenario, to report throughput relative to it")
 	fs.BoolVar(&cfg.quiet, "quiet", false, "no progress on stderr")
 	fs.StringVar(&cfg.listen, "listen", "127.0.0.1:7799", "echo-server: address to serve on")
+	fs.IntVar(&cfg.requests, "requests", 1, "churn against an echo server: frames each member has echoed, one after another")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -148,8 +151,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		}
 	}
 	switch {
-	case cfg.members < 1 || cfg.messages < 1 || cfg.conns < 1 || cfg.groups < 1:
-		return nil, errors.New("--members, --messages, --conns and --groups must be positive")
+	case cfg.members < 1 || cfg.messages < 1 || cfg.conns < 1 || cfg.groups < 1 || cfg.requests < 1:
+		return nil, errors.New("--members, --messages, --conns, --groups and --requests must be positive")
 	case cfg.batch < 1 || cfg.batch > 100:
 		return nil, errors.New("--batch must be in 1..100")
 	case cfg.rate <= 0 || cfg.duration <= 0 || cfg.timeout <= 0:

@@ -89,6 +89,13 @@ func wantMetrics(t *testing.T, res *Result, want map[string]float64) {
 func TestChurnEmbedded(t *testing.T) {
 	res := runBench(t, "--scenario", "churn", "--members", "50", "--conns", "10")
 	wantMetrics(t, res, map[string]float64{"members_done": 50, "server_and_clients_cpu_us_per_member": 0})
+	cfg, err := parseFlags([]string{"--scenario", "churn", "--members", "5", "--requests", "2", "--quiet"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := execute(context.Background(), cfg, io.Discard); res.OK || !strings.Contains(res.Error, "--requests") {
+		t.Errorf("--requests 2 against Readmark: OK %v, error %q; want it refused", res.OK, res.Error)
+	}
 	if res.Values["server_and_clients_cpu_us_per_member"] <= 0 {
 		t.Errorf("no CPU measured: %v", res.Values)
 	}
@@ -98,20 +105,23 @@ func TestChurnEmbedded(t *testing.T) {
 }
 
 // TestChurnEcho: churn against an echo server (as --scenario echo-server
-// serves it) reads the server's CPU from its /metrics and reports the load
-// tool's apart.
+// serves it) has each member's --requests echoed, reads the server's CPU
+// from its /metrics and reports the load tool's apart.
 func TestChurnEcho(t *testing.T) {
 	e, err := startEcho("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.close()
-	res := runBench(t, "--scenario", "churn", "--members", "50", "--conns", "10", "--url", e.url)
+	res := runBench(t, "--scenario", "churn", "--members", "50", "--conns", "10", "--requests", "3", "--url", e.url)
 	wantMetrics(t, res, map[string]float64{
 		"members_done": 50, "server_cpu_us_per_member": 0, "load_tool_cpu_us_per_member": 0, "cpu_cores": 0, "gc_cycles": 0,
 	})
 	if n := e.conns.Load(); n != 50 {
 		t.Errorf("echo server accepted %d connections, want 50", n)
+	}
+	if n := e.frames.Load(); n != 150 {
+		t.Errorf("echo server read %d frames, want 3 from each of 50 members", n)
 	}
 }
 
