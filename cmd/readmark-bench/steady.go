@@ -148,16 +148,9 @@ func (r *reader) work(ctx context.Context) {
 // that receipts are offered at --rate per second.
 func runSteady(ctx context.Context, cfg *config, t *target, res *Result, prog *progress) error {
 	G, S := cfg.groups, cfg.members
-	res.param("groups", G)
-	res.param("members_per_group", S)
-	res.param("offered_receipts_per_s", cfg.rate)
-	res.param("duration", cfg.duration.String())
+	interval := steadyLoad(cfg, res)
 	res.param("batch", cfg.batch)
-	res.param("read_spread", cfg.readSpread.String())
 	res.param("login_concurrency", cfg.conns)
-	interval := time.Duration(float64(time.Second) * float64(S) / cfg.rate)
-	res.param("message_interval", interval.String())
-
 	if err := checkFDs(G*(S+1), t.srv != nil); err != nil {
 		return err
 	}
@@ -385,6 +378,20 @@ func closeAll(senders []*im.Client, readers []*reader) {
 		closeOne(c)
 	}
 	wg.Wait()
+}
+
+// steadyLoad reports the load steady and steady-echo offer and returns the
+// interval between messages: rate/S a second, over the groups in turn, so
+// that receipts come at --rate a second.
+func steadyLoad(cfg *config, res *Result) time.Duration {
+	res.param("groups", cfg.groups)
+	res.param("members_per_group", cfg.members)
+	res.param("offered_receipts_per_s", cfg.rate)
+	res.param("duration", cfg.duration.String())
+	res.param("read_spread", cfg.readSpread.String())
+	interval := time.Duration(float64(time.Second) * float64(cfg.members) / cfg.rate)
+	res.param("message_interval", interval.String())
+	return interval
 }
 
 // checkFDs fails early when conns client connections would exceed the

@@ -72,14 +72,8 @@ type echoMember struct {
 // with the same flags.
 func runSteadyEcho(ctx context.Context, cfg *config, t *target, res *Result, prog *progress) error {
 	G, S := cfg.groups, cfg.members
-	res.param("groups", G)
-	res.param("members_per_group", S)
-	res.param("offered_receipts_per_s", cfg.rate)
-	res.param("duration", cfg.duration.String())
-	res.param("read_spread", cfg.readSpread.String())
+	interval := steadyLoad(cfg, res)
 	res.param("connect_concurrency", cfg.conns)
-	interval := time.Duration(float64(time.Second) * float64(S) / cfg.rate)
-	res.param("message_interval", interval.String())
 	if err := checkFDs(G*(S+1), t == nil); err != nil {
 		return err
 	}
