@@ -61,26 +61,71 @@ const cursorShards = 64
 type cursorShard struct {
 	mu    sync.RWMutex // read-locked by get and state
 	users map[string]*userCursors
-	dirty map[cursorKey]struct{} // device "" = the baseline
+	// dirty are the cursors changed since the last flush took them, each
+	// once (cursor.dirty): a flag and an append per ack, where a set keyed
+	// by three strings cost two of an ack's nine map operations.
+	dirty []dirtyCursor
 	devs  map[deviceKey]struct{} // device records to write
 	// spare is the dirty set the last successful flush wrote, emptied:
-	// the next takeDirty swaps it in, so the maps keep their size instead
-	// of growing anew from empty every flush (recycle).
+	// the next takeDirty swaps it in, so it keeps its size instead of
+	// growing anew from empty every flush (recycle).
 	spare struct {
-		dirty map[cursorKey]struct{}
+		dirty []dirtyCursor
 		devs  map[deviceKey]struct{}
 	}
 	_ [64]byte // keeps neighbouring shards' locks off one cache line
 }
 
 // userCursors are one user's cursors in memory. base is nil until loaded;
-// each device's map is complete once present.
+// each device's map is complete once present. The maps hold pointers so
+// that an ack moves a cursor it has looked up without a second lookup.
 type userCursors struct {
-	base    map[string]uint64
-	devices map[string]map[string]uint64
+	base    map[string]*cursor
+	devices map[string]map[string]*cursor
 }
 
-type cursorKey struct{ user, device, conv string }
+// cursor is a seq in memory; dirty while it is in its shard's dirty list.
+type cursor struct {
+	seq   uint64
+	dirty bool
+}
+
+// dirtyCursor is a changed cursor and where it is stored (device "": the
+// baseline).
+type dirtyCursor struct {
+	user, device, conv string
+	c                  *cursor
+}
+
+// value is c's seq, 0 if there is no cursor.
+func (c *cursor) value() uint64 {
+	if c == nil {
+		return 0
+	}
+	return c.seq
+}
+
+// inMemory makes cursors of stored seqs, in one allocation.
+func inMemory(seqs map[string]uint64) map[string]*cursor {
+	m := make(map[string]*cursor, len(seqs))
+	block := make([]cursor, len(seqs))
+	i := 0
+	for conv, seq := range seqs {
+		block[i].seq = seq
+		m[conv] = &block[i]
+		i++
+	}
+	return m
+}
+
+// markLocked puts c, user's cursor for conv on device, in the dirty list
+// unless it is there. Lock sh.mu.
+func (sh *cursorShard) markLocked(user, device, conv string, c *cursor) {
+	if !c.dirty {
+		c.dirty = true
+		sh.dirty = append(sh.dirty, dirtyCursor{user, device, conv, c})
+	}
+}
 
 type deviceKey struct{ user, device string }
 
@@ -89,7 +134,6 @@ func newCursors() *cursors {
 	for i := range c.shards {
 		c.shards[i] = cursorShard{
 			users: make(map[string]*userCursors),
-			dirty: make(map[cursorKey]struct{}),
 			devs:  make(map[deviceKey]struct{}),
 		}
 	}
@@ -138,7 +182,7 @@ func isEphemeral(device string) bool { return device != "" && device[0] == '~' }
 func (sh *cursorShard) userLocked(user string) *userCursors {
 	u := sh.users[user]
 	if u == nil {
-		u = &userCursors{devices: make(map[string]map[string]uint64)}
+		u = &userCursors{devices: make(map[string]map[string]*cursor)}
 		sh.users[user] = u
 	}
 	return u
@@ -180,7 +224,7 @@ func (c *cursors) loadWith(ctx context.Context, s storage.Store, user, device st
 			return err
 		}
 	}
-	var dev map[string]uint64
+	var stored map[string]uint64 // the device's cursors in the store
 	known := false
 	var seen time.Time
 	hasSeen := false
@@ -188,14 +232,14 @@ func (c *cursors) loadWith(ctx context.Context, s storage.Store, user, device st
 		var record []byte
 		if st != nil {
 			record, known = st.records[device]
-			dev = st.devices[device]
+			stored = st.devices[device]
 		} else {
 			var err error
 			record, err = s.Get(ctx, deviceRecordKey(user, device))
 			switch {
 			case err == nil:
 				known = true
-				if dev, err = scanCursors(ctx, s, deviceCursorPrefix(user, device)); err != nil {
+				if stored, err = scanCursors(ctx, s, deviceCursorPrefix(user, device)); err != nil {
 					return err
 				}
 			case !errors.Is(err, storage.ErrNotFound):
@@ -204,21 +248,20 @@ func (c *cursors) loadWith(ctx context.Context, s storage.Store, user, device st
 		}
 		if known {
 			seen, hasSeen = deviceSeen(record)
-			if dev == nil {
-				dev = make(map[string]uint64)
-			}
 		}
 	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	u = sh.userLocked(user)
 	if u.base == nil && st != nil {
-		u.base = st.base
+		u.base = inMemory(st.base)
 	}
 	if u.devices[device] != nil {
 		return nil // loaded meanwhile
 	}
+	var dev map[string]*cursor
 	if known {
+		dev = inMemory(stored)
 		now := c.now()
 		if !hasSeen || now.Sub(seen) >= deviceSeenRefresh {
 			sh.devs[deviceKey{user, device}] = struct{}{}
@@ -231,16 +274,17 @@ func (c *cursors) loadWith(ctx context.Context, s storage.Store, user, device st
 		// baseline was in memory; loadUser reads one snapshot), the device
 		// syncs from the beginning: a repeat, never a skip.
 		if c.ttl > 0 && hasSeen && now.Sub(seen) > c.ttl/2 {
-			for conv := range dev {
-				sh.dirty[cursorKey{user, device, conv}] = struct{}{}
+			for conv, cur := range dev {
+				sh.markLocked(user, device, conv, cur)
 			}
 		}
 	} else {
-		dev = make(map[string]uint64, len(u.base))
-		for conv, seq := range u.base {
-			dev[conv] = seq
+		dev = make(map[string]*cursor, len(u.base))
+		for conv, b := range u.base {
+			cur := &cursor{seq: b.seq}
+			dev[conv] = cur
 			if !isEphemeral(device) {
-				sh.dirty[cursorKey{user, device, conv}] = struct{}{}
+				sh.markLocked(user, device, conv, cur)
 			}
 		}
 		if !isEphemeral(device) {
@@ -342,7 +386,7 @@ func (c *cursors) get(user, device, conv string) uint64 {
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
 	if u := sh.users[user]; u != nil {
-		return u.devices[device][conv]
+		return u.devices[device][conv].value()
 	}
 	return 0
 }
@@ -363,29 +407,30 @@ func (c *cursors) state(user, device, conv string, seq uint64) cursorState {
 	sh := c.shard(user)
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
-	st, _, _ := sh.stateLocked(user, device, conv, seq)
+	st, _, _, _, _ := sh.stateLocked(user, device, conv, seq)
 	return st
 }
 
-// stateLocked is state with sh.mu held. It also returns the user's cursors
-// and the device's, where loaded, so that move looks neither up again.
-func (sh *cursorShard) stateLocked(user, device, conv string, seq uint64) (cursorState, *userCursors, map[string]uint64) {
-	u := sh.users[user]
+// stateLocked is state with sh.mu held. It also returns, where loaded, the
+// user's cursors, the device's, the device's cursor for conv and the
+// baseline's (nil if none yet), so that move looks none of them up again.
+func (sh *cursorShard) stateLocked(user, device, conv string, seq uint64) (st cursorState, u *userCursors, dev map[string]*cursor, cur, base *cursor) {
+	u = sh.users[user]
 	if u == nil {
-		return cursorUnloaded, nil, nil
+		return cursorUnloaded, nil, nil, nil, nil
 	}
-	dev := u.devices[device]
+	dev = u.devices[device]
 	if dev == nil {
-		return cursorUnloaded, u, nil
+		return cursorUnloaded, u, nil, nil, nil
 	}
-	cur, ok := dev[conv]
+	cur, base = dev[conv], u.base[conv]
 	switch {
-	case !ok:
-		return cursorNew, u, dev
-	case seq <= cur && seq <= u.base[conv]:
-		return cursorCovered, u, dev
+	case cur == nil:
+		return cursorNew, u, dev, nil, base
+	case seq <= cur.seq && seq <= base.value():
+		return cursorCovered, u, dev, cur, base
 	}
-	return cursorMoves, u, dev
+	return cursorMoves, u, dev, cur, base
 }
 
 // ack moves device's cursor for conv, and the user's baseline, forward to
@@ -407,19 +452,27 @@ func (c *cursors) move(user, device, conv string, seq uint64, create bool) curso
 	sh := c.shard(user)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	st, u, dev := sh.stateLocked(user, device, conv, seq)
+	st, u, dev, cur, base := sh.stateLocked(user, device, conv, seq)
 	if st == cursorUnloaded || st == cursorCovered || (st == cursorNew && !create) {
 		return st
 	}
-	if seq > dev[conv] {
-		dev[conv] = seq
+	if seq > cur.value() {
+		if cur == nil {
+			cur = new(cursor)
+			dev[conv] = cur
+		}
+		cur.seq = seq
 		if !isEphemeral(device) {
-			sh.dirty[cursorKey{user, device, conv}] = struct{}{}
+			sh.markLocked(user, device, conv, cur)
 		}
 	}
-	if seq > u.base[conv] {
-		u.base[conv] = seq
-		sh.dirty[cursorKey{user, "", conv}] = struct{}{}
+	if seq > base.value() {
+		if base == nil {
+			base = new(cursor)
+			u.base[conv] = base
+		}
+		base.seq = seq
+		sh.markLocked(user, "", conv, base)
 	}
 	return st
 }
@@ -436,7 +489,7 @@ func (c *cursors) forget(user, device string) {
 
 // dirtySet is what changed since the last write, by shard.
 type dirtySet [cursorShards]struct {
-	cursors map[cursorKey]struct{}
+	cursors []dirtyCursor
 	devs    map[deviceKey]struct{}
 }
 
@@ -454,8 +507,8 @@ func (c *cursors) takeDirty() ([]storage.Op, *dirtySet) {
 			taken[i].cursors, taken[i].devs = sh.dirty, sh.devs
 			sh.dirty, sh.devs = sh.spare.dirty, sh.spare.devs
 			sh.spare.dirty, sh.spare.devs = nil, nil
-			if sh.dirty == nil {
-				sh.dirty, sh.devs = make(map[cursorKey]struct{}), make(map[deviceKey]struct{})
+			if sh.devs == nil {
+				sh.devs = make(map[deviceKey]struct{})
 			}
 			ops = sh.appendWritesLocked(ops, taken[i].cursors, taken[i].devs, now)
 		}
@@ -464,23 +517,24 @@ func (c *cursors) takeDirty() ([]storage.Op, *dirtySet) {
 	return ops, taken
 }
 
-// appendWritesLocked appends the writes of the given cursors and device
-// records (seen at now), with their values in memory now. Lock sh.mu.
-func (sh *cursorShard) appendWritesLocked(ops []storage.Op, cursors map[cursorKey]struct{}, devs map[deviceKey]struct{}, now time.Time) []storage.Op {
+// appendWritesLocked appends the writes of the given cursors, taken off
+// the dirty list, and device records (seen at now), with their values in
+// memory now. Lock sh.mu.
+func (sh *cursorShard) appendWritesLocked(ops []storage.Op, cursors []dirtyCursor, devs map[deviceKey]struct{}, now time.Time) []storage.Op {
 	ops = slices.Grow(ops, len(devs)+len(cursors))
 	for k := range devs {
 		ops = append(ops, storage.Op{Key: deviceRecordKey(k.user, k.device), Value: deviceRecordValue(now)})
 	}
-	for k := range cursors {
-		u := sh.users[k.user]
-		if k.device == "" {
-			if !u.deviceHolds(k.conv) {
-				ops = append(ops, storage.Op{Key: baseStoreKey(k.user, k.conv), Value: binary.AppendUvarint(nil, u.base[k.conv])})
+	for _, d := range cursors {
+		d.c.dirty = false
+		if d.device == "" {
+			if !sh.users[d.user].deviceHolds(d.conv) {
+				ops = append(ops, storage.Op{Key: baseStoreKey(d.user, d.conv), Value: binary.AppendUvarint(nil, d.c.seq)})
 			}
 			continue
 		}
-		key := append(deviceCursorPrefix(k.user, k.device), k.conv...)
-		ops = append(ops, storage.Op{Key: key, Value: binary.AppendUvarint(nil, u.devices[k.device][k.conv])})
+		key := append(deviceCursorPrefix(d.user, d.device), d.conv...)
+		ops = append(ops, storage.Op{Key: key, Value: binary.AppendUvarint(nil, d.c.seq)})
 	}
 	return ops
 }
@@ -491,8 +545,9 @@ func (sh *cursorShard) appendWritesLocked(ops []storage.Op, cursors map[cursorKe
 // load finds the baseline without cur. A write that fails marks both dirty
 // again (restore), and this is asked anew.
 func (u *userCursors) deviceHolds(conv string) bool {
+	base := u.base[conv].value()
 	for device, dev := range u.devices {
-		if !isEphemeral(device) && dev[conv] == u.base[conv] {
+		if !isEphemeral(device) && dev[conv].value() == base {
 			return true
 		}
 	}
@@ -505,8 +560,8 @@ func (c *cursors) restore(d *dirtySet) {
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.mu.Lock()
-		for k := range d[i].cursors {
-			sh.dirty[k] = struct{}{}
+		for _, k := range d[i].cursors {
+			sh.markLocked(k.user, k.device, k.conv, k.c)
 		}
 		for k := range d[i].devs {
 			sh.devs[k] = struct{}{}
@@ -519,14 +574,14 @@ func (c *cursors) restore(d *dirtySet) {
 // spares.
 func (c *cursors) recycle(d *dirtySet) {
 	for i := range c.shards {
-		if d[i].cursors == nil {
+		if d[i].devs == nil {
 			continue
 		}
-		clear(d[i].cursors)
+		clear(d[i].cursors) // drops the pointers
 		clear(d[i].devs)
 		sh := &c.shards[i]
 		sh.mu.Lock()
-		sh.spare.dirty, sh.spare.devs = d[i].cursors, d[i].devs
+		sh.spare.dirty, sh.spare.devs = d[i].cursors[:0], d[i].devs
 		sh.mu.Unlock()
 	}
 }
@@ -586,7 +641,7 @@ func (c *cursors) evictOffline(online func(string) bool) {
 		sh := &c.shards[i]
 		sh.mu.Lock()
 		keep := make(map[string]bool)
-		for k := range sh.dirty {
+		for _, k := range sh.dirty {
 			keep[k.user] = true
 		}
 		for k := range sh.devs {

@@ -2,6 +2,7 @@ package messages
 
 import (
 	"context"
+	"encoding/binary"
 	"slices"
 	"strconv"
 	"sync"
@@ -47,6 +48,9 @@ func (c *cursors) loaded() map[string]bool {
 	}
 	return out
 }
+
+// cursorKey names a cursor: a device's for a conversation.
+type cursorKey struct{ user, device, conv string }
 
 func TestCursorsPerDevice(t *testing.T) {
 	ctx := context.Background()
@@ -168,6 +172,33 @@ func TestCursorsRestoreAfterFailedWrite(t *testing.T) {
 	again, _ := c.takeDirty()
 	if len(again) != len(ops) || len(ops) != 3 { // device record, device cursor, the baseline of g:b
 		t.Fatalf("%d writes after restore, %d before; want 3", len(again), len(ops))
+	}
+}
+
+// TestCursorsAckDuringFailedWrite: a cursor acked again while a write of
+// it fails goes out once with the next flush, at its newest seq.
+func TestCursorsAckDuringFailedWrite(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	c := newCursors()
+	if err := c.load(ctx, s, "u", "d"); err != nil {
+		t.Fatal(err)
+	}
+	c.ack("u", "d", "g:a", 5)
+	_, taken := c.takeDirty()
+	c.ack("u", "d", "g:a", 6) // while the write is out
+	c.restore(taken)          // the write failed
+	ops, _ := c.takeDirty()
+	key := string(append(deviceCursorPrefix("u", "d"), "g:a"...))
+	var values []uint64
+	for _, op := range ops {
+		if string(op.Key) == key {
+			v, _ := binary.Uvarint(op.Value)
+			values = append(values, v)
+		}
+	}
+	if len(values) != 1 || values[0] != 6 {
+		t.Fatalf("the cursor written as %v (writes %q), want once, at 6", values, opKeys(ops))
 	}
 }
 
