@@ -14,6 +14,20 @@ import (
 	"github.com/readmark/readmark/internal/storage/pebblestore"
 )
 
+// loadedCursors returns new cursors over a new store, with user's devices
+// loaded.
+func loadedCursors(t testing.TB, user string, devices ...string) (*cursors, storage.Store) {
+	t.Helper()
+	s := openStore(t)
+	c := newCursors()
+	for _, d := range devices {
+		if err := c.load(context.Background(), s, user, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c, s
+}
+
 func openStore(t testing.TB) storage.Store {
 	t.Helper()
 	s, err := pebblestore.Open(t.TempDir())
@@ -115,11 +129,7 @@ func TestCursorsPerDevice(t *testing.T) {
 
 func TestCursorsOnlyMoveForward(t *testing.T) {
 	ctx := context.Background()
-	s := openStore(t)
-	c := newCursors()
-	if err := c.load(ctx, s, "u", "d"); err != nil {
-		t.Fatal(err)
-	}
+	c, s := loadedCursors(t, "u", "d")
 	for _, seq := range []uint64{5, 9, 3} {
 		c.ack("u", "d", "g:x", seq)
 	}
@@ -156,15 +166,7 @@ func TestCursorsEvictOffline(t *testing.T) {
 }
 
 func TestCursorsRestoreAfterFailedWrite(t *testing.T) {
-	ctx := context.Background()
-	s := openStore(t)
-	c := newCursors()
-	if err := c.load(ctx, s, "u", "d"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.load(ctx, s, "u", ephemeralDevice(1)); err != nil {
-		t.Fatal(err)
-	}
+	c, _ := loadedCursors(t, "u", "d", ephemeralDevice(1))
 	c.ack("u", "d", "g:a", 5)
 	c.ack("u", ephemeralDevice(1), "g:b", 7)
 	ops, taken := c.takeDirty()
@@ -178,12 +180,7 @@ func TestCursorsRestoreAfterFailedWrite(t *testing.T) {
 // TestCursorsAckDuringFailedWrite: a cursor acked again while a write of
 // it fails goes out once with the next flush, at its newest seq.
 func TestCursorsAckDuringFailedWrite(t *testing.T) {
-	ctx := context.Background()
-	s := openStore(t)
-	c := newCursors()
-	if err := c.load(ctx, s, "u", "d"); err != nil {
-		t.Fatal(err)
-	}
+	c, _ := loadedCursors(t, "u", "d")
 	c.ack("u", "d", "g:a", 5)
 	_, taken := c.takeDirty()
 	c.ack("u", "d", "g:a", 6) // while the write is out
