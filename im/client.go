@@ -1,6 +1,7 @@
 package im
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -296,12 +297,7 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 	var resp *pb.ServerFrame
 	var early []*pb.ServerFrame
 	for err == nil {
-		var data []byte
-		_, data, err = conn.Read(ctx)
-		if err != nil {
-			break
-		}
-		resp, err = s.decode(data)
+		resp, err = s.readFrame(ctx)
 		if err == nil && resp.GetId() == id {
 			break
 		}
@@ -648,15 +644,47 @@ func (s *session) encode(f *pb.ClientFrame) ([]byte, error) {
 	return proto.Marshal(f)
 }
 
-func (s *session) decode(b []byte) (*pb.ServerFrame, error) {
-	f := new(pb.ServerFrame)
-	var err error
-	if s.json {
-		err = protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(b, f)
-	} else {
-		err = proto.Unmarshal(b, f)
+// readBufs holds the buffers frames are read into: a client of many
+// sessions (a load tool, a backend acting for many users) shares a few
+// instead of allocating each frame. Buffers over maxPooled are dropped.
+var readBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+const maxPooled = 64 << 10
+
+// badFrameError is a frame that was read whole but could not be decoded.
+type badFrameError struct{ err error }
+
+func (e *badFrameError) Error() string { return e.err.Error() }
+func (e *badFrameError) Unwrap() error { return e.err }
+
+// readFrame reads and decodes the next frame; a *badFrameError when it
+// was read but is not a ServerFrame.
+func (s *session) readFrame(ctx context.Context) (*pb.ServerFrame, error) {
+	_, r, err := s.conn.Reader(ctx)
+	if err != nil {
+		return nil, err
 	}
-	return f, err
+	buf := readBufs.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= maxPooled {
+			buf.Reset()
+			readBufs.Put(buf)
+		}
+	}()
+	if _, err := buf.ReadFrom(r); err != nil {
+		return nil, err
+	}
+	// Decoding copies what it keeps (strings, bytes): buf can be reused.
+	f := new(pb.ServerFrame)
+	if s.json {
+		err = protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(buf.Bytes(), f)
+	} else {
+		err = proto.Unmarshal(buf.Bytes(), f)
+	}
+	if err != nil {
+		return nil, &badFrameError{err}
+	}
+	return f, nil
 }
 
 // close ends the session with err (first call wins): in-flight requests fail
@@ -688,18 +716,17 @@ func (s *session) reader() {
 		// Not s.ctx: the WebSocket library arms a context.AfterFunc per
 		// frame read with a cancellable context. close closes the
 		// connection, which ends the Read.
-		_, data, err := s.conn.Read(context.Background())
+		f, err := s.readFrame(context.Background())
 		if err != nil {
-			if errors.Is(err, io.EOF) || websocket.CloseStatus(err) != -1 {
+			var bad *badFrameError
+			switch {
+			case errors.As(err, &bad):
+				s.c.log.Warn("im: bad frame from server", "err", err)
+				err = fmt.Errorf("bad frame from server: %w", err)
+			case errors.Is(err, io.EOF) || websocket.CloseStatus(err) != -1:
 				err = fmt.Errorf("connection closed: %w", err)
 			}
 			s.close(err, false)
-			return
-		}
-		f, err := s.decode(data)
-		if err != nil {
-			s.c.log.Warn("im: bad frame from server", "err", err)
-			s.close(fmt.Errorf("bad frame from server: %w", err), false)
 			return
 		}
 		if f.GetId() != 0 {

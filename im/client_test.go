@@ -7,11 +7,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"go.uber.org/goleak"
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
@@ -1005,4 +1007,62 @@ func TestCloseWhileHolding(t *testing.T) {
 	r.waitTexts(t, []string{"b1", "c1"})
 	c.Close()
 	wantCode(t, <-errc, CodeUnavailable)
+}
+
+// Frames are read into shared buffers: each decoded message must keep its
+// own text whatever the sizes around it, and a frame that is not a
+// ServerFrame ends the session, not the client, which logs in again.
+func TestFramesReadWholeAndBadFrameReconnects(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []Option
+		bad  []byte
+	}{
+		{"proto", nil, []byte{0xff, 0xff, 0xff}},
+		{"json", []Option{WithJSON()}, []byte("{not json")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := newFake(t)
+			r := &recorder{}
+			dial(t, fs, "bob", append(tc.opts, WithListener(r))...)
+			s := fs.waitSession(t)
+			var want []string
+			for i, n := range []int{3, maxPooled + 1000, 1, 4000, 20, 70, maxPooled / 2, 2} {
+				text := strings.Repeat(string(rune('a'+i)), n)
+				s.push(newMsgFrame(pbMsg(uint64(i+1), "alice", "bob", "", text)))
+				want = append(want, text)
+			}
+			// Texts named by their letter and length: a failure stays readable.
+			brief := func(texts []string) []string {
+				out := make([]string, len(texts))
+				for i, x := range texts {
+					out[i] = fmt.Sprintf("%.1s×%d", x, len(x))
+				}
+				return out
+			}
+			checkFor(t, 10*time.Second, func() error {
+				if got := r.texts(); !slices.Equal(got, want) {
+					return fmt.Errorf("messages %v, want %v", brief(got), brief(want))
+				}
+				return nil
+			})
+
+			typ := websocket.MessageBinary
+			if s.json {
+				typ = websocket.MessageText
+			}
+			s.wmu.Lock()
+			err := s.conn.Write(ctxT(t), typ, tc.bad)
+			s.wmu.Unlock()
+			if err != nil {
+				t.Fatal(err)
+			}
+			s2 := fs.waitSession(t)
+			if got := fs.logins.Load(); got != 2 {
+				t.Errorf("%d logins, want 2", got)
+			}
+			s2.push(newMsgFrame(pbMsg(20, "alice", "bob", "", "after")))
+			r.waitTexts(t, append(want, "after"))
+		})
+	}
 }
