@@ -167,6 +167,9 @@ type corkingWriter struct {
 	http.ResponseWriter
 	m    *Metrics
 	conn *corkConn // set by Hijack
+	// br is the reader the library reads frames through, set by Hijack
+	// when the client sent nothing after its upgrade request.
+	br *bufio.Reader
 }
 
 // controlFrameBytes is the size of a server's largest control frame: a
@@ -186,7 +189,21 @@ func (w *corkingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	w.conn = &corkConn{Conn: conn, m: w.m}
 	brw.Writer = bufio.NewWriterSize(w.conn, controlFrameBytes)
+	if brw.Reader.Buffered() == 0 {
+		w.br = brw.Reader
+	}
 	return w.conn, brw, nil
+}
+
+// readDirect points the library's reader at the connection itself, once
+// Accept has returned. Accept reads the bytes net/http buffered past the
+// request and then the connection through an io.MultiReader, for the
+// whole session (golang/go#32314); with nothing buffered, that is an
+// indirect call and a cold object more on every read of every frame.
+func (w *corkingWriter) readDirect() {
+	if w.br != nil {
+		w.br.Reset(w.conn.Conn)
+	}
 }
 
 // Unwrap lets http.ResponseController reach the server's ResponseWriter.

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -354,5 +355,76 @@ func TestFramesFromManyGoroutines(t *testing.T) {
 	}
 	if _, data, err := c.Read(ctx); err == nil {
 		t.Fatalf("after the last frame: %q, want the connection closed", data)
+	}
+}
+
+// The first frame reaches the session whether the client waited for the
+// upgrade's response or sent the frame in the same write as its request,
+// when net/http has read it already and the library must read it first.
+func TestFirstFrameAfterUpgrade(t *testing.T) {
+	frame, err := proto.Marshal(&pb.ClientFrame{Id: 7, Body: &pb.ClientFrame_Ping{Ping: &pb.PingRequest{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A masked binary frame, as a client sends (RFC 6455, section 5.3).
+	mask := [4]byte{1, 2, 3, 4}
+	masked := append([]byte{finBit | opBinary, 0x80 | byte(len(frame))}, mask[:]...)
+	for i, b := range frame {
+		masked = append(masked, b^mask[i%4])
+	}
+	for _, pipelined := range []bool{false, true} {
+		t.Run(map[bool]string{false: "after the response", true: "with the request"}[pipelined], func(t *testing.T) {
+			g := New(Config{Metrics: NewMetrics(prometheus.NewRegistry())})
+			ids := make(chan uint64, 1)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				s := g.accept(w, r)
+				if s == nil {
+					t.Error("upgrade failed")
+					return
+				}
+				defer s.conn.CloseNow()
+				s.idle = time.AfterFunc(time.Hour, func() {})
+				defer s.idle.Stop()
+				f, err := s.read(time.Hour)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				ids <- f.GetId()
+			}))
+			defer srv.Close()
+			conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(10 * time.Second))
+			req := []byte("GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
+				"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" +
+				"Sec-WebSocket-Protocol: " + SubprotocolProto + "\r\n\r\n")
+			if pipelined {
+				req = append(req, masked...)
+			}
+			if _, err := conn.Write(req); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+				t.Fatalf("upgrade: %v %v", resp, err)
+			}
+			if !pipelined {
+				if _, err := conn.Write(masked); err != nil {
+					t.Fatal(err)
+				}
+			}
+			select {
+			case id := <-ids:
+				if id != 7 {
+					t.Errorf("frame id %d, want 7", id)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the session did not read the frame")
+			}
+		})
 	}
 }

@@ -162,6 +162,7 @@ func (g *Gateway) accept(w http.ResponseWriter, r *http.Request) *session {
 	if err != nil {
 		return nil
 	}
+	cw.readDirect()
 	proto := conn.Subprotocol()
 	if proto == "" {
 		conn.Close(websocket.StatusPolicyViolation, "subprotocol "+SubprotocolProto+" or "+SubprotocolJSON+" required")
