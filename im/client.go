@@ -1,7 +1,6 @@
 package im
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
+	"github.com/readmark/readmark/internal/wsframe"
 )
 
 const (
@@ -644,13 +644,6 @@ func (s *session) encode(f *pb.ClientFrame) ([]byte, error) {
 	return proto.Marshal(f)
 }
 
-// readBufs holds the buffers frames are read into: a client of many
-// sessions (a load tool, a backend acting for many users) shares a few
-// instead of allocating each frame. Buffers over maxPooled are dropped.
-var readBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-const maxPooled = 64 << 10
-
 // badFrameError is a frame that was read whole but could not be decoded.
 type badFrameError struct{ err error }
 
@@ -664,25 +657,24 @@ func (s *session) readFrame(ctx context.Context) (*pb.ServerFrame, error) {
 	if err != nil {
 		return nil, err
 	}
-	buf := readBufs.Get().(*bytes.Buffer)
-	defer func() {
-		if buf.Cap() <= maxPooled {
-			buf.Reset()
-			readBufs.Put(buf)
-		}
-	}()
-	if _, err := buf.ReadFrom(r); err != nil {
-		return nil, err
-	}
-	// Decoding copies what it keeps (strings, bytes): buf can be reused.
+	// Read into a pooled buffer: a client of many sessions (a load tool, a
+	// backend acting for many users) shares a few instead of allocating
+	// each frame.
 	f := new(pb.ServerFrame)
-	if s.json {
-		err = protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(buf.Bytes(), f)
-	} else {
-		err = proto.Unmarshal(buf.Bytes(), f)
-	}
+	err = wsframe.Read(r, func(msg []byte) error {
+		var err error
+		if s.json {
+			err = protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(msg, f)
+		} else {
+			err = proto.Unmarshal(msg, f)
+		}
+		if err != nil {
+			return &badFrameError{err}
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, &badFrameError{err}
+		return nil, err
 	}
 	return f, nil
 }

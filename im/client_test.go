@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	pb "github.com/readmark/readmark/api/readmarkv1"
+	"github.com/readmark/readmark/internal/wsframe"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -1027,7 +1028,7 @@ func TestFramesReadWholeAndBadFrameReconnects(t *testing.T) {
 			dial(t, fs, "bob", append(tc.opts, WithListener(r))...)
 			s := fs.waitSession(t)
 			var want []string
-			for i, n := range []int{3, maxPooled + 1000, 1, 4000, 20, 70, maxPooled / 2, 2} {
+			for i, n := range []int{3, wsframe.MaxPooled + 1000, 1, 4000, 20, 70, wsframe.MaxPooled / 2, 2} {
 				text := strings.Repeat(string(rune('a'+i)), n)
 				s.push(newMsgFrame(pbMsg(uint64(i+1), "alice", "bob", "", text)))
 				want = append(want, text)

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"github.com/readmark/readmark/internal/conv"
 	"github.com/readmark/readmark/internal/dispatch"
 	"github.com/readmark/readmark/internal/page"
+	"github.com/readmark/readmark/internal/wsframe"
 )
 
 // session is one client connection. Goroutines: run (the reader, which owns
@@ -84,16 +84,10 @@ type outFrame struct {
 	slot bool // a response holding a request slot, given back once written
 }
 
-// maxPooled bounds the buffers kept in frameBufs and readBufs: a rare
-// large frame (a history page) is not kept for every session after it.
-const maxPooled = 64 << 10
-
-// frameBufs holds buffers for encoding responses, readBufs for reading
-// frames: one allocation per buffer, not per frame.
-var (
-	frameBufs = sync.Pool{New: func() any { return new([]byte) }}
-	readBufs  = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-)
+// frameBufs holds buffers for encoding responses: one allocation per
+// buffer, not per frame. Like the buffers frames are read into, one over
+// wsframe.MaxPooled (a history page) is not kept.
+var frameBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 func newSession(parent context.Context, g *Gateway, conn *websocket.Conn, json bool) *session {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
@@ -291,28 +285,24 @@ func (s *session) read(timeout time.Duration) (*pb.ClientFrame, error) {
 	if err != nil {
 		return nil, err
 	}
-	buf := readBufs.Get().(*bytes.Buffer)
-	defer func() {
-		if buf.Cap() <= maxPooled {
-			buf.Reset()
-			readBufs.Put(buf)
-		}
-	}()
-	if _, err := buf.ReadFrom(r); err != nil {
-		return nil, err
-	}
-	// Decoding copies what it keeps (strings, bytes): buf can be reused.
 	frame := &pb.ClientFrame{}
-	switch {
-	case typ == websocket.MessageBinary && !s.json:
-		err = proto.Unmarshal(buf.Bytes(), frame)
-	case typ == websocket.MessageText && s.json:
-		err = jsonIn.Unmarshal(buf.Bytes(), frame)
-	default:
-		return nil, apierr.New(pb.CodeProtocol, "wrong frame type for subprotocol")
-	}
+	err = wsframe.Read(r, func(msg []byte) error {
+		var err error
+		switch {
+		case typ == websocket.MessageBinary && !s.json:
+			err = proto.Unmarshal(msg, frame)
+		case typ == websocket.MessageText && s.json:
+			err = jsonIn.Unmarshal(msg, frame)
+		default:
+			return apierr.New(pb.CodeProtocol, "wrong frame type for subprotocol")
+		}
+		if err != nil {
+			return apierr.New(pb.CodeProtocol, "undecodable frame: %v", err)
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, apierr.New(pb.CodeProtocol, "undecodable frame: %v", err)
+		return nil, err
 	}
 	return frame, nil
 }
@@ -532,7 +522,7 @@ func (s *session) giveBack(f outFrame) {
 	if f.slot {
 		<-s.slots
 	}
-	if f.buf != nil && cap(*f.buf) <= maxPooled {
+	if f.buf != nil && cap(*f.buf) <= wsframe.MaxPooled {
 		frameBufs.Put(f.buf)
 	}
 }
