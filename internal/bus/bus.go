@@ -85,9 +85,16 @@ type Pusher struct {
 // Push sends frame to every session of userID.
 func (p *Pusher) Push(userID string, frame *pb.ServerFrame) { p.PushExcept(userID, 0, frame) }
 
+// MayReach reports whether a push to userID's sessions but exceptSession
+// may reach one: false only where Reaches knows it would not, so that a
+// caller can skip building the frame too.
+func (p *Pusher) MayReach(userID string, exceptSession uint64) bool {
+	return p.Reaches == nil || p.Reaches(userID, exceptSession)
+}
+
 // PushExcept sends frame to every session of userID but exceptSession.
 func (p *Pusher) PushExcept(userID string, exceptSession uint64, frame *pb.ServerFrame) {
-	if p.Reaches != nil && !p.Reaches(userID, exceptSession) {
+	if !p.MayReach(userID, exceptSession) {
 		return
 	}
 	size := proto.Size(frame)

@@ -96,7 +96,7 @@ func TestPushAllocs(t *testing.T) {
 }
 
 // TestPushReaches: with Reaches set, a push that would reach no session is
-// neither encoded nor published.
+// neither encoded nor published, and MayReach says so beforehand.
 func TestPushReaches(t *testing.T) {
 	frame := &pb.ServerFrame{Body: &pb.ServerFrame_NewMessage{NewMessage: &pb.Message{Seq: 9}}}
 	online := map[string]uint64{"alice": 7} // user -> her only session
@@ -120,9 +120,14 @@ func TestPushReaches(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := &recorder{}
-			(&Pusher{Bus: r, Reaches: tt.reaches}).PushExcept(tt.user, tt.except, frame)
+			p := &Pusher{Bus: r, Reaches: tt.reaches}
+			may := p.MayReach(tt.user, tt.except)
+			p.PushExcept(tt.user, tt.except, frame)
 			if len(r.payloads) != tt.want {
 				t.Fatalf("%d payloads, want %d", len(r.payloads), tt.want)
+			}
+			if may != (tt.want > 0) {
+				t.Fatalf("MayReach = %v with %d payloads published", may, tt.want)
 			}
 		})
 	}

@@ -61,6 +61,11 @@ type RosterSnapshot struct {
 type Pusher interface {
 	Push(userID string, frame *pb.ServerFrame)
 	PushExcept(userID string, exceptSession uint64, frame *pb.ServerFrame)
+	// MayReach is false when a push to userID's sessions but
+	// exceptSession is known to reach none: most receipts come from the
+	// reader's only session, and their self_receipts push is then not
+	// built at all.
+	MayReach(userID string, exceptSession uint64) bool
 }
 
 // Profiles names members in read-member lists.

@@ -17,6 +17,7 @@ type discardPusher struct{}
 
 func (discardPusher) Push(string, *pb.ServerFrame)               {}
 func (discardPusher) PushExcept(string, uint64, *pb.ServerFrame) {}
+func (discardPusher) MayReach(string, uint64) bool               { return true }
 
 var commits atomic.Int64 // group commits, counted by OnCommit
 

@@ -58,6 +58,7 @@ type timedPusher struct {
 }
 
 func (p *timedPusher) PushExcept(user string, _ uint64, f *pb.ServerFrame) { p.Push(user, f) }
+func (p *timedPusher) MayReach(string, uint64) bool                        { return true }
 
 func (p *timedPusher) Push(user string, f *pb.ServerFrame) {
 	p.mu.Lock()

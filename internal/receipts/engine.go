@@ -248,7 +248,7 @@ func (e *Engine) SendFrom(ctx context.Context, reader string, session uint64, re
 	if err := e.enqueue(req); err != nil {
 		return storeErr(err)
 	}
-	if len(req.fresh) > 0 {
+	if len(req.fresh) > 0 && e.cfg.Pusher.MayReach(reader, session) {
 		mine := make([]*pb.MessageRef, len(req.fresh))
 		for i, j := range req.fresh {
 			mine[i] = refs[j]

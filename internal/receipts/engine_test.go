@@ -794,3 +794,33 @@ func TestStoredReceiptSentCached(t *testing.T) {
 	}
 	check("dave", true, 0)
 }
+
+// A receipt's self_receipts push is built only when the reader has a
+// session besides the one it read on: fakePusher fails the test when a
+// push that reaches nobody is built.
+func TestSelfReceiptsOnlyWhenReachable(t *testing.T) {
+	v := newEnv(t, nil)
+	lone := v.msgs.send("alice", "bob", "", true)
+	shared := v.msgs.send("alice", "bob", "", true)
+	v.push.mu.Lock()
+	v.push.alone = map[string]bool{"bob": true}
+	v.push.mu.Unlock()
+	if err := v.eng.SendFrom(bg, "bob", 5, []*pb.MessageRef{refFor("bob", lone)}); err != nil {
+		t.Fatal(err)
+	}
+	if self := v.push.selfRefs("bob"); len(self) != 0 {
+		t.Fatalf("self receipts %v with no other session", self)
+	}
+	v.push.mu.Lock()
+	v.push.alone = nil
+	v.push.mu.Unlock()
+	if err := v.eng.SendFrom(bg, "bob", 5, []*pb.MessageRef{refFor("bob", shared)}); err != nil {
+		t.Fatal(err)
+	}
+	if self := v.push.selfRefs("bob"); len(self) != 1 || self[0].MsgId != shared.ID {
+		t.Fatalf("self receipts %v, want %s's", self, shared.ID)
+	}
+	waitFor(t, "receipt pushes to alice", func() bool {
+		return len(v.push.receipts("alice", lone.ID)) == 1 && len(v.push.receipts("alice", shared.ID)) == 1
+	})
+}

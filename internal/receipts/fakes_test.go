@@ -176,13 +176,27 @@ func refFor(user string, m Msg) *pb.MessageRef {
 	return &pb.MessageRef{Conversation: c, Seq: m.Seq, MsgId: m.ID}
 }
 
-// fakePusher records every frame.
+// fakePusher records every frame. Users in alone have no session but the
+// one a push skips (MayReach), and PushExcept must not be called for them.
 type fakePusher struct {
 	mu     sync.Mutex
 	frames map[string][]*pb.ServerFrame
+	alone  map[string]bool
+	t      testing.TB
 }
 
-func (p *fakePusher) PushExcept(user string, _ uint64, f *pb.ServerFrame) { p.Push(user, f) }
+func (p *fakePusher) MayReach(user string, except uint64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return except == 0 || !p.alone[user]
+}
+
+func (p *fakePusher) PushExcept(user string, except uint64, f *pb.ServerFrame) {
+	if !p.MayReach(user, except) {
+		p.t.Errorf("a push to %s that reaches nobody was built: %v", user, f)
+	}
+	p.Push(user, f)
+}
 
 func (p *fakePusher) Push(user string, f *pb.ServerFrame) {
 	p.mu.Lock()
@@ -245,7 +259,7 @@ type env struct {
 
 func newEnv(t testing.TB, tweak func(*Config)) *env {
 	t.Helper()
-	v := &env{t: t, dir: t.TempDir(), roster: newFakeRoster(), push: &fakePusher{}, cfg: tweak}
+	v := &env{t: t, dir: t.TempDir(), roster: newFakeRoster(), push: &fakePusher{t: t}, cfg: tweak}
 	v.clock.Store(1_000_000)
 	v.msgs = &fakeMessages{msgs: make(map[msgKey]Msg), seqs: make(map[string]uint64), roster: v.roster, now: v.now}
 	v.open()
