@@ -42,7 +42,16 @@ work=$(mktemp -d)
 pids=() table=""
 stop_servers() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    # Bounded: a server still running 60 s after SIGTERM is named and
+    # killed, rather than holding the benchmark forever.
+    for _ in $(seq 1 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "bench: server $pid still running 60 s after SIGTERM; killing it" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+  done
   pids=()
   if [ -n "$table" ]; then
     psql -q "$pg" -c "DROP TABLE IF EXISTS $table, ${table}_leases, ${table}_nodes" >/dev/null
@@ -63,7 +72,10 @@ if $pin; then server_cpu=(taskset -c 0) bench_cpu=(taskset -c 1); fi
 # and, once it listens, adds its WebSocket URL to urls.
 start_server() {
   local log=$1 addr=""; shift
-  "${server_cpu[@]}" "$@" >"$log" 2>&1 &
+  # Created before the server starts: a sed of a log not yet there would
+  # fail, and end this script (set -e) while the server starts.
+  : >"$log"
+  "${server_cpu[@]}" "$@" >>"$log" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 100); do
     addr=$(sed -n -e 's/^listening on //p' -e 's|^echo server on ws://\([^ ]*\) .*|\1|p' "$log")
